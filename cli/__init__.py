@@ -1,0 +1,1 @@
+"""The `podium` command and the in-session SDK. Nothing here imports the server side."""

@@ -1,0 +1,339 @@
+"""`podium`: the one client command, over the portal's REST API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli import config
+from cli.client import ApiClient, CliError
+
+FINAL = {"completed", "failed", "killed", "stopped", "rejected", "lost"}
+
+
+def client() -> ApiClient:
+    credentials = config.load()
+    if credentials is None:
+        raise CliError("not logged in: run `podium login --url URL -u USER`")
+    return ApiClient(credentials.url, credentials.token)
+
+
+def session_path(ident: str) -> str:
+    """`USER/N` or `N` (one's own) as an API path."""
+    username, _, number = ident.strip().rpartition("/")
+    if not number.isdigit():
+        raise CliError(f"no session {ident!r}: a session id reads USER/N")
+    if not username:
+        credentials = config.load()
+        username = credentials.username if credentials else ""
+    return f"/sessions/{username}/{number}"
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+def parse_memory(text: str) -> int:
+    """`4G`, `512M` or a number of MiB."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = {"G": 1024, "M": 1, "T": 1024 * 1024}
+    try:
+        if value and value[-1] in scale:
+            return int(float(value[:-1]) * scale[value[-1]])
+        return int(value)
+    except ValueError:
+        raise CliError(f"cannot read the memory size {text!r}: use e.g. 4G or 512M") from None
+
+
+class PodiumGroup(click.Group):
+    """Every failure is one line on stderr, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            click.echo(f"podium: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=PodiumGroup)
+@click.version_option(package_name="podium")
+def cli() -> None:
+    """Podium: training sessions on a shared GPU cluster, and competitions."""
+
+
+# Account -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--url", help="the portal's URL (default: the last one used)")
+@click.option("-u", "--username", help="your username")
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+def login(url: str | None, username: str | None, password_stdin: bool) -> None:
+    """Log in and keep the token in $PODIUM_HOME."""
+    previous = config.load()
+    url = url or (previous.url if previous else None) or "http://127.0.0.1:5000"
+    username = username or click.prompt("Username")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True)
+    body = ApiClient(url).post("/auth/tokens", json={
+        "username": username, "password": password, "label": "cli"})
+    path = config.save(config.Credentials(url=url, token=body["token"], username=username))
+    click.echo(f"logged in to {url} as {username} (token in {path})")
+
+
+@cli.command()
+def logout() -> None:
+    """Revoke the token and forget it."""
+    credentials = config.load()
+    if credentials is None:
+        click.echo("not logged in")
+        return
+    try:
+        ApiClient(credentials.url, credentials.token).call(
+            "DELETE", "/auth/tokens/current", ok=(401,))
+    finally:
+        config.forget()
+    click.echo(f"logged out of {credentials.url}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def whoami(as_json: bool) -> None:
+    """Who the stored token belongs to."""
+    api = client()
+    user = api.get("/auth/me")
+    if as_json:
+        emit_json({**user, "url": api.url})
+    else:
+        role = " (admin)" if user["is_admin"] else ""
+        click.echo(f"{user['username']}{role} at {api.url}")
+
+
+# Sessions ------------------------------------------------------------------------
+
+
+def upload_code(api: ApiClient, code_dir: Path, limit: int) -> tuple[str, int]:
+    from tqdm import tqdm
+
+    from cli.pack import pack
+
+    with tempfile.TemporaryFile() as archive:
+        pack(code_dir, archive, max_bytes=limit)
+        size = archive.tell()
+        archive.seek(0)
+        digest = hashlib.file_digest(archive, "sha256").hexdigest()
+        if api.call("HEAD", f"/code/{digest}", ok=(404,)).status_code == 200:
+            return digest, size
+        archive.seek(0)
+        with tqdm.wrapattr(archive, "read", total=size, desc="uploading code", unit="B",
+                           unit_scale=True, unit_divisor=1024, leave=False,
+                           disable=size < 1024 * 1024 or None) as reader:
+            body = api.call("PUT", "/code", data=reader,
+                            headers={"Content-Type": "application/gzip",
+                                     "Content-Length": str(size)}).json()
+    return body["digest"], size
+
+
+@cli.command(context_settings={"show_default": True})
+@click.argument("entry", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-a", "--args", "args", default="", help='arguments for the script: -a "--lr 0.1"')
+@click.option("-g", "--gpus", default=0, type=click.IntRange(min=0), help="whole GPUs")
+@click.option("-c", "--cpus", type=click.FloatRange(min=0.1), help="CPU cores [default: 1]")
+@click.option("-m", "--memory", help="memory limit, e.g. 4G [default: 2G]")
+@click.option("--image", default="", help="container image (Docker runtime)")
+@click.option("--code", "code_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="the folder to upload [default: the entry file's folder]")
+@click.option("--memo", default="", help="a note kept with the session")
+@click.option("--detach", is_flag=True, help="print the session id and return")
+def run(entry: Path, args: str, gpus: int, cpus: float | None, memory: str | None, image: str,
+        code_dir: Path | None, memo: str, detach: bool) -> None:
+    """Upload ENTRY's folder and run ENTRY there as a session."""
+    if not entry.is_file():
+        raise CliError(f"no such file: {entry}")
+    code_dir = (code_dir or entry.parent).resolve()
+    try:
+        relative_entry = entry.resolve().relative_to(code_dir).as_posix()
+    except ValueError:
+        raise CliError(f"{entry} is not inside the code folder {code_dir}") from None
+    memory_mb = parse_memory(memory) if memory else None
+    api = client()
+    limits = api.get("/auth/me")["limits"]
+    digest, _ = upload_code(api, code_dir, limits["max_code_bytes"])
+    session = api.post("/sessions", json={
+        "entry": relative_entry, "code_digest": digest, "args": args, "gpus": gpus,
+        "cpus": cpus, "memory_mb": memory_mb, "image": image, "memo": memo})
+    click.echo(session["id"])
+    if detach:
+        return
+    sys.exit(follow(api, session["id"]))
+
+
+def follow(api: ApiClient, ident: str, *, after: int = -1, poll_seconds: float = 0.2) -> int:
+    """Print the log as it grows until the session ends; return the exit code to use."""
+    path = session_path(ident)
+    try:
+        while True:
+            body = api.get(f"{path}/logs", params={"after": after})
+            for line in body["lines"]:
+                click.echo(line["text"])
+                after = line["seq"]
+            session = body["session"]
+            if session["status"] in FINAL and not body["lines"]:
+                return report_end(session)
+            if not body["lines"]:
+                time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped following; {ident} goes on (podium logs {ident} -f)", err=True)
+        return 130
+
+
+def report_end(session: dict[str, Any]) -> int:
+    reason = f": {session['status_reason']}" if session["status_reason"] else ""
+    click.echo(f"{session['id']} {session['status']}{reason}", err=True)
+    if session["status"] == "completed":
+        return 0
+    code = session.get("exit_code")
+    return code if isinstance(code, int) and 0 < code < 256 else 1
+
+
+@cli.command()
+@click.option("--all", "everyone", is_flag=True, help="everyone's sessions (administrators)")
+@click.option("--json", "as_json", is_flag=True)
+def ps(everyone: bool, as_json: bool) -> None:
+    """List sessions, newest first."""
+    sessions = client().get("/sessions", params={"all": str(everyone).lower()})
+    if as_json:
+        emit_json(sessions)
+        return
+    rows = [[s["id"], s["status"], s["node"] or "-",
+             ",".join(map(str, s["gpu_indices"])) or str(s["gpus"]),
+             (s["created_at"] or "").replace("T", " ").removesuffix("Z"), s["command"]]
+            for s in sessions]
+    table(rows, ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND"])
+
+
+@cli.command()
+@click.argument("session")
+@click.option("-f", "--follow", "follow_", is_flag=True, help="keep printing until it ends")
+@click.option("--json", "as_json", is_flag=True)
+def logs(session: str, follow_: bool, as_json: bool) -> None:
+    """Print a session's log."""
+    api = client()
+    if follow_ and not as_json:
+        sys.exit(follow(api, session))
+    path, after, lines = session_path(session), -1, []
+    while True:
+        body = api.get(f"{path}/logs", params={"after": after, "limit": 5000})
+        if not body["lines"]:
+            break
+        lines.extend(body["lines"])
+        after = body["lines"][-1]["seq"]
+    if as_json:
+        emit_json(lines)
+    else:
+        for line in lines:
+            click.echo(line["text"])
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True)
+def stop(session: str, as_json: bool) -> None:
+    """Stop a session."""
+    body = client().post(session_path(session) + "/stop")
+    if as_json:
+        emit_json(body)
+    else:
+        click.echo(f"{body['id']}: stop requested ({body['status']})")
+
+
+@cli.command()
+@click.argument("sessions", nargs=-1, required=True)
+def rm(sessions: tuple[str, ...]) -> None:
+    """Remove ended sessions with their logs, events and checkpoints."""
+    api = client()
+    for ident in sessions:
+        api.call("DELETE", session_path(ident))
+        click.echo(f"removed {ident}")
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--tag", help="only this tag")
+@click.option("--json", "as_json", is_flag=True)
+def events(session: str, tag: str | None, as_json: bool) -> None:
+    """The scalars a session reported."""
+    body = client().get(session_path(session) + "/events", params={"tag": tag} if tag else {})
+    if as_json:
+        emit_json(body["events"])
+        return
+    rows = [[str(e["step"]), e["tag"], f"{e['value']:.6g}"] for e in body["events"]]
+    table(rows, ["STEP", "TAG", "VALUE"])
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True)
+def command(session: str, as_json: bool) -> None:
+    """The exact command line a session runs."""
+    body = client().get(session_path(session) + "/command")
+    if as_json:
+        emit_json(body)
+    else:
+        click.echo(body["command"])
+
+
+# Administration and operations -----------------------------------------------------
+
+
+@cli.group()
+def node() -> None:
+    """Compute nodes (administrators)."""
+
+
+@node.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def node_ls(as_json: bool) -> None:
+    """Nodes with their GPUs and who holds them."""
+    nodes = client().get("/nodes")
+    if as_json:
+        emit_json(nodes)
+        return
+    rows = []
+    for n in nodes:
+        held = sum(1 for g in n["gpus"] if g["session"])
+        rows.append([n["name"], n["status"], n["runtime"], str(n["cpu_count"]),
+                     f"{n['memory_mb']} MiB", f"{held}/{len(n['gpus'])}",
+                     n["last_heartbeat_at"] or "-"])
+    table(rows, ["NODE", "STATUS", "RUNTIME", "CPUS", "MEMORY", "GPUS HELD", "HEARTBEAT"])
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": []})
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Run the whole platform on this machine (server install). See `podium up --help`."""
+    # The server side lives in other packages; run it as its own program so that this
+    # client imports none of it.
+    os.execv(sys.executable, [sys.executable, "-m", "portal.stack", *ctx.args])
+
+
+def main() -> None:
+    cli(prog_name="podium")

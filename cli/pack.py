@@ -1,0 +1,83 @@
+"""Pack a code folder for upload, honouring .gitignore and .podiumignore files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import pathspec
+
+from cli.client import CliError
+
+IGNORE_FILES = (".gitignore", ".podiumignore")
+ALWAYS_SKIPPED = {".git", "__pycache__", ".podium-checkpoints"}
+
+
+def _spec_for(folder: Path) -> pathspec.PathSpec | None:
+    lines: list[str] = []
+    for name in IGNORE_FILES:
+        path = folder / name
+        if path.is_file():
+            lines.extend(path.read_text(errors="replace").splitlines())
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Files to upload, relative to `root`, in a stable order. Each folder's ignore files
+    apply beneath it, as git applies nested .gitignore files."""
+    specs: list[tuple[Path, pathspec.PathSpec]] = []
+    for folder, dirnames, filenames in os.walk(root):
+        here = Path(folder)
+        relative_here = here.relative_to(root)
+        specs = [(base, spec) for base, spec in specs if base == here or base in here.parents]
+        spec = _spec_for(here)
+        if spec is not None:
+            specs.append((here, spec))
+
+        def ignored(relative: Path, is_dir: bool) -> bool:
+            for base, spec in specs:
+                tail = (root / relative).relative_to(base).as_posix() + ("/" if is_dir else "")
+                if spec.match_file(tail):
+                    return True
+            return False
+
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if d not in ALWAYS_SKIPPED and not (here / d).is_symlink()
+            and not ignored(relative_here / d, True)
+        )
+        for name in sorted(filenames):
+            relative = relative_here / name
+            if not ignored(relative, False) and (here / name).is_file():
+                yield relative
+
+
+def folder_size(root: Path, files: list[Path]) -> int:
+    return sum((root / f).stat().st_size for f in files)
+
+
+def pack(root: Path, out: BinaryIO, *, max_bytes: int) -> int:
+    """Write a gzipped tar of `root` to `out`; returns the number of files."""
+    files = list(iter_files(root))
+    size = folder_size(root, files)
+    if size > max_bytes:
+        raise CliError(
+            f"the code folder {root} holds {size / 2**20:.1f} MiB, over the "
+            f"{max_bytes / 2**20:.0f} MiB limit: list what training does not need in "
+            f"{root / '.podiumignore'}"
+        )
+    # mtime=0 in the gzip header: the same code packs to the same bytes, and the
+    # portal, which stores archives by content, already has it.
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for relative in files:
+            info = tar.gettarinfo(root / relative, arcname=relative.as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with (root / relative).open("rb") as handle:
+                tar.addfile(info, handle)
+    return len(files)

@@ -1,0 +1,190 @@
+"""The in-session SDK: the few lines training code adds.
+
+    from cli import sdk
+
+    sdk.bind(save=save_fn, load=load_fn, infer=infer_fn)
+    for epoch in range(epochs):
+        ...
+        sdk.report(step=epoch, **{"train/loss": loss, "valid/acc": acc})
+        sdk.save(epoch)
+    data_dir = sdk.DATASET_PATH
+
+Inside a Podium session (PODIUM_SESSION is set) `report` hands scalars to a background
+thread that sends them in batches, so training never waits on the network; `save`
+uploads a checkpoint. Outside Podium the same script runs unchanged: `report` prints
+and `save` writes under ./checkpoints/.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import math
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SESSION = os.environ.get("PODIUM_SESSION")
+DATASET_PATH = os.environ.get("PODIUM_DATASET_PATH", os.path.join(os.getcwd(), "data"))
+OUTPUT_PATH = os.environ.get("PODIUM_OUTPUT", os.getcwd())
+LOCAL_CHECKPOINTS = Path("checkpoints")
+
+_bound: dict[str, Callable[..., Any]] = {}
+
+
+def bind(save: Callable[[str], Any] | None = None, load: Callable[[str], Any] | None = None,
+         infer: Callable[..., Any] | None = None) -> None:
+    """Tell Podium how to checkpoint (`save(dir)`, `load(dir)`) and predict (`infer`)."""
+    for name, function in (("save", save), ("load", load), ("infer", infer)):
+        if function is not None:
+            _bound[name] = function
+
+
+class _Reporter:
+    """Batches scalars and posts them from a daemon thread; flushed at exit."""
+
+    def __init__(self, api: str, token: str, session: str, interval: float = 0.5):
+        import requests
+
+        self.url = f"{api}/sessions/{session}/events"
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.interval = interval
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="podium-report", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def add(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._buffer.extend(events)
+        self._wake.set()
+
+    def _send(self) -> None:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        for attempt in range(5):
+            if not batch:
+                return
+            try:
+                response = self.http.post(self.url, json={"events": batch}, timeout=30)
+                if response.status_code < 500:
+                    if response.status_code >= 400:
+                        print(f"podium: events refused: {response.text[:200]}", file=sys.stderr)
+                    return
+            except Exception as exc:  # the network must never break training
+                print(f"podium: sending events failed: {exc}", file=sys.stderr)
+            time.sleep(0.2 * 2**attempt)
+
+    def _loop(self) -> None:
+        while not self._done.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            self._send()
+            self._done.wait(self.interval)
+        self._send()
+
+    def close(self) -> None:
+        self._done.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+
+_reporter: _Reporter | None = None
+
+
+def _remote() -> _Reporter | None:
+    global _reporter
+    if _reporter is None and SESSION and os.environ.get("PODIUM_API"):
+        _reporter = _Reporter(os.environ["PODIUM_API"], os.environ.get("PODIUM_TOKEN", ""),
+                              SESSION)
+    return _reporter
+
+
+def report(step: int, **scalars: float) -> None:
+    """Record scalars at `step`, e.g. `report(step=3, **{"train/loss": 0.2})`."""
+    now = time.time()
+    events = []
+    for tag, value in scalars.items():
+        number = float(value)
+        if not math.isfinite(number):
+            print(f"podium: {tag}={value} at step {step} is not a finite number; skipped",
+                  file=sys.stderr)
+            continue
+        events.append({"tag": tag, "step": int(step), "value": number, "wall_time": now})
+    reporter = _remote()
+    if reporter is None:
+        shown = " ".join(f"{e['tag']}={e['value']:.6g}" for e in events)
+        print(f"[step {step}] {shown}", flush=True)
+    else:
+        reporter.add(events)
+
+
+def _pack(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return buffer.getvalue()
+
+
+def save(name: str | int) -> None:
+    """Checkpoint through the bound `save(dir)`, uploaded as `name`."""
+    if "save" not in _bound:
+        raise RuntimeError("call sdk.bind(save=...) before sdk.save()")
+    name = str(name)
+    if not SESSION:
+        target = LOCAL_CHECKPOINTS / name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        _bound["save"](str(target))
+        return
+    import requests
+
+    with tempfile.TemporaryDirectory(prefix="podium-save-") as folder:
+        _bound["save"](folder)
+        body = _pack(Path(folder))
+    response = requests.put(
+        f"{os.environ['PODIUM_API']}/sessions/{SESSION}/checkpoints/{name}", data=body,
+        headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}",
+                 "Content-Type": "application/gzip"}, timeout=600)
+    if response.status_code >= 400:
+        raise RuntimeError(f"saving checkpoint {name} failed: {response.text[:200]}")
+
+
+def load(name: str | int, session: str | None = None) -> Any:
+    """Restore checkpoint `name` (of `session`, default this one) through the bound load."""
+    if "load" not in _bound:
+        raise RuntimeError("call sdk.bind(load=...) before sdk.load()")
+    name = str(name)
+    source = session or SESSION
+    if not source:
+        return _bound["load"](str(LOCAL_CHECKPOINTS / name))
+    import requests
+
+    response = requests.get(
+        f"{os.environ['PODIUM_API']}/sessions/{source}/checkpoints/{name}",
+        headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}"}, timeout=600)
+    if response.status_code >= 400:
+        raise RuntimeError(f"loading checkpoint {name} of {source} failed: "
+                           f"{response.text[:200]}")
+    with tempfile.TemporaryDirectory(prefix="podium-load-") as folder:
+        with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+            tar.extractall(folder, filter="data")
+        return _bound["load"](folder)
+
+
+def infer(*args: Any, **kwargs: Any) -> Any:
+    if "infer" not in _bound:
+        raise RuntimeError("call sdk.bind(infer=...) first")
+    return _bound["infer"](*args, **kwargs)

@@ -1,0 +1,68 @@
+"""Handwritten digits (scikit-learn's bundled 8x8 images) with a small neural network.
+
+    podium run examples/digits/train.py -a "--epochs 3 --lr 0.1"
+    python examples/digits/train.py --epochs 3      # the same, outside Podium
+"""
+
+import argparse
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+from cli import sdk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"digits: epochs={args.epochs} lr={args.lr} hidden={args.hidden}", flush=True)
+
+    images, labels = load_digits(return_X_y=True)
+    x_train, x_valid, y_train, y_valid = train_test_split(
+        images, labels, test_size=0.25, random_state=args.seed, stratify=labels)
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_valid = scaler.transform(x_train), scaler.transform(x_valid)
+    model = MLPClassifier(hidden_layer_sizes=(args.hidden,), solver="sgd", momentum=0.9,
+                          learning_rate_init=args.lr, batch_size=64, random_state=args.seed)
+    classes = np.unique(labels)
+
+    def save(folder: str) -> None:
+        with open(Path(folder) / "model.pkl", "wb") as out:
+            pickle.dump({"model": model, "scaler": scaler}, out)
+
+    def load(folder: str) -> None:
+        nonlocal model, scaler
+        with open(Path(folder) / "model.pkl", "rb") as source:
+            state = pickle.load(source)
+        model, scaler = state["model"], state["scaler"]
+
+    def infer(inputs: np.ndarray) -> np.ndarray:
+        return model.predict(scaler.transform(inputs))
+
+    sdk.bind(save=save, load=load, infer=infer)
+    print(f"training on {len(x_train)} images, validating on {len(x_valid)}", flush=True)
+    for epoch in range(1, args.epochs + 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.partial_fit(x_train, y_train, classes=classes)
+        train_loss = float(model.loss_)
+        valid_acc = float((model.predict(x_valid) == y_valid).mean())
+        sdk.report(step=epoch, **{"train/loss": train_loss, "valid/acc": valid_acc})
+        sdk.save(epoch)
+        print(f"epoch {epoch}: train/loss={train_loss:.4f} valid/acc={valid_acc:.4f}", flush=True)
+    print("done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

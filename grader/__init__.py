@@ -1,0 +1,1 @@
+"""The grader: scoring jobs taken from the `grader` RQ queue."""

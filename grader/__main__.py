@@ -1,0 +1,23 @@
+"""`python -m grader`: an RQ worker on the `grader` queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from redis import Redis
+from rq import Queue, Worker
+
+GRADER_QUEUE = "grader"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s grader %(message)s")
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+    name = f"grader-{socket.gethostname()}-{os.getpid()}"
+    Worker([Queue(GRADER_QUEUE, connection=redis)], connection=redis, name=name).work()
+
+
+if __name__ == "__main__":
+    main()

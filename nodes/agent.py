@@ -1,0 +1,272 @@
+"""The node agent: registration, heartbeats, session starts and stops, log shipping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tarfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodes.client import PortalClient, PortalError
+from nodes.probe import ResourceProbe
+from nodes.runtime import Run, RunSpec, Runtime
+
+log = logging.getLogger(__name__)
+
+# Secrets of the agent that a session must never see.
+PRIVATE_ENVIRONMENT = {"REDIS_URL", "DATABASE_URL"}
+
+
+@dataclass
+class Tracked:
+    run: Run
+    threads: list[threading.Thread] = field(default_factory=list)
+    stop_requested: bool = False
+
+
+class LogShipper:
+    """Collects a session's lines and ships them in small batches, numbered so that a
+    retried batch is stored once. The first line goes out at once."""
+
+    def __init__(self, client: PortalClient, session_id: int, interval: float = 0.1):
+        self.client = client
+        self.session_id = session_id
+        self.interval = interval
+        self._pending: list[dict] = []
+        self._next_seq = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"logs-{session_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._pending.append({"seq": self._next_seq, "text": text})
+            self._next_seq += 1
+        self._wake.set()
+
+    def _flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending[:5000], self._pending[5000:]
+        if not batch:
+            return
+        for attempt in range(20):
+            try:
+                self.client.ship_logs(self.session_id, batch)
+                return
+            except Exception as exc:
+                log.warning("shipping logs of %s failed (%s), retrying", self.session_id, exc)
+                time.sleep(min(0.1 * 2**attempt, 5))
+        log.error("dropped %d log lines of session %s", len(batch), self.session_id)
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait()
+            self._flush()
+            time.sleep(self.interval)  # let the next lines gather into one batch
+        self._flush()
+        while self._pending:
+            self._flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=60)
+
+
+class Agent:
+    def __init__(self, client: PortalClient, runtime: Runtime, probe: ResourceProbe, *,
+                 name: str, workdir: Path, heartbeat_seconds: float = 2.0,
+                 stop_grace_seconds: float = 10.0):
+        self.client = client
+        self.runtime = runtime
+        self.probe = probe
+        self.name = name
+        self.workdir = workdir
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stop_grace_seconds = stop_grace_seconds
+        self.sessions: dict[int, Tracked] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # Lifecycle ---------------------------------------------------------------------
+
+    def register(self, join_token: str) -> dict:
+        self.reap_orphans()
+        body = self.client.register(join_token, self.name, os.uname().nodename,
+                                     self.runtime.name, self.probe.inventory())
+        log.info("registered as %s, taking work from %s", self.name, body["queue"])
+        return body
+
+    def start_background(self) -> None:
+        for target, name in ((self._heartbeat_loop, "heartbeat"),
+                             (self._memory_loop, "memory-watch")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+
+    def shutdown(self) -> None:
+        """Stop every session; the portal hears that this node stopped running them."""
+        self._stopping.set()
+        with self._lock:
+            tracked = list(self.sessions.items())
+        for session_id, entry in tracked:
+            entry.stop_requested = True
+            log.info("agent stopping: ending session %s", session_id)
+            entry.run.stop(grace_seconds=min(self.stop_grace_seconds, 3.0))
+        for _, entry in tracked:
+            for thread in entry.threads:
+                thread.join(timeout=30)
+
+    def running_ids(self) -> list[int]:
+        with self._lock:
+            return list(self.sessions)
+
+    # Sessions ----------------------------------------------------------------------
+
+    def start_session(self, session_id: int) -> None:
+        try:
+            spec = self.client.session_spec(session_id)
+        except PortalError as exc:
+            log.error("cannot read session %s: %s", session_id, exc)
+            return
+        if spec["status"] != "scheduled" or session_id in self.sessions:
+            log.info("session %s is %s; not starting it", session_id, spec["status"])
+            return
+        try:
+            run = self.runtime.start(self._prepare(spec))
+        except Exception as exc:
+            log.exception("session %s could not start", session_id)
+            self.client.report_state(session_id, "failed", reason=f"could not start: {exc}")
+            return
+        self._write_pid(session_id, run)
+        entry = Tracked(run)
+        with self._lock:
+            self.sessions[session_id] = entry
+        self.client.report_state(session_id, "running")
+        monitor = threading.Thread(target=self._monitor, args=(session_id, entry),
+                                   name=f"session-{session_id}", daemon=True)
+        entry.threads.append(monitor)
+        monitor.start()
+
+    def stop_session(self, session_id: int) -> None:
+        with self._lock:
+            entry = self.sessions.get(session_id)
+        if entry is None:
+            log.info("stop of %s: not running here", session_id)
+            return
+        entry.stop_requested = True
+        threading.Thread(target=entry.run.stop, args=(self.stop_grace_seconds,),
+                         daemon=True).start()
+
+    def _prepare(self, spec: dict) -> RunSpec:
+        session_dir = self.workdir / "sessions" / str(spec["session_id"])
+        shutil.rmtree(session_dir, ignore_errors=True)
+        code_dir, output_dir = session_dir / "code", session_dir / "output"
+        code_dir.mkdir(parents=True)
+        output_dir.mkdir()
+        archive = session_dir / "code.tar.gz"
+        self.client.download_code(spec["code_digest"], archive)
+        with tarfile.open(archive) as tar:
+            tar.extractall(code_dir, filter="data")  # refuses links out and absolute paths
+        archive.unlink()
+        if not (code_dir / spec["entry"]).is_file():
+            raise FileNotFoundError(f"the entry point {spec['entry']} is not in the code")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PODIUM_") and k not in PRIVATE_ENVIRONMENT}
+        env.update({
+            "PODIUM_SESSION": spec["ident"],
+            "PODIUM_API": spec["api_url"],
+            "PODIUM_TOKEN": spec["token"],
+            "PODIUM_OUTPUT": str(output_dir),
+            "PODIUM_DATASET_PATH": str(session_dir / "datasets"),
+            "PODIUM_NODE": self.name,
+        })
+        return RunSpec(session_id=spec["session_id"], ident=spec["ident"], entry=spec["entry"],
+                       args=spec["args"], code_dir=code_dir, output_dir=output_dir,
+                       gpu_indices=spec["gpu_indices"], cpus=spec["cpus"],
+                       memory_mb=spec["memory_mb"], image=spec["image"], env=env)
+
+    def _monitor(self, session_id: int, entry: Tracked) -> None:
+        shipper = LogShipper(self.client, session_id)
+        try:
+            for line in entry.run.output():
+                shipper.add(line)
+            info = entry.run.wait()
+        finally:
+            shipper.close()
+        status, reason = self._verdict(entry, info.exit_code, info.out_of_memory)
+        with self._lock:
+            self.sessions.pop(session_id, None)
+        self._pid_file(session_id).unlink(missing_ok=True)
+        for attempt in range(30):
+            try:
+                self.client.report_state(session_id, status, exit_code=info.exit_code,
+                                         reason=reason)
+                break
+            except Exception as exc:
+                log.warning("reporting the end of %s failed (%s)", session_id, exc)
+                time.sleep(min(0.2 * 2**attempt, 5))
+        log.info("session %s ended: %s %s", session_id, status, reason)
+
+    def _verdict(self, entry: Tracked, code: int, out_of_memory: bool) -> tuple[str, str]:
+        if out_of_memory:
+            return "killed", (f"out of memory: it used more than its "
+                              f"{entry.run.spec.memory_mb} MiB limit on node {self.name}")
+        if self._stopping.is_set():
+            return "lost", f"the agent of node {self.name} stopped"
+        if entry.stop_requested:
+            return "stopped", "stopped on request"
+        if code == 0:
+            return "completed", ""
+        if code < 0:
+            return "failed", f"killed by signal {signal.Signals(-code).name}"
+        return "failed", f"exited with code {code}"
+
+    # Background loops --------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        self.probe.sample()  # primes psutil's CPU counter
+        while not self._stopping.wait(self.heartbeat_seconds):
+            try:
+                answer = self.client.heartbeat(self.probe.sample(), self.running_ids())
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for session_id in answer.get("lost", []):
+                log.warning("the portal holds session %s as lost", session_id)
+
+    def _memory_loop(self) -> None:
+        while not self._stopping.wait(0.1):
+            with self._lock:
+                tracked = list(self.sessions.items())
+            for session_id, entry in tracked:
+                if self.runtime.check_memory(entry.run):
+                    log.warning("session %s went over its memory limit: killed", session_id)
+
+    # Crash recovery ----------------------------------------------------------------
+
+    def _pid_file(self, session_id: int) -> Path:
+        return self.workdir / "sessions" / str(session_id) / "pid"
+
+    def _write_pid(self, session_id: int, run: Run) -> None:
+        pid = getattr(run, "pid", None)
+        if pid is not None:
+            self._pid_file(session_id).write_text(str(pid))
+
+    def reap_orphans(self) -> None:
+        """Kill the process groups a previous, crashed agent left behind."""
+        for pid_file in (self.workdir / "sessions").glob("*/pid"):
+            try:
+                pid = int(pid_file.read_text())
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                    log.warning("killed the orphaned session group %s", pid)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+            pid_file.unlink(missing_ok=True)

@@ -1,0 +1,76 @@
+"""The agent's HTTP client for the portal's internal API."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+class PortalError(RuntimeError):
+    pass
+
+
+class PortalClient:
+    def __init__(self, base_url: str, *, timeout: float = 30.0):
+        self.api = base_url.rstrip("/") + "/api/v1"
+        self.http = requests.Session()
+        self.timeout = timeout
+        self.node_token: str | None = None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = kwargs.pop("headers", {})
+        if self.node_token:
+            headers["Authorization"] = f"Bearer {self.node_token}"
+        response = self.http.request(method, self.api + path, headers=headers,
+                                     timeout=self.timeout, **kwargs)
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise PortalError(f"{method} {path}: {response.status_code} {message}")
+        return response
+
+    def register(self, join_token: str, name: str, hostname: str, runtime: str,
+                 inventory: dict[str, Any], *, wait_seconds: float = 60.0) -> dict[str, Any]:
+        """Register, retrying while the portal is still starting."""
+        deadline = time.monotonic() + wait_seconds
+        payload = {"join_token": join_token, "name": name, "hostname": hostname,
+                   "runtime": runtime, **inventory}
+        while True:
+            try:
+                body = self._call("POST", "/internal/nodes/register", json=payload).json()
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+                continue
+            self.node_token = body["node_token"]
+            return body
+
+    def heartbeat(self, sample: dict[str, Any], running: list[int]) -> dict[str, Any]:
+        return self._call("POST", "/internal/nodes/heartbeat",
+                          json={"sample": sample, "running": running}).json()
+
+    def session_spec(self, session_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/internal/sessions/{session_id}/spec").json()
+
+    def download_code(self, digest: str, destination: Path) -> None:
+        response = self._call("GET", f"/internal/code/{digest}", stream=True)
+        with destination.open("wb") as out:
+            for chunk in response.iter_content(1024 * 1024):
+                out.write(chunk)
+
+    def report_state(self, session_id: int, status: str, *, exit_code: int | None = None,
+                     reason: str = "") -> None:
+        self._call("POST", f"/internal/sessions/{session_id}/state",
+                   json={"status": status, "exit_code": exit_code, "reason": reason})
+
+    def ship_logs(self, session_id: int, lines: list[dict[str, Any]]) -> None:
+        self._call("POST", f"/internal/sessions/{session_id}/logs", json={"lines": lines})

@@ -1,0 +1,128 @@
+"""Local processes: trusted code on the agent's own machine, as the agent's own user.
+
+Each session gets its own process group (so a stop reaches every process it started),
+a working directory holding its unpacked code, `CUDA_VISIBLE_DEVICES` set to its
+GPUs, and a memory limit. The limit is enforced by the agent, which sums the resident
+memory of the whole process tree every tenth of a second and kills the group when it
+goes over: a process killed that way is reported as out of memory, unlike a Python
+`MemoryError` from an address-space rlimit, which reads like any other crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import psutil
+
+from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime
+
+PR_SET_PDEATHSIG = 1
+MAX_LINE = 16 * 1024
+
+
+def _pdeathsig_setter():
+    """A function for the child, between fork and exec, that asks the kernel to kill it
+    when the agent dies, so no session outlives a crashed agent. libc is resolved here in
+    the parent: loading a library after fork could deadlock on a lock another thread held."""
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+    def set_pdeathsig() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return set_pdeathsig
+
+
+class LocalRun(Run):
+    def __init__(self, spec: RunSpec, process: subprocess.Popen[bytes]):
+        self.spec = spec
+        self.process = process
+        self.out_of_memory = False
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> Iterator[str]:
+        assert self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, b""):
+            yield raw[:MAX_LINE].decode("utf-8", errors="replace").rstrip("\r\n")
+
+    def wait(self) -> ExitInfo:
+        code = self.process.wait()
+        return ExitInfo(exit_code=code, out_of_memory=self.out_of_memory)
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, grace_seconds: float) -> None:
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        # Children that ignored SIGTERM may outlive the leader.
+        self._signal_group(signal.SIGKILL)
+
+    def kill(self) -> None:
+        self._signal_group(signal.SIGKILL)
+
+    def resident_mb(self) -> float:
+        try:
+            leader = psutil.Process(self.process.pid)
+            tree = [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0.0
+        total = 0
+        for process in tree:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / (1024 * 1024)
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self) -> None:
+        self._preexec = _pdeathsig_setter()
+
+    def start(self, spec: RunSpec) -> LocalRun:
+        env = dict(spec.env)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in spec.gpu_indices)
+        env["PYTHONUNBUFFERED"] = "1"
+        process = subprocess.Popen(
+            [sys.executable, "-u", spec.entry, *spec.args],
+            cwd=spec.code_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=self._preexec,
+        )
+        return LocalRun(spec, process)
+
+    def check_memory(self, run: Run) -> bool:
+        assert isinstance(run, LocalRun)
+        if run.process.poll() is not None or run.out_of_memory:
+            return False
+        if run.resident_mb() > run.spec.memory_mb:
+            run.out_of_memory = True
+            run.kill()
+            return True
+        return False
+

@@ -1,0 +1,62 @@
+"""The Podium portal: the single owner of the database, the REST API and the web pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+
+from portal.config import instance_path_from_env, load_config
+from portal.extensions import api, csrf, db, login_manager, migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the portal. `config` overrides everything else (tests pass theirs here)."""
+    instance_path = Path((config or {}).get("INSTANCE_PATH") or instance_path_from_env())
+    app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=True)
+    app.config.update(load_config(instance_path))
+    app.config.update(config or {})
+    if not app.config.get("SECRET_KEY"):
+        raise RuntimeError(
+            "SECRET_KEY is not set: run `podium up` once, or set PODIUM_SECRET_KEY"
+        )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    csrf.init_app(app)
+    api.init_app(app)
+    with app.app_context():
+        _tune_sqlite(app)
+
+    from portal import queue
+    from portal.api import register_api
+    from portal.errors import register_error_handlers
+    from portal.web import register_web
+
+    queue.init_app(app)
+    register_api(app)
+    register_web(app)
+    register_error_handlers(app)
+    return app
+
+
+def _tune_sqlite(app: Flask) -> None:
+    """Several processes share the SQLite file: WAL lets readers run beside a writer,
+    and the busy timeout makes a writer wait for the lock instead of failing."""
+    if db.engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(db.engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

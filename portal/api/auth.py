@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+
+from portal.api.guards import BEARER, token_required
+from portal.api.schemas import LoginIn, MeOut, TokenOut
+from portal.services import auth
+from portal.timeutil import isoformat
+
+PREFIX = "/auth"
+blp = Blueprint("api_auth", __name__, description="Log in and out; who am I")
+
+
+@blp.route("/tokens", methods=["POST"])
+@blp.arguments(LoginIn)
+@blp.response(201, TokenOut)
+def create_token(payload):
+    """Trade a username and password for a bearer token."""
+    user = auth.authenticate(payload["username"], payload["password"])
+    ttl = timedelta(days=current_app.config["TOKEN_TTL_DAYS"])
+    secret = auth.issue_token(user, ttl=ttl, label=payload["label"])
+    token = auth.resolve_token(secret)
+    return {"token": secret, "expires_at": isoformat(token.expires_at), "user": user}
+
+
+@blp.route("/tokens/current", methods=["DELETE"])
+@blp.doc(security=BEARER)
+@blp.response(204)
+@token_required()
+def revoke_current_token():
+    """Log out: the token in this request stops working."""
+    auth.revoke_token(g.token)
+
+
+@blp.route("/me")
+@blp.doc(security=BEARER)
+@blp.response(200, MeOut)
+@token_required()
+def me():
+    """The user the token belongs to, and the limits that apply to them."""
+    user = g.user
+    return {"username": user.username, "is_admin": user.is_admin, "email": user.email,
+            "limits": {"max_code_bytes": current_app.config["MAX_CODE_BYTES"]}}

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from flask import current_app, request
+from flask_smorest import Blueprint
+
+from portal.api.guards import BEARER, token_required
+from portal.api.schemas import CodeOut
+from portal.errors import NotFound
+from portal.services.artifacts import ArtifactStore, TooLarge
+
+PREFIX = "/code"
+blp = Blueprint("code", __name__, description="Code archives, stored by content")
+
+GZIP_BODY = {
+    "required": True,
+    "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+def artifact_store() -> ArtifactStore:
+    return ArtifactStore(current_app.config["ARTIFACT_ROOT"])
+
+
+@blp.route("", methods=["PUT"])
+@blp.doc(security=BEARER, requestBody=GZIP_BODY)
+@blp.response(201, CodeOut)
+@token_required()
+def upload_code():
+    """Upload a gzipped tar of a code folder; answers its SHA-256."""
+    limit = current_app.config["MAX_CODE_BYTES"]
+    if (request.content_length or 0) > limit:
+        raise TooLarge(limit)
+    digest, size = artifact_store().put(request.stream, max_bytes=limit)
+    return {"digest": digest, "size": size}
+
+
+@blp.route("/<digest>", methods=["HEAD"])
+@blp.doc(security=BEARER)
+@blp.response(200)
+@token_required()
+def has_code(digest: str):
+    """200 when the archive is stored already, so the client can skip the upload."""
+    if not artifact_store().exists(digest):
+        raise NotFound("no such code archive")
+    return ""

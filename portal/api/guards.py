@@ -1,0 +1,66 @@
+"""Who is calling: bearer tokens for users and sessions, node tokens for agents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import g, request
+
+from portal.errors import Forbidden, Unauthorized
+from portal.extensions import db
+from portal.services import auth, nodes
+from portal.timeutil import utcnow
+
+BEARER = [{"bearerAuth": []}]
+
+
+def _bearer_secret() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("authentication required: log in with `podium login`")
+    return secret.strip()
+
+
+def token_required(*, session_scope: bool = False) -> Callable:
+    """Require a user's bearer token. With `session_scope`, a session-scoped token (the
+    SDK's, inside a running session) is accepted too, and `g.scope_session_id` is set."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any):
+            token = auth.resolve_token(_bearer_secret())
+            if token.session_id is not None and not session_scope:
+                raise Forbidden("a session's token cannot do this", code="session_token")
+            token.last_used_at = utcnow()
+            db.session.commit()
+            g.user = token.user
+            g.token = token
+            g.scope_session_id = token.session_id
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def admin_required(view: Callable) -> Callable:
+    @wraps(view)
+    @token_required()
+    def wrapper(*args: Any, **kwargs: Any):
+        if not g.user.is_admin:
+            raise Forbidden("this needs an administrator")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def node_required(view: Callable) -> Callable:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        g.node = nodes.authenticate_node(_bearer_secret())
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,235 @@
+"""Request and response schemas: they validate input and document the API."""
+
+from marshmallow import Schema, fields, validate
+
+
+class ErrorBody(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict()
+
+
+class ErrorEnvelope(Schema):
+    error = fields.Nested(ErrorBody, required=True)
+
+
+class LoginIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    label = fields.String(load_default="cli", validate=validate.Length(max=64))
+
+
+class LimitsOut(Schema):
+    max_code_bytes = fields.Integer()
+
+
+class UserOut(Schema):
+    username = fields.String()
+    is_admin = fields.Boolean()
+    email = fields.String(allow_none=True)
+
+
+class MeOut(UserOut):
+    limits = fields.Nested(LimitsOut)
+
+
+class TokenOut(Schema):
+    token = fields.String()
+    expires_at = fields.String()
+    user = fields.Nested(UserOut)
+
+
+class HealthOut(Schema):
+    status = fields.String()
+    parts = fields.Dict(keys=fields.String(), values=fields.Dict())
+
+
+class CodeOut(Schema):
+    digest = fields.String()
+    size = fields.Integer()
+
+
+class SessionIn(Schema):
+    entry = fields.String(required=True, validate=validate.Length(min=1, max=512))
+    code_digest = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
+    args = fields.String(load_default="", validate=validate.Length(max=8192))
+    gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
+    cpus = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1))
+    memory_mb = fields.Integer(load_default=None, allow_none=True,
+                               validate=validate.Range(min=16))
+    image = fields.String(load_default="", validate=validate.Length(max=256))
+    memo = fields.String(load_default="", validate=validate.Length(max=4096))
+
+
+class SessionOut(Schema):
+    id = fields.String()
+    user = fields.String()
+    number = fields.Integer()
+    status = fields.String()
+    status_reason = fields.String()
+    entry = fields.String()
+    args = fields.String()
+    command = fields.String()
+    gpus = fields.Integer()
+    cpus = fields.Float()
+    memory_mb = fields.Integer()
+    image = fields.String()
+    memo = fields.String()
+    node = fields.String(allow_none=True)
+    gpu_indices = fields.List(fields.Integer())
+    exit_code = fields.Integer(allow_none=True)
+    code_digest = fields.String()
+    created_at = fields.String(allow_none=True)
+    scheduled_at = fields.String(allow_none=True)
+    started_at = fields.String(allow_none=True)
+    ended_at = fields.String(allow_none=True)
+
+
+class SessionListArgs(Schema):
+    all = fields.Boolean(load_default=False)
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+
+
+class LogLineOut(Schema):
+    seq = fields.Integer()
+    text = fields.String()
+
+
+class LogsArgs(Schema):
+    after = fields.Integer(load_default=-1)
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
+
+
+class LogsOut(Schema):
+    session = fields.Nested(SessionOut)
+    lines = fields.List(fields.Nested(LogLineOut))
+
+
+class EventIn(Schema):
+    tag = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    step = fields.Integer(required=True)
+    value = fields.Float(required=True, allow_nan=False)
+    wall_time = fields.Float(required=True)
+
+
+class EventsIn(Schema):
+    events = fields.List(fields.Nested(EventIn), required=True,
+                         validate=validate.Length(max=10000))
+
+
+class EventsArgs(Schema):
+    tag = fields.String(load_default=None)
+    after = fields.Integer(load_default=0)
+
+
+class EventOut(Schema):
+    id = fields.Integer()
+    tag = fields.String()
+    step = fields.Integer()
+    value = fields.Float()
+    wall_time = fields.Float()
+
+
+class EventsOut(Schema):
+    events = fields.List(fields.Nested(EventOut))
+
+
+class AcceptedOut(Schema):
+    accepted = fields.Integer()
+
+
+class CommandOut(Schema):
+    command = fields.String()
+
+
+class CheckpointOut(Schema):
+    name = fields.String()
+    size = fields.Integer()
+    digest = fields.String()
+    created_at = fields.String()
+
+
+class NodeGpuOut(Schema):
+    index = fields.Integer()
+    model = fields.String()
+    uuid = fields.String()
+    memory_mb = fields.Integer()
+    simulated = fields.Boolean()
+    session = fields.String(allow_none=True)
+
+
+class NodeOut(Schema):
+    name = fields.String()
+    status = fields.String()
+    runtime = fields.String()
+    hostname = fields.String()
+    cpu_count = fields.Integer()
+    memory_mb = fields.Integer()
+    last_heartbeat_at = fields.String()
+    sample = fields.Dict()
+    gpus = fields.List(fields.Nested(NodeGpuOut))
+
+
+class GpuIn(Schema):
+    index = fields.Integer(required=True, validate=validate.Range(min=0))
+    uuid = fields.String(load_default="")
+    model = fields.String(load_default="")
+    memory_mb = fields.Integer(load_default=0)
+    simulated = fields.Boolean(load_default=False)
+
+
+class NodeRegisterIn(Schema):
+    join_token = fields.String(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    hostname = fields.String(load_default="")
+    cpu_count = fields.Integer(required=True, validate=validate.Range(min=1))
+    memory_mb = fields.Integer(required=True, validate=validate.Range(min=1))
+    runtime = fields.String(load_default="local")
+    gpus = fields.List(fields.Nested(GpuIn), load_default=list)
+
+
+class NodeRegisterOut(Schema):
+    node_token = fields.String()
+    queue = fields.String()
+    redis_url = fields.String(allow_none=True)
+
+
+class HeartbeatIn(Schema):
+    sample = fields.Dict(load_default=dict)
+    running = fields.List(fields.Integer(), load_default=list)
+
+
+class HeartbeatOut(Schema):
+    lost = fields.List(fields.Integer())
+
+
+class SessionSpecOut(Schema):
+    session_id = fields.Integer()
+    ident = fields.String()
+    status = fields.String()
+    entry = fields.String()
+    args = fields.List(fields.String())
+    code_digest = fields.String()
+    gpu_indices = fields.List(fields.Integer())
+    cpus = fields.Float()
+    memory_mb = fields.Integer()
+    image = fields.String()
+    token = fields.String()
+    api_url = fields.String()
+
+
+class StateIn(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(
+        ["running", "completed", "failed", "killed", "stopped", "lost"]))
+    exit_code = fields.Integer(load_default=None, allow_none=True)
+    reason = fields.String(load_default="")
+
+
+class LogLineIn(Schema):
+    seq = fields.Integer(required=True, validate=validate.Range(min=0))
+    text = fields.String(required=True)
+
+
+class LogsIn(Schema):
+    lines = fields.List(fields.Nested(LogLineIn), required=True,
+                        validate=validate.Length(max=10000))

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from flask import current_app, g, request, send_file
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from portal.api.code import artifact_store
+from portal.api.guards import BEARER, token_required
+from portal.api.schemas import (
+    AcceptedOut,
+    CheckpointOut,
+    CommandOut,
+    EventsArgs,
+    EventsIn,
+    EventsOut,
+    LogsArgs,
+    LogsOut,
+    SessionIn,
+    SessionListArgs,
+    SessionOut,
+)
+from portal.errors import ApiError, NotFound
+from portal.extensions import db
+from portal.models import Checkpoint, Session
+from portal.queue import redis_connection
+from portal.services import checkpoints
+from portal.services import sessions as service
+
+PREFIX = "/sessions"
+blp = Blueprint("api_sessions", __name__, description="Training sessions")
+SESSION = "/<username>/<int:number>"
+
+
+def _find(username: str, number: int) -> Session:
+    session = service.find_session(g.user, f"{username}/{number}")
+    if g.scope_session_id is not None and g.scope_session_id != session.id:
+        raise NotFound(f"no session {username}/{number}")
+    return session
+
+
+@blp.route("", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(SessionIn)
+@blp.response(201, SessionOut)
+@token_required()
+def create_session(payload):
+    """Start a session from an uploaded code archive."""
+    if not artifact_store().exists(payload["code_digest"]):
+        raise ApiError("upload the code archive first (PUT /api/v1/code)",
+                       code="unknown_code")
+    config = current_app.config
+    request_ = service.SessionRequest(
+        entry=payload["entry"],
+        code_digest=payload["code_digest"],
+        code_bytes=artifact_store().path(payload["code_digest"]).stat().st_size,
+        args=payload["args"],
+        gpus=payload["gpus"],
+        cpus=payload["cpus"] or config["DEFAULT_CPUS"],
+        memory_mb=payload["memory_mb"] or config["DEFAULT_MEMORY_MB"],
+        image=payload["image"],
+        memo=payload["memo"],
+    )
+    session = service.create_session(g.user, request_, redis=redis_connection())
+    return service.session_dict(session)
+
+
+@blp.route("", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.arguments(SessionListArgs, location="query")
+@blp.response(200, SessionOut(many=True))
+@token_required()
+def list_sessions(args):
+    """My sessions, newest first; `all=true` lists everyone's (administrators)."""
+    found = service.list_sessions(g.user, everyone=args["all"], limit=args["limit"])
+    return [service.session_dict(s) for s in found]
+
+
+@blp.route(SESSION, methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, SessionOut)
+@token_required(session_scope=True)
+def get_session(username: str, number: int):
+    """One session."""
+    return service.session_dict(_find(username, number))
+
+
+@blp.route(SESSION, methods=["DELETE"])
+@blp.doc(security=BEARER)
+@blp.response(204)
+@token_required()
+def remove_session(username: str, number: int):
+    """Remove an ended session with its logs, events and checkpoints."""
+    service.remove_session(_find(username, number), store=artifact_store())
+
+
+@blp.route(SESSION + "/stop", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(200, SessionOut)
+@token_required()
+def stop_session(username: str, number: int):
+    """Stop a session: pending ones at once, running ones by their node."""
+    session = service.request_stop(_find(username, number), redis=redis_connection())
+    return service.session_dict(session)
+
+
+@blp.route(SESSION + "/command", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, CommandOut)
+@token_required()
+def command(username: str, number: int):
+    """The exact command line the session runs."""
+    return {"command": service.command_line(_find(username, number))}
+
+
+@blp.route(SESSION + "/logs", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.arguments(LogsArgs, location="query")
+@blp.response(200, LogsOut)
+@token_required()
+def logs(args, username: str, number: int):
+    """Log lines after `after`, with the session's state for followers."""
+    session = _find(username, number)
+    lines = service.read_logs(session, after=args["after"], limit=args["limit"])
+    return {"session": service.session_dict(session), "lines": lines}
+
+
+@blp.route(SESSION + "/events", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.arguments(EventsArgs, location="query")
+@blp.response(200, EventsOut)
+@token_required(session_scope=True)
+def list_events(args, username: str, number: int):
+    """Reported scalars, optionally of one tag, with ids after `after`."""
+    session = _find(username, number)
+    return {"events": service.read_scalars(session, tag=args["tag"], after_id=args["after"])}
+
+
+@blp.route(SESSION + "/events", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(EventsIn)
+@blp.response(201, AcceptedOut)
+@token_required(session_scope=True)
+def report_events(payload, username: str, number: int):
+    """Record scalars (the SDK's `report`)."""
+    session = _find(username, number)
+    return {"accepted": service.record_scalars(session, payload["events"])}
+
+
+@blp.route(SESSION + "/checkpoints", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, CheckpointOut(many=True))
+@token_required(session_scope=True)
+def list_checkpoints(username: str, number: int):
+    """The checkpoints a session saved."""
+    session = _find(username, number)
+    return [checkpoints.checkpoint_dict(c) for c in checkpoints.list_checkpoints(session)]
+
+
+@blp.route(SESSION + "/checkpoints/<name>", methods=["PUT"])
+@blp.doc(security=BEARER, requestBody={"required": True, "content": {
+    "application/gzip": {"schema": {"type": "string", "format": "binary"}}}})
+@blp.response(201, CheckpointOut)
+@token_required(session_scope=True)
+def save_checkpoint(username: str, number: int, name: str):
+    """Store a checkpoint (a gzipped tar of the folder `save` wrote)."""
+    session = _find(username, number)
+    checkpoint = checkpoints.save_checkpoint(
+        session, name, request.stream, artifact_store(),
+        max_bytes=current_app.config["MAX_CHECKPOINT_BYTES"])
+    return checkpoints.checkpoint_dict(checkpoint)
+
+
+@blp.route(SESSION + "/checkpoints/<name>", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, description="the checkpoint as a gzipped tar")
+@token_required(session_scope=True)
+def download_checkpoint(username: str, number: int, name: str):
+    """Download one checkpoint."""
+    session = _find(username, number)
+    checkpoint = db.session.scalar(select(Checkpoint).where(
+        Checkpoint.session_id == session.id, Checkpoint.name == name))
+    if checkpoint is None:
+        raise NotFound(f"session {session.ident} has no checkpoint {name!r}")
+    return send_file(artifact_store().path(checkpoint.digest), mimetype="application/gzip",
+                     as_attachment=True, download_name=f"{name}.tar.gz")

@@ -1,0 +1,67 @@
+"""Configuration: defaults here, then instance/config.py, then environment variables.
+
+Nothing here reads the environment at import time; `load_config` is called by
+`create_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "MAX_CODE_BYTES": 100 * 1024 * 1024,
+    "MAX_CHECKPOINT_BYTES": 2 * 1024 * 1024 * 1024,
+    "TOKEN_TTL_DAYS": 30,
+    "NODE_LOST_AFTER_SECONDS": 15,
+    "DEFAULT_MEMORY_MB": 2048,
+    "DEFAULT_CPUS": 1.0,
+    "REDIS_URL": None,
+    "NODE_JOIN_TOKEN": None,
+    "SECRET_KEY": None,
+    "PUBLIC_URL": None,
+    "API_TITLE": "Podium API",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api/v1",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "WTF_CSRF_TIME_LIMIT": None,
+}
+
+# Environment variables read by Podium, and the config key each one sets.
+ENVIRONMENT = {
+    "DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+    "REDIS_URL": "REDIS_URL",
+    "PODIUM_SECRET_KEY": "SECRET_KEY",
+    "PODIUM_NODE_JOIN_TOKEN": "NODE_JOIN_TOKEN",
+    "PODIUM_PUBLIC_URL": "PUBLIC_URL",
+    "PODIUM_MAX_CODE_BYTES": "MAX_CODE_BYTES",
+    "PODIUM_NODE_LOST_AFTER_SECONDS": "NODE_LOST_AFTER_SECONDS",
+}
+INTEGER_KEYS = {"MAX_CODE_BYTES", "NODE_LOST_AFTER_SECONDS"}
+
+
+def instance_path_from_env() -> Path:
+    return Path(os.environ.get("PODIUM_INSTANCE", "instance")).resolve()
+
+
+def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Defaults, overlaid by instance/config.py, overlaid by the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    config = dict(DEFAULTS)
+    config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance_path / 'podium.db'}"
+    config["ARTIFACT_ROOT"] = str(instance_path / "artifacts")
+    settings_file = instance_path / "config.py"
+    if settings_file.exists():
+        namespace: dict[str, Any] = {}
+        exec(compile(settings_file.read_text(), str(settings_file), "exec"), namespace)
+        config.update({k: v for k, v in namespace.items() if k.isupper()})
+    for variable, key in ENVIRONMENT.items():
+        if environ.get(variable):
+            value: Any = environ[variable]
+            config[key] = int(value) if key in INTEGER_KEYS else value
+    # Leave some room above the largest upload for the multipart framing.
+    config["MAX_CONTENT_LENGTH"] = max(config["MAX_CODE_BYTES"], config["MAX_CHECKPOINT_BYTES"])
+    return config

@@ -1,0 +1,103 @@
+"""One error shape for the whole API: {"error": {"code", "message", "details"}}.
+
+Web pages get the same error rendered as HTML; the choice follows the request path
+and its Accept header, as in microblog's single error helper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """A refusal the user can act on. Raise it from services; nothing is changed."""
+
+    status = 400
+
+    def __init__(
+        self, message: str, *, code: str = "bad_request", status: int | None = None, details=None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        if status is not None:
+            self.status = status
+        self.details = details or {}
+
+
+class NotFound(ApiError):
+    status = 404
+
+    def __init__(self, message: str = "not found", **kwargs: Any):
+        super().__init__(message, code="not_found", **kwargs)
+
+
+class Forbidden(ApiError):
+    status = 403
+
+    def __init__(self, message: str = "forbidden", **kwargs: Any):
+        super().__init__(message, code="forbidden", **kwargs)
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+    def __init__(self, message: str = "authentication required", **kwargs: Any):
+        super().__init__(message, code="unauthorized", **kwargs)
+
+
+class Conflict(ApiError):
+    status = 409
+
+    def __init__(self, message: str, **kwargs: Any):
+        super().__init__(message, code="conflict", **kwargs)
+
+
+def _wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json"
+
+
+def error_response(status: int, code: str, message: str, details=None) -> tuple[Response, int]:
+    if _wants_json():
+        body = {"error": {"code": code, "message": message, "details": details or {}}}
+        return jsonify(body), status
+    html = render_template("error.html", status=status, code=code, message=message)
+    return Response(html, mimetype="text/html"), status
+
+
+def _first_problem(messages: Any, path: str = "") -> str:
+    """webargs nests field errors; name the first one in plain words."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("json", "form", "query", "files", "headers"):
+                return _first_problem(value, path)
+            return _first_problem(value, f"{path}.{key}" if path else str(key))
+    if isinstance(messages, list) and messages:
+        return _first_problem(messages[0], path)
+    return f"{path}: {messages}" if path else str(messages)
+
+
+def _handle_http_exception(exc: HTTPException):
+    status = exc.code or 500
+    data = getattr(exc, "data", None)
+    if status == 422 and data and "messages" in data:
+        messages = data["messages"]
+        return error_response(422, "invalid_input", _first_problem(messages), messages)
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return error_response(status, code, exc.description or exc.name or "error")
+
+
+def _handle_api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+def register_error_handlers(app: Flask) -> None:
+    # Registered after flask-smorest's own handler, so this one wins.
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(ApiError, _handle_api_error)

@@ -1,0 +1,26 @@
+"""The database schema: one module per noun. The portal owns these tables."""
+
+from portal.models.node import Gpu, Node, NodeStatus
+from portal.models.session import (
+    Allocation,
+    Checkpoint,
+    LogLine,
+    Scalar,
+    Session,
+    SessionStatus,
+)
+from portal.models.user import ApiToken, User
+
+__all__ = [
+    "Allocation",
+    "ApiToken",
+    "Checkpoint",
+    "Gpu",
+    "LogLine",
+    "Node",
+    "NodeStatus",
+    "Scalar",
+    "Session",
+    "SessionStatus",
+    "User",
+]

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.timeutil import utcnow
+
+
+class NodeStatus(str, enum.Enum):
+    READY = "ready"
+    LOST = "lost"  # heartbeats stopped
+    DRAINED = "drained"  # takes no new sessions
+
+
+class Node(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=NodeStatus.READY.value)
+    runtime: Mapped[str] = mapped_column(String(32), default="local")
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    cpu_count: Mapped[int] = mapped_column(default=1)
+    memory_mb: Mapped[int] = mapped_column(default=0)
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The latest resource sample the agent sent: cpu and memory use, per-GPU use.
+    sample: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    gpus: Mapped[list[Gpu]] = relationship(
+        back_populates="node", cascade="all, delete-orphan", order_by="Gpu.index"
+    )
+
+
+class Gpu(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "gpus"
+    __table_args__ = (UniqueConstraint("node_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    index: Mapped[int]
+    uuid: Mapped[str] = mapped_column(String(128), default="")
+    model: Mapped[str] = mapped_column(String(128), default="")
+    memory_mb: Mapped[int] = mapped_column(default=0)
+    simulated: Mapped[bool] = mapped_column(default=False)
+
+    node: Mapped[Node] = relationship(back_populates="gpus")

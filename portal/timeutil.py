@@ -1,0 +1,11 @@
+"""Timestamps are stored as naive UTC datetimes and sent as ISO 8601 with a Z."""
+
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"

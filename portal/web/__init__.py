@@ -1,0 +1,22 @@
+"""Server-rendered pages. Every asset, BokehJS included, is served by the portal itself,
+so the pages work on an air-gapped cluster."""
+
+from flask import Flask
+
+from portal.extensions import db, login_manager
+from portal.models import User
+
+
+def register_web(app: Flask) -> None:
+    from portal.web import admin, assets, auth, sessions
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        return db.session.get(User, int(user_id))
+
+    for module in (assets, auth, sessions, admin):
+        app.register_blueprint(module.bp)
+
+    from portal.timeutil import isoformat
+
+    app.jinja_env.filters["iso"] = isoformat
