@@ -22,8 +22,7 @@ class ApiClient:
 
     def call(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any):
         try:
-            response = self.http.request(method, self.api + path, timeout=self.timeout,
-                                         **kwargs)
+            response = self.http.request(method, self.api + path, timeout=self.timeout, **kwargs)
         except requests.ConnectionError:
             raise CliError(f"cannot reach the portal at {self.url}: is it running?") from None
         except requests.Timeout:

@@ -92,8 +92,9 @@ def login(url: str | None, username: str | None, password_stdin: bool) -> None:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True)
-    body = ApiClient(url).post("/auth/tokens", json={
-        "username": username, "password": password, "label": "cli"})
+    body = ApiClient(url).post(
+        "/auth/tokens", json={"username": username, "password": password, "label": "cli"}
+    )
     path = config.save(config.Credentials(url=url, token=body["token"], username=username))
     click.echo(f"logged in to {url} as {username} (token in {path})")
 
@@ -107,7 +108,8 @@ def logout() -> None:
         return
     try:
         ApiClient(credentials.url, credentials.token).call(
-            "DELETE", "/auth/tokens/current", ok=(401,))
+            "DELETE", "/auth/tokens/current", ok=(401,)
+        )
     finally:
         config.forget()
     click.echo(f"logged out of {credentials.url}")
@@ -142,12 +144,23 @@ def upload_code(api: ApiClient, code_dir: Path, limit: int) -> tuple[str, int]:
         if api.call("HEAD", f"/code/{digest}", ok=(404,)).status_code == 200:
             return digest, size
         archive.seek(0)
-        with tqdm.wrapattr(archive, "read", total=size, desc="uploading code", unit="B",
-                           unit_scale=True, unit_divisor=1024, leave=False,
-                           disable=size < 1024 * 1024 or None) as reader:
-            body = api.call("PUT", "/code", data=reader,
-                            headers={"Content-Type": "application/gzip",
-                                     "Content-Length": str(size)}).json()
+        with tqdm.wrapattr(
+            archive,
+            "read",
+            total=size,
+            desc="uploading code",
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+            disable=size < 1024 * 1024 or None,
+        ) as reader:
+            body = api.call(
+                "PUT",
+                "/code",
+                data=reader,
+                headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
+            ).json()
     return body["digest"], size
 
 
@@ -158,12 +171,25 @@ def upload_code(api: ApiClient, code_dir: Path, limit: int) -> tuple[str, int]:
 @click.option("-c", "--cpus", type=click.FloatRange(min=0.1), help="CPU cores [default: 1]")
 @click.option("-m", "--memory", help="memory limit, e.g. 4G [default: 2G]")
 @click.option("--image", default="", help="container image (Docker runtime)")
-@click.option("--code", "code_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="the folder to upload [default: the entry file's folder]")
+@click.option(
+    "--code",
+    "code_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="the folder to upload [default: the entry file's folder]",
+)
 @click.option("--memo", default="", help="a note kept with the session")
 @click.option("--detach", is_flag=True, help="print the session id and return")
-def run(entry: Path, args: str, gpus: int, cpus: float | None, memory: str | None, image: str,
-        code_dir: Path | None, memo: str, detach: bool) -> None:
+def run(
+    entry: Path,
+    args: str,
+    gpus: int,
+    cpus: float | None,
+    memory: str | None,
+    image: str,
+    code_dir: Path | None,
+    memo: str,
+    detach: bool,
+) -> None:
     """Upload ENTRY's folder and run ENTRY there as a session."""
     if not entry.is_file():
         raise CliError(f"no such file: {entry}")
@@ -176,9 +202,19 @@ def run(entry: Path, args: str, gpus: int, cpus: float | None, memory: str | Non
     api = client()
     limits = api.get("/auth/me")["limits"]
     digest, _ = upload_code(api, code_dir, limits["max_code_bytes"])
-    session = api.post("/sessions", json={
-        "entry": relative_entry, "code_digest": digest, "args": args, "gpus": gpus,
-        "cpus": cpus, "memory_mb": memory_mb, "image": image, "memo": memo})
+    session = api.post(
+        "/sessions",
+        json={
+            "entry": relative_entry,
+            "code_digest": digest,
+            "args": args,
+            "gpus": gpus,
+            "cpus": cpus,
+            "memory_mb": memory_mb,
+            "image": image,
+            "memo": memo,
+        },
+    )
     click.echo(session["id"])
     if detach:
         return
@@ -222,10 +258,17 @@ def ps(everyone: bool, as_json: bool) -> None:
     if as_json:
         emit_json(sessions)
         return
-    rows = [[s["id"], s["status"], s["node"] or "-",
-             ",".join(map(str, s["gpu_indices"])) or str(s["gpus"]),
-             (s["created_at"] or "").replace("T", " ").removesuffix("Z"), s["command"]]
-            for s in sessions]
+    rows = [
+        [
+            s["id"],
+            s["status"],
+            s["node"] or "-",
+            ",".join(map(str, s["gpu_indices"])) or str(s["gpus"]),
+            (s["created_at"] or "").replace("T", " ").removesuffix("Z"),
+            s["command"],
+        ]
+        for s in sessions
+    ]
     table(rows, ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND"])
 
 
@@ -319,14 +362,27 @@ def node_ls(as_json: bool) -> None:
     rows = []
     for n in nodes:
         held = sum(1 for g in n["gpus"] if g["session"])
-        rows.append([n["name"], n["status"], n["runtime"], str(n["cpu_count"]),
-                     f"{n['memory_mb']} MiB", f"{held}/{len(n['gpus'])}",
-                     n["last_heartbeat_at"] or "-"])
+        rows.append(
+            [
+                n["name"],
+                n["status"],
+                n["runtime"],
+                str(n["cpu_count"]),
+                f"{n['memory_mb']} MiB",
+                f"{held}/{len(n['gpus'])}",
+                n["last_heartbeat_at"] or "-",
+            ]
+        )
     table(rows, ["NODE", "STATUS", "RUNTIME", "CPUS", "MEMORY", "GPUS HELD", "HEARTBEAT"])
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                               "help_option_names": []})
+@cli.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
 @click.pass_context
 def up(ctx: click.Context) -> None:
     """Run the whole platform on this machine (server install). See `podium up --help`."""

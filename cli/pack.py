@@ -26,6 +26,14 @@ def _spec_for(folder: Path) -> pathspec.PathSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
 
 
+def _ignored(specs: list[tuple[Path, pathspec.PathSpec]], path: Path, *, is_dir: bool) -> bool:
+    for base, spec in specs:
+        tail = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+        if spec.match_file(tail):
+            return True
+    return False
+
+
 def iter_files(root: Path) -> Iterator[Path]:
     """Files to upload, relative to `root`, in a stable order. Each folder's ignore files
     apply beneath it, as git applies nested .gitignore files."""
@@ -38,21 +46,16 @@ def iter_files(root: Path) -> Iterator[Path]:
         if spec is not None:
             specs.append((here, spec))
 
-        def ignored(relative: Path, is_dir: bool) -> bool:
-            for base, spec in specs:
-                tail = (root / relative).relative_to(base).as_posix() + ("/" if is_dir else "")
-                if spec.match_file(tail):
-                    return True
-            return False
-
         dirnames[:] = sorted(
-            d for d in dirnames
-            if d not in ALWAYS_SKIPPED and not (here / d).is_symlink()
-            and not ignored(relative_here / d, True)
+            d
+            for d in dirnames
+            if d not in ALWAYS_SKIPPED
+            and not (here / d).is_symlink()
+            and not _ignored(specs, here / d, is_dir=True)
         )
         for name in sorted(filenames):
             relative = relative_here / name
-            if not ignored(relative, False) and (here / name).is_file():
+            if not _ignored(specs, here / name, is_dir=False) and (here / name).is_file():
                 yield relative
 
 
@@ -72,8 +75,10 @@ def pack(root: Path, out: BinaryIO, *, max_bytes: int) -> int:
         )
     # mtime=0 in the gzip header: the same code packs to the same bytes, and the
     # portal, which stores archives by content, already has it.
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for relative in files:
             info = tar.gettarinfo(root / relative, arcname=relative.as_posix())
             info.uid = info.gid = 0

@@ -39,8 +39,11 @@ LOCAL_CHECKPOINTS = Path("checkpoints")
 _bound: dict[str, Callable[..., Any]] = {}
 
 
-def bind(save: Callable[[str], Any] | None = None, load: Callable[[str], Any] | None = None,
-         infer: Callable[..., Any] | None = None) -> None:
+def bind(
+    save: Callable[[str], Any] | None = None,
+    load: Callable[[str], Any] | None = None,
+    infer: Callable[..., Any] | None = None,
+) -> None:
     """Tell Podium how to checkpoint (`save(dir)`, `load(dir)`) and predict (`infer`)."""
     for name, function in (("save", save), ("load", load), ("infer", infer)):
         if function is not None:
@@ -106,8 +109,7 @@ _reporter: _Reporter | None = None
 def _remote() -> _Reporter | None:
     global _reporter
     if _reporter is None and SESSION and os.environ.get("PODIUM_API"):
-        _reporter = _Reporter(os.environ["PODIUM_API"], os.environ.get("PODIUM_TOKEN", ""),
-                              SESSION)
+        _reporter = _Reporter(os.environ["PODIUM_API"], os.environ.get("PODIUM_TOKEN", ""), SESSION)
     return _reporter
 
 
@@ -118,8 +120,10 @@ def report(step: int, **scalars: float) -> None:
     for tag, value in scalars.items():
         number = float(value)
         if not math.isfinite(number):
-            print(f"podium: {tag}={value} at step {step} is not a finite number; skipped",
-                  file=sys.stderr)
+            print(
+                f"podium: {tag}={value} at step {step} is not a finite number; skipped",
+                file=sys.stderr,
+            )
             continue
         events.append({"tag": tag, "step": int(step), "value": number, "wall_time": now})
     reporter = _remote()
@@ -155,9 +159,14 @@ def save(name: str | int) -> None:
         _bound["save"](folder)
         body = _pack(Path(folder))
     response = requests.put(
-        f"{os.environ['PODIUM_API']}/sessions/{SESSION}/checkpoints/{name}", data=body,
-        headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}",
-                 "Content-Type": "application/gzip"}, timeout=600)
+        f"{os.environ['PODIUM_API']}/sessions/{SESSION}/checkpoints/{name}",
+        data=body,
+        headers={
+            "Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}",
+            "Content-Type": "application/gzip",
+        },
+        timeout=600,
+    )
     if response.status_code >= 400:
         raise RuntimeError(f"saving checkpoint {name} failed: {response.text[:200]}")
 
@@ -174,10 +183,11 @@ def load(name: str | int, session: str | None = None) -> Any:
 
     response = requests.get(
         f"{os.environ['PODIUM_API']}/sessions/{source}/checkpoints/{name}",
-        headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}"}, timeout=600)
+        headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}"},
+        timeout=600,
+    )
     if response.status_code >= 400:
-        raise RuntimeError(f"loading checkpoint {name} of {source} failed: "
-                           f"{response.text[:200]}")
+        raise RuntimeError(f"loading checkpoint {name} of {source} failed: {response.text[:200]}")
     with tempfile.TemporaryDirectory(prefix="podium-load-") as folder:
         with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
             tar.extractall(folder, filter="data")

@@ -21,19 +21,29 @@ from nodes.runtime import RUNTIMES, get_runtime
 def parse_args() -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="python -m nodes", description=__doc__)
-    parser.add_argument("--url", default=env("PODIUM_URL", "http://127.0.0.1:5000"),
-                        help="the portal's URL")
+    parser.add_argument(
+        "--url", default=env("PODIUM_URL", "http://127.0.0.1:5000"), help="the portal's URL"
+    )
     parser.add_argument("--name", default=env("PODIUM_NODE_NAME", socket.gethostname()))
-    parser.add_argument("--workdir", type=Path,
-                        default=Path(env("PODIUM_NODE_WORKDIR", "instance/node")))
-    parser.add_argument("--runtime", choices=sorted(RUNTIMES),
-                        default=env("PODIUM_NODE_RUNTIME", "local"))
-    parser.add_argument("--gpus", default=env("PODIUM_NODE_GPUS", ""),
-                        help="declared GPUs where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]")
-    parser.add_argument("--redis-url", default=env("REDIS_URL"),
-                        help="defaults to the URL the portal hands out at registration")
-    parser.add_argument("--heartbeat", type=float,
-                        default=float(env("PODIUM_NODE_HEARTBEAT_SECONDS", "2")))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(env("PODIUM_NODE_WORKDIR", "instance/node"))
+    )
+    parser.add_argument(
+        "--runtime", choices=sorted(RUNTIMES), default=env("PODIUM_NODE_RUNTIME", "local")
+    )
+    parser.add_argument(
+        "--gpus",
+        default=env("PODIUM_NODE_GPUS", ""),
+        help="declared GPUs where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=env("REDIS_URL"),
+        help="defaults to the URL the portal hands out at registration",
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, default=float(env("PODIUM_NODE_HEARTBEAT_SECONDS", "2"))
+    )
     return parser.parse_args()
 
 
@@ -45,16 +55,25 @@ def main() -> None:
         raise SystemExit("set PODIUM_NODE_JOIN_TOKEN to the cluster's node join token")
     args.workdir.mkdir(parents=True, exist_ok=True)
     probe = ResourceProbe(Nvml(), parse_declared_gpus(args.gpus))
-    agent = Agent(PortalClient(args.url), get_runtime(args.runtime), probe, name=args.name,
-                  workdir=args.workdir.resolve(), heartbeat_seconds=args.heartbeat)
+    agent = Agent(
+        PortalClient(args.url),
+        get_runtime(args.runtime),
+        probe,
+        name=args.name,
+        workdir=args.workdir.resolve(),
+        heartbeat_seconds=args.heartbeat,
+    )
     registration = agent.register(join_token)
     redis = Redis.from_url(args.redis_url or registration["redis_url"])
     jobs.attach(agent)
     agent.start_background()
     # Jobs run in this process (no fork per job): a session's process must stay a child
     # of the agent that monitors it.
-    worker = SimpleWorker([Queue(registration["queue"], connection=redis)], connection=redis,
-                          name=f"node-{args.name}-{os.getpid()}")
+    worker = SimpleWorker(
+        [Queue(registration["queue"], connection=redis)],
+        connection=redis,
+        name=f"node-{args.name}-{os.getpid()}",
+    )
     try:
         worker.work(logging_level="WARNING")
     finally:

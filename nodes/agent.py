@@ -42,8 +42,7 @@ class LogShipper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"logs-{session_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"logs-{session_id}", daemon=True)
         self._thread.start()
 
     def add(self, text: str) -> None:
@@ -82,9 +81,17 @@ class LogShipper:
 
 
 class Agent:
-    def __init__(self, client: PortalClient, runtime: Runtime, probe: ResourceProbe, *,
-                 name: str, workdir: Path, heartbeat_seconds: float = 2.0,
-                 stop_grace_seconds: float = 10.0):
+    def __init__(
+        self,
+        client: PortalClient,
+        runtime: Runtime,
+        probe: ResourceProbe,
+        *,
+        name: str,
+        workdir: Path,
+        heartbeat_seconds: float = 2.0,
+        stop_grace_seconds: float = 10.0,
+    ):
         self.client = client
         self.runtime = runtime
         self.probe = probe
@@ -100,14 +107,17 @@ class Agent:
 
     def register(self, join_token: str) -> dict:
         self.reap_orphans()
-        body = self.client.register(join_token, self.name, os.uname().nodename,
-                                     self.runtime.name, self.probe.inventory())
+        body = self.client.register(
+            join_token, self.name, os.uname().nodename, self.runtime.name, self.probe.inventory()
+        )
         log.info("registered as %s, taking work from %s", self.name, body["queue"])
         return body
 
     def start_background(self) -> None:
-        for target, name in ((self._heartbeat_loop, "heartbeat"),
-                             (self._memory_loop, "memory-watch")):
+        for target, name in (
+            (self._heartbeat_loop, "heartbeat"),
+            (self._memory_loop, "memory-watch"),
+        ):
             threading.Thread(target=target, name=name, daemon=True).start()
 
     def shutdown(self) -> None:
@@ -149,8 +159,12 @@ class Agent:
         with self._lock:
             self.sessions[session_id] = entry
         self.client.report_state(session_id, "running")
-        monitor = threading.Thread(target=self._monitor, args=(session_id, entry),
-                                   name=f"session-{session_id}", daemon=True)
+        monitor = threading.Thread(
+            target=self._monitor,
+            args=(session_id, entry),
+            name=f"session-{session_id}",
+            daemon=True,
+        )
         entry.threads.append(monitor)
         monitor.start()
 
@@ -161,8 +175,9 @@ class Agent:
             log.info("stop of %s: not running here", session_id)
             return
         entry.stop_requested = True
-        threading.Thread(target=entry.run.stop, args=(self.stop_grace_seconds,),
-                         daemon=True).start()
+        threading.Thread(
+            target=entry.run.stop, args=(self.stop_grace_seconds,), daemon=True
+        ).start()
 
     def _prepare(self, spec: dict) -> RunSpec:
         session_dir = self.workdir / "sessions" / str(spec["session_id"])
@@ -177,20 +192,34 @@ class Agent:
         archive.unlink()
         if not (code_dir / spec["entry"]).is_file():
             raise FileNotFoundError(f"the entry point {spec['entry']} is not in the code")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("PODIUM_") and k not in PRIVATE_ENVIRONMENT}
-        env.update({
-            "PODIUM_SESSION": spec["ident"],
-            "PODIUM_API": spec["api_url"],
-            "PODIUM_TOKEN": spec["token"],
-            "PODIUM_OUTPUT": str(output_dir),
-            "PODIUM_DATASET_PATH": str(session_dir / "datasets"),
-            "PODIUM_NODE": self.name,
-        })
-        return RunSpec(session_id=spec["session_id"], ident=spec["ident"], entry=spec["entry"],
-                       args=spec["args"], code_dir=code_dir, output_dir=output_dir,
-                       gpu_indices=spec["gpu_indices"], cpus=spec["cpus"],
-                       memory_mb=spec["memory_mb"], image=spec["image"], env=env)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PODIUM_") and k not in PRIVATE_ENVIRONMENT
+        }
+        env.update(
+            {
+                "PODIUM_SESSION": spec["ident"],
+                "PODIUM_API": spec["api_url"],
+                "PODIUM_TOKEN": spec["token"],
+                "PODIUM_OUTPUT": str(output_dir),
+                "PODIUM_DATASET_PATH": str(session_dir / "datasets"),
+                "PODIUM_NODE": self.name,
+            }
+        )
+        return RunSpec(
+            session_id=spec["session_id"],
+            ident=spec["ident"],
+            entry=spec["entry"],
+            args=spec["args"],
+            code_dir=code_dir,
+            output_dir=output_dir,
+            gpu_indices=spec["gpu_indices"],
+            cpus=spec["cpus"],
+            memory_mb=spec["memory_mb"],
+            image=spec["image"],
+            env=env,
+        )
 
     def _monitor(self, session_id: int, entry: Tracked) -> None:
         shipper = LogShipper(self.client, session_id)
@@ -206,8 +235,9 @@ class Agent:
         self._pid_file(session_id).unlink(missing_ok=True)
         for attempt in range(30):
             try:
-                self.client.report_state(session_id, status, exit_code=info.exit_code,
-                                         reason=reason)
+                self.client.report_state(
+                    session_id, status, exit_code=info.exit_code, reason=reason
+                )
                 break
             except Exception as exc:
                 log.warning("reporting the end of %s failed (%s)", session_id, exc)
@@ -216,8 +246,10 @@ class Agent:
 
     def _verdict(self, entry: Tracked, code: int, out_of_memory: bool) -> tuple[str, str]:
         if out_of_memory:
-            return "killed", (f"out of memory: it used more than its "
-                              f"{entry.run.spec.memory_mb} MiB limit on node {self.name}")
+            return "killed", (
+                f"out of memory: it used more than its "
+                f"{entry.run.spec.memory_mb} MiB limit on node {self.name}"
+            )
         if self._stopping.is_set():
             return "lost", f"the agent of node {self.name} stopped"
         if entry.stop_requested:

@@ -27,8 +27,9 @@ class PortalClient:
         headers = kwargs.pop("headers", {})
         if self.node_token:
             headers["Authorization"] = f"Bearer {self.node_token}"
-        response = self.http.request(method, self.api + path, headers=headers,
-                                     timeout=self.timeout, **kwargs)
+        response = self.http.request(
+            method, self.api + path, headers=headers, timeout=self.timeout, **kwargs
+        )
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]["message"]
@@ -37,12 +38,25 @@ class PortalClient:
             raise PortalError(f"{method} {path}: {response.status_code} {message}")
         return response
 
-    def register(self, join_token: str, name: str, hostname: str, runtime: str,
-                 inventory: dict[str, Any], *, wait_seconds: float = 60.0) -> dict[str, Any]:
+    def register(
+        self,
+        join_token: str,
+        name: str,
+        hostname: str,
+        runtime: str,
+        inventory: dict[str, Any],
+        *,
+        wait_seconds: float = 60.0,
+    ) -> dict[str, Any]:
         """Register, retrying while the portal is still starting."""
         deadline = time.monotonic() + wait_seconds
-        payload = {"join_token": join_token, "name": name, "hostname": hostname,
-                   "runtime": runtime, **inventory}
+        payload = {
+            "join_token": join_token,
+            "name": name,
+            "hostname": hostname,
+            "runtime": runtime,
+            **inventory,
+        }
         while True:
             try:
                 body = self._call("POST", "/internal/nodes/register", json=payload).json()
@@ -55,8 +69,9 @@ class PortalClient:
             return body
 
     def heartbeat(self, sample: dict[str, Any], running: list[int]) -> dict[str, Any]:
-        return self._call("POST", "/internal/nodes/heartbeat",
-                          json={"sample": sample, "running": running}).json()
+        return self._call(
+            "POST", "/internal/nodes/heartbeat", json={"sample": sample, "running": running}
+        ).json()
 
     def session_spec(self, session_id: int) -> dict[str, Any]:
         return self._call("GET", f"/internal/sessions/{session_id}/spec").json()
@@ -67,10 +82,14 @@ class PortalClient:
             for chunk in response.iter_content(1024 * 1024):
                 out.write(chunk)
 
-    def report_state(self, session_id: int, status: str, *, exit_code: int | None = None,
-                     reason: str = "") -> None:
-        self._call("POST", f"/internal/sessions/{session_id}/state",
-                   json={"status": status, "exit_code": exit_code, "reason": reason})
+    def report_state(
+        self, session_id: int, status: str, *, exit_code: int | None = None, reason: str = ""
+    ) -> None:
+        self._call(
+            "POST",
+            f"/internal/sessions/{session_id}/state",
+            json={"status": status, "exit_code": exit_code, "reason": reason},
+        )
 
     def ship_logs(self, session_id: int, lines: list[dict[str, Any]]) -> None:
         self._call("POST", f"/internal/sessions/{session_id}/logs", json={"lines": lines})

@@ -36,8 +36,13 @@ def parse_declared_gpus(spec: str) -> list[GpuInfo]:
     if not count.isdigit() or (memory and not memory.isdigit()):
         raise ValueError(f"cannot read the GPU inventory {spec!r}: use COUNT[:MODEL[:MEMORY_MB]]")
     return [
-        GpuInfo(index=i, uuid=f"SIM-{i}", model=model or "simulated", simulated=True,
-                memory_mb=int(memory or 0))
+        GpuInfo(
+            index=i,
+            uuid=f"SIM-{i}",
+            model=model or "simulated",
+            simulated=True,
+            memory_mb=int(memory or 0),
+        )
         for i in range(int(count))
     ]
 
@@ -65,9 +70,14 @@ class Nvml:
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            gpus.append(GpuInfo(index=index, uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
-                                model=_text(nvml.nvmlDeviceGetName(handle)),
-                                memory_mb=int(memory.total // (1024 * 1024))))
+            gpus.append(
+                GpuInfo(
+                    index=index,
+                    uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
+                    model=_text(nvml.nvmlDeviceGetName(handle)),
+                    memory_mb=int(memory.total // (1024 * 1024)),
+                )
+            )
         return gpus
 
     def usage(self) -> list[dict[str, Any]]:
@@ -79,8 +89,13 @@ class Nvml:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             memory = nvml.nvmlDeviceGetMemoryInfo(handle)
             rates = nvml.nvmlDeviceGetUtilizationRates(handle)
-            usage.append({"index": index, "utilization_percent": rates.gpu,
-                          "memory_used_mb": int(memory.used // (1024 * 1024))})
+            usage.append(
+                {
+                    "index": index,
+                    "utilization_percent": rates.gpu,
+                    "memory_used_mb": int(memory.used // (1024 * 1024)),
+                }
+            )
         return usage
 
 

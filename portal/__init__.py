@@ -21,9 +21,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(load_config(instance_path))
     app.config.update(config or {})
     if not app.config.get("SECRET_KEY"):
-        raise RuntimeError(
-            "SECRET_KEY is not set: run `podium up` once, or set PODIUM_SECRET_KEY"
-        )
+        raise RuntimeError("SECRET_KEY is not set: run `podium up` once, or set PODIUM_SECRET_KEY")
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

@@ -37,10 +37,26 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
-            [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.data_dir), "--save", "60 1", "--appendonly", "no",
-             "--protected-mode", "yes", "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(get_binary_path()),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()

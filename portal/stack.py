@@ -31,15 +31,21 @@ CHILD_ORDER = ("portal", "scheduler", "grader", "node")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="podium up", description=__doc__)
-    parser.add_argument("--demo", action="store_true",
-                        help="seed users demo/demo and admin/admin; bind to 127.0.0.1 only")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed users demo/demo and admin/admin; bind to 127.0.0.1 only",
+    )
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--host", default=None,
-                        help="address to bind (default 0.0.0.0, or 127.0.0.1 with --demo)")
+    parser.add_argument(
+        "--host", default=None, help="address to bind (default 0.0.0.0, or 127.0.0.1 with --demo)"
+    )
     parser.add_argument("--instance", type=Path, default=Path("instance"))
-    parser.add_argument("--gpus", default=os.environ.get("PODIUM_NODE_GPUS", ""),
-                        help="GPUs the local node declares where NVML finds none: "
-                             "COUNT[:MODEL[:MEMORY_MB]]")
+    parser.add_argument(
+        "--gpus",
+        default=os.environ.get("PODIUM_NODE_GPUS", ""),
+        help="GPUs the local node declares where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     return parser.parse_args(argv)
 
@@ -118,8 +124,13 @@ class Stack:
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
         log_file = (self.instance / "logs" / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
-            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            command,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log_file.close()
 
@@ -130,18 +141,41 @@ class Stack:
         redis_url = self.start_redis()
         os.environ["REDIS_URL"] = redis_url
         login_hint = migrate_and_seed(self.instance, demo=self.args.demo)
-        env = dict(os.environ, PODIUM_INSTANCE=str(self.instance), REDIS_URL=redis_url,
-                   PODIUM_URL=self.url, PODIUM_NODE_JOIN_TOKEN=secrets_["NODE_JOIN_TOKEN"],
-                   PODIUM_NODE_WORKDIR=str(self.instance / "node"), PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            PODIUM_INSTANCE=str(self.instance),
+            REDIS_URL=redis_url,
+            PODIUM_URL=self.url,
+            PODIUM_NODE_JOIN_TOKEN=secrets_["NODE_JOIN_TOKEN"],
+            PODIUM_NODE_WORKDIR=str(self.instance / "node"),
+            PYTHONUNBUFFERED="1",
+        )
         python = sys.executable
-        self.spawn("portal", [python, "-m", "gunicorn", "--workers", str(self.args.workers),
-                              "--worker-class", "gthread", "--threads", "8",
-                              "--bind", f"{self.host}:{self.args.port}",
-                              "--access-logfile", "-", "wsgi:app"], env)
+        self.spawn(
+            "portal",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(self.args.workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+                "--bind",
+                f"{self.host}:{self.args.port}",
+                "--access-logfile",
+                "-",
+                "wsgi:app",
+            ],
+            env,
+        )
         self.spawn("scheduler", [python, "-m", "scheduler"], env)
         self.spawn("grader", [python, "-m", "grader"], env)
-        self.spawn("node", [python, "-m", "nodes", "--url", self.url,
-                            "--gpus", self.args.gpus], env)
+        self.spawn(
+            "node", [python, "-m", "nodes", "--url", self.url, "--gpus", self.args.gpus], env
+        )
         return login_hint
 
     def wait_healthy(self, timeout: float = 90.0) -> None:
@@ -154,16 +188,18 @@ class Stack:
             except requests.RequestException:
                 pass
             time.sleep(0.2)
-        raise SystemExit(f"podium up: not healthy after {timeout:.0f} s; "
-                         f"see {self.instance / 'logs'}")
+        raise SystemExit(
+            f"podium up: not healthy after {timeout:.0f} s; see {self.instance / 'logs'}"
+        )
 
     def check_children(self) -> None:
         for name, child in self.children.items():
             if child.poll() is not None:
                 tail = (self.instance / "logs" / f"{name}.log").read_text(errors="replace")
                 tail = "\n".join(tail.splitlines()[-15:])
-                raise SystemExit(f"podium up: the {name} exited with code {child.returncode}"
-                                 f"\n{tail}")
+                raise SystemExit(
+                    f"podium up: the {name} exited with code {child.returncode}\n{tail}"
+                )
 
     def stop(self) -> None:
         for name in reversed(CHILD_ORDER):

@@ -33,19 +33,18 @@ log = logging.getLogger(__name__)
 def node_views(nodes: list[Node]) -> list[NodeView]:
     """What each node has free, from the allocations and the active sessions on it."""
     held: dict[int, set[int]] = {}
-    for node_id, gpu_index in db.session.execute(
-        select(Allocation.node_id, Allocation.gpu_index)
-    ):
+    for node_id, gpu_index in db.session.execute(select(Allocation.node_id, Allocation.gpu_index)):
         held.setdefault(node_id, set()).add(gpu_index)
-    used_cpus: dict[int, float] = {}
-    used_memory: dict[int, int] = {}
-    for node_id, cpus, memory_mb in db.session.execute(
+    used_cpus: dict[int | None, float] = {}
+    used_memory: dict[int | None, int] = {}
+    for placed_on, cpus, memory_mb in db.session.execute(
         select(Session.node_id, Session.cpus, Session.memory_mb).where(
-            Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value])
+            Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
+            Session.node_id.is_not(None),
         )
     ):
-        used_cpus[node_id] = used_cpus.get(node_id, 0.0) + cpus
-        used_memory[node_id] = used_memory.get(node_id, 0) + memory_mb
+        used_cpus[placed_on] = used_cpus.get(placed_on, 0.0) + cpus
+        used_memory[placed_on] = used_memory.get(placed_on, 0) + memory_mb
     return [
         NodeView(
             name=node.name,
@@ -61,8 +60,10 @@ def node_views(nodes: list[Node]) -> list[NodeView]:
 
 
 def waiting_reason(request: Request) -> str:
-    return (f"waiting for a node with {request.gpus} free GPUs, {request.cpus:g} CPUs and "
-            f"{request.memory_mb} MiB")
+    return (
+        f"waiting for a node with {request.gpus} free GPUs, {request.cpus:g} CPUs and "
+        f"{request.memory_mb} MiB"
+    )
 
 
 class Scheduler:
@@ -88,16 +89,21 @@ class Scheduler:
 
     def run_pass(self) -> list[tuple[Session, Placement]]:
         mark_lost_nodes(self.app.config["NODE_LOST_AFTER_SECONDS"])
-        candidates = list(db.session.scalars(select(Node).where(
-            Node.status != NodeStatus.LOST.value).order_by(Node.name)))
+        candidates = list(
+            db.session.scalars(
+                select(Node).where(Node.status != NodeStatus.LOST.value).order_by(Node.name)
+            )
+        )
         everything = node_views(candidates)
         ready_names = {n.name for n in candidates if n.status == NodeStatus.READY.value}
         views = {v.name: v for v in everything if v.name in ready_names}
         nodes_by_name = {n.name: n for n in candidates}
         placed = []
-        pending = db.session.scalars(select(Session).where(
-            Session.status == SessionStatus.PENDING.value).order_by(Session.created_at,
-                                                                    Session.id)).all()
+        pending = db.session.scalars(
+            select(Session)
+            .where(Session.status == SessionStatus.PENDING.value)
+            .order_by(Session.created_at, Session.id)
+        ).all()
         for session in pending:
             request = Request(gpus=session.gpus, cpus=session.cpus, memory_mb=session.memory_mb)
             reason = never_fits_reason(request, everything)
@@ -146,6 +152,9 @@ class Scheduler:
 
     def _enqueue_start(self, session_id: int, node_name: str) -> None:
         Queue(node_queue_name(node_name), connection=self.redis).enqueue(
-            "nodes.jobs.start_session", session_id, job_id=f"start-{session_id}",
-            result_ttl=3600, failure_ttl=86400,
+            "nodes.jobs.start_session",
+            session_id,
+            job_id=f"start-{session_id}",
+            result_ttl=3600,
+            failure_ttl=86400,
         )

@@ -80,8 +80,7 @@ def never_fits_reason(request: Request, nodes: Sequence[NodeView]) -> str | None
         return f"asks for {request.gpus} GPUs but the largest node has {most_gpus}"
     if request.memory_mb > most_memory:
         return (
-            f"asks for {request.memory_mb} MiB of memory "
-            f"but the largest node has {most_memory} MiB"
+            f"asks for {request.memory_mb} MiB of memory but the largest node has {most_memory} MiB"
         )
     if request.cpus > most_cpus:
         return f"asks for {request.cpus:g} CPUs but the largest node has {most_cpus:g}"

@@ -1,7 +1,7 @@
 """Handwritten digits (scikit-learn's bundled 8x8 images) with a small neural network.
 
-    podium run examples/digits/train.py -a "--epochs 3 --lr 0.1"
-    python examples/digits/train.py --epochs 3      # the same, outside Podium
+podium run examples/digits/train.py -a "--epochs 3 --lr 0.1"
+python examples/digits/train.py --epochs 3      # the same, outside Podium
 """
 
 import argparse
@@ -30,11 +30,18 @@ def main() -> None:
 
     images, labels = load_digits(return_X_y=True)
     x_train, x_valid, y_train, y_valid = train_test_split(
-        images, labels, test_size=0.25, random_state=args.seed, stratify=labels)
+        images, labels, test_size=0.25, random_state=args.seed, stratify=labels
+    )
     scaler = StandardScaler().fit(x_train)
     x_train, x_valid = scaler.transform(x_train), scaler.transform(x_valid)
-    model = MLPClassifier(hidden_layer_sizes=(args.hidden,), solver="sgd", momentum=0.9,
-                          learning_rate_init=args.lr, batch_size=64, random_state=args.seed)
+    model = MLPClassifier(
+        hidden_layer_sizes=(args.hidden,),
+        solver="sgd",
+        momentum=0.9,
+        learning_rate_init=args.lr,
+        batch_size=64,
+        random_state=args.seed,
+    )
     classes = np.unique(labels)
 
     def save(folder: str) -> None:

@@ -10,6 +10,7 @@ goes over: a process killed that way is reported as out of memory, unlike a Pyth
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -62,10 +63,8 @@ class LocalRun(Run):
         return ExitInfo(exit_code=code, out_of_memory=self.out_of_memory)
 
     def _signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def stop(self, grace_seconds: float) -> None:
         self._signal_group(signal.SIGTERM)
@@ -125,4 +124,3 @@ class LocalRuntime(Runtime):
             run.kill()
             return True
         return False
-

@@ -42,5 +42,9 @@ def revoke_current_token():
 def me():
     """The user the token belongs to, and the limits that apply to them."""
     user = g.user
-    return {"username": user.username, "is_admin": user.is_admin, "email": user.email,
-            "limits": {"max_code_bytes": current_app.config["MAX_CODE_BYTES"]}}
+    return {
+        "username": user.username,
+        "is_admin": user.is_admin,
+        "email": user.email,
+        "limits": {"max_code_bytes": current_app.config["MAX_CODE_BYTES"]},
+    }

@@ -13,7 +13,7 @@ from portal.extensions import db
 from portal.services import auth, nodes
 from portal.timeutil import utcnow
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _bearer_secret() -> str:

@@ -45,9 +45,13 @@ def register(payload):
     """Register a node with the cluster's join token; answers its own node token."""
     join_token = payload.pop("join_token")
     node, secret = nodes.register_node(
-        join_token, current_app.config.get("NODE_JOIN_TOKEN"), **payload)
-    return {"node_token": secret, "queue": node_queue_name(node.name),
-            "redis_url": current_app.config.get("REDIS_URL")}
+        join_token, current_app.config.get("NODE_JOIN_TOKEN"), **payload
+    )
+    return {
+        "node_token": secret,
+        "queue": node_queue_name(node.name),
+        "redis_url": current_app.config.get("REDIS_URL"),
+    }
 
 
 @blp.route("/nodes/heartbeat", methods=["POST"])
@@ -70,8 +74,9 @@ def session_spec(session_id: int):
     session = _node_session(session_id)
     token = ""
     if session.state is SessionStatus.SCHEDULED:
-        token = auth.issue_token(session.user, ttl=timedelta(days=30), label="session",
-                                 session_id=session.id)
+        token = auth.issue_token(
+            session.user, ttl=timedelta(days=30), label="session", session_id=session.id
+        )
     api_url = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
     return {
         "session_id": session.id,

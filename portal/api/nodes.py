@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint
+
 from portal.api.guards import BEARER, admin_required
 from portal.api.schemas import NodeOut
 from portal.services.nodes import nodes_with_allocations

@@ -55,8 +55,7 @@ class SessionIn(Schema):
     args = fields.String(load_default="", validate=validate.Length(max=8192))
     gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
     cpus = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1))
-    memory_mb = fields.Integer(load_default=None, allow_none=True,
-                               validate=validate.Range(min=16))
+    memory_mb = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=16))
     image = fields.String(load_default="", validate=validate.Length(max=256))
     memo = fields.String(load_default="", validate=validate.Length(max=4096))
 
@@ -113,8 +112,7 @@ class EventIn(Schema):
 
 
 class EventsIn(Schema):
-    events = fields.List(fields.Nested(EventIn), required=True,
-                         validate=validate.Length(max=10000))
+    events = fields.List(fields.Nested(EventIn), required=True, validate=validate.Length(max=10000))
 
 
 class EventsArgs(Schema):
@@ -219,8 +217,10 @@ class SessionSpecOut(Schema):
 
 
 class StateIn(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(
-        ["running", "completed", "failed", "killed", "stopped", "lost"]))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["running", "completed", "failed", "killed", "stopped", "lost"]),
+    )
     exit_code = fields.Integer(load_default=None, allow_none=True)
     reason = fields.String(load_default="")
 
@@ -231,5 +231,6 @@ class LogLineIn(Schema):
 
 
 class LogsIn(Schema):
-    lines = fields.List(fields.Nested(LogLineIn), required=True,
-                        validate=validate.Length(max=10000))
+    lines = fields.List(
+        fields.Nested(LogLineIn), required=True, validate=validate.Length(max=10000)
+    )

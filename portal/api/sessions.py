@@ -46,8 +46,7 @@ def _find(username: str, number: int) -> Session:
 def create_session(payload):
     """Start a session from an uploaded code archive."""
     if not artifact_store().exists(payload["code_digest"]):
-        raise ApiError("upload the code archive first (PUT /api/v1/code)",
-                       code="unknown_code")
+        raise ApiError("upload the code archive first (PUT /api/v1/code)", code="unknown_code")
     config = current_app.config
     request_ = service.SessionRequest(
         entry=payload["entry"],
@@ -157,16 +156,25 @@ def list_checkpoints(username: str, number: int):
 
 
 @blp.route(SESSION + "/checkpoints/<name>", methods=["PUT"])
-@blp.doc(security=BEARER, requestBody={"required": True, "content": {
-    "application/gzip": {"schema": {"type": "string", "format": "binary"}}}})
+@blp.doc(
+    security=BEARER,
+    requestBody={
+        "required": True,
+        "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+    },
+)
 @blp.response(201, CheckpointOut)
 @token_required(session_scope=True)
 def save_checkpoint(username: str, number: int, name: str):
     """Store a checkpoint (a gzipped tar of the folder `save` wrote)."""
     session = _find(username, number)
     checkpoint = checkpoints.save_checkpoint(
-        session, name, request.stream, artifact_store(),
-        max_bytes=current_app.config["MAX_CHECKPOINT_BYTES"])
+        session,
+        name,
+        request.stream,
+        artifact_store(),
+        max_bytes=current_app.config["MAX_CHECKPOINT_BYTES"],
+    )
     return checkpoints.checkpoint_dict(checkpoint)
 
 
@@ -177,9 +185,14 @@ def save_checkpoint(username: str, number: int, name: str):
 def download_checkpoint(username: str, number: int, name: str):
     """Download one checkpoint."""
     session = _find(username, number)
-    checkpoint = db.session.scalar(select(Checkpoint).where(
-        Checkpoint.session_id == session.id, Checkpoint.name == name))
+    checkpoint = db.session.scalar(
+        select(Checkpoint).where(Checkpoint.session_id == session.id, Checkpoint.name == name)
+    )
     if checkpoint is None:
         raise NotFound(f"session {session.ident} has no checkpoint {name!r}")
-    return send_file(artifact_store().path(checkpoint.digest), mimetype="application/gzip",
-                     as_attachment=True, download_name=f"{name}.tar.gz")
+    return send_file(
+        artifact_store().path(checkpoint.digest),
+        mimetype="application/gzip",
+        as_attachment=True,
+        download_name=f"{name}.tar.gz",
+    )

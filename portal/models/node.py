@@ -10,13 +10,13 @@ from portal.extensions import db
 from portal.timeutil import utcnow
 
 
-class NodeStatus(str, enum.Enum):
+class NodeStatus(enum.StrEnum):
     READY = "ready"
     LOST = "lost"  # heartbeats stopped
     DRAINED = "drained"  # takes no new sessions
 
 
-class Node(db.Model):  # type: ignore[name-defined,misc]
+class Node(db.Model):  # type: ignore[name-defined]
     __tablename__ = "nodes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -37,7 +37,7 @@ class Node(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class Gpu(db.Model):  # type: ignore[name-defined,misc]
+class Gpu(db.Model):  # type: ignore[name-defined]
     __tablename__ = "gpus"
     __table_args__ = (UniqueConstraint("node_id", "index"),)
 

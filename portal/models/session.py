@@ -12,7 +12,7 @@ from portal.models.user import User
 from portal.timeutil import utcnow
 
 
-class SessionStatus(str, enum.Enum):
+class SessionStatus(enum.StrEnum):
     PENDING = "pending"  # waiting for the scheduler to place it
     SCHEDULED = "scheduled"  # placed on a node, its start is queued there
     RUNNING = "running"
@@ -32,12 +32,10 @@ class SessionStatus(str, enum.Enum):
         return self not in ACTIVE_STATUSES
 
 
-ACTIVE_STATUSES = frozenset(
-    {SessionStatus.PENDING, SessionStatus.SCHEDULED, SessionStatus.RUNNING}
-)
+ACTIVE_STATUSES = frozenset({SessionStatus.PENDING, SessionStatus.SCHEDULED, SessionStatus.RUNNING})
 
 
-class Session(db.Model):  # type: ignore[name-defined,misc]
+class Session(db.Model):  # type: ignore[name-defined]
     __tablename__ = "sessions"
     __table_args__ = (
         UniqueConstraint("user_id", "number"),
@@ -84,7 +82,7 @@ class Session(db.Model):  # type: ignore[name-defined,misc]
         return SessionStatus(self.status)
 
 
-class Allocation(db.Model):  # type: ignore[name-defined,misc]
+class Allocation(db.Model):  # type: ignore[name-defined]
     """One GPU held by one active session. The unique key makes double allocation
     impossible whatever the scheduler does; rows are deleted when the session ends."""
 
@@ -101,7 +99,7 @@ class Allocation(db.Model):  # type: ignore[name-defined,misc]
     session: Mapped[Session] = relationship(back_populates="allocations")
 
 
-class LogLine(db.Model):  # type: ignore[name-defined,misc]
+class LogLine(db.Model):  # type: ignore[name-defined]
     __tablename__ = "log_lines"
     __table_args__ = (UniqueConstraint("session_id", "seq"),)
 
@@ -112,7 +110,7 @@ class LogLine(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Scalar(db.Model):  # type: ignore[name-defined,misc]
+class Scalar(db.Model):  # type: ignore[name-defined]
     """A value the session reported with `sdk.report`: one tag at one step."""
 
     __tablename__ = "scalars"
@@ -126,7 +124,7 @@ class Scalar(db.Model):  # type: ignore[name-defined,misc]
     wall_time: Mapped[float] = mapped_column(Float)
 
 
-class Checkpoint(db.Model):  # type: ignore[name-defined,misc]
+class Checkpoint(db.Model):  # type: ignore[name-defined]
     __tablename__ = "checkpoints"
     __table_args__ = (UniqueConstraint("session_id", "name"),)
 

@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.timeutil import utcnow
 
 
-class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
+class User(UserMixin, db.Model):  # type: ignore[name-defined]
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -34,7 +34,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
         return check_password_hash(self.password_hash, password)
 
 
-class ApiToken(db.Model):  # type: ignore[name-defined,misc]
+class ApiToken(db.Model):  # type: ignore[name-defined]
     """A bearer token, stored only as its SHA-256 digest.
 
     A token with `session_id` set is scoped to one training session: the SDK inside

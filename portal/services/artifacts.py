@@ -11,7 +11,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from portal.errors import ApiError
 
@@ -42,7 +42,7 @@ class ArtifactStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def put(self, stream: BinaryIO, *, max_bytes: int) -> tuple[str, int]:
+    def put(self, stream: IO[bytes], *, max_bytes: int) -> tuple[str, int]:
         """Store everything `stream` yields; return (digest, size)."""
         incoming = self.root / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)

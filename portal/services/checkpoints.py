@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from sqlalchemy import select
 
@@ -16,14 +16,17 @@ from portal.timeutil import isoformat
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def save_checkpoint(session: Session, name: str, stream: BinaryIO, store: ArtifactStore,
-                    *, max_bytes: int) -> Checkpoint:
+def save_checkpoint(
+    session: Session, name: str, stream: IO[bytes], store: ArtifactStore, *, max_bytes: int
+) -> Checkpoint:
     if not NAME_PATTERN.match(name):
-        raise ApiError("a checkpoint name is letters, digits, '.', '-' and '_'",
-                       code="invalid_input")
+        raise ApiError(
+            "a checkpoint name is letters, digits, '.', '-' and '_'", code="invalid_input"
+        )
     digest, size = store.put(stream, max_bytes=max_bytes)
-    checkpoint = db.session.scalar(select(Checkpoint).where(
-        Checkpoint.session_id == session.id, Checkpoint.name == name))
+    checkpoint = db.session.scalar(
+        select(Checkpoint).where(Checkpoint.session_id == session.id, Checkpoint.name == name)
+    )
     if checkpoint is None:
         checkpoint = Checkpoint(session_id=session.id, name=name, digest=digest, size=size)
         db.session.add(checkpoint)
@@ -34,10 +37,17 @@ def save_checkpoint(session: Session, name: str, stream: BinaryIO, store: Artifa
 
 
 def list_checkpoints(session: Session) -> list[Checkpoint]:
-    return list(db.session.scalars(
-        select(Checkpoint).where(Checkpoint.session_id == session.id).order_by(Checkpoint.id)))
+    return list(
+        db.session.scalars(
+            select(Checkpoint).where(Checkpoint.session_id == session.id).order_by(Checkpoint.id)
+        )
+    )
 
 
 def checkpoint_dict(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {"name": checkpoint.name, "size": checkpoint.size, "digest": checkpoint.digest,
-            "created_at": isoformat(checkpoint.created_at)}
+    return {
+        "name": checkpoint.name,
+        "size": checkpoint.size,
+        "digest": checkpoint.digest,
+        "created_at": isoformat(checkpoint.created_at),
+    }

@@ -18,8 +18,9 @@ def mark_running(session: Session) -> None:
         db.session.commit()
 
 
-def finish(session: Session, status: SessionStatus, reason: str = "",
-           exit_code: int | None = None) -> bool:
+def finish(
+    session: Session, status: SessionStatus, reason: str = "", exit_code: int | None = None
+) -> bool:
     """Move an active session to a final state, once; release what it held."""
     if session.state.is_final:
         return False

@@ -16,9 +16,17 @@ from portal.services.lifecycle import finish
 from portal.timeutil import isoformat, utcnow
 
 
-def register_node(join_token: str, expected_join_token: str | None, *, name: str,
-                  hostname: str, cpu_count: int, memory_mb: int, runtime: str,
-                  gpus: list[dict[str, Any]]) -> tuple[Node, str]:
+def register_node(
+    join_token: str,
+    expected_join_token: str | None,
+    *,
+    name: str,
+    hostname: str,
+    cpu_count: int,
+    memory_mb: int,
+    runtime: str,
+    gpus: list[dict[str, Any]],
+) -> tuple[Node, str]:
     """Register (or re-register) a node; returns it with its new node token.
 
     Re-registering replaces the token and the GPU inventory: an agent that restarts
@@ -27,8 +35,11 @@ def register_node(join_token: str, expected_join_token: str | None, *, name: str
     """
     if not expected_join_token or not hmac.compare_digest(join_token, expected_join_token):
         raise Unauthorized("wrong node join token", code="bad_join_token")
-    if not name or len(name) > 128 or not name.replace("-", "").replace("_", "").replace(
-            ".", "").isalnum():
+    if (
+        not name
+        or len(name) > 128
+        or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    ):
         raise ApiError("a node name is letters, digits, '.', '-' and '_'", code="invalid_input")
     node = db.session.scalar(select(Node).where(Node.name == name))
     secret = new_secret()
@@ -44,8 +55,13 @@ def register_node(join_token: str, expected_join_token: str | None, *, name: str
         node.status = NodeStatus.READY.value
     node.last_heartbeat_at = utcnow()
     node.gpus = [
-        Gpu(index=int(g["index"]), uuid=str(g.get("uuid", "")), model=str(g.get("model", "")),
-            memory_mb=int(g.get("memory_mb", 0)), simulated=bool(g.get("simulated", False)))
+        Gpu(
+            index=int(g["index"]),
+            uuid=str(g.get("uuid", "")),
+            model=str(g.get("model", "")),
+            memory_mb=int(g.get("memory_mb", 0)),
+            simulated=bool(g.get("simulated", False)),
+        )
         for g in gpus
     ]
     db.session.commit()
@@ -66,38 +82,55 @@ def heartbeat(node: Node, sample: dict[str, Any], running: list[int]) -> list[Se
     if node.status == NodeStatus.LOST.value:
         node.status = NodeStatus.READY.value
     db.session.commit()
-    vanished = list(db.session.scalars(select(Session).where(
-        Session.node_id == node.id,
-        Session.status == SessionStatus.RUNNING.value,
-        Session.id.not_in(running),
-    )))
+    vanished = list(
+        db.session.scalars(
+            select(Session).where(
+                Session.node_id == node.id,
+                Session.status == SessionStatus.RUNNING.value,
+                Session.id.not_in(running),
+            )
+        )
+    )
     for session in vanished:
-        finish(session, SessionStatus.LOST, f"node {node.name} no longer runs it "
-               "(its agent restarted)")
+        finish(
+            session, SessionStatus.LOST, f"node {node.name} no longer runs it (its agent restarted)"
+        )
     return vanished
 
 
 def mark_lost_nodes(lost_after_seconds: int) -> list[Node]:
     """Nodes whose heartbeats stopped are lost, and so are their active sessions."""
     deadline = utcnow() - timedelta(seconds=lost_after_seconds)
-    lost = list(db.session.scalars(select(Node).where(
-        Node.status != NodeStatus.LOST.value, Node.last_heartbeat_at < deadline)))
+    lost = list(
+        db.session.scalars(
+            select(Node).where(
+                Node.status != NodeStatus.LOST.value, Node.last_heartbeat_at < deadline
+            )
+        )
+    )
     for node in lost:
         node.status = NodeStatus.LOST.value
         db.session.commit()
-        for session in db.session.scalars(select(Session).where(
-            Session.node_id == node.id,
-            Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
-        )).all():
-            finish(session, SessionStatus.LOST,
-                   f"node {node.name} stopped answering (no heartbeat for "
-                   f"{lost_after_seconds} s)")
+        for session in db.session.scalars(
+            select(Session).where(
+                Session.node_id == node.id,
+                Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
+            )
+        ).all():
+            finish(
+                session,
+                SessionStatus.LOST,
+                f"node {node.name} stopped answering (no heartbeat for {lost_after_seconds} s)",
+            )
     return lost
 
 
 def live_nodes() -> list[Node]:
-    return list(db.session.scalars(
-        select(Node).where(Node.status == NodeStatus.READY.value).order_by(Node.name)))
+    return list(
+        db.session.scalars(
+            select(Node).where(Node.status == NodeStatus.READY.value).order_by(Node.name)
+        )
+    )
 
 
 def capacity_refusal(gpus: int, cpus: float, memory_mb: int) -> str | None:
@@ -108,8 +141,7 @@ def capacity_refusal(gpus: int, cpus: float, memory_mb: int) -> str | None:
     nodes = list(db.session.scalars(select(Node).where(Node.status != NodeStatus.LOST.value)))
     if not nodes:
         return None
-    if any(len(n.gpus) >= gpus and n.cpu_count >= cpus and n.memory_mb >= memory_mb
-           for n in nodes):
+    if any(len(n.gpus) >= gpus and n.cpu_count >= cpus and n.memory_mb >= memory_mb for n in nodes):
         return None
     most_gpus = max(len(n.gpus) for n in nodes)
     most_memory = max(n.memory_mb for n in nodes)
@@ -132,8 +164,14 @@ def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str
         "last_heartbeat_at": isoformat(node.last_heartbeat_at),
         "sample": node.sample or {},
         "gpus": [
-            {"index": g.index, "model": g.model, "uuid": g.uuid, "memory_mb": g.memory_mb,
-             "simulated": g.simulated, "session": allocations.get(g.index)}
+            {
+                "index": g.index,
+                "model": g.model,
+                "uuid": g.uuid,
+                "memory_mb": g.memory_mb,
+                "simulated": g.simulated,
+                "session": allocations.get(g.index),
+            }
             for g in node.gpus
         ],
     }

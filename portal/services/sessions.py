@@ -17,7 +17,7 @@ from portal.models import Checkpoint, LogLine, Scalar, Session, SessionStatus, U
 from portal.queue import node_queue_name, wake_scheduler
 from portal.services import nodes as node_service
 from portal.services.lifecycle import finish
-from portal.timeutil import isoformat, utcnow
+from portal.timeutil import isoformat
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,9 @@ class SessionRequest:
 
 def validate_request(request: SessionRequest) -> None:
     if not request.entry or request.entry.startswith(("/", "..")) or "/../" in request.entry:
-        raise ApiError("the entry point must be a relative path inside the code folder",
-                       code="invalid_input")
+        raise ApiError(
+            "the entry point must be a relative path inside the code folder", code="invalid_input"
+        )
     try:
         shlex.split(request.args)
     except ValueError as exc:
@@ -47,18 +48,22 @@ def validate_request(request: SessionRequest) -> None:
         raise ApiError("GPUs must be 0 or more; CPUs and memory more than 0", code="invalid_input")
     refusal = node_service.capacity_refusal(request.gpus, request.cpus, request.memory_mb)
     if refusal:
-        raise ApiError(f"no node could ever run this session: it {refusal}",
-                       code="unsatisfiable", status=422)
+        raise ApiError(
+            f"no node could ever run this session: it {refusal}", code="unsatisfiable", status=422
+        )
 
 
 def create_session(user: User, request: SessionRequest, redis=None) -> Session:
     validate_request(request)
-    number = db.session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(next_session_number=User.next_session_number + 1)
-        .returning(User.next_session_number)
-    ).scalar_one() - 1
+    number = (
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(next_session_number=User.next_session_number + 1)
+            .returning(User.next_session_number)
+        ).scalar_one()
+        - 1
+    )
     session = Session(
         user_id=user.id,
         number=number,
@@ -141,8 +146,10 @@ def request_stop(session: Session, redis=None) -> Session:
 def remove_session(session: Session, store=None) -> None:
     if session.state.is_active:
         raise Conflict(f"session {session.ident} is {session.status}: stop it first")
-    digests = [c.digest for c in db.session.scalars(
-        select(Checkpoint).where(Checkpoint.session_id == session.id))]
+    digests = [
+        c.digest
+        for c in db.session.scalars(select(Checkpoint).where(Checkpoint.session_id == session.id))
+    ]
     for model in (LogLine, Scalar, Checkpoint):
         db.session.execute(delete(model).where(model.session_id == session.id))
     db.session.delete(session)
@@ -157,29 +164,41 @@ def append_logs(session: Session, lines: list[dict[str, Any]]) -> int:
     if not lines:
         return 0
     seqs = [int(line["seq"]) for line in lines]
-    known = set(db.session.scalars(select(LogLine.seq).where(
-        LogLine.session_id == session.id, LogLine.seq.in_(seqs))))
-    fresh = [LogLine(session_id=session.id, seq=int(line["seq"]), text=str(line["text"]))
-             for line in lines if int(line["seq"]) not in known]
+    known = set(
+        db.session.scalars(
+            select(LogLine.seq).where(LogLine.session_id == session.id, LogLine.seq.in_(seqs))
+        )
+    )
+    fresh = [
+        LogLine(session_id=session.id, seq=int(line["seq"]), text=str(line["text"]))
+        for line in lines
+        if int(line["seq"]) not in known
+    ]
     db.session.add_all(fresh)
     db.session.commit()
     return len(fresh)
 
 
 def read_logs(session: Session, after: int = -1, limit: int = 1000) -> list[LogLine]:
-    return list(db.session.scalars(
-        select(LogLine)
-        .where(LogLine.session_id == session.id, LogLine.seq > after)
-        .order_by(LogLine.seq)
-        .limit(limit)
-    ))
+    return list(
+        db.session.scalars(
+            select(LogLine)
+            .where(LogLine.session_id == session.id, LogLine.seq > after)
+            .order_by(LogLine.seq)
+            .limit(limit)
+        )
+    )
 
 
 def tail_logs(session: Session, lines: int = 200) -> list[LogLine]:
-    newest = list(db.session.scalars(
-        select(LogLine).where(LogLine.session_id == session.id)
-        .order_by(LogLine.seq.desc()).limit(lines)
-    ))
+    newest = list(
+        db.session.scalars(
+            select(LogLine)
+            .where(LogLine.session_id == session.id)
+            .order_by(LogLine.seq.desc())
+            .limit(lines)
+        )
+    )
     return newest[::-1]
 
 
@@ -187,8 +206,13 @@ def record_scalars(session: Session, events: list[dict[str, Any]]) -> int:
     if session.state.is_final:
         raise Conflict(f"session {session.ident} has ended; it takes no more events")
     db.session.add_all(
-        Scalar(session_id=session.id, tag=str(e["tag"]), step=int(e["step"]),
-               value=float(e["value"]), wall_time=float(e["wall_time"]))
+        Scalar(
+            session_id=session.id,
+            tag=str(e["tag"]),
+            step=int(e["step"]),
+            value=float(e["value"]),
+            wall_time=float(e["wall_time"]),
+        )
         for e in events
     )
     db.session.commit()
@@ -203,9 +227,14 @@ def read_scalars(session: Session, tag: str | None = None, after_id: int = 0) ->
 
 
 def scalar_tags(session: Session) -> list[str]:
-    return list(db.session.scalars(
-        select(Scalar.tag).where(Scalar.session_id == session.id).distinct().order_by(Scalar.tag)
-    ))
+    return list(
+        db.session.scalars(
+            select(Scalar.tag)
+            .where(Scalar.session_id == session.id)
+            .distinct()
+            .order_by(Scalar.tag)
+        )
+    )
 
 
 def session_dict(session: Session) -> dict[str, Any]:

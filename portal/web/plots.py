@@ -30,13 +30,18 @@ def scalars_plot(tags: list[str], data_url_for_tag, *, live: bool) -> dict[str, 
             polling_interval=POLL_MS if live else None,
             data={"step": [], "value": []},
         )
-        plot = figure(title=tag, height=260, sizing_mode="stretch_width",
-                      x_axis_label="step", tools="pan,wheel_zoom,box_zoom,reset,save")
+        plot = figure(
+            title=tag,
+            height=260,
+            sizing_mode="stretch_width",
+            x_axis_label="step",
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+        )
         color = Category10_10[position % len(Category10_10)]
         plot.line("step", "value", source=source, line_width=2, color=color)
         plot.scatter("step", "value", source=source, size=5, color=color)
         plot.add_tools(HoverTool(tooltips=[("step", "@step"), (tag, "@value{0.0000}")]))
         plot.toolbar.logo = None
         figures.append(plot)
-    layout = gridplot(figures, ncols=2, sizing_mode="stretch_width", merge_tools=False)
-    return json_item(layout)
+    layout = gridplot(list(figures), ncols=2, sizing_mode="stretch_width", merge_tools=False)
+    return dict(json_item(layout))
