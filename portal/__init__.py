@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from portal.config import instance_path_from_env, load_config
-from portal.extensions import api, csrf, db, login_manager, migrate
+from portal.extensions import csrf, db, login_manager, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -28,7 +28,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
-    api.init_app(app)
     with app.app_context():
         _tune_sqlite(app)
 

@@ -31,29 +31,31 @@ class ApiError(Exception):
 class NotFound(ApiError):
     status = 404
 
-    def __init__(self, message: str = "not found", **kwargs: Any):
-        super().__init__(message, code="not_found", **kwargs)
+    def __init__(self, message: str = "not found", *, code: str = "not_found", **kwargs: Any):
+        super().__init__(message, code=code, **kwargs)
 
 
 class Forbidden(ApiError):
     status = 403
 
-    def __init__(self, message: str = "forbidden", **kwargs: Any):
-        super().__init__(message, code="forbidden", **kwargs)
+    def __init__(self, message: str = "forbidden", *, code: str = "forbidden", **kwargs: Any):
+        super().__init__(message, code=code, **kwargs)
 
 
 class Unauthorized(ApiError):
     status = 401
 
-    def __init__(self, message: str = "authentication required", **kwargs: Any):
-        super().__init__(message, code="unauthorized", **kwargs)
+    def __init__(
+        self, message: str = "authentication required", *, code: str = "unauthorized", **kwargs: Any
+    ):
+        super().__init__(message, code=code, **kwargs)
 
 
 class Conflict(ApiError):
     status = 409
 
-    def __init__(self, message: str, **kwargs: Any):
-        super().__init__(message, code="conflict", **kwargs)
+    def __init__(self, message: str, *, code: str = "conflict", **kwargs: Any):
+        super().__init__(message, code=code, **kwargs)
 
 
 def _wants_json() -> bool:

@@ -27,6 +27,7 @@ from portal.redis_server import EmbeddedRedis
 
 PR_SET_PDEATHSIG = 1
 CHILD_ORDER = ("portal", "scheduler", "grader", "node")
+MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,6 +114,8 @@ class Stack:
         self.host = args.host or ("127.0.0.1" if args.demo else "0.0.0.0")
         self.url = f"http://127.0.0.1:{args.port}"
         self.children: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.restarts: dict[str, list[float]] = {}
         self.redis_server: EmbeddedRedis | None = None
 
     def start_redis(self) -> str:
@@ -122,6 +125,7 @@ class Stack:
         return self.redis_server.start()
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.commands[name] = (command, env)
         log_file = (self.instance / "logs" / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
             command,
@@ -193,13 +197,38 @@ class Stack:
         )
 
     def check_children(self) -> None:
+        """Fail when a part dies while the stack starts."""
         for name, child in self.children.items():
             if child.poll() is not None:
-                tail = (self.instance / "logs" / f"{name}.log").read_text(errors="replace")
-                tail = "\n".join(tail.splitlines()[-15:])
                 raise SystemExit(
-                    f"podium up: the {name} exited with code {child.returncode}\n{tail}"
+                    f"podium up: the {name} exited with code {child.returncode}"
+                    f"\n{self.log_tail(name)}"
                 )
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        text = (self.instance / "logs" / f"{name}.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def keep_alive(self) -> None:
+        """Restart a part that died, as a process supervisor would; give up on one that
+        dies over and over."""
+        for name, child in list(self.children.items()):
+            if child.poll() is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in self.restarts.get(name, []) if now - t < RESTART_WINDOW]
+            if len(recent) >= MAX_RESTARTS:
+                raise SystemExit(
+                    f"podium up: the {name} keeps exiting "
+                    f"(code {child.returncode})\n{self.log_tail(name)}"
+                )
+            self.restarts[name] = [*recent, now]
+            print(
+                f"podium up: the {name} exited with code {child.returncode}; restarting it",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.spawn(name, *self.commands[name])
 
     def stop(self) -> None:
         for name in reversed(CHILD_ORDER):
@@ -231,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  CLI:  podium login --url {stack.url} -u USER --password-stdin", flush=True)
         print(f"  logs: {stack.instance / 'logs'}   stop: Ctrl-C", flush=True)
         while True:
-            stack.check_children()
+            stack.keep_alive()
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping Podium…", flush=True)

@@ -1,0 +1,186 @@
+import hashlib
+import io
+import tarfile
+
+from portal.extensions import db
+from portal.models import Session
+from tests import factories
+
+
+def code_archive(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_every_api_route_is_in_the_openapi_document(app, client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.rule.endswith("openapi.json"):
+            continue
+        path = rule.rule
+        for argument in rule.arguments:
+            path = path.replace(f"<int:{argument}>", f"{{{argument}}}")
+            path = path.replace(f"<{argument}>", f"{{{argument}}}")
+        for method in rule.methods - {"OPTIONS"}:
+            if method == "HEAD" and "GET" in rule.methods:
+                continue
+            assert (path, method) in documented, f"{method} {path} is not documented"
+    assert "bearerAuth" in spec["components"]["securitySchemes"]
+
+
+def test_errors_share_one_envelope(client):
+    for response in (
+        client.get("/api/v1/sessions"),
+        client.get("/api/v1/nowhere"),
+        client.post("/api/v1/auth/tokens", json={"username": "x"}),
+        client.post("/api/v1/auth/tokens", data="not json", content_type="application/json"),
+    ):
+        body = response.get_json()
+        assert set(body) == {"error"}, body
+        assert set(body["error"]) == {"code", "message", "details"}
+    body = client.post("/api/v1/auth/tokens", json={"username": "x"}).get_json()
+    assert body["error"]["message"] == "password: Missing data for required field."
+
+
+def test_log_in_use_the_token_and_log_out(client, app):
+    factories.user("ada")
+    wrong = client.post("/api/v1/auth/tokens", json={"username": "ada", "password": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.get_json()["error"]["message"] == "wrong username or password"
+    token = client.post(
+        "/api/v1/auth/tokens", json={"username": "ada", "password": "ada-password"}
+    ).get_json()["token"]
+    headers = factories.headers(token)
+    assert client.get("/api/v1/auth/me", headers=headers).get_json()["username"] == "ada"
+    assert client.delete("/api/v1/auth/tokens/current", headers=headers).status_code == 204
+    refused = client.get("/api/v1/auth/me", headers=headers)
+    assert refused.status_code == 401 and "revoked" in refused.get_json()["error"]["message"]
+
+
+def test_a_session_from_uploaded_code(client, app):
+    ada = factories.user("ada")
+    headers = factories.headers(factories.token(ada))
+    archive = code_archive({"train.py": "print('hi')\n"})
+    uploaded = client.put("/api/v1/code", data=archive, headers=headers)
+    assert uploaded.status_code == 201
+    digest = uploaded.get_json()["digest"]
+    assert digest == hashlib.sha256(archive).hexdigest()
+    assert client.head(f"/api/v1/code/{digest}", headers=headers).status_code == 200
+    created = client.post(
+        "/api/v1/sessions",
+        json={"entry": "train.py", "code_digest": digest, "args": "--lr 0.1", "memory_mb": 512},
+        headers=headers,
+    )
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    assert body["id"] == "ada/1" and body["status"] == "pending"
+    assert body["command"] == "python train.py --lr 0.1"
+    listed = client.get("/api/v1/sessions", headers=headers).get_json()
+    assert [s["id"] for s in listed] == ["ada/1"]
+
+
+def test_bad_session_requests_change_nothing(client, app):
+    ada = factories.user("ada")
+    factories.node("small", gpus=1)
+    headers = factories.headers(factories.token(ada))
+    digest = client.put("/api/v1/code", data=code_archive({"a.py": ""}), headers=headers)
+    digest = digest.get_json()["digest"]
+    cases = [
+        ({"entry": "a.py", "code_digest": "0" * 64}, 400, "upload the code archive first"),
+        ({"entry": "a.py", "code_digest": digest, "gpus": 3}, 422, "largest node has 1"),
+        ({"entry": "../a.py", "code_digest": digest}, 400, "relative path"),
+        ({"entry": "a.py", "code_digest": digest, "args": "'unclosed"}, 400, "cannot be parsed"),
+        ({"entry": "a.py", "code_digest": "short"}, 422, "code_digest"),
+    ]
+    for payload, status, message in cases:
+        response = client.post("/api/v1/sessions", json=payload, headers=headers)
+        assert response.status_code == status, response.get_json()
+        assert message in response.get_json()["error"]["message"]
+    assert db.session.query(Session).count() == 0
+
+
+def test_code_over_the_limit_is_refused_and_nothing_is_kept(client, app):
+    app.config["MAX_CODE_BYTES"] = 1024
+    headers = factories.headers(factories.token(factories.user("ada")))
+    response = client.put("/api/v1/code", data=b"x" * 4096, headers=headers)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_large"
+    store = app.config["ARTIFACT_ROOT"]
+    import pathlib
+
+    assert not list(pathlib.Path(store).rglob("sha256/*/*"))
+
+
+def test_another_users_session_is_a_404_everywhere(client, app):
+    ada, bob = factories.user("ada"), factories.user("bob")
+    factories.session(ada)
+    headers = factories.headers(factories.token(bob))
+    for method, path in [
+        ("GET", "/api/v1/sessions/ada/1"),
+        ("GET", "/api/v1/sessions/ada/1/logs"),
+        ("GET", "/api/v1/sessions/ada/1/events"),
+        ("POST", "/api/v1/sessions/ada/1/stop"),
+        ("DELETE", "/api/v1/sessions/ada/1"),
+        ("GET", "/api/v1/sessions/ada/1/command"),
+    ]:
+        response = client.open(path, method=method, headers=headers)
+        assert response.status_code == 404, (method, path)
+        assert response.get_json()["error"]["message"] == "no session ada/1"
+
+
+def test_a_session_token_reaches_only_its_own_session(client, app):
+    from datetime import timedelta
+
+    from portal.services import auth
+
+    ada = factories.user("ada")
+    mine, other = factories.session(ada), factories.session(ada)
+    secret = auth.issue_token(ada, ttl=timedelta(hours=1), session_id=mine.id)
+    headers = factories.headers(secret)
+    event = {"events": [{"tag": "loss", "step": 1, "value": 0.5, "wall_time": 1.0}]}
+    assert (
+        client.post("/api/v1/sessions/ada/1/events", json=event, headers=headers).status_code == 201
+    )
+    assert (
+        client.post("/api/v1/sessions/ada/2/events", json=event, headers=headers).status_code == 404
+    )
+    assert client.get("/api/v1/sessions", headers=headers).status_code == 403
+    nan = {"events": [{"tag": "loss", "step": 1, "value": "NaN", "wall_time": 1.0}]}
+    assert (
+        client.post("/api/v1/sessions/ada/1/events", json=nan, headers=headers).status_code == 422
+    )
+    assert other.id
+
+
+def test_nodes_register_with_the_join_token_only(client, app):
+    payload = {"name": "n1", "cpu_count": 4, "memory_mb": 8192, "join_token": "wrong"}
+    assert client.post("/api/v1/internal/nodes/register", json=payload).status_code == 401
+    payload["join_token"] = "test-join-token"
+    body = client.post("/api/v1/internal/nodes/register", json=payload).get_json()
+    assert body["queue"] == "node.n1"
+    beat = client.post(
+        "/api/v1/internal/nodes/heartbeat", json={"sample": {}}, headers=factories.headers("x")
+    )
+    assert beat.status_code == 401
+    beat = client.post(
+        "/api/v1/internal/nodes/heartbeat",
+        json={"sample": {"cpu_percent": 3}},
+        headers=factories.headers(body["node_token"]),
+    )
+    assert beat.status_code == 200
+
+
+def test_nodes_are_for_administrators(client, app):
+    factories.node("n1", gpus=2)
+    ada_headers = factories.headers(factories.token(factories.user("ada")))
+    root_headers = factories.headers(factories.token(factories.user("root", admin=True)))
+    assert client.get("/api/v1/nodes", headers=ada_headers).status_code == 403
+    nodes = client.get("/api/v1/nodes", headers=root_headers).get_json()
+    assert [(n["name"], len(n["gpus"])) for n in nodes] == [("n1", 2)]

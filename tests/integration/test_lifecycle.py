@@ -1,0 +1,107 @@
+"""The platform's own processes: a node agent that dies, and Ctrl-C on `podium up`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.integration.stack import Stack, User
+from tests.integration.test_sessions import script
+
+
+@pytest.fixture
+def own_stack(tmp_path):
+    running = Stack(tmp_path / "stack")
+    yield running
+    running.stop()
+
+
+def start_and_read_pid(user: User, entry, *args: str) -> tuple[str, int]:
+    ident = user("run", str(entry), "--detach", *args).stdout.strip()
+    user.wait_for(ident, {"running"})
+    deadline = time.monotonic() + 10
+    while not (logs := user("logs", ident).stdout.split()):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return ident, int(logs[0])
+
+
+SLEEPER = """
+    import os, time
+    print(os.getpid(), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_restarted_agent_settles_the_sessions_it_lost(own_stack, tmp_path):
+    user = User(own_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    ident, pid = start_and_read_pid(user, script(tmp_path / "code", SLEEPER))
+    own_stack.child("-m nodes").kill()  # SIGKILL: no chance to clean up
+    session = user.wait_for(ident, {"lost"}, timeout=30)
+    assert "no longer runs it" in session["status_reason"]
+    assert not psutil.pid_exists(pid), "the session outlived its agent"
+    assert (
+        "the node exited with code -9; restarting it" in (own_stack.root / "stack.log").read_text()
+    )
+
+
+def test_a_session_does_not_stay_running_when_its_node_goes_silent(own_stack, tmp_path):
+    """A second node, with a GPU so that the session goes there, dies for good."""
+    env = dict(
+        os.environ,
+        PODIUM_NODE_JOIN_TOKEN=own_stack.join_token(),
+        REDIS_URL="",
+        PODIUM_NODE_HEARTBEAT_SECONDS="0.5",
+    )
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nodes",
+            "--url",
+            own_stack.url,
+            "--name",
+            "gpu-box",
+            "--gpus",
+            "1:TestGPU",
+            "--workdir",
+            str(tmp_path / "gpu-box"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        user = User(own_stack, tmp_path / "home")
+        user.login("demo", "demo")
+        ident, pid = start_and_read_pid(user, script(tmp_path / "code", SLEEPER), "-g", "1")
+        assert user.session(ident)["node"] == "gpu-box"
+        agent.kill()
+        session = user.wait_for(ident, {"lost"}, timeout=30)
+        assert session["status_reason"] == ("node gpu-box stopped answering (no heartbeat for 4 s)")
+        assert not psutil.pid_exists(pid)
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_ctrl_c_stops_everything_and_leaves_no_process(own_stack, tmp_path):
+    user = User(own_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    entry = script(tmp_path / "code", "import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+    ident = user("run", str(entry), "--detach").stdout.strip()
+    user.wait_for(ident, {"running"})
+    processes = own_stack.descendants()
+    names = " ".join(" ".join(p.cmdline()) for p in processes)
+    for part in ("gunicorn", "-m scheduler", "-m grader", "-m nodes", "valkey-server", "main.py"):
+        assert part in names
+    assert own_stack.stop() == 0
+    gone, alive = psutil.wait_procs(processes, timeout=10)
+    assert alive == []
+    assert "stopping Podium" in (own_stack.root / "stack.log").read_text()
+    assert signal.SIGINT  # the stop above is the terminal's Ctrl-C

@@ -1,0 +1,94 @@
+import os
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from nodes.runtime import RunSpec, get_runtime
+
+
+def spec(tmp_path: Path, script: str, *, memory_mb: int = 512, gpus=()) -> RunSpec:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "main.py").write_text(script)
+    return RunSpec(
+        session_id=1,
+        ident="ada/1",
+        entry="main.py",
+        args=["--flag", "a b"],
+        code_dir=code,
+        output_dir=tmp_path,
+        gpu_indices=list(gpus),
+        cpus=1,
+        memory_mb=memory_mb,
+        env={"PATH": os.environ["PATH"], "PODIUM_SESSION": "ada/1"},
+    )
+
+
+def test_a_process_gets_its_gpus_arguments_and_environment(tmp_path):
+    runtime = get_runtime("local")
+    run = runtime.start(
+        spec(
+            tmp_path,
+            "import os, sys\n"
+            "print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['PODIUM_SESSION'])\n"
+            "print(sys.argv[1:])\nprint(os.getpgid(0) == os.getpid())\n",
+            gpus=[2, 5],
+        )
+    )
+    assert list(run.output()) == ["2,5 ada/1", "['--flag', 'a b']", "True"]
+    assert run.wait().exit_code == 0
+
+
+def test_going_over_the_memory_limit_kills_the_whole_group(tmp_path):
+    runtime = get_runtime("local")
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "hog = []\n"
+        "while True:\n"
+        "    hog.append(bytearray(16 * 2**20))\n"
+        "    time.sleep(0.01)\n"
+    )
+    run = runtime.start(spec(tmp_path, script, memory_mb=200))
+    output = run.output()
+    child_pid = int(next(output))
+    deadline = time.monotonic() + 30
+    while not runtime.check_memory(run):
+        assert time.monotonic() < deadline, "the memory hog was never caught"
+        time.sleep(0.05)
+    list(output)
+    info = run.wait()
+    assert info.out_of_memory and info.exit_code == -9
+    time.sleep(0.2)
+    assert not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == "zombie"
+
+
+def test_stop_ends_a_process_that_ignores_sigterm(tmp_path):
+    runtime = get_runtime("local")
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    run = runtime.start(spec(tmp_path, script))
+    assert next(run.output()) == "ready"
+    started = time.monotonic()
+    run.stop(grace_seconds=0.5)
+    assert run.wait().exit_code == -9
+    assert time.monotonic() - started < 10
+
+
+def test_unknown_runtime_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown runtime 'podman'"):
+        get_runtime("podman")
+
+
+def test_the_session_runs_under_the_agents_interpreter(tmp_path):
+    run = get_runtime("local").start(spec(tmp_path, "import sys; print(sys.executable)"))
+    assert list(run.output()) == [sys.executable]
+    run.wait()

@@ -1,0 +1,84 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduler.policy import NodeView, Request, best_fit, never_fits_reason
+
+
+def view(name, total, free, cpus=32.0, memory=262144):
+    return NodeView(name, total, tuple(free), cpus, cpus, memory, memory)
+
+
+def test_best_fit_takes_the_node_left_with_fewest_free_gpus():
+    nodes = [view("big", 8, range(8)), view("half", 8, [4, 5, 6, 7]), view("two", 4, [1, 3])]
+    assert best_fit(Request(gpus=2), nodes).node == "two"
+    assert best_fit(Request(gpus=2), nodes).gpu_indices == (1, 3)
+    assert best_fit(Request(gpus=3), nodes).node == "half"
+    assert best_fit(Request(gpus=8), nodes).node == "big"
+
+
+def test_nothing_fits_now_but_could_later():
+    nodes = [view("a", 4, [0])]
+    assert best_fit(Request(gpus=2), nodes) is None
+    assert never_fits_reason(Request(gpus=2), nodes) is None
+
+
+def test_a_request_no_node_could_ever_hold_says_why():
+    nodes = [view("a", 4, range(4)), view("b", 8, range(8), memory=1024)]
+    assert never_fits_reason(Request(gpus=9), nodes) == (
+        "asks for 9 GPUs but the largest node has 8"
+    )
+    assert "memory" in never_fits_reason(Request(memory_mb=10**7), nodes)
+    assert "together" in never_fits_reason(Request(gpus=8, memory_mb=4096), nodes)
+
+
+def test_cpu_and_memory_limit_placement():
+    nodes = [NodeView("a", 0, (), 4, 1.0, 8192, 8192)]
+    assert best_fit(Request(cpus=2), nodes) is None
+    assert best_fit(Request(cpus=1, memory_mb=8192), nodes).node == "a"
+
+
+node_views = st.lists(
+    st.builds(
+        lambda total, taken, index: view(
+            f"n{index}", total, [i for i in range(total) if i not in set(taken)]
+        ),
+        st.integers(0, 8),
+        st.lists(st.integers(0, 7), max_size=8),
+        st.integers(0, 10**6),
+    ),
+    min_size=1,
+    max_size=12,
+    unique_by=lambda n: n.name,
+)
+
+
+@given(node_views, st.integers(0, 8))
+def test_never_over_allocates_and_places_when_capacity_exists(nodes, gpus):
+    placement = best_fit(Request(gpus=gpus), nodes)
+    capable = [n for n in nodes if len(n.free_gpus) >= gpus]
+    if not capable:
+        assert placement is None
+        return
+    assert placement is not None
+    chosen = next(n for n in nodes if n.name == placement.node)
+    assert len(placement.gpu_indices) == gpus
+    assert set(placement.gpu_indices) <= set(chosen.free_gpus)
+    # Best fit: no capable node would have had fewer GPUs left over.
+    assert len(chosen.free_gpus) == min(len(n.free_gpus) for n in capable)
+
+
+@given(node_views, st.lists(st.integers(1, 8), max_size=20))
+def test_best_fit_keeps_the_largest_free_block_whole(nodes, requests):
+    """Placing a stream of requests never splits the node with the most free GPUs while a
+    node with fewer free GPUs could take the request."""
+    free = {n.name: list(n.free_gpus) for n in nodes}
+    for gpus in requests:
+        views = [view(name, 8, f) for name, f in free.items()]
+        placement = best_fit(Request(gpus=gpus), views)
+        if placement is None:
+            continue
+        largest = max(len(f) for f in free.values())
+        if len(free[placement.node]) == largest:
+            assert all(len(f) < gpus or len(f) == largest for f in free.values())
+        free[placement.node] = [i for i in free[placement.node] if i not in placement.gpu_indices]
+        assert len(set(free[placement.node])) == len(free[placement.node])

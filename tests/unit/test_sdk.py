@@ -1,0 +1,100 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import time
+    from cli import sdk
+    saved = {}
+    sdk.bind(save=lambda d: open(d + "/w.txt", "w").write("42"),
+             load=lambda d: saved.setdefault("w", open(d + "/w.txt").read()))
+    started = time.monotonic()
+    for step in range(200):
+        sdk.report(step=step, **{"train/loss": 1.0 / (step + 1), "valid/acc": step / 200})
+    print("reported in", round(time.monotonic() - started, 3), flush=True)
+    sdk.save(1)
+    sdk.load(1)
+    print("loaded", saved["w"], flush=True)
+    """
+)
+
+
+def run_script(tmp_path, env):
+    (tmp_path / "train.py").write_text(SCRIPT)
+    return subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_outside_podium_the_sdk_prints_and_saves_locally(tmp_path):
+    env = {k: "" for k in ("PODIUM_SESSION", "PODIUM_API", "PODIUM_TOKEN")}
+    result = run_script(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "[step 3] train/loss=0.25 valid/acc=0.015" in result.stdout
+    assert "loaded 42" in result.stdout
+    assert (tmp_path / "checkpoints" / "1" / "w.txt").read_text() == "42"
+
+
+class SlowPortal(BaseHTTPRequestHandler):
+    """Takes a second over every batch of events, as a far-away portal might."""
+
+    batches: list = []
+    checkpoints: dict = {}
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        time.sleep(1.0)
+        type(self).batches.append((self.headers["Authorization"], body["events"]))
+        self._answer(201, b'{"accepted": 1}')
+
+    def do_PUT(self):
+        type(self).checkpoints[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+        self._answer(201, b"{}")
+
+    def do_GET(self):
+        self._answer(200, type(self).checkpoints[self.path])
+
+    def _answer(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def slow_portal():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowPortal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
+    server.shutdown()
+
+
+def test_report_batches_in_the_background_and_never_waits_for_the_portal(tmp_path, slow_portal):
+    env = {"PODIUM_SESSION": "ada/7", "PODIUM_API": slow_portal, "PODIUM_TOKEN": "pdm_x"}
+    result = run_script(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    seconds = float(result.stdout.split("reported in")[1].split()[0])
+    # 400 scalars against a portal that takes 1 s per request: a blocking client
+    # would need minutes; the batching one returns at once.
+    assert seconds < 0.5
+    events = [e for _, batch in SlowPortal.batches for e in batch]
+    assert len(events) == 400 and len(SlowPortal.batches) < 10
+    assert {auth for auth, _ in SlowPortal.batches} == {"Bearer pdm_x"}
+    assert "/api/v1/sessions/ada/7/checkpoints/1" in SlowPortal.checkpoints
+    assert "loaded 42" in result.stdout
