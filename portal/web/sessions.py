@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, request, url_for
+import json
+
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from portal.errors import NotFound
@@ -86,4 +88,6 @@ def plot(username: str, number: int):
         lambda tag: url_for("sessions.scalars", username=username, number=number, tag=tag),
         live=session.state.is_active,
     )
-    return jsonify(item)
+    # Not jsonify: it sorts keys, and BokehJS needs each model defined before the
+    # references to it, in the order Bokeh wrote them.
+    return current_app.response_class(json.dumps(item), mimetype="application/json")

@@ -1,7 +1,6 @@
 """The platform's own processes: a node agent that dies, and Ctrl-C on `podium up`."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -101,7 +100,6 @@ def test_ctrl_c_stops_everything_and_leaves_no_process(own_stack, tmp_path):
     for part in ("gunicorn", "-m scheduler", "-m grader", "-m nodes", "valkey-server", "main.py"):
         assert part in names
     assert own_stack.stop() == 0
-    gone, alive = psutil.wait_procs(processes, timeout=10)
+    _gone, alive = psutil.wait_procs(processes, timeout=10)
     assert alive == []
     assert "stopping Podium" in (own_stack.root / "stack.log").read_text()
-    assert signal.SIGINT  # the stop above is the terminal's Ctrl-C

@@ -66,7 +66,7 @@ def test_a_retried_log_batch_is_stored_once(app):
     run = factories.session(factories.user("ada"))
     batch = [{"seq": i, "text": f"line {i}"} for i in range(3)]
     assert sessions.append_logs(run, batch) == 3
-    assert sessions.append_logs(run, batch + [{"seq": 3, "text": "line 3"}]) == 1
+    assert sessions.append_logs(run, [*batch, {"seq": 3, "text": "line 3"}]) == 1
     assert [line.text for line in sessions.read_logs(run, after=1)] == ["line 2", "line 3"]
 
 
