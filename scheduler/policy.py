@@ -77,7 +77,10 @@ def never_fits_reason(request: Request, nodes: Sequence[NodeView]) -> str | None
     most_cpus = max(node.total_cpus for node in nodes)
     most_memory = max(node.total_memory_mb for node in nodes)
     if request.gpus > most_gpus:
-        return f"asks for {request.gpus} GPUs but the largest node has {most_gpus}"
+        return (
+            f"asks for {request.gpus} GPU{'s' * (request.gpus != 1)} "
+            f"but the largest node has {most_gpus}"
+        )
     if request.memory_mb > most_memory:
         return (
             f"asks for {request.memory_mb} MiB of memory but the largest node has {most_memory} MiB"

@@ -146,7 +146,7 @@ def capacity_refusal(gpus: int, cpus: float, memory_mb: int) -> str | None:
     most_gpus = max(len(n.gpus) for n in nodes)
     most_memory = max(n.memory_mb for n in nodes)
     if gpus > most_gpus:
-        return f"asks for {gpus} GPUs and the largest node has {most_gpus}"
+        return f"asks for {gpus} GPU{'s' * (gpus != 1)} and the largest node has {most_gpus}"
     if memory_mb > most_memory:
         return f"asks for {memory_mb} MiB of memory and the largest node has {most_memory} MiB"
     return f"asks for {cpus:g} CPUs and no node has that many with the GPUs and memory"

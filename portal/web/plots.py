@@ -44,7 +44,10 @@ def scalars_plot(tags: list[str], data_url_for_tag, *, live: bool) -> dict[str, 
         plot.toolbar.logo = None
         figures.append(plot)
     layout = gridplot(
-        list(figures), ncols=2, sizing_mode="stretch_width", merge_tools=False,
+        list(figures),
+        ncols=2,
+        sizing_mode="stretch_width",
+        merge_tools=False,
         toolbar_options={"logo": None},
     )
     return dict(json_item(layout))

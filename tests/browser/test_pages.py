@@ -47,8 +47,9 @@ def test_a_wrong_password_is_refused_on_the_page(page, stack):
 def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
     user = User(stack, tmp_path / "home")
     user.login("demo", "demo")
-    ident = user("run", str(script(tmp_path / "code", REPORTER)), "--detach",
-                 "-a", "--seed 7").stdout.strip()
+    ident = user(
+        "run", str(script(tmp_path / "code", REPORTER)), "--detach", "-a", "--seed 7"
+    ).stdout.strip()
     log_in(page, stack, "demo", "demo")
     expect(page.locator("h1")).to_have_text("My sessions")
     row = page.locator("tr", has_text=ident)
@@ -58,8 +59,7 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
     expect(page.locator("#args")).to_have_text("--seed 7")
     expect(page.locator("#status")).to_have_text("running", timeout=20000)
     page.wait_for_function("() => document.querySelector('#log').textContent.includes('step 2')")
-    page.wait_for_function(
-        "() => window.Bokeh && Bokeh.documents.length > 0", timeout=20000)
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=20000)
     # Bokeh draws inside shadow roots, which Playwright's locators pierce.
     expect(page.locator("#plot canvas").first).to_be_visible()
     first = points(page, "train/loss")
@@ -67,21 +67,24 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
         """n => Bokeh.documents.some(d => {
             const s = d.get_model_by_name("scalars:train/loss");
             return s && s.data.step.length > n; })""",
-        arg=max(first, 1), timeout=20000)
+        arg=max(first, 1),
+        timeout=20000,
+    )
     expect(page.locator("#status")).to_have_text("completed", timeout=30000)
     expect(page.locator("#log")).to_contain_text("step 12")
     page.wait_for_function(
         """() => Bokeh.documents.some(d => {
             const s = d.get_model_by_name("scalars:valid/acc");
-            return s && s.data.step.length === 12; })""", timeout=20000)
+            return s && s.data.step.length === 12; })""",
+        timeout=20000,
+    )
     page.screenshot(path=str(tmp_path / "session.png"), full_page=True)
 
 
 def test_an_admin_sees_every_session_and_the_nodes(page, stack, tmp_path):
     user = User(stack, tmp_path / "home")
     user.login("demo", "demo")
-    ident = user("run", str(script(tmp_path / "code", "print('hello')")),
-                 "--detach").stdout.strip()
+    ident = user("run", str(script(tmp_path / "code", "print('hello')")), "--detach").stdout.strip()
     user.wait_for(ident, {"completed"})
     log_in(page, stack, "admin", "admin")
     expect(page.locator("h1")).to_have_text("All sessions")
