@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.stack import PODIUM, Stack, User  # noqa: E402
+from tests.integration.stack import PODIUM, Stack, User
 
 PROBE = "import time; print(repr(time.time()), flush=True)\n"
 
