@@ -16,7 +16,7 @@ echo "== NVML as the node agent's probe reads it"
 echo "== the stack"
 "$PY" -m portal.stack --demo --port "$PORT" --instance "$WORK/instance" > "$WORK/stack.log" 2>&1 &
 STACK=$!
-for _ in $(seq 600); do grep -q "Podium is up" "$WORK/stack.log" && break; sleep 0.2; done
+for _ in $(seq 600); do grep -q "Podium is up" "$WORK/stack.log" && break; kill -0 $STACK 2>/dev/null || break; sleep 0.2; done
 cat "$WORK/stack.log"
 echo demo | podium login --url "http://127.0.0.1:$PORT" -u demo --password-stdin
 echo admin | PODIUM_HOME=$WORK/admin "$PY" -m cli login --url "http://127.0.0.1:$PORT" -u admin --password-stdin
@@ -53,6 +53,6 @@ podium ps
 podium events demo/1
 PODIUM_HOME=$WORK/admin "$PY" -m cli node ls --json | "$PY" -c "import json,sys; n=json.load(sys.stdin)[0]; print('heartbeat sample:', json.dumps(n['sample']))"
 
-kill -INT $STACK; wait $STACK
+kill -TERM $STACK; wait $STACK
 echo "== stack stopped with code $?"
 tail -n 20 "$WORK/instance/logs/node.log"

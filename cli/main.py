@@ -263,7 +263,7 @@ def ps(everyone: bool, as_json: bool) -> None:
             s["id"],
             s["status"],
             s["node"] or "-",
-            ",".join(map(str, s["gpu_indices"])) or str(s["gpus"]),
+            ",".join(map(str, s["gpu_indices"])) or (f"{s['gpus']} wanted" if s["gpus"] else "-"),
             (s["created_at"] or "").replace("T", " ").removesuffix("Z"),
             s["command"],
         ]

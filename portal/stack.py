@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     def request_stop(_signum, _frame):
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell script's background job starts with SIGINT ignored.
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
         login_hint = stack.start()
         stack.wait_healthy()
