@@ -19,7 +19,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 
 ## run: the whole platform on this machine with its embedded defaults
 run: $(VENV)/.run-installed
-	$(BIN)/podium up --demo
+	$(BIN)/podium up --demo $(ARGS)
 
 ## lint: ruff (lint and format) and mypy
 lint: $(VENV)/.dev-installed
