@@ -68,6 +68,7 @@ class LogShipper:
     def _loop(self) -> None:
         while not self._closed.is_set():
             self._wake.wait()
+            self._wake.clear()
             self._flush()
             time.sleep(self.interval)  # let the next lines gather into one batch
         self._flush()
@@ -223,11 +224,17 @@ class Agent:
 
     def _monitor(self, session_id: int, entry: Tracked) -> None:
         shipper = LogShipper(self.client, session_id)
+        threading.Thread(target=self._reap_stragglers, args=(entry.run,), daemon=True).start()
+        # A copy on the node's disk: the log survives a portal that is down for longer
+        # than the shipper retries.
+        log_copy = (self.workdir / "sessions" / str(session_id) / "output.log").open("a")
         try:
             for line in entry.run.output():
                 shipper.add(line)
+                log_copy.write(line + "\n")
             info = entry.run.wait()
         finally:
+            log_copy.close()
             shipper.close()
         status, reason = self._verdict(entry, info.exit_code, info.out_of_memory)
         with self._lock:
@@ -243,6 +250,14 @@ class Agent:
                 log.warning("reporting the end of %s failed (%s)", session_id, exc)
                 time.sleep(min(0.2 * 2**attempt, 5))
         log.info("session %s ended: %s %s", session_id, status, reason)
+
+    @staticmethod
+    def _reap_stragglers(run: Run) -> None:
+        """A session ends when its main process does: processes it left behind (which
+        would also keep its output open) are killed a moment later."""
+        run.wait()
+        time.sleep(1.0)
+        run.kill()
 
     def _verdict(self, entry: Tracked, code: int, out_of_memory: bool) -> tuple[str, str]:
         if out_of_memory:

@@ -62,6 +62,6 @@ def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> d
         if environ.get(variable):
             value: Any = environ[variable]
             config[key] = int(value) if key in INTEGER_KEYS else value
-    # Leave some room above the largest upload for the multipart framing.
+    # Werkzeug's cap on any request body; each upload route applies its own limit.
     config["MAX_CONTENT_LENGTH"] = max(config["MAX_CODE_BYTES"], config["MAX_CHECKPOINT_BYTES"])
     return config

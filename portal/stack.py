@@ -31,7 +31,12 @@ MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="podium up", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="podium up",
+        description="Run the whole Podium platform on this machine: an embedded Redis "
+        "(unless REDIS_URL is set), the portal, the scheduler, a grader worker and a local "
+        "node agent. Ctrl-C stops it all.",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",

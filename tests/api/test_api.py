@@ -184,3 +184,17 @@ def test_nodes_are_for_administrators(client, app):
     assert client.get("/api/v1/nodes", headers=ada_headers).status_code == 403
     nodes = client.get("/api/v1/nodes", headers=root_headers).get_json()
     assert [(n["name"], len(n["gpus"])) for n in nodes] == [("n1", 2)]
+
+
+def test_web_forms_need_their_csrf_token(client, app):
+    factories.user("ada")
+    refused = client.post("/login", data={"username": "ada", "password": "ada-password"})
+    assert refused.status_code == 400
+    assert b"CSRF" in refused.data
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    accepted = client.post(
+        "/login", data={"username": "ada", "password": "ada-password", "csrf_token": token}
+    )
+    assert accepted.status_code == 302 and accepted.headers["Location"] == "/sessions"
+    assert client.get("/sessions").status_code == 200

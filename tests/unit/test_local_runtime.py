@@ -1,11 +1,13 @@
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from nodes.agent import Agent
 from nodes.runtime import RunSpec, get_runtime
 
 
@@ -92,3 +94,17 @@ def test_the_session_runs_under_the_agents_interpreter(tmp_path):
     run = get_runtime("local").start(spec(tmp_path, "import sys; print(sys.executable)"))
     assert list(run.output()) == [sys.executable]
     run.wait()
+
+
+def test_a_session_ends_with_its_main_process_even_if_a_child_lingers(tmp_path):
+    """The agent kills what a finished session left behind; its output then closes."""
+    script = (
+        "import subprocess, sys\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "print('main done', flush=True)\n"
+    )
+    run = get_runtime("local").start(spec(tmp_path, script))
+    started = time.monotonic()
+    threading.Thread(target=Agent._reap_stragglers, args=(run,), daemon=True).start()
+    assert list(run.output()) == ["main done"]
+    assert time.monotonic() - started < 10
