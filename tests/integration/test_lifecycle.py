@@ -7,7 +7,9 @@ import time
 
 import psutil
 import pytest
+import requests
 
+from tests.conftest import POSTGRES_URL, require, reset_postgres
 from tests.integration.stack import Stack, User
 from tests.integration.test_sessions import script
 
@@ -103,3 +105,26 @@ def test_ctrl_c_stops_everything_and_leaves_no_process(own_stack, tmp_path):
     _gone, alive = psutil.wait_procs(processes, timeout=10)
     assert alive == []
     assert "stopping Podium" in (own_stack.root / "stack.log").read_text()
+
+
+def test_the_whole_stack_runs_on_postgresql(tmp_path):
+    if not POSTGRES_URL:
+        require("PODIUM_REQUIRE_POSTGRES", "no PostgreSQL: set PODIUM_TEST_POSTGRES_URL")
+    assert POSTGRES_URL
+    reset_postgres(POSTGRES_URL)
+    stack = Stack(tmp_path / "stack", DATABASE_URL=POSTGRES_URL)
+    try:
+        health = requests.get(stack.url + "/api/v1/health", timeout=10).json()
+        assert health["parts"]["database"] == {"ok": True, "dialect": "postgresql"}
+        user = User(stack, tmp_path / "home")
+        user.login("demo", "demo")
+        entry = script(
+            tmp_path / "code",
+            "from cli import sdk\nsdk.report(step=1, loss=0.5)\nprint('on postgres', flush=True)\n",
+        )
+        result = user("run", str(entry))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "on postgres" in result.stdout
+        assert [e["value"] for e in user.json("events", result.stdout.split()[0])] == [0.5]
+    finally:
+        stack.stop()
