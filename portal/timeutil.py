@@ -9,3 +9,8 @@ def utcnow() -> datetime:
 
 def isoformat(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
+
+
+def shown(moment: datetime | None) -> str:
+    """How pages show a moment: UTC to the second, without the ISO punctuation."""
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")

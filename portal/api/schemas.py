@@ -154,6 +154,8 @@ class NodeGpuOut(Schema):
     memory_mb = fields.Integer()
     simulated = fields.Boolean()
     session = fields.String(allow_none=True)
+    utilization_percent = fields.Integer(allow_none=True)
+    memory_used_mb = fields.Integer(allow_none=True)
 
 
 class NodeOut(Schema):

@@ -154,6 +154,7 @@ def capacity_refusal(gpus: int, cpus: float, memory_mb: int) -> str | None:
 
 def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str, Any]:
     allocations = allocations or {}
+    usage = {g.get("index"): g for g in (node.sample or {}).get("gpus", [])}
     return {
         "name": node.name,
         "status": node.status,
@@ -171,6 +172,8 @@ def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str
                 "memory_mb": g.memory_mb,
                 "simulated": g.simulated,
                 "session": allocations.get(g.index),
+                "utilization_percent": usage.get(g.index, {}).get("utilization_percent"),
+                "memory_used_mb": usage.get(g.index, {}).get("memory_used_mb"),
             }
             for g in node.gpus
         ],

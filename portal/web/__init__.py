@@ -17,6 +17,7 @@ def register_web(app: Flask) -> None:
     for module in (assets, auth, sessions, admin):
         app.register_blueprint(module.bp)
 
-    from portal.timeutil import isoformat
+    from portal.timeutil import isoformat, shown
 
     app.jinja_env.filters["iso"] = isoformat
+    app.jinja_env.filters["shown"] = shown

@@ -7,7 +7,7 @@ from typing import Any
 
 from bokeh.embed import json_item
 from bokeh.layouts import gridplot
-from bokeh.models import AjaxDataSource, HoverTool
+from bokeh.models import AjaxDataSource, BasicTicker, HoverTool
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 
@@ -41,6 +41,7 @@ def scalars_plot(tags: list[str], data_url_for_tag, *, live: bool) -> dict[str, 
         plot.line("step", "value", source=source, line_width=2, color=color)
         plot.scatter("step", "value", source=source, size=5, color=color)
         plot.add_tools(HoverTool(tooltips=[("step", "@step"), (tag, "@value{0.0000}")]))
+        plot.xaxis.ticker = BasicTicker(min_interval=1)  # steps are whole numbers
         plot.toolbar.logo = None
         figures.append(plot)
     layout = gridplot(
