@@ -1,83 +1,148 @@
-"""The scheduling loop: applies the pure policy to the database and queues the starts.
+"""The scheduling loop: applies the pure policy and queueing to the database and queues
+the starts on each node's own RQ queue.
 
-One pass: mark nodes whose heartbeats stopped as lost, then walk the pending sessions
-in arrival order. A session no node could ever hold is rejected with the reason; one
-that fits somewhere now is placed by best fit (its GPUs written as Allocation rows,
-whose unique key forbids double allocation) and its start queued on that node's own
-RQ queue; the rest wait, with the reason shown to their owners.
+A pass (only while this process holds the leader lease): mark nodes whose heartbeats
+stopped as lost; reject sessions no node could ever hold, with the reason; admit the
+rest (sessions that want GPUs need credit left); plan with `scheduler.queueing.plan`
+(grading first, fairness between users, best fit with locality, backfill around the
+head); write each placement with a conditional update from pending to scheduled plus
+its Allocation rows (whose unique key forbids double allocation), and queue the start
+with a job id derived from the session, so that a repeated enqueue is a no-op; tell
+waiting sessions why they wait.
+
+Reconciliation, when leadership is taken and every `reconcile_seconds`: a scheduled
+session whose start job Redis no longer has is queued again; one whose job ran without
+starting it fails with the reason.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import cast
 
 from flask import Flask
 from redis import Redis
 from rq import Queue
-from sqlalchemy import select
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
-from portal.models import Allocation, Node, NodeStatus, Session, SessionStatus
+from portal.models import (
+    Allocation,
+    Node,
+    NodeStatus,
+    Session,
+    SessionKind,
+    SessionStatus,
+    User,
+)
 from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY, node_queue_name
 from portal.services.lifecycle import finish
 from portal.services.nodes import mark_lost_nodes
 from portal.timeutil import utcnow
-from scheduler.policy import NodeView, Placement, Request, best_fit, never_fits_reason
+from scheduler.leader import Lease
+from scheduler.policy import Cluster, NodeView, Placement, Request, never_fits_reason
+from scheduler.queueing import Pending, plan
 
 log = logging.getLogger(__name__)
+
+START_JOB = "nodes.jobs.start_session"
+STARTED_GRACE = timedelta(seconds=30)
+
+
+def start_job_id(session_id: int) -> str:
+    return f"start-{session_id}"
 
 
 def node_views(nodes: list[Node]) -> list[NodeView]:
     """What each node has free, from the allocations and the active sessions on it."""
-    held: dict[int, set[int]] = {}
+    held: dict[int, set[int]] = defaultdict(set)
     for node_id, gpu_index in db.session.execute(select(Allocation.node_id, Allocation.gpu_index)):
-        held.setdefault(node_id, set()).add(gpu_index)
-    used_cpus: dict[int | None, float] = {}
-    used_memory: dict[int | None, int] = {}
+        held[node_id].add(gpu_index)
+    used_cpus: dict[int | None, float] = defaultdict(float)
+    used_memory: dict[int | None, int] = defaultdict(int)
     for placed_on, cpus, memory_mb in db.session.execute(
         select(Session.node_id, Session.cpus, Session.memory_mb).where(
             Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
             Session.node_id.is_not(None),
         )
     ):
-        used_cpus[placed_on] = used_cpus.get(placed_on, 0.0) + cpus
-        used_memory[placed_on] = used_memory.get(placed_on, 0) + memory_mb
+        used_cpus[placed_on] += cpus
+        used_memory[placed_on] += memory_mb
     return [
         NodeView(
             name=node.name,
             total_gpus=len(node.gpus),
-            free_gpus=tuple(g.index for g in node.gpus if g.index not in held.get(node.id, ())),
+            free_gpus=tuple(g.index for g in node.gpus if g.index not in held[node.id]),
             total_cpus=float(node.cpu_count),
-            free_cpus=node.cpu_count - used_cpus.get(node.id, 0.0),
+            free_cpus=node.cpu_count - used_cpus[node.id],
             total_memory_mb=node.memory_mb,
-            free_memory_mb=node.memory_mb - used_memory.get(node.id, 0),
+            free_memory_mb=node.memory_mb - used_memory[node.id],
+            gpu_model=node.gpus[0].model if node.gpus else "",
+            drained=node.status == NodeStatus.DRAINED.value,
+            datasets=frozenset(node.datasets or ()),
+            images=frozenset(node.images or ()),
         )
         for node in nodes
     ]
 
 
-def waiting_reason(request: Request) -> str:
-    return (
-        f"waiting for a node with {request.gpus} free GPUs, {request.cpus:g} CPUs and "
-        f"{request.memory_mb} MiB"
+def request_of(session: Session) -> Request:
+    return Request(
+        gpus=session.gpus, cpus=session.cpus, memory_mb=session.memory_mb, image=session.image
     )
 
 
 class Scheduler:
-    def __init__(self, app: Flask, redis: Redis, *, tick_seconds: float = 1.0):
+    def __init__(
+        self,
+        app: Flask,
+        redis: Redis,
+        *,
+        lease: Lease | None = None,
+        tick_seconds: float = 1.0,
+        reconcile_seconds: float = 10.0,
+        policy: str = "best-fit",
+    ):
         self.app = app
         self.redis = redis
+        self.lease = lease
         self.tick_seconds = tick_seconds
+        self.reconcile_seconds = reconcile_seconds
+        self.policy = policy
+
+    # The process ---------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        log.info("scheduler started")
+        """Lead when the lease is ours, stand by warm otherwise."""
+        assert self.lease is not None
+        keeper = threading.Thread(target=self.lease.keep, args=(stop,), daemon=True)
+        keeper.start()
+        leading, reconciled_at = False, 0.0
         while not stop.is_set():
-            self.redis.set(SCHEDULER_HEARTBEAT_KEY, "1", ex=max(5, int(self.tick_seconds * 5)))
+            if not self.lease.held:
+                if leading:
+                    log.info("standing by")
+                leading = False
+                stop.wait(0.05)
+                continue
+            if not leading:
+                log.info("leading (%s)", self.lease.holder)
+                leading, reconciled_at = True, 0.0
+            self.redis.set(
+                SCHEDULER_HEARTBEAT_KEY, self.lease.holder, ex=max(5, int(self.tick_seconds * 5))
+            )
             with self.app.app_context():
                 try:
+                    if time.monotonic() - reconciled_at >= self.reconcile_seconds:
+                        self.reconcile()
+                        reconciled_at = time.monotonic()
                     self.run_pass()
                 except Exception:
                     log.exception("scheduling pass failed")
@@ -86,6 +151,9 @@ class Scheduler:
                     db.session.remove()
             # Sleep until the portal asks for a pass, or a tick passes.
             self.redis.blpop([SCHEDULER_WAKE_KEY], timeout=self.tick_seconds)
+        keeper.join(timeout=5)
+
+    # One pass -------------------------------------------------------------------------
 
     def run_pass(self) -> list[tuple[Session, Placement]]:
         mark_lost_nodes(self.app.config["NODE_LOST_AFTER_SECONDS"])
@@ -95,47 +163,85 @@ class Scheduler:
             )
         )
         everything = node_views(candidates)
-        ready_names = {n.name for n in candidates if n.status == NodeStatus.READY.value}
-        views = {v.name: v for v in everything if v.name in ready_names}
-        nodes_by_name = {n.name: n for n in candidates}
-        placed = []
-        pending = db.session.scalars(
+        schedulable = Cluster.of(v for v in everything)
+        pending_sessions = db.session.scalars(
             select(Session)
             .where(Session.status == SessionStatus.PENDING.value)
             .order_by(Session.created_at, Session.id)
         ).all()
-        for session in pending:
-            request = Request(gpus=session.gpus, cpus=session.cpus, memory_mb=session.memory_mb)
+        by_id = {s.id: s for s in pending_sessions}
+        waiting: dict[int, str] = {}
+        admitted: list[Pending] = []
+        for session in pending_sessions:
+            request = request_of(session)
             reason = never_fits_reason(request, everything)
             if reason:
                 finish(session, SessionStatus.REJECTED, f"no node could ever run it: it {reason}")
                 continue
-            placement = best_fit(request, views.values())
-            if placement is None:
-                reason = waiting_reason(request) if everything else "waiting for a node to join"
-                if session.status_reason != reason:
-                    session.status_reason = reason
-                    db.session.commit()
-                continue
-            if self._commit_placement(session, nodes_by_name[placement.node], placement):
-                view = views[placement.node]
-                views[placement.node] = replace(
-                    view,
-                    free_gpus=tuple(i for i in view.free_gpus if i not in placement.gpu_indices),
-                    free_cpus=view.free_cpus - request.cpus,
-                    free_memory_mb=view.free_memory_mb - request.memory_mb,
+            if not everything:
+                waiting[session.id] = "waiting for a node to join"
+            elif session.gpus and session.user.credit_gpu_hours <= 0:
+                waiting[session.id] = (
+                    f"out of GPU credit ({session.user.credit_gpu_hours:.1f} GPU-hours left)"
                 )
+            else:
+                admitted.append(
+                    Pending(
+                        session.id,
+                        session.user.username,
+                        request,
+                        session.created_at.timestamp(),
+                        grading=session.kind == SessionKind.GRADING.value,
+                    )
+                )
+        decided = plan(admitted, schedulable, held_gpus=self._held_gpus(), policy=self.policy)
+        waiting.update({int(k): why for k, why in decided.waiting.items()})  # type: ignore[call-overload]
+        nodes_by_name = {n.name: n for n in candidates}
+        placed = []
+        for item, placement in decided.placed:
+            session = by_id[int(item.key)]  # type: ignore[call-overload]
+            if self._commit_placement(session, nodes_by_name[placement.node], placement):
                 placed.append((session, placement))
+        for session_id, reason in waiting.items():
+            session = by_id[session_id]
+            if session.status_reason != reason:
+                session.status_reason = reason
+        db.session.commit()
         for session, placement in placed:
             self._enqueue_start(session.id, placement.node)
         return placed
 
+    def _held_gpus(self) -> dict[str, int]:
+        rows = db.session.execute(
+            select(User.username, func.count(Allocation.id))
+            .join(Session, Session.user_id == User.id)
+            .join(Allocation, Allocation.session_id == Session.id)
+            .group_by(User.username)
+        )
+        return {username: count for username, count in rows}
+
     def _commit_placement(self, session: Session, node: Node, placement: Placement) -> bool:
-        session.status = SessionStatus.SCHEDULED.value
-        session.status_reason = f"starting on {node.name}"
-        session.node_id = node.id
-        session.gpu_indices = ",".join(str(i) for i in placement.gpu_indices)
-        session.scheduled_at = utcnow()
+        """Pending to scheduled, once: a conditional update, so that a second scheduler
+        (a failover in flight) cannot place the same session again."""
+        moved = cast(
+            CursorResult,
+            db.session.execute(
+                update(Session)
+                .where(Session.id == session.id, Session.status == SessionStatus.PENDING.value)
+                .values(
+                    status=SessionStatus.SCHEDULED.value,
+                    status_reason=f"starting on {node.name}",
+                    node_id=node.id,
+                    gpu_indices=",".join(str(i) for i in placement.gpu_indices),
+                    scheduled_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            ),
+        ).rowcount
+        if moved != 1:
+            db.session.rollback()
+            log.warning("session %s was placed by another scheduler", session.id)
+            return False
         db.session.add_all(
             Allocation(session_id=session.id, node_id=node.id, gpu_index=index)
             for index in placement.gpu_indices
@@ -147,14 +253,44 @@ class Scheduler:
             db.session.rollback()
             log.warning("placement of %s on %s lost a race", session.id, node.name)
             return False
+        db.session.refresh(session)
         log.info("placed %s on %s (GPUs %s)", session.ident, node.name, session.gpu_indices)
         return True
 
     def _enqueue_start(self, session_id: int, node_name: str) -> None:
         Queue(node_queue_name(node_name), connection=self.redis).enqueue(
-            "nodes.jobs.start_session",
+            START_JOB,
             session_id,
-            job_id=f"start-{session_id}",
+            job_id=start_job_id(session_id),
             result_ttl=3600,
             failure_ttl=86400,
         )
+
+    # Reconciliation ---------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Make Redis agree with the database, the source of truth."""
+        stale = db.session.scalars(
+            select(Session).where(
+                Session.status == SessionStatus.SCHEDULED.value,
+                Session.scheduled_at < utcnow() - STARTED_GRACE,
+            )
+        ).all()
+        for session in stale:
+            try:
+                job = Job.fetch(start_job_id(session.id), connection=self.redis)
+                status = job.get_status(refresh=True)
+            except NoSuchJobError:
+                job, status = None, None
+            if job is None or status in (JobStatus.CANCELED, JobStatus.STOPPED):
+                log.warning("re-queueing the start of %s: Redis had lost it", session.ident)
+                if job is not None:
+                    job.delete()
+                self._enqueue_start(session.id, session.node.name if session.node else "")
+            elif status in (JobStatus.FINISHED, JobStatus.FAILED):
+                finish(
+                    session,
+                    SessionStatus.FAILED,
+                    f"node {session.node.name if session.node else '?'} took its start "
+                    "but never ran it",
+                )

@@ -1,15 +1,26 @@
-"""Placement policy: a pure function over plain data, shared by the live loop and tests.
+"""Placement policy: pure functions over plain data, shared by the live loop, the
+simulator and the tests.
 
-Best fit: of the nodes that can hold a request, take the one with the fewest GPUs left
-free afterwards, so that whole multi-GPU nodes stay free for the sessions that need
-them (NSML, section 3.2.1). Ties go to less spare CPU and memory, then to the name, so
-a decision is reproducible.
+A node can take a request when it is not drained, has the GPUs (of an allowed model),
+CPUs and memory free. Of those, the default policy prefers locality first (the
+request's dataset versions cached there, its image present: weights configurable),
+then best fit: the fewest GPUs left free afterwards, so that whole multi-GPU nodes stay
+free for the sessions that need them (NSML, section 3.2.1). First fit, worst fit
+(spreading, as Kubernetes does by default) and random remain as baselines.
+
+`Cluster` indexes nodes by their number of free GPUs, so that a best-fit or worst-fit
+decision on a 1,213-node cluster looks at a handful of nodes, not all of them, and it
+is updated in place as placements are made and released. GPUs are whole, with device
+indices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import random as random_module
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+POLICIES = ("best-fit", "first-fit", "worst-fit", "random")
 
 
 @dataclass(frozen=True)
@@ -17,6 +28,9 @@ class Request:
     gpus: int = 0
     cpus: float = 1.0
     memory_mb: int = 0
+    gpu_models: frozenset[str] = frozenset()  # the models it may run on; empty: any
+    datasets: frozenset[str] = frozenset()  # dataset versions it mounts, e.g. "mnist:3"
+    image: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,10 @@ class NodeView:
     free_cpus: float
     total_memory_mb: int
     free_memory_mb: int
+    gpu_model: str = ""
+    drained: bool = False
+    datasets: frozenset[str] = frozenset()  # dataset versions in the node's cache
+    images: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -36,11 +54,28 @@ class Placement:
     gpu_indices: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Weights:
+    """How much each kind of locality counts; 0 turns it off."""
+
+    dataset: float = 2.0  # per cached dataset version the request mounts
+    image: float = 1.0
+
+
+DEFAULT_WEIGHTS = Weights()
+
+
+def model_allowed(node: NodeView, request: Request) -> bool:
+    return request.gpus == 0 or not request.gpu_models or node.gpu_model in request.gpu_models
+
+
 def fits_now(node: NodeView, request: Request) -> bool:
     return (
-        len(node.free_gpus) >= request.gpus
+        not node.drained
+        and len(node.free_gpus) >= request.gpus
         and node.free_cpus >= request.cpus
         and node.free_memory_mb >= request.memory_mb
+        and model_allowed(node, request)
     )
 
 
@@ -50,32 +85,158 @@ def fits_ever(node: NodeView, request: Request) -> bool:
         node.total_gpus >= request.gpus
         and node.total_cpus >= request.cpus
         and node.total_memory_mb >= request.memory_mb
+        and model_allowed(node, request)
     )
+
+
+def locality(node: NodeView, request: Request, weights: Weights) -> float:
+    score = weights.dataset * len(request.datasets & node.datasets)
+    if request.image and request.image in node.images:
+        score += weights.image
+    return score
+
+
+@dataclass
+class Cluster:
+    """Nodes' free resources, indexed for placement; mutated only by allocate/release."""
+
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # by name: first fit's order
+    by_free: dict[int, dict[str, None]] = field(default_factory=dict)  # free GPUs -> names
+
+    @classmethod
+    def of(cls, nodes: Iterable[NodeView]) -> Cluster:
+        cluster = cls()
+        for node in sorted(nodes, key=lambda n: n.name):
+            cluster.nodes[node.name] = node
+            cluster.order.append(node.name)
+            cluster.by_free.setdefault(len(node.free_gpus), {})[node.name] = None
+        return cluster
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    # Decisions ----------------------------------------------------------------------
+
+    def place(
+        self,
+        request: Request,
+        policy: str = "best-fit",
+        *,
+        weights: Weights = DEFAULT_WEIGHTS,
+        rng: random_module.Random | None = None,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Placement | None:
+        """Where `request` goes now, or None; the cluster is not changed."""
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+        wants_locality = policy == "best-fit" and (
+            (request.datasets and weights.dataset) or (request.image and weights.image)
+        )
+        if wants_locality:
+            chosen = self._best_with_locality(request, weights, exclude)
+        elif policy == "random":
+            fitting = [n for n in self._in_order(exclude) if fits_now(n, request)]
+            chosen = (rng or random_module).choice(fitting) if fitting else None
+        elif policy == "first-fit":
+            chosen = next((n for n in self._in_order(exclude) if fits_now(n, request)), None)
+        else:
+            ascending = policy == "best-fit"
+            chosen = next(
+                (
+                    n
+                    for n in self._by_free_gpus(request.gpus, ascending, exclude)
+                    if fits_now(n, request)
+                ),
+                None,
+            )
+        if chosen is None:
+            return None
+        return Placement(chosen.name, tuple(sorted(chosen.free_gpus)[: request.gpus]))
+
+    def _in_order(self, exclude: frozenset[str]) -> Iterator[NodeView]:
+        return (self.nodes[name] for name in self.order if name not in exclude)
+
+    def _by_free_gpus(
+        self, at_least: int, ascending: bool, exclude: frozenset[str]
+    ) -> Iterator[NodeView]:
+        counts = sorted((c for c in self.by_free if c >= at_least), reverse=not ascending)
+        for count in counts:
+            for name in self.by_free[count]:
+                if name not in exclude:
+                    yield self.nodes[name]
+
+    def _best_with_locality(
+        self, request: Request, weights: Weights, exclude: frozenset[str]
+    ) -> NodeView | None:
+        fitting = [n for n in self._in_order(exclude) if fits_now(n, request)]
+        if not fitting:
+            return None
+        return min(
+            fitting,
+            key=lambda n: (-locality(n, request, weights), len(n.free_gpus) - request.gpus),
+        )
+
+    # Changes ------------------------------------------------------------------------
+
+    def _replace(self, node: NodeView, updated: NodeView) -> None:
+        del self.by_free[len(node.free_gpus)][node.name]
+        self.by_free.setdefault(len(updated.free_gpus), {})[node.name] = None
+        self.nodes[node.name] = updated
+
+    def allocate(self, request: Request, placement: Placement) -> None:
+        node = self.nodes[placement.node]
+        taken = set(placement.gpu_indices)
+        if not taken <= set(node.free_gpus) or not fits_now(node, request):
+            raise ValueError(f"{placement} does not fit on {node.name}")
+        self._replace(
+            node,
+            replace(
+                node,
+                free_gpus=tuple(i for i in node.free_gpus if i not in taken),
+                free_cpus=node.free_cpus - request.cpus,
+                free_memory_mb=node.free_memory_mb - request.memory_mb,
+            ),
+        )
+
+    def release(self, request: Request, placement: Placement) -> None:
+        node = self.nodes[placement.node]
+        self._replace(
+            node,
+            replace(
+                node,
+                free_gpus=tuple(sorted((*node.free_gpus, *placement.gpu_indices))),
+                free_cpus=node.free_cpus + request.cpus,
+                free_memory_mb=node.free_memory_mb + request.memory_mb,
+            ),
+        )
+
+
+def place(
+    request: Request,
+    nodes: Iterable[NodeView],
+    policy: str = "best-fit",
+    *,
+    weights: Weights = DEFAULT_WEIGHTS,
+    rng: random_module.Random | None = None,
+) -> Placement | None:
+    return Cluster.of(nodes).place(request, policy, weights=weights, rng=rng)
 
 
 def best_fit(request: Request, nodes: Iterable[NodeView]) -> Placement | None:
-    candidates = [node for node in nodes if fits_now(node, request)]
-    if not candidates:
-        return None
-    chosen = min(
-        candidates,
-        key=lambda node: (
-            len(node.free_gpus) - request.gpus,
-            node.free_cpus - request.cpus,
-            node.free_memory_mb - request.memory_mb,
-            node.name,
-        ),
-    )
-    return Placement(chosen.name, tuple(sorted(chosen.free_gpus)[: request.gpus]))
+    return place(request, nodes, "best-fit")
 
 
 def never_fits_reason(request: Request, nodes: Sequence[NodeView]) -> str | None:
     """Why no node could ever hold `request`, or None when one could."""
     if not nodes or any(fits_ever(node, request) for node in nodes):
         return None
-    most_gpus = max(node.total_gpus for node in nodes)
-    most_cpus = max(node.total_cpus for node in nodes)
-    most_memory = max(node.total_memory_mb for node in nodes)
+    allowed = [n for n in nodes if model_allowed(n, request)]
+    if not allowed:
+        return f"asks for GPU models {', '.join(sorted(request.gpu_models))}, which no node has"
+    most_gpus = max(node.total_gpus for node in allowed)
+    most_cpus = max(node.total_cpus for node in allowed)
+    most_memory = max(node.total_memory_mb for node in allowed)
     if request.gpus > most_gpus:
         return (
             f"asks for {request.gpus} GPU{'s' * (request.gpus != 1)} "

@@ -36,7 +36,7 @@ def node(name: str = "node-a", *, gpus: int = 0, cpus: int = 8, memory_mb: int =
     return registered, secret
 
 
-def session(owner: User, *, gpus: int = 0, memory_mb: int = 1024, cpus: float = 1.0):
+def session(owner: User, *, gpus: int = 0, memory_mb: int = 1024, cpus: float = 1.0, redis=None):
     request = sessions.SessionRequest(
         entry="train.py",
         code_digest=hashlib.sha256(b"code").hexdigest(),
@@ -44,4 +44,4 @@ def session(owner: User, *, gpus: int = 0, memory_mb: int = 1024, cpus: float = 
         cpus=cpus,
         memory_mb=memory_mb,
     )
-    return sessions.create_session(owner, request)
+    return sessions.create_session(owner, request, redis=redis)

@@ -61,7 +61,13 @@ def register(payload):
 @node_required
 def heartbeat(payload):
     """A resource sample and the sessions the agent runs; answers those declared lost."""
-    vanished = nodes.heartbeat(g.node, payload["sample"], payload["running"])
+    vanished = nodes.heartbeat(
+        g.node,
+        payload["sample"],
+        payload["running"],
+        images=payload["images"],
+        datasets=payload["datasets"],
+    )
     return {"lost": [s.id for s in vanished]}
 
 

@@ -197,6 +197,8 @@ class NodeRegisterOut(Schema):
 class HeartbeatIn(Schema):
     sample = fields.Dict(load_default=dict)
     running = fields.List(fields.Integer(), load_default=list)
+    images = fields.List(fields.String(), load_default=None, allow_none=True)
+    datasets = fields.List(fields.String(), load_default=None, allow_none=True)
 
 
 class HeartbeatOut(Schema):

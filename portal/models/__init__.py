@@ -7,6 +7,7 @@ from portal.models.session import (
     LogLine,
     Scalar,
     Session,
+    SessionKind,
     SessionStatus,
 )
 from portal.models.user import ApiToken, User
@@ -21,6 +22,7 @@ __all__ = [
     "NodeStatus",
     "Scalar",
     "Session",
+    "SessionKind",
     "SessionStatus",
     "User",
 ]

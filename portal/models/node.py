@@ -31,6 +31,9 @@ class Node(db.Model):  # type: ignore[name-defined]
     last_heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The latest resource sample the agent sent: cpu and memory use, per-GPU use.
     sample: Mapped[dict] = mapped_column(JSON, default=dict)
+    # What the node holds already, for locality: image names, dataset versions.
+    images: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    datasets: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
 
     gpus: Mapped[list[Gpu]] = relationship(
         back_populates="node", cascade="all, delete-orphan", order_by="Gpu.index"

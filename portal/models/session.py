@@ -35,6 +35,11 @@ class SessionStatus(enum.StrEnum):
 ACTIVE_STATUSES = frozenset({SessionStatus.PENDING, SessionStatus.SCHEDULED, SessionStatus.RUNNING})
 
 
+class SessionKind(enum.StrEnum):
+    TRAINING = "training"
+    GRADING = "grading"  # scheduled ahead of training
+
+
 class Session(db.Model):  # type: ignore[name-defined]
     __tablename__ = "sessions"
     __table_args__ = (
@@ -46,6 +51,9 @@ class Session(db.Model):  # type: ignore[name-defined]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     number: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.PENDING.value)
+    kind: Mapped[str] = mapped_column(
+        String(16), default=SessionKind.TRAINING.value, server_default="training"
+    )
     status_reason: Mapped[str] = mapped_column(Text, default="")
     entry: Mapped[str] = mapped_column(String(512))
     args: Mapped[str] = mapped_column(Text, default="")

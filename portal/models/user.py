@@ -22,6 +22,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The number given to this user's next session: ids read USER/N.
     next_session_number: Mapped[int] = mapped_column(default=1)
+    # GPU-hours left; sessions that ask for GPUs are admitted only while it is positive.
+    credit_gpu_hours: Mapped[float] = mapped_column(default=100.0, server_default="100")
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"

@@ -75,10 +75,22 @@ def authenticate_node(secret: str) -> Node:
     return node
 
 
-def heartbeat(node: Node, sample: dict[str, Any], running: list[int]) -> list[Session]:
-    """Record a heartbeat; return the sessions the database thought ran there but don't."""
+def heartbeat(
+    node: Node,
+    sample: dict[str, Any],
+    running: list[int],
+    *,
+    images: list[str] | None = None,
+    datasets: list[str] | None = None,
+) -> list[Session]:
+    """Record a heartbeat (with what the node holds, for locality, when it says); return
+    the sessions the database thought ran there but do not."""
     node.last_heartbeat_at = utcnow()
     node.sample = sample
+    if images is not None:
+        node.images = sorted(set(images))
+    if datasets is not None:
+        node.datasets = sorted(set(datasets))
     if node.status == NodeStatus.LOST.value:
         node.status = NodeStatus.READY.value
     db.session.commit()

@@ -24,7 +24,7 @@ def test_a_pass_places_by_best_fit_with_gpu_indices_and_queues_the_start(app, re
     ]
     assert first.state is SessionStatus.SCHEDULED and first.gpu_indices == "0,1"
     assert third.state is SessionStatus.PENDING
-    assert "waiting for a node with 8 free GPUs" in third.status_reason
+    assert third.status_reason == "first in line for 8 GPUs, 1 CPU, 1024 MiB (eight is held for it)"
     assert second.node.name == "eight"
     assert db.session.query(Allocation).count() == 6
     assert Queue("node.four", connection=redis).job_ids == [f"start-{first.id}"]
@@ -79,3 +79,100 @@ def test_a_heartbeat_settles_sessions_the_agent_no_longer_runs(app, redis):
     vanished = nodes.heartbeat(node, {"cpu_percent": 5}, running=[kept.id])
     assert [s.id for s in vanished] == [dropped.id]
     assert dropped.state is SessionStatus.LOST and kept.state is SessionStatus.RUNNING
+
+
+def test_sessions_wanting_gpus_wait_while_their_owner_has_no_credit(app, redis):
+    ada = factories.user("ada")
+    factories.node("n", gpus=2)
+    ada.credit_gpu_hours = 0
+    db.session.commit()
+    gpu, cpu = factories.session(ada, gpus=1), factories.session(ada)
+    Scheduler(app, redis).run_pass()
+    assert gpu.state is SessionStatus.PENDING
+    assert gpu.status_reason == "out of GPU credit (0.0 GPU-hours left)"
+    assert cpu.state is SessionStatus.SCHEDULED
+
+
+def test_finishing_charges_the_gpu_hours_used(app, redis):
+    from portal.services.lifecycle import finish
+
+    ada = factories.user("ada")
+    factories.node("n", gpus=2)
+    run = factories.session(ada, gpus=2)
+    Scheduler(app, redis).run_pass()
+    run.status = SessionStatus.RUNNING.value
+    run.started_at = utcnow() - timedelta(minutes=30)
+    db.session.commit()
+    finish(run, SessionStatus.COMPLETED, exit_code=0)
+    assert round(ada.credit_gpu_hours, 2) == 99.0
+
+
+def test_grading_sessions_go_first_and_drained_nodes_take_nothing(app, redis):
+    from portal.models import SessionKind
+
+    ada, bob = factories.user("ada"), factories.user("bob")
+    factories.node("busy", gpus=1)
+    drained, _ = factories.node("drained", gpus=4)
+    drained.status = "drained"
+    db.session.commit()
+    training = factories.session(ada, gpus=1)
+    grading = factories.session(bob, gpus=1)
+    grading.kind = SessionKind.GRADING.value
+    db.session.commit()
+    placed = Scheduler(app, redis).run_pass()
+    assert [(s.ident, p.node) for s, p in placed] == [("bob/1", "busy")]
+    assert training.state is SessionStatus.PENDING
+
+
+def test_a_node_holding_the_image_is_preferred(app, redis):
+    ada = factories.user("ada")
+    factories.node("plain", gpus=1)
+    warm, _ = factories.node("warm", gpus=8)
+    warm.images = ["podium/base:1"]
+    db.session.commit()
+    run = factories.session(ada, gpus=1)
+    run.image = "podium/base:1"
+    db.session.commit()
+    assert [p.node for _, p in Scheduler(app, redis).run_pass()] == ["warm"]
+
+
+def test_a_session_is_placed_once_whatever_two_schedulers_do(app, redis):
+    ada = factories.user("ada")
+    factories.node("n", gpus=4)
+    run = factories.session(ada, gpus=1)
+    first, second = Scheduler(app, redis), Scheduler(app, redis)
+    node = db.session.query(Node).one()
+    from scheduler.policy import Placement
+
+    assert first._commit_placement(run, node, Placement("n", (0,)))
+    db.session.expire_all()
+    assert not second._commit_placement(run, node, Placement("n", (1,)))
+    assert [a.gpu_index for a in db.session.query(Allocation)] == [0]
+
+
+def test_reconciliation_requeues_a_lost_start_and_fails_an_ignored_one(app, redis):
+    from rq.job import Job
+
+    from scheduler.loop import start_job_id
+
+    ada = factories.user("ada")
+    factories.node("n", gpus=0)
+    lost, ignored = factories.session(ada), factories.session(ada)
+    scheduler = Scheduler(app, redis)
+    scheduler.run_pass()
+    for run in (lost, ignored):
+        run.scheduled_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    redis.flushdb()  # Redis lost everything
+    Job.create(
+        "nodes.jobs.start_session",
+        args=(ignored.id,),
+        id=start_job_id(ignored.id),
+        connection=redis,
+        status="finished",
+    ).save()
+    scheduler.reconcile()
+    assert Queue("node.n", connection=redis).job_ids == [start_job_id(lost.id)]
+    assert lost.state is SessionStatus.SCHEDULED
+    assert ignored.state is SessionStatus.FAILED
+    assert "took its start but never ran it" in ignored.status_reason

@@ -82,3 +82,54 @@ def test_best_fit_keeps_the_largest_free_block_whole(nodes, requests):
             assert all(len(f) < gpus or len(f) == largest for f in free.values())
         free[placement.node] = [i for i in free[placement.node] if i not in placement.gpu_indices]
         assert len(set(free[placement.node])) == len(free[placement.node])
+
+
+def test_locality_comes_before_best_fit_and_its_weights_can_turn_it_off():
+    from scheduler.policy import Weights, place
+
+    cached = NodeView(
+        "cached",
+        8,
+        tuple(range(8)),
+        32,
+        32,
+        10**6,
+        10**6,
+        datasets=frozenset({"imagenet:3"}),
+        images=frozenset({"torch:2"}),
+    )
+    snug = view("snug", 2, [0, 1])
+    request = Request(gpus=1, datasets=frozenset({"imagenet:3"}))
+    assert place(request, [cached, snug]).node == "cached"
+    assert place(request, [cached, snug], weights=Weights(dataset=0)).node == "snug"
+    assert place(Request(gpus=1, image="torch:2"), [cached, snug]).node == "cached"
+    assert place(Request(gpus=1, image="other"), [cached, snug]).node == "snug"
+
+
+def test_gpu_models_and_drained_nodes_limit_the_choice():
+    from dataclasses import replace
+
+    from scheduler.policy import place
+
+    t4 = replace(view("t4", 4, range(4)), gpu_model="T4")
+    v100 = replace(view("v100", 8, range(8)), gpu_model="V100M32")
+    wants = Request(gpus=1, gpu_models=frozenset({"V100M16", "V100M32"}))
+    assert place(wants, [t4, v100]).node == "v100"
+    assert place(wants, [t4, replace(v100, drained=True)]) is None
+    assert place(Request(gpus=1), [t4, replace(v100, drained=True)]).node == "t4"
+    assert "no node has" in never_fits_reason(
+        Request(gpus=1, gpu_models=frozenset({"A100"})), [t4, v100]
+    )
+
+
+def test_the_baselines():
+    import random
+
+    from scheduler.policy import place
+
+    nodes = [view("a", 8, range(8)), view("b", 8, range(2)), view("c", 8, range(5))]
+    assert place(Request(gpus=1), nodes, "first-fit").node == "a"
+    assert place(Request(gpus=1), nodes, "worst-fit").node == "a"
+    assert place(Request(gpus=1), nodes, "best-fit").node == "b"
+    chosen = {place(Request(gpus=3), nodes, "random", rng=random.Random(s)).node for s in range(30)}
+    assert chosen == {"a", "c"}
