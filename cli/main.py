@@ -376,6 +376,46 @@ def node_ls(as_json: bool) -> None:
     table(rows, ["NODE", "STATUS", "RUNTIME", "CPUS", "MEMORY", "GPUS HELD", "HEARTBEAT"])
 
 
+@node.command("drain")
+@click.argument("name")
+@click.option("--undo", is_flag=True, help="take new sessions again")
+def node_drain(name: str, undo: bool) -> None:
+    """Stop placing sessions on node NAME (what runs there goes on)."""
+    body = client().post(f"/nodes/{name}/drain", json={"drained": not undo})
+    click.echo(f"node {body['name']} is {body['status']}")
+
+
+@node.command("queue")
+@click.option("--json", "as_json", is_flag=True)
+def node_queue(as_json: bool) -> None:
+    """Pending sessions in arrival order, and why each waits."""
+    pending = client().get("/nodes/queue")
+    if as_json:
+        emit_json(pending)
+        return
+    rows = [[s["id"], str(s["gpus"]), s["status_reason"]] for s in pending]
+    table(rows, ["SESSION", "GPUS", "WAITING BECAUSE"])
+
+
+@cli.command()
+@click.argument("username", required=False)
+@click.option("--add", "add_hours", type=float, help="GPU-hours to add (administrators)")
+@click.option("--json", "as_json", is_flag=True)
+def credit(username: str | None, add_hours: float | None, as_json: bool) -> None:
+    """GPU credit left, in GPU-hours: yours, or USER's."""
+    credentials = config.load()
+    username = username or (credentials.username if credentials else "")
+    api = client()
+    if add_hours is None:
+        body = api.get(f"/users/{username}/credit")
+    else:
+        body = api.post(f"/users/{username}/credit", json={"add_gpu_hours": add_hours})
+    if as_json:
+        emit_json(body)
+    else:
+        click.echo(f"{body['username']}: {body['credit_gpu_hours']:.2f} GPU-hours")
+
+
 @cli.command(
     context_settings={
         "ignore_unknown_options": True,

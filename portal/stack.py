@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="GPUs the local node declares where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--schedulers",
+        type=int,
+        default=1,
+        help="scheduler processes: one leads, the others stand by",
+    )
     return parser.parse_args(argv)
 
 
@@ -180,7 +186,9 @@ class Stack:
             ],
             env,
         )
-        self.spawn("scheduler", [python, "-m", "scheduler"], env)
+        for number in range(1, self.args.schedulers + 1):
+            name = "scheduler" if number == 1 else f"scheduler-{number}"
+            self.spawn(name, [python, "-m", "scheduler"], env)
         self.spawn("grader", [python, "-m", "grader"], env)
         self.spawn(
             "node", [python, "-m", "nodes", "--url", self.url, "--gpus", self.args.gpus], env
@@ -236,9 +244,10 @@ class Stack:
             self.spawn(name, *self.commands[name])
 
     def stop(self) -> None:
-        for name in reversed(CHILD_ORDER):
-            child = self.children.get(name)
-            if child is None or child.poll() is not None:
+        order = sorted(self.children, key=lambda name: CHILD_ORDER.index(name.split("-")[0]))
+        for name in reversed(order):
+            child = self.children[name]
+            if child.poll() is not None:
                 continue
             child.send_signal(signal.SIGTERM)
             try:

@@ -238,3 +238,18 @@ class LogsIn(Schema):
     lines = fields.List(
         fields.Nested(LogLineIn), required=True, validate=validate.Length(max=10000)
     )
+
+
+class DrainIn(Schema):
+    drained = fields.Boolean(load_default=True)
+
+
+class CreditOut(Schema):
+    username = fields.String()
+    credit_gpu_hours = fields.Float()
+
+
+class CreditIn(Schema):
+    add_gpu_hours = fields.Float(
+        required=True, allow_nan=False, validate=validate.Range(min=-1e6, max=1e6)
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.errors import ApiError, Unauthorized
+from portal.errors import ApiError, Conflict, NotFound, Unauthorized
 from portal.extensions import db
 from portal.models import Allocation, Gpu, Node, NodeStatus, Session, SessionStatus
 from portal.services.auth import hash_token, new_secret
@@ -135,6 +135,18 @@ def mark_lost_nodes(lost_after_seconds: int) -> list[Node]:
                 f"node {node.name} stopped answering (no heartbeat for {lost_after_seconds} s)",
             )
     return lost
+
+
+def set_drained(name: str, drained: bool) -> Node:
+    """A drained node keeps what runs on it and takes nothing new."""
+    node = db.session.scalar(select(Node).where(Node.name == name))
+    if node is None:
+        raise NotFound(f"no node {name!r}")
+    if node.status == NodeStatus.LOST.value:
+        raise Conflict(f"node {name} is lost; it cannot be drained or undrained")
+    node.status = (NodeStatus.DRAINED if drained else NodeStatus.READY).value
+    db.session.commit()
+    return node
 
 
 def live_nodes() -> list[Node]:

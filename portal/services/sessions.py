@@ -120,6 +120,17 @@ def list_sessions(viewer: User, *, everyone: bool = False, limit: int = 200) -> 
     return list(db.session.scalars(query))
 
 
+def queue() -> list[Session]:
+    """Pending sessions in arrival order, each with the reason it waits."""
+    return list(
+        db.session.scalars(
+            select(Session)
+            .where(Session.status == SessionStatus.PENDING.value)
+            .order_by(Session.created_at, Session.id)
+        )
+    )
+
+
 def command_line(session: Session) -> str:
     return shlex.join(["python", session.entry, *shlex.split(session.args)])
 

@@ -5,6 +5,7 @@ from functools import wraps
 from flask import Blueprint, abort, render_template
 from flask_login import current_user, login_required
 
+from portal.services import sessions
 from portal.services.nodes import nodes_with_allocations
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -24,4 +25,6 @@ def admin_page(view):
 @bp.route("/nodes")
 @admin_page
 def nodes():
-    return render_template("admin/nodes.html", nodes=nodes_with_allocations())
+    return render_template(
+        "admin/nodes.html", nodes=nodes_with_allocations(), pending=sessions.queue()
+    )

@@ -198,3 +198,45 @@ def test_web_forms_need_their_csrf_token(client, app):
     )
     assert accepted.status_code == 302 and accepted.headers["Location"] == "/sessions"
     assert client.get("/sessions").status_code == 200
+
+
+def test_administrators_drain_nodes_see_the_queue_and_give_credit(client, app, redis):
+    from scheduler.loop import Scheduler
+
+    ada = factories.user("ada")
+    root_headers = factories.headers(factories.token(factories.user("root", admin=True)))
+    ada_headers = factories.headers(factories.token(ada))
+    factories.node("n1", gpus=1)
+    waiting = factories.session(ada, gpus=1)
+    drained = client.post("/api/v1/nodes/n1/drain", json={}, headers=root_headers)
+    assert drained.get_json()["status"] == "drained"
+    Scheduler(app, redis).run_pass()
+    queue = client.get("/api/v1/nodes/queue", headers=root_headers).get_json()
+    assert [(s["id"], s["status"]) for s in queue] == [("ada/1", "pending")]
+    assert queue[0]["status_reason"].startswith("first in line for 1 GPU")
+    assert (
+        client.post(
+            "/api/v1/nodes/n1/drain", json={"drained": False}, headers=root_headers
+        ).get_json()["status"]
+        == "ready"
+    )
+    Scheduler(app, redis).run_pass()
+    assert waiting.status == "scheduled"
+    assert client.post("/api/v1/nodes/nope/drain", json={}, headers=root_headers).status_code == 404
+    assert client.post("/api/v1/nodes/n1/drain", json={}, headers=ada_headers).status_code == 403
+
+    own = client.get("/api/v1/users/ada/credit", headers=ada_headers).get_json()
+    assert own == {"username": "ada", "credit_gpu_hours": 100.0}
+    assert client.get("/api/v1/users/root/credit", headers=ada_headers).status_code == 404
+    refused = client.post(
+        "/api/v1/users/ada/credit", json={"add_gpu_hours": 5}, headers=ada_headers
+    )
+    assert refused.status_code == 403
+    added = client.post(
+        "/api/v1/users/ada/credit", json={"add_gpu_hours": 5.5}, headers=root_headers
+    ).get_json()
+    assert added["credit_gpu_hours"] == 105.5
+    bad = client.post(
+        "/api/v1/users/ada/credit", json={"add_gpu_hours": "lots"}, headers=root_headers
+    )
+    assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "invalid_input"
