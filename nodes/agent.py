@@ -102,6 +102,7 @@ class Agent:
         self.stop_grace_seconds = stop_grace_seconds
         self.sessions: dict[int, Tracked] = {}
         self._lock = threading.Lock()
+        self._report_lock = threading.Lock()
         self._stopping = threading.Event()
 
     # Lifecycle ---------------------------------------------------------------------
@@ -157,9 +158,10 @@ class Agent:
             return
         self._write_pid(session_id, run)
         entry = Tracked(run)
-        with self._lock:
-            self.sessions[session_id] = entry
-        self.client.report_state(session_id, "running")
+        with self._report_lock:
+            with self._lock:
+                self.sessions[session_id] = entry
+            self.client.report_state(session_id, "running")
         monitor = threading.Thread(
             target=self._monitor,
             args=(session_id, entry),
@@ -237,18 +239,23 @@ class Agent:
             log_copy.close()
             shipper.close()
         status, reason = self._verdict(entry, info.exit_code, info.out_of_memory)
-        with self._lock:
-            self.sessions.pop(session_id, None)
         self._pid_file(session_id).unlink(missing_ok=True)
         for attempt in range(30):
             try:
-                self.client.report_state(
-                    session_id, status, exit_code=info.exit_code, reason=reason
-                )
+                # Still listed as running until the portal has the end: a heartbeat in
+                # between must not make it "lost".
+                with self._report_lock:
+                    self.client.report_state(
+                        session_id, status, exit_code=info.exit_code, reason=reason
+                    )
+                    with self._lock:
+                        self.sessions.pop(session_id, None)
                 break
             except Exception as exc:
                 log.warning("reporting the end of %s failed (%s)", session_id, exc)
                 time.sleep(min(0.2 * 2**attempt, 5))
+        with self._lock:
+            self.sessions.pop(session_id, None)
         log.info("session %s ended: %s %s", session_id, status, reason)
 
     @staticmethod
@@ -280,13 +287,20 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         self.probe.sample()  # primes psutil's CPU counter
         while not self._stopping.wait(self.heartbeat_seconds):
+            sample = self.probe.sample()
             try:
-                answer = self.client.heartbeat(self.probe.sample(), self.running_ids())
+                # Heartbeats and state reports go one at a time, so the portal never
+                # reads a list of running sessions older than a report it already has.
+                with self._report_lock:
+                    answer = self.client.heartbeat(sample, self.running_ids())
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            for session_id in answer.get("lost", []):
-                log.warning("the portal holds session %s as lost", session_id)
+            for session_id in answer.get("ended", []):
+                # The portal has settled it (lost, say, after a network cut): whatever
+                # still runs must not hold on to GPUs that are handed out again.
+                log.warning("the portal holds session %s as ended: stopping it", session_id)
+                self.stop_session(session_id)
 
     def _memory_loop(self) -> None:
         while not self._stopping.wait(0.1):

@@ -22,14 +22,13 @@ import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
-from typing import cast
 
 from flask import Flask
 from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
@@ -43,7 +42,7 @@ from portal.models import (
     User,
 )
 from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY, node_queue_name
-from portal.services.lifecycle import finish
+from portal.services.lifecycle import finish, transition
 from portal.services.nodes import mark_lost_nodes
 from portal.timeutil import utcnow
 from scheduler.leader import Lease
@@ -203,9 +202,8 @@ class Scheduler:
             if self._commit_placement(session, nodes_by_name[placement.node], placement):
                 placed.append((session, placement))
         for session_id, reason in waiting.items():
-            session = by_id[session_id]
-            if session.status_reason != reason:
-                session.status_reason = reason
+            if by_id[session_id].status_reason != reason:
+                transition(by_id[session_id], {SessionStatus.PENDING}, status_reason=reason)
         db.session.commit()
         for session, placement in placed:
             self._enqueue_start(session.id, placement.node)
@@ -223,22 +221,16 @@ class Scheduler:
     def _commit_placement(self, session: Session, node: Node, placement: Placement) -> bool:
         """Pending to scheduled, once: a conditional update, so that a second scheduler
         (a failover in flight) cannot place the same session again."""
-        moved = cast(
-            CursorResult,
-            db.session.execute(
-                update(Session)
-                .where(Session.id == session.id, Session.status == SessionStatus.PENDING.value)
-                .values(
-                    status=SessionStatus.SCHEDULED.value,
-                    status_reason=f"starting on {node.name}",
-                    node_id=node.id,
-                    gpu_indices=",".join(str(i) for i in placement.gpu_indices),
-                    scheduled_at=utcnow(),
-                )
-                .execution_options(synchronize_session=False)
-            ),
-        ).rowcount
-        if moved != 1:
+        moved = transition(
+            session,
+            {SessionStatus.PENDING},
+            status=SessionStatus.SCHEDULED.value,
+            status_reason=f"starting on {node.name}",
+            node_id=node.id,
+            gpu_indices=",".join(str(i) for i in placement.gpu_indices),
+            scheduled_at=utcnow(),
+        )
+        if not moved:
             db.session.rollback()
             log.warning("session %s was placed by another scheduler", session.id)
             return False

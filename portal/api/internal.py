@@ -60,15 +60,16 @@ def register(payload):
 @blp.response(200, HeartbeatOut)
 @node_required
 def heartbeat(payload):
-    """A resource sample and the sessions the agent runs; answers those declared lost."""
-    vanished = nodes.heartbeat(
+    """A resource sample and the sessions the agent runs. Answers the sessions declared
+    lost, and those the agent runs that have ended here, which it must stop."""
+    lost, ended = nodes.heartbeat(
         g.node,
         payload["sample"],
         payload["running"],
         images=payload["images"],
         datasets=payload["datasets"],
     )
-    return {"lost": [s.id for s in vanished]}
+    return {"lost": [s.id for s in lost], "ended": ended}
 
 
 @blp.route("/sessions/<int:session_id>/spec")

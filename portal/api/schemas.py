@@ -1,6 +1,6 @@
 """Request and response schemas: they validate input and document the API."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 
 class ErrorBody(Schema):
@@ -55,7 +55,9 @@ class SessionIn(Schema):
     args = fields.String(load_default="", validate=validate.Length(max=8192))
     gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
     cpus = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1))
-    memory_mb = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=16))
+    memory_mb = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=16, max=2**40)
+    )
     image = fields.String(load_default="", validate=validate.Length(max=256))
     memo = fields.String(load_default="", validate=validate.Length(max=4096))
 
@@ -94,8 +96,11 @@ class LogLineOut(Schema):
     text = fields.String()
 
 
+BIGINT = 2**62  # what the database's integer columns hold, with room to spare
+
+
 class LogsArgs(Schema):
-    after = fields.Integer(load_default=-1)
+    after = fields.Integer(load_default=-1, validate=validate.Range(min=-1, max=BIGINT))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
 
 
@@ -106,9 +111,9 @@ class LogsOut(Schema):
 
 class EventIn(Schema):
     tag = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    step = fields.Integer(required=True)
+    step = fields.Integer(required=True, validate=validate.Range(min=-BIGINT, max=BIGINT))
     value = fields.Float(required=True, allow_nan=False)
-    wall_time = fields.Float(required=True)
+    wall_time = fields.Float(required=True, allow_nan=False)
 
 
 class EventsIn(Schema):
@@ -117,7 +122,7 @@ class EventsIn(Schema):
 
 class EventsArgs(Schema):
     tag = fields.String(load_default=None)
-    after = fields.Integer(load_default=0)
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=BIGINT))
 
 
 class EventOut(Schema):
@@ -171,10 +176,10 @@ class NodeOut(Schema):
 
 
 class GpuIn(Schema):
-    index = fields.Integer(required=True, validate=validate.Range(min=0))
+    index = fields.Integer(required=True, validate=validate.Range(min=0, max=1023))
     uuid = fields.String(load_default="")
     model = fields.String(load_default="")
-    memory_mb = fields.Integer(load_default=0)
+    memory_mb = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**40))
     simulated = fields.Boolean(load_default=False)
 
 
@@ -182,10 +187,16 @@ class NodeRegisterIn(Schema):
     join_token = fields.String(required=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     hostname = fields.String(load_default="")
-    cpu_count = fields.Integer(required=True, validate=validate.Range(min=1))
-    memory_mb = fields.Integer(required=True, validate=validate.Range(min=1))
+    cpu_count = fields.Integer(required=True, validate=validate.Range(min=1, max=2**20))
+    memory_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=2**40))
     runtime = fields.String(load_default="local")
     gpus = fields.List(fields.Nested(GpuIn), load_default=list)
+
+    @validates_schema
+    def distinct_gpus(self, data, **_kwargs):
+        indices = [gpu["index"] for gpu in data.get("gpus", [])]
+        if len(indices) != len(set(indices)):
+            raise ValidationError("two GPUs have the same index", "gpus")
 
 
 class NodeRegisterOut(Schema):
@@ -203,6 +214,7 @@ class HeartbeatIn(Schema):
 
 class HeartbeatOut(Schema):
     lost = fields.List(fields.Integer())
+    ended = fields.List(fields.Integer())
 
 
 class SessionSpecOut(Schema):
@@ -230,7 +242,7 @@ class StateIn(Schema):
 
 
 class LogLineIn(Schema):
-    seq = fields.Integer(required=True, validate=validate.Range(min=0))
+    seq = fields.Integer(required=True, validate=validate.Range(min=0, max=BIGINT))
     text = fields.String(required=True)
 
 

@@ -2,6 +2,7 @@
 
 from portal.models.node import Gpu, Node, NodeStatus
 from portal.models.session import (
+    ACTIVE_STATUSES,
     Allocation,
     Checkpoint,
     LogLine,
@@ -13,6 +14,7 @@ from portal.models.session import (
 from portal.models.user import ApiToken, User
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "Allocation",
     "ApiToken",
     "Checkpoint",

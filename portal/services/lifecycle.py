@@ -1,38 +1,78 @@
-"""Session state changes that several services make: start and end."""
+"""Session state changes that several processes make: start and end.
+
+Each is a conditional update from the states it may leave, checked by its row count:
+the portal, the scheduler and the node agents change sessions concurrently, and a
+session stopped by its owner while the scheduler places it, or reported completed while
+a heartbeat declares it lost, must end in exactly one state.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from typing import cast
+
+from sqlalchemy import CursorResult, delete, update
 
 from portal.extensions import db
-from portal.models import Allocation, Session, SessionStatus
+from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionStatus, User
 from portal.services.auth import revoke_session_tokens
 from portal.timeutil import utcnow
 
 
-def mark_running(session: Session) -> None:
-    if session.state is SessionStatus.SCHEDULED:
-        session.status = SessionStatus.RUNNING.value
-        session.status_reason = ""
-        session.started_at = utcnow()
-        db.session.commit()
+def transition(session: Session, leaving: set[SessionStatus], **values) -> bool:
+    """Set `values` on the session if it is in one of `leaving`; True if it was."""
+    result = cast(
+        CursorResult,
+        db.session.execute(
+            update(Session)
+            .where(Session.id == session.id, Session.status.in_([s.value for s in leaving]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ),
+    )
+    return result.rowcount == 1
+
+
+def mark_running(session: Session) -> bool:
+    moved = transition(
+        session,
+        {SessionStatus.SCHEDULED},
+        status=SessionStatus.RUNNING.value,
+        status_reason="",
+        started_at=utcnow(),
+    )
+    db.session.commit()
+    db.session.refresh(session)
+    return moved
 
 
 def finish(
     session: Session, status: SessionStatus, reason: str = "", exit_code: int | None = None
 ) -> bool:
     """Move an active session to a final state, once; release what it held and charge
-    its owner's credit for the GPU-hours it ran."""
-    if session.state.is_final:
+    its owner's credit for the GPU-hours it ran. False if it had ended already."""
+    ended_at = utcnow()
+    if not transition(
+        session,
+        set(ACTIVE_STATUSES),
+        status=status.value,
+        status_reason=reason,
+        exit_code=exit_code,
+        ended_at=ended_at,
+    ):
+        db.session.rollback()
+        db.session.refresh(session)
         return False
-    session.status = status.value
-    session.status_reason = reason
-    session.exit_code = exit_code
-    session.ended_at = utcnow()
+    db.session.refresh(session)
     if session.gpus and session.started_at is not None:
-        hours = (session.ended_at - session.started_at).total_seconds() / 3600
-        session.user.credit_gpu_hours -= session.gpus * hours
+        hours = (ended_at - session.started_at).total_seconds() / 3600
+        db.session.execute(
+            update(User)
+            .where(User.id == session.user_id)
+            .values(credit_gpu_hours=User.credit_gpu_hours - session.gpus * hours)
+            .execution_options(synchronize_session=False)
+        )
     db.session.execute(delete(Allocation).where(Allocation.session_id == session.id))
     revoke_session_tokens(session.id)
     db.session.commit()
+    db.session.expire(session.user)
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -10,10 +11,20 @@ from sqlalchemy import select
 
 from portal.errors import ApiError, Conflict, NotFound, Unauthorized
 from portal.extensions import db
-from portal.models import Allocation, Gpu, Node, NodeStatus, Session, SessionStatus
+from portal.models import (
+    ACTIVE_STATUSES,
+    Allocation,
+    Gpu,
+    Node,
+    NodeStatus,
+    Session,
+    SessionStatus,
+)
 from portal.services.auth import hash_token, new_secret
 from portal.services.lifecycle import finish
 from portal.timeutil import isoformat, utcnow
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def register_node(
@@ -35,11 +46,7 @@ def register_node(
     """
     if not expected_join_token or not hmac.compare_digest(join_token, expected_join_token):
         raise Unauthorized("wrong node join token", code="bad_join_token")
-    if (
-        not name
-        or len(name) > 128
-        or not name.replace("-", "").replace("_", "").replace(".", "").isalnum()
-    ):
+    if not NODE_NAME.match(name):
         raise ApiError("a node name is letters, digits, '.', '-' and '_'", code="invalid_input")
     node = db.session.scalar(select(Node).where(Node.name == name))
     secret = new_secret()
@@ -82,9 +89,12 @@ def heartbeat(
     *,
     images: list[str] | None = None,
     datasets: list[str] | None = None,
-) -> list[Session]:
-    """Record a heartbeat (with what the node holds, for locality, when it says); return
-    the sessions the database thought ran there but do not."""
+) -> tuple[list[Session], list[int]]:
+    """Record a heartbeat (with what the node holds, for locality, when it says).
+
+    Returns the sessions the database held as running there that the agent does not
+    run (now lost), and the ids the agent runs that have ended here, which it must stop.
+    """
     node.last_heartbeat_at = utcnow()
     node.sample = sample
     if images is not None:
@@ -103,11 +113,26 @@ def heartbeat(
             )
         )
     )
-    for session in vanished:
-        finish(
+    lost = [
+        session
+        for session in vanished
+        if finish(
             session, SessionStatus.LOST, f"node {node.name} no longer runs it (its agent restarted)"
         )
-    return vanished
+    ]
+    ended = (
+        list(
+            db.session.scalars(
+                select(Session.id).where(
+                    Session.id.in_(running),
+                    Session.status.not_in([s.value for s in ACTIVE_STATUSES]),
+                )
+            )
+        )
+        if running
+        else []
+    )
+    return lost, ended
 
 
 def mark_lost_nodes(lost_after_seconds: int) -> list[Node]:

@@ -99,6 +99,8 @@ def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
     username, _, number = ident.strip().rpartition("/")
     if not number.isdigit():
         raise NotFound(f"no session {ident!r}: a session id reads USER/N")
+    if len(number) > 18:
+        raise NotFound(f"no session {ident}")
     return (username or viewer.username), int(number)
 
 
@@ -157,16 +159,23 @@ def request_stop(session: Session, redis=None) -> Session:
 def remove_session(session: Session, store=None) -> None:
     if session.state.is_active:
         raise Conflict(f"session {session.ident} is {session.status}: stop it first")
-    digests = [
-        c.digest
-        for c in db.session.scalars(select(Checkpoint).where(Checkpoint.session_id == session.id))
-    ]
+    digests = set(
+        db.session.scalars(select(Checkpoint.digest).where(Checkpoint.session_id == session.id))
+    )
     for model in (LogLine, Scalar, Checkpoint):
         db.session.execute(delete(model).where(model.session_id == session.id))
     db.session.delete(session)
     db.session.commit()
     if store is not None:
-        for digest in digests:
+        # The store is shared by content: keep what another checkpoint or any code
+        # archive still names.
+        still_used = set(
+            db.session.scalars(select(Checkpoint.digest).where(Checkpoint.digest.in_(digests)))
+        )
+        still_used |= set(
+            db.session.scalars(select(Session.code_digest).where(Session.code_digest.in_(digests)))
+        )
+        for digest in digests - still_used:
             store.path(digest).unlink(missing_ok=True)
 
 

@@ -240,3 +240,54 @@ def test_administrators_drain_nodes_see_the_queue_and_give_credit(client, app, r
         "/api/v1/users/ada/credit", json={"add_gpu_hours": "lots"}, headers=root_headers
     )
     assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "invalid_input"
+
+
+def test_out_of_range_numbers_are_refused_not_crashed_on(client, app):
+    ada = factories.user("ada")
+    headers = factories.headers(factories.token(ada))
+    factories.session(ada)
+    huge = "99999999999999999999999"
+    for path in (
+        f"/api/v1/sessions/ada/{huge}",
+        f"/api/v1/sessions/ada/1/logs?after={huge}",
+        f"/api/v1/sessions/ada/1/events?after={huge}",
+    ):
+        response = client.get(path, headers=headers)
+        assert response.status_code in (404, 422), path
+        assert set(response.get_json()) == {"error"}
+    event = {"events": [{"tag": "x", "step": 10**30, "value": 1.0, "wall_time": 1.0}]}
+    assert (
+        client.post("/api/v1/sessions/ada/1/events", json=event, headers=headers).status_code == 422
+    )
+    payload = {
+        "name": "n",
+        "cpu_count": 4,
+        "memory_mb": 1024,
+        "join_token": "test-join-token",
+        "gpus": [{"index": 0}, {"index": 0}],
+    }
+    refused = client.post("/api/v1/internal/nodes/register", json=payload)
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["message"] == "gpus: two GPUs have the same index"
+
+
+def test_removing_a_session_keeps_files_others_still_use(client, app):
+    from portal.api.code import artifact_store
+
+    ada = factories.user("ada")
+    headers = factories.headers(factories.token(ada))
+    first, second = factories.session(ada), factories.session(ada)
+    blob = code_archive({"model.bin": "weights"})
+    for number in (1, 2):
+        saved = client.put(
+            f"/api/v1/sessions/ada/{number}/checkpoints/best", data=blob, headers=headers
+        )
+        assert saved.status_code == 201
+    for run in (first, second):
+        run.status = "completed"
+    db.session.commit()
+    assert client.delete("/api/v1/sessions/ada/2", headers=headers).status_code == 204
+    kept = client.get("/api/v1/sessions/ada/1/checkpoints/best", headers=headers)
+    assert kept.status_code == 200 and kept.data == blob
+    assert client.delete("/api/v1/sessions/ada/1", headers=headers).status_code == 204
+    assert not artifact_store().exists(hashlib.sha256(blob).hexdigest())
