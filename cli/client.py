@@ -13,6 +13,8 @@ class CliError(Exception):
 
 class ApiClient:
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0):
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"the portal's URL must start with http:// or https:// (got {url!r})")
         self.url = url.rstrip("/")
         self.api = self.url + "/api/v1"
         self.http = requests.Session()
@@ -27,16 +29,24 @@ class ApiClient:
             raise CliError(f"cannot reach the portal at {self.url}: is it running?") from None
         except requests.Timeout:
             raise CliError(f"the portal at {self.url} did not answer in time") from None
+        except requests.RequestException as exc:
+            raise CliError(f"cannot talk to {self.url}: {exc}") from None
         if response.status_code in ok or response.status_code < 400:
             return response
         raise CliError(error_message(response))
 
     def get(self, path: str, **kwargs: Any) -> Any:
-        return self.call("GET", path, **kwargs).json()
+        return self._json(self.call("GET", path, **kwargs))
 
     def post(self, path: str, **kwargs: Any) -> Any:
         response = self.call("POST", path, **kwargs)
-        return response.json() if response.content else None
+        return self._json(response) if response.content else None
+
+    def _json(self, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(f"{self.url} does not answer like a Podium portal") from None
 
 
 def error_message(response: requests.Response) -> str:

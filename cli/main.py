@@ -68,6 +68,10 @@ class PodiumGroup(click.Group):
         except CliError as exc:
             click.echo(f"podium: error: {exc}", err=True)
             ctx.exit(1)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"podium: error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=PodiumGroup)
@@ -131,13 +135,13 @@ def whoami(as_json: bool) -> None:
 # Sessions ------------------------------------------------------------------------
 
 
-def upload_code(api: ApiClient, code_dir: Path, limit: int) -> tuple[str, int]:
+def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple[str, int]:
     from tqdm import tqdm
 
     from cli.pack import pack
 
     with tempfile.TemporaryFile() as archive:
-        pack(code_dir, archive, max_bytes=limit)
+        pack(code_dir, archive, max_bytes=limit, required=entry)
         size = archive.tell()
         archive.seek(0)
         digest = hashlib.file_digest(archive, "sha256").hexdigest()
@@ -201,7 +205,7 @@ def run(
     memory_mb = parse_memory(memory) if memory else None
     api = client()
     limits = api.get("/auth/me")["limits"]
-    digest, _ = upload_code(api, code_dir, limits["max_code_bytes"])
+    digest, _ = upload_code(api, code_dir, relative_entry, limits["max_code_bytes"])
     session = api.post(
         "/sessions",
         json={

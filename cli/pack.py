@@ -14,7 +14,8 @@ import pathspec
 from cli.client import CliError
 
 IGNORE_FILES = (".gitignore", ".podiumignore")
-ALWAYS_SKIPPED = {".git", "__pycache__", ".podium-checkpoints"}
+# .podium holds what the SDK writes when a script runs outside Podium.
+ALWAYS_SKIPPED = {".git", "__pycache__", ".podium"}
 
 
 def _spec_for(folder: Path) -> pathspec.PathSpec | None:
@@ -63,9 +64,14 @@ def folder_size(root: Path, files: list[Path]) -> int:
     return sum((root / f).stat().st_size for f in files)
 
 
-def pack(root: Path, out: BinaryIO, *, max_bytes: int) -> int:
-    """Write a gzipped tar of `root` to `out`; returns the number of files."""
+def pack(root: Path, out: BinaryIO, *, max_bytes: int, required: str | None = None) -> int:
+    """Write a gzipped tar of `root` to `out`; returns the number of files. `required`
+    (the entry point) must be among them."""
     files = list(iter_files(root))
+    if required is not None and Path(required) not in files:
+        raise CliError(
+            f"{required} would not be uploaded: .gitignore or .podiumignore in {root} leaves it out"
+        )
     size = folder_size(root, files)
     if size > max_bytes:
         raise CliError(

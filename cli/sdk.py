@@ -12,7 +12,7 @@
 Inside a Podium session (PODIUM_SESSION is set) `report` hands scalars to a background
 thread that sends them in batches, so training never waits on the network; `save`
 uploads a checkpoint. Outside Podium the same script runs unchanged: `report` prints
-and `save` writes under ./checkpoints/.
+and `save` writes under ./.podium/checkpoints/.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 SESSION = os.environ.get("PODIUM_SESSION")
 DATASET_PATH = os.environ.get("PODIUM_DATASET_PATH", os.path.join(os.getcwd(), "data"))
 OUTPUT_PATH = os.environ.get("PODIUM_OUTPUT", os.getcwd())
-LOCAL_CHECKPOINTS = Path("checkpoints")
+LOCAL_CHECKPOINTS = Path(".podium") / "checkpoints"
 
 _bound: dict[str, Callable[..., Any]] = {}
 

@@ -59,7 +59,12 @@ def create_session(payload):
         image=payload["image"],
         memo=payload["memo"],
     )
-    session = service.create_session(g.user, request_, redis=redis_connection())
+    session = service.create_session(
+        g.user,
+        request_,
+        redis=redis_connection(),
+        archive=artifact_store().path(payload["code_digest"]),
+    )
     return service.session_dict(session)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import shlex
+import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -53,8 +55,28 @@ def validate_request(request: SessionRequest) -> None:
         )
 
 
-def create_session(user: User, request: SessionRequest, redis=None) -> Session:
+def check_entry_in_archive(archive: Path, entry: str) -> None:
+    """The entry point must be a file in the uploaded code; say so now, not on a node."""
+    try:
+        with tarfile.open(archive, "r|gz") as tar:
+            for member in tar:
+                if member.name.removeprefix("./") == entry:
+                    if member.isfile():
+                        return
+                    break
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ApiError(
+            f"the code archive cannot be read as a gzipped tar: {exc}", code="invalid_input"
+        ) from exc
+    raise ApiError(f"the code has no file {entry}", code="invalid_input")
+
+
+def create_session(
+    user: User, request: SessionRequest, redis=None, archive: Path | None = None
+) -> Session:
     validate_request(request)
+    if archive is not None:
+        check_entry_in_archive(archive, request.entry)
     number = (
         db.session.execute(
             update(User)

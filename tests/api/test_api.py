@@ -98,6 +98,7 @@ def test_bad_session_requests_change_nothing(client, app):
         ({"entry": "../a.py", "code_digest": digest}, 400, "relative path"),
         ({"entry": "a.py", "code_digest": digest, "args": "'unclosed"}, 400, "cannot be parsed"),
         ({"entry": "a.py", "code_digest": "short"}, 422, "code_digest"),
+        ({"entry": "missing.py", "code_digest": digest}, 400, "the code has no file missing.py"),
     ]
     for payload, status, message in cases:
         response = client.post("/api/v1/sessions", json=payload, headers=headers)

@@ -25,6 +25,7 @@ def test_gitignore_and_podiumignore_are_honoured_also_when_nested(tmp_path):
         "pkg/cache.tmp",
         ".git/HEAD",
         "__pycache__/x.pyc",
+        ".podium/checkpoints/1/model.pkl",
     ]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x")
@@ -66,3 +67,10 @@ def test_symlinked_folders_are_not_followed(tmp_path):
     (code / "train.py").write_text("x")
     (code / "link").symlink_to(outside)
     assert names(code) == ["train.py"]
+
+
+def test_an_entry_point_the_ignore_files_leave_out_is_named(tmp_path):
+    (tmp_path / ".gitignore").write_text("*.py\n")
+    (tmp_path / "train.py").write_text("x")
+    with pytest.raises(CliError, match=r"train\.py would not be uploaded"):
+        pack(tmp_path, io.BytesIO(), max_bytes=10**6, required="train.py")

@@ -45,7 +45,7 @@ def test_outside_podium_the_sdk_prints_and_saves_locally(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[step 3] train/loss=0.25 valid/acc=0.015" in result.stdout
     assert "loaded 42" in result.stdout
-    assert (tmp_path / "checkpoints" / "1" / "w.txt").read_text() == "42"
+    assert (tmp_path / ".podium" / "checkpoints" / "1" / "w.txt").read_text() == "42"
 
 
 class SlowPortal(BaseHTTPRequestHandler):
