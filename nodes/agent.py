@@ -12,14 +12,37 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from nodes.client import PortalClient, PortalError
 from nodes.probe import ResourceProbe
 from nodes.runtime import Run, RunSpec, Runtime
 
 log = logging.getLogger(__name__)
 
-# Secrets of the agent that a session must never see.
-PRIVATE_ENVIRONMENT = {"REDIS_URL", "DATABASE_URL"}
+# What a session inherits of the agent's environment: the basics a program needs, and
+# nothing else (the agent's shell may hold credentials).
+INHERITED_ENVIRONMENT = {
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "NVIDIA_VISIBLE_DEVICES",
+}
+MAX_UNPACKED_BYTES = 8 * 2**30
+MAX_UNPACKED_FILES = 200_000
 
 
 @dataclass
@@ -188,17 +211,22 @@ class Agent:
         code_dir, output_dir = session_dir / "code", session_dir / "output"
         code_dir.mkdir(parents=True)
         output_dir.mkdir()
+        (session_dir / "datasets").mkdir()
         archive = session_dir / "code.tar.gz"
         self.client.download_code(spec["code_digest"], archive)
         with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            if (
+                len(members) > MAX_UNPACKED_FILES
+                or sum(m.size for m in members) > MAX_UNPACKED_BYTES
+            ):
+                raise ValueError("the code unpacks to more than this node accepts")
             tar.extractall(code_dir, filter="data")  # refuses links out and absolute paths
         archive.unlink()
         if not (code_dir / spec["entry"]).is_file():
             raise FileNotFoundError(f"the entry point {spec['entry']} is not in the code")
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("PODIUM_") and k not in PRIVATE_ENVIRONMENT
+            k: v for k, v in os.environ.items() if k in INHERITED_ENVIRONMENT or k.startswith("LC_")
         }
         env.update(
             {
@@ -318,16 +346,21 @@ class Agent:
     def _write_pid(self, session_id: int, run: Run) -> None:
         pid = getattr(run, "pid", None)
         if pid is not None:
-            self._pid_file(session_id).write_text(str(pid))
+            # With its start time: a pid alone may name another process after a reboot.
+            started = psutil.Process(pid).create_time()
+            self._pid_file(session_id).write_text(f"{pid} {started}")
 
     def reap_orphans(self) -> None:
         """Kill the process groups a previous, crashed agent left behind."""
         for pid_file in (self.workdir / "sessions").glob("*/pid"):
             try:
-                pid = int(pid_file.read_text())
-                if os.getpgid(pid) == pid:
-                    os.killpg(pid, signal.SIGKILL)
-                    log.warning("killed the orphaned session group %s", pid)
-            except (ValueError, ProcessLookupError, PermissionError):
+                pid_text, started_text = pid_file.read_text().split()
+                process = psutil.Process(int(pid_text))
+                if process.create_time() == float(started_text) and os.getpgid(process.pid) == (
+                    process.pid
+                ):
+                    os.killpg(process.pid, signal.SIGKILL)
+                    log.warning("killed the orphaned session group %s", process.pid)
+            except (ValueError, psutil.Error, ProcessLookupError, PermissionError):
                 pass
             pid_file.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from datetime import timedelta
 
 from flask import Flask
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -134,9 +135,16 @@ class Scheduler:
             if not leading:
                 log.info("leading (%s)", self.lease.holder)
                 leading, reconciled_at = True, 0.0
-            self.redis.set(
-                SCHEDULER_HEARTBEAT_KEY, self.lease.holder, ex=max(5, int(self.tick_seconds * 5))
-            )
+            try:
+                self.redis.set(
+                    SCHEDULER_HEARTBEAT_KEY,
+                    self.lease.holder,
+                    ex=max(5, int(self.tick_seconds * 5)),
+                )
+            except RedisError as exc:
+                log.warning("Redis unreachable (%s); retrying", exc)
+                stop.wait(1.0)
+                continue
             with self.app.app_context():
                 try:
                     if time.monotonic() - reconciled_at >= self.reconcile_seconds:
@@ -149,7 +157,10 @@ class Scheduler:
                 finally:
                     db.session.remove()
             # Sleep until the portal asks for a pass, or a tick passes.
-            self.redis.blpop([SCHEDULER_WAKE_KEY], timeout=self.tick_seconds)
+            try:
+                self.redis.blpop([SCHEDULER_WAKE_KEY], timeout=self.tick_seconds)
+            except RedisError:
+                stop.wait(self.tick_seconds)
         keeper.join(timeout=5)
 
     # One pass -------------------------------------------------------------------------

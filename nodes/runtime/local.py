@@ -102,6 +102,8 @@ class LocalRuntime(Runtime):
     def start(self, spec: RunSpec) -> LocalRun:
         env = dict(spec.env)
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in spec.gpu_indices)
+        # NVML numbers GPUs by PCI bus; CUDA's default order may differ on mixed hosts.
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["PYTHONUNBUFFERED"] = "1"
         process = subprocess.Popen(
             [sys.executable, "-u", spec.entry, *spec.args],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -13,6 +14,7 @@ from portal.extensions import db
 from portal.services import auth, nodes
 from portal.timeutil import utcnow
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
@@ -34,8 +36,11 @@ def token_required(*, session_scope: bool = False) -> Callable:
             token = auth.resolve_token(_bearer_secret())
             if token.session_id is not None and not session_scope:
                 raise Forbidden("a session's token cannot do this", code="session_token")
-            token.last_used_at = utcnow()
-            db.session.commit()
+            now = utcnow()
+            # Written at most once a minute: a followed log polls several times a second.
+            if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+                token.last_used_at = now
+                db.session.commit()
             g.user = token.user
             g.token = token
             g.scope_session_id = token.session_id

@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.errors import ApiError, Conflict, Unauthorized
 from portal.extensions import db
@@ -45,9 +46,17 @@ def create_user(username: str, password: str, *, is_admin: bool = False, email=N
     return user
 
 
+# Checked against when the username is unknown, so that the answer takes as long as
+# for a known one and timing does not tell which usernames exist.
+_UNKNOWN_USER_HASH = generate_password_hash(secrets.token_hex(16))
+
+
 def authenticate(username: str, password: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username))
-    if user is None or not user.check_password(password):
+    if user is None:
+        check_password_hash(_UNKNOWN_USER_HASH, password)
+        raise Unauthorized("wrong username or password", code="bad_credentials")
+    if not user.check_password(password):
         raise Unauthorized("wrong username or password", code="bad_credentials")
     return user
 

@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from rq import Queue
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import selectinload
 
 from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
@@ -138,7 +139,12 @@ def find_session(viewer: User, ident: str) -> Session:
 
 
 def list_sessions(viewer: User, *, everyone: bool = False, limit: int = 200) -> list[Session]:
-    query = select(Session).order_by(Session.id.desc()).limit(limit)
+    query = (
+        select(Session)
+        .options(selectinload(Session.user), selectinload(Session.node))
+        .order_by(Session.id.desc())
+        .limit(limit)
+    )
     if not (everyone and viewer.is_admin):
         query = query.where(Session.user_id == viewer.id)
     return list(db.session.scalars(query))

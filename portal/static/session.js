@@ -8,12 +8,27 @@
   let tags = config.tags.join("\n");
   let active = config.active;
 
+  // A plot is replaced when new tags appear and when the session ends: the old one's
+  // data sources must stop polling and its views go, not only its elements.
+  function dropPlots() {
+    for (const doc of Bokeh.documents) {
+      for (const model of doc.all_models) {
+        if ("polling_interval" in model && model.interval != null) {
+          clearInterval(model.interval);
+          model.interval = null;
+        }
+      }
+      doc.clear();
+    }
+    Bokeh.documents.length = 0;
+  }
+
   async function embedPlot() {
     const response = await fetch(config.plot, { headers: { Accept: "application/json" } });
     const item = await response.json();
     if (!item) return;
-    const target = document.getElementById("plot");
-    target.innerHTML = "";
+    dropPlots();
+    document.getElementById("plot").innerHTML = "";
     await Bokeh.embed.embed_item(item, "plot");
   }
 

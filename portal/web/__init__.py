@@ -1,8 +1,9 @@
 """Server-rendered pages. Every asset, BokehJS included, is served by the portal itself,
 so the pages work on an air-gapped cluster."""
 
-from flask import Flask
+from flask import Flask, redirect, request, url_for
 
+from portal.errors import error_response
 from portal.extensions import db, login_manager
 from portal.models import User
 
@@ -13,6 +14,13 @@ def register_web(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
         return db.session.get(User, int(user_id))
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        # The pages' own JSON feeds get the error envelope; pages go to the login form.
+        if request.path.endswith(".json") or request.accept_mimetypes.best == "application/json":
+            return error_response(401, "unauthorized", "log in again")
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
     for module in (assets, auth, sessions, admin):
         app.register_blueprint(module.bp)

@@ -79,6 +79,11 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
         timeout=20000,
     )
     page.screenshot(path=str(tmp_path / "session.png"), full_page=True)
+    # Once the session has ended the page stops polling for it.
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url))
+    page.wait_for_timeout(3000)
+    assert [url for url in polls if "scalars.json" in url or "live.json" in url] == []
 
 
 def test_an_admin_sees_every_session_and_the_nodes(page, stack, tmp_path):
