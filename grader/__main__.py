@@ -9,7 +9,7 @@ import socket
 from redis import Redis
 from rq import Queue, Worker
 
-GRADER_QUEUE = "grader"
+from portal.queue import GRADER_QUEUE
 
 
 def main() -> None:

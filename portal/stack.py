@@ -72,11 +72,13 @@ def ensure_instance(instance: Path) -> dict[str, str]:
             "# Written once by `podium up`. Keep it secret.\n"
             f"SECRET_KEY = {secrets.token_hex(32)!r}\n"
             f"NODE_JOIN_TOKEN = {secrets.token_urlsafe(32)!r}\n"
+            f"EMBEDDED_REDIS_PASSWORD = {secrets.token_urlsafe(32)!r}\n"
         )
         settings.chmod(0o600)
     namespace: dict[str, str] = {}
     exec(settings.read_text(), namespace)
-    return {key: namespace[key] for key in ("SECRET_KEY", "NODE_JOIN_TOKEN")}
+    keys = ("SECRET_KEY", "NODE_JOIN_TOKEN", "EMBEDDED_REDIS_PASSWORD")
+    return {key: namespace[key] for key in keys}
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -129,10 +131,12 @@ class Stack:
         self.restarts: dict[str, list[float]] = {}
         self.redis_server: EmbeddedRedis | None = None
 
-    def start_redis(self) -> str:
+    def start_redis(self, password: str) -> str:
         if os.environ.get("REDIS_URL"):
             return os.environ["REDIS_URL"]
-        self.redis_server = EmbeddedRedis(self.instance / "redis")
+        # A password even on loopback: RQ workers run what a job names, so whoever can
+        # write to Redis can run code as the node agent.
+        self.redis_server = EmbeddedRedis(self.instance / "redis", password=password)
         return self.redis_server.start()
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -153,7 +157,7 @@ class Stack:
         secrets_ = ensure_instance(self.instance)
         if not port_is_free(self.host, self.args.port):
             raise SystemExit(f"podium up: port {self.args.port} is in use; pass --port")
-        redis_url = self.start_redis()
+        redis_url = self.start_redis(secrets_["EMBEDDED_REDIS_PASSWORD"])
         os.environ["REDIS_URL"] = redis_url
         login_hint = migrate_and_seed(self.instance, demo=self.args.demo)
         env = dict(

@@ -4,7 +4,8 @@ Each session gets its own process group (so a stop reaches every process it star
 a working directory holding its unpacked code, `CUDA_VISIBLE_DEVICES` set to its
 GPUs, and a memory limit. The limit is enforced by the agent, which sums the resident
 memory of the whole process tree every tenth of a second and kills the group when it
-goes over: a process killed that way is reported as out of memory, unlike a Python
+goes over (proportional set sizes where it has several processes, so pages shared
+after a fork count once): a process killed that way is reported as out of memory, unlike a Python
 `MemoryError` from an address-space rlimit, which reads like any other crash.
 """
 
@@ -79,6 +80,9 @@ class LocalRun(Run):
         self._signal_group(signal.SIGKILL)
 
     def resident_mb(self) -> float:
+        """Memory the session's processes hold. One process: its resident set. Several
+        (data-loader workers, say): their proportional sets, so that pages they share
+        after a fork count once, not once per process."""
         try:
             leader = psutil.Process(self.process.pid)
             tree = [leader, *leader.children(recursive=True)]
@@ -87,9 +91,14 @@ class LocalRun(Run):
         total = 0
         for process in tree:
             try:
-                total += process.memory_info().rss
+                if len(tree) == 1:
+                    total += process.memory_info().rss
+                else:
+                    total += process.memory_full_info().pss
             except psutil.NoSuchProcess:
                 continue
+            except psutil.AccessDenied:
+                total += process.memory_info().rss
         return total / (1024 * 1024)
 
 

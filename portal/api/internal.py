@@ -92,7 +92,7 @@ def session_spec(session_id: int):
         "entry": session.entry,
         "args": shlex.split(session.args),
         "code_digest": session.code_digest,
-        "gpu_indices": [int(i) for i in session.gpu_indices.split(",") if i],
+        "gpu_indices": session.gpu_index_list,
         "cpus": session.cpus,
         "memory_mb": session.memory_mb,
         "image": session.image,

@@ -86,6 +86,10 @@ class Session(db.Model):  # type: ignore[name-defined]
         return f"{self.user.username}/{self.number}"
 
     @property
+    def gpu_index_list(self) -> list[int]:
+        return [int(i) for i in self.gpu_indices.split(",") if i]
+
+    @property
     def state(self) -> SessionStatus:
         return SessionStatus(self.status)
 

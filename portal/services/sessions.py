@@ -301,7 +301,7 @@ def session_dict(session: Session) -> dict[str, Any]:
         "image": session.image,
         "memo": session.memo,
         "node": session.node.name if session.node else None,
-        "gpu_indices": [int(i) for i in session.gpu_indices.split(",") if i],
+        "gpu_indices": session.gpu_index_list,
         "exit_code": session.exit_code,
         "code_digest": session.code_digest,
         "created_at": isoformat(session.created_at),
