@@ -176,6 +176,12 @@ def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple
 @click.option("-m", "--memory", help="memory limit, e.g. 4G [default: 2G]")
 @click.option("--image", default="", help="container image (Docker runtime)")
 @click.option(
+    "--gpu-model",
+    "gpu_models",
+    multiple=True,
+    help="a GPU model it may run on (repeat for several); default: any",
+)
+@click.option(
     "--code",
     "code_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -190,6 +196,7 @@ def run(
     cpus: float | None,
     memory: str | None,
     image: str,
+    gpu_models: tuple[str, ...],
     code_dir: Path | None,
     memo: str,
     detach: bool,
@@ -216,6 +223,7 @@ def run(
             "cpus": cpus,
             "memory_mb": memory_mb,
             "image": image,
+            "gpu_models": list(gpu_models),
             "memo": memo,
         },
     )

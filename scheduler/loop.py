@@ -95,7 +95,11 @@ def node_views(nodes: list[Node]) -> list[NodeView]:
 
 def request_of(session: Session) -> Request:
     return Request(
-        gpus=session.gpus, cpus=session.cpus, memory_mb=session.memory_mb, image=session.image
+        gpus=session.gpus,
+        cpus=session.cpus,
+        memory_mb=session.memory_mb,
+        gpu_models=session.gpu_model_set,
+        image=session.image,
     )
 
 
@@ -147,7 +151,12 @@ class Scheduler:
                 continue
             with self.app.app_context():
                 try:
-                    if time.monotonic() - reconciled_at >= self.reconcile_seconds:
+                    if not reconciled_at:
+                        # Taking over: a start the old leader placed but had no time to
+                        # queue (it stopped renewing a lease ago) is queued now.
+                        self.reconcile(grace=timedelta(milliseconds=self.lease.ttl_ms))
+                        reconciled_at = time.monotonic()
+                    elif time.monotonic() - reconciled_at >= self.reconcile_seconds:
                         self.reconcile()
                         reconciled_at = time.monotonic()
                     self.run_pass()
@@ -271,12 +280,13 @@ class Scheduler:
 
     # Reconciliation ---------------------------------------------------------------------
 
-    def reconcile(self) -> None:
-        """Make Redis agree with the database, the source of truth."""
+    def reconcile(self, grace: timedelta = STARTED_GRACE) -> None:
+        """Make Redis agree with the database, the source of truth. Sessions scheduled
+        within `grace` are left alone: their start may still be on its way."""
         stale = db.session.scalars(
             select(Session).where(
                 Session.status == SessionStatus.SCHEDULED.value,
-                Session.scheduled_at < utcnow() - STARTED_GRACE,
+                Session.scheduled_at < utcnow() - grace,
             )
         ).all()
         for session in stale:

@@ -1,4 +1,4 @@
-"""scheduling: credits, session kind, node locality
+"""scheduling: credits, session kind and GPU models, node locality
 
 Revision ID: 0002_scheduling
 Revises: 0001_initial
@@ -23,6 +23,7 @@ def upgrade():
 
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('kind', sa.String(length=16), server_default='training', nullable=False))
+        batch_op.add_column(sa.Column('gpu_models', sa.String(length=256), server_default='', nullable=False))
 
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('credit_gpu_hours', sa.Double(), server_default='100', nullable=False))
@@ -34,6 +35,7 @@ def downgrade():
         batch_op.drop_column('credit_gpu_hours')
 
     with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.drop_column('gpu_models')
         batch_op.drop_column('kind')
 
     with op.batch_alter_table('nodes', schema=None) as batch_op:

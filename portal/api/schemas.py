@@ -59,6 +59,11 @@ class SessionIn(Schema):
         load_default=None, allow_none=True, validate=validate.Range(min=16, max=2**40)
     )
     image = fields.String(load_default="", validate=validate.Length(max=256))
+    gpu_models = fields.List(
+        fields.String(validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")),
+        load_default=list,
+        validate=validate.Length(max=8),
+    )
     memo = fields.String(load_default="", validate=validate.Length(max=4096))
 
 
@@ -75,6 +80,7 @@ class SessionOut(Schema):
     cpus = fields.Float()
     memory_mb = fields.Integer()
     image = fields.String()
+    gpu_models = fields.List(fields.String())
     memo = fields.String()
     node = fields.String(allow_none=True)
     gpu_indices = fields.List(fields.Integer())

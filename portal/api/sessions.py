@@ -57,6 +57,7 @@ def create_session(payload):
         cpus=payload["cpus"] or config["DEFAULT_CPUS"],
         memory_mb=payload["memory_mb"] or config["DEFAULT_MEMORY_MB"],
         image=payload["image"],
+        gpu_models=tuple(payload["gpu_models"]),
         memo=payload["memo"],
     )
     session = service.create_session(

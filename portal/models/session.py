@@ -63,6 +63,8 @@ class Session(db.Model):  # type: ignore[name-defined]
     cpus: Mapped[float] = mapped_column(Float, default=1.0)
     memory_mb: Mapped[int] = mapped_column(default=2048)
     image: Mapped[str] = mapped_column(String(256), default="")
+    # GPU models it may run on, "|"-separated as in cluster traces; empty: any.
+    gpu_models: Mapped[str] = mapped_column(String(256), default="", server_default="")
     memo: Mapped[str] = mapped_column(Text, default="")
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
     # The GPU indices it held on its node, kept after the allocation is released.
@@ -84,6 +86,10 @@ class Session(db.Model):  # type: ignore[name-defined]
     def ident(self) -> str:
         """The id users see and type: USER/N."""
         return f"{self.user.username}/{self.number}"
+
+    @property
+    def gpu_model_set(self) -> frozenset[str]:
+        return frozenset(m for m in self.gpu_models.split("|") if m)
 
     @property
     def gpu_index_list(self) -> list[int]:

@@ -182,7 +182,9 @@ def live_nodes() -> list[Node]:
     )
 
 
-def capacity_refusal(gpus: int, cpus: float, memory_mb: int) -> str | None:
+def capacity_refusal(
+    gpus: int, cpus: float, memory_mb: int, gpu_models: frozenset[str] = frozenset()
+) -> str | None:
     """Why no registered node could ever hold the request, or None.
 
     With no node registered yet the request waits: a node may still join.
@@ -190,14 +192,18 @@ def capacity_refusal(gpus: int, cpus: float, memory_mb: int) -> str | None:
     nodes = list(db.session.scalars(select(Node).where(Node.status != NodeStatus.LOST.value)))
     if not nodes:
         return None
+    if gpus and gpu_models:
+        nodes = [n for n in nodes if n.gpus and n.gpus[0].model in gpu_models]
+        if not nodes:
+            return f"asks for GPU models {', '.join(sorted(gpu_models))}, which no node has"
     if any(len(n.gpus) >= gpus and n.cpu_count >= cpus and n.memory_mb >= memory_mb for n in nodes):
         return None
     most_gpus = max(len(n.gpus) for n in nodes)
     most_memory = max(n.memory_mb for n in nodes)
     if gpus > most_gpus:
-        return f"asks for {gpus} GPU{'s' * (gpus != 1)} and the largest node has {most_gpus}"
+        return f"asks for {gpus} GPU{'s' * (gpus != 1)} but the largest node has {most_gpus}"
     if memory_mb > most_memory:
-        return f"asks for {memory_mb} MiB of memory and the largest node has {most_memory} MiB"
+        return f"asks for {memory_mb} MiB of memory but the largest node has {most_memory} MiB"
     return f"asks for {cpus:g} CPUs and no node has that many with the GPUs and memory"
 
 

@@ -35,6 +35,7 @@ class SessionRequest:
     cpus: float = 1.0
     memory_mb: int = 2048
     image: str = ""
+    gpu_models: tuple[str, ...] = ()
     memo: str = ""
 
 
@@ -49,7 +50,9 @@ def validate_request(request: SessionRequest) -> None:
         raise ApiError(f"the arguments cannot be parsed: {exc}", code="invalid_input") from exc
     if request.gpus < 0 or request.cpus <= 0 or request.memory_mb <= 0:
         raise ApiError("GPUs must be 0 or more; CPUs and memory more than 0", code="invalid_input")
-    refusal = node_service.capacity_refusal(request.gpus, request.cpus, request.memory_mb)
+    refusal = node_service.capacity_refusal(
+        request.gpus, request.cpus, request.memory_mb, frozenset(request.gpu_models)
+    )
     if refusal:
         raise ApiError(
             f"no node could ever run this session: it {refusal}", code="unsatisfiable", status=422
@@ -98,6 +101,7 @@ def create_session(
         cpus=request.cpus,
         memory_mb=request.memory_mb,
         image=request.image,
+        gpu_models="|".join(sorted(set(request.gpu_models))),
         memo=request.memo,
         status=SessionStatus.PENDING.value,
         status_reason="waiting for the scheduler",
@@ -299,6 +303,7 @@ def session_dict(session: Session) -> dict[str, Any]:
         "cpus": session.cpus,
         "memory_mb": session.memory_mb,
         "image": session.image,
+        "gpu_models": sorted(session.gpu_model_set),
         "memo": session.memo,
         "node": session.node.name if session.node else None,
         "gpu_indices": session.gpu_index_list,

@@ -151,7 +151,7 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(demo, stack, tmp_path
     big = script(tmp_path / "big", "print('hi')")
     (big.parent / "weights.bin").write_bytes(os.urandom(3 * 2**20))
     refused("run", str(big), message="over the 2 MiB limit")
-    refused("run", str(small), "-g", "4", message="asks for 4 GPUs and the largest node has 0")
+    refused("run", str(small), "-g", "4", message="asks for 4 GPUs but the largest node has 0")
     refused("run", str(small), "-m", "100T", message="memory")
     refused("run", str(small), "-m", "lots", message="cannot read the memory size 'lots'")
     refused("logs", "demo/9999", message="no session demo/9999")

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+import pytest
 from rq import Queue
 
 from portal.extensions import db
@@ -179,3 +180,27 @@ def test_reconciliation_requeues_a_lost_start_and_fails_an_ignored_one(app, redi
     assert lost.state is SessionStatus.SCHEDULED
     assert ignored.state is SessionStatus.FAILED
     assert "took its start but never ran it" in ignored.status_reason
+
+
+def test_a_session_runs_only_on_the_gpu_models_it_allows(app, redis):
+    from portal.errors import ApiError
+    from portal.services import sessions as service
+
+    ada = factories.user("ada")
+    t4, _ = factories.node("t4-box", gpus=4)
+    v100, _ = factories.node("v100-box", gpus=8)
+    for node, model in ((t4, "T4"), (v100, "V100M32")):
+        for gpu in node.gpus:
+            gpu.model = model
+    db.session.commit()
+
+    def request(*models):
+        return service.SessionRequest(
+            entry="train.py", code_digest="0" * 64, gpus=1, memory_mb=1024, gpu_models=models
+        )
+
+    run = service.create_session(ada, request("V100M16", "V100M32"))
+    assert run.gpu_models == "V100M16|V100M32"
+    assert [p.node for _, p in Scheduler(app, redis).run_pass()] == ["v100-box"]
+    with pytest.raises(ApiError, match="asks for GPU models A100, which no node has"):
+        service.create_session(ada, request("A100"))

@@ -34,7 +34,7 @@ def test_another_users_session_is_not_found_but_an_admin_sees_it(app):
 def test_a_request_no_node_could_hold_is_refused_and_nothing_is_stored(app):
     ada = factories.user("ada")
     factories.node("small", gpus=2, memory_mb=4096)
-    with pytest.raises(ApiError, match="asks for 4 GPUs and the largest node has 2"):
+    with pytest.raises(ApiError, match="asks for 4 GPUs but the largest node has 2"):
         factories.session(ada, gpus=4)
     with pytest.raises(ApiError, match="memory"):
         factories.session(ada, memory_mb=8192)
