@@ -130,7 +130,7 @@ def live_loop(redis_url: str, sessions: int) -> dict:
         )
         with app.app_context():
             upgrade()
-            for index in range(40):
+            for index in range(160):
                 nodes.register_node(
                     "bench",
                     "bench",
@@ -165,6 +165,8 @@ def live_loop(redis_url: str, sessions: int) -> dict:
             )
         return {
             "sessions": sessions,
+            "nodes": 160,
+            "gpus": 160 * 8,
             "placed": placed,
             "still_pending": left,
             "passes": passes,

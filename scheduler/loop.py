@@ -219,13 +219,28 @@ class Scheduler:
         placed = []
         for item, placement in decided.placed:
             session = by_id[int(item.key)]  # type: ignore[call-overload]
-            if self._commit_placement(session, nodes_by_name[placement.node], placement):
+            if self._record_placement(session, nodes_by_name[placement.node], placement):
                 placed.append((session, placement))
         for session_id, reason in waiting.items():
             if by_id[session_id].status_reason != reason:
                 transition(by_id[session_id], {SessionStatus.PENDING}, status_reason=reason)
-        db.session.commit()
+        # One transaction for the pass: a commit per placement would bound the loop by
+        # the database's commit rate.
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # Another writer took one of these GPUs first (a failover in flight): nothing
+            # of this pass is kept, and the next pass plans again from what is stored.
+            db.session.rollback()
+            log.warning("a placement of this pass lost a race; planning again")
+            return []
         for session, placement in placed:
+            log.info(
+                "placed %s on %s (GPUs %s)",
+                session.ident,
+                placement.node,
+                ",".join(map(str, placement.gpu_indices)) or "none",
+            )
             self._enqueue_start(session.id, placement.node)
         return placed
 
@@ -238,9 +253,9 @@ class Scheduler:
         )
         return {username: count for username, count in rows}
 
-    def _commit_placement(self, session: Session, node: Node, placement: Placement) -> bool:
+    def _record_placement(self, session: Session, node: Node, placement: Placement) -> bool:
         """Pending to scheduled, once: a conditional update, so that a second scheduler
-        (a failover in flight) cannot place the same session again."""
+        (a failover in flight) cannot place the same session again. Not committed."""
         moved = transition(
             session,
             {SessionStatus.PENDING},
@@ -251,22 +266,12 @@ class Scheduler:
             scheduled_at=utcnow(),
         )
         if not moved:
-            db.session.rollback()
             log.warning("session %s was placed by another scheduler", session.id)
             return False
         db.session.add_all(
             Allocation(session_id=session.id, node_id=node.id, gpu_index=index)
             for index in placement.gpu_indices
         )
-        try:
-            db.session.commit()
-        except IntegrityError:
-            # Another writer took one of these GPUs first; the next pass sees it.
-            db.session.rollback()
-            log.warning("placement of %s on %s lost a race", session.id, node.name)
-            return False
-        db.session.refresh(session)
-        log.info("placed %s on %s (GPUs %s)", session.ident, node.name, session.gpu_indices)
         return True
 
     def _enqueue_start(self, session_id: int, node_name: str) -> None:

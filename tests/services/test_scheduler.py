@@ -148,9 +148,10 @@ def test_a_session_is_placed_once_whatever_two_schedulers_do(app, redis):
     node = db.session.query(Node).one()
     from scheduler.policy import Placement
 
-    assert first._commit_placement(run, node, Placement("n", (0,)))
-    db.session.expire_all()
-    assert not second._commit_placement(run, node, Placement("n", (1,)))
+    assert first._record_placement(run, node, Placement("n", (0,)))
+    db.session.commit()
+    assert not second._record_placement(run, node, Placement("n", (1,)))
+    db.session.commit()
     assert [a.gpu_index for a in db.session.query(Allocation)] == [0]
 
 
