@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench images clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(VENV)/.dev-installed
 ## test: lint, then every test (browser tests need chromium; see README)
 test: lint
 	$(BIN)/pytest -p no:cacheprovider
+
+## images: the Docker runtime's base image, built offline (needs dockerd and debootstrap)
+images: $(VENV)/.dev-installed
+	$(BIN)/podium image build
 
 ## bench: the time from `podium run` to the script's first line
 bench: $(VENV)/.dev-installed

@@ -23,8 +23,9 @@ class ApiClient:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any):
+        kwargs.setdefault("timeout", self.timeout)
         try:
-            response = self.http.request(method, self.api + path, timeout=self.timeout, **kwargs)
+            response = self.http.request(method, self.api + path, **kwargs)
         except requests.ConnectionError:
             raise CliError(f"cannot reach the portal at {self.url}: is it running?") from None
         except requests.Timeout:

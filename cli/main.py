@@ -355,6 +355,45 @@ def command(session: str, as_json: bool) -> None:
         click.echo(body["command"])
 
 
+@cli.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("session")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", default=60.0, show_default=True, help="seconds it may run")
+def exec_(session: str, command: tuple[str, ...], timeout: float) -> None:
+    """Run COMMAND beside a running session, in its container: podium exec S -- ls -l"""
+    body = client().post(
+        session_path(session) + "/exec",
+        json={"command": list(command), "timeout": timeout},
+        timeout=timeout + 30,
+    )
+    click.echo(body["output"], nl=False)
+    sys.exit(body["exit_code"] if 0 <= body["exit_code"] < 256 else 1)
+
+
+@cli.command()
+@click.argument("session")
+def sh(session: str) -> None:
+    """A shell prompt in a running session's container: each line runs with `sh -c`
+    in the session's folder (no terminal: no editors or pagers). `exit` or Ctrl-D ends."""
+    api, path = client(), session_path(session)
+    while True:
+        try:
+            line = input(f"{session}$ ")
+        except EOFError:
+            click.echo()
+            return
+        if line.strip() in ("exit", "logout"):
+            return
+        if not line.strip():
+            continue
+        try:
+            body = api.post(path + "/exec", json={"command": ["sh", "-c", line]}, timeout=90)
+        except CliError as exc:
+            click.echo(f"podium: error: {exc}", err=True)
+            continue
+        click.echo(body["output"], nl=False)
+
+
 # Administration and operations -----------------------------------------------------
 
 
@@ -441,6 +480,19 @@ def up(ctx: click.Context) -> None:
     # The server side lives in other packages; run it as its own program so that this
     # client imports none of it.
     os.execv(sys.executable, [sys.executable, "-m", "portal.stack", *ctx.args])
+
+
+@cli.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
+@click.pass_context
+def image(ctx: click.Context) -> None:
+    """Build the Docker runtime's images on this machine (`podium image build`)."""
+    os.execv(sys.executable, [sys.executable, "-m", "nodes.images", *ctx.args])
 
 
 def main() -> None:

@@ -32,6 +32,11 @@ def parse_args() -> argparse.Namespace:
         "--runtime", choices=sorted(RUNTIMES), default=env("PODIUM_NODE_RUNTIME", "local")
     )
     parser.add_argument(
+        "--image",
+        default=env("PODIUM_NODE_IMAGE", "podium/base:latest"),
+        help="the Docker runtime's image for sessions that name none",
+    )
+    parser.add_argument(
         "--gpus",
         default=env("PODIUM_NODE_GPUS", ""),
         help="declared GPUs where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
@@ -47,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def runtime_for(args: argparse.Namespace):
+    if args.runtime == "docker":
+        return get_runtime("docker", node=args.name, default_image=args.image)
+    return get_runtime(args.runtime, node=args.name)
+
+
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s node {args.name} %(message)s")
@@ -57,7 +68,7 @@ def main() -> None:
     probe = ResourceProbe(Nvml(), parse_declared_gpus(args.gpus))
     agent = Agent(
         PortalClient(args.url),
-        get_runtime(args.runtime),
+        runtime_for(args),
         probe,
         name=args.name,
         workdir=args.workdir.resolve(),

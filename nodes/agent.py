@@ -132,6 +132,7 @@ class Agent:
 
     def register(self, join_token: str) -> dict:
         self.reap_orphans()
+        self.adopt()
         body = self.client.register(
             join_token, self.name, os.uname().nodename, self.runtime.name, self.probe.inventory()
         )
@@ -185,6 +186,19 @@ class Agent:
             with self._lock:
                 self.sessions[session_id] = entry
             self.client.report_state(session_id, "running")
+        self._watch(session_id, entry)
+
+    def adopt(self) -> None:
+        """Take back the sessions a previous agent left running (the Docker runtime's
+        containers); the first heartbeat lists them, so the portal keeps them running."""
+        for session_id, run in self.runtime.adopt().items():
+            log.info("adopting the running session %s", session_id)
+            entry = Tracked(run)
+            with self._lock:
+                self.sessions[session_id] = entry
+            self._watch(session_id, entry)
+
+    def _watch(self, session_id: int, entry: Tracked) -> None:
         monitor = threading.Thread(
             target=self._monitor,
             args=(session_id, entry),
@@ -204,6 +218,14 @@ class Agent:
         threading.Thread(
             target=entry.run.stop, args=(self.stop_grace_seconds,), daemon=True
         ).start()
+
+    def exec_in_session(self, session_id: int, command: list[str], timeout: float = 60.0) -> dict:
+        with self._lock:
+            entry = self.sessions.get(session_id)
+        if entry is None:
+            return {"exit_code": None, "output": "", "error": "it does not run on this node"}
+        code, output = entry.run.exec(command, timeout)
+        return {"exit_code": code, "output": output[-1_000_000:], "error": None}
 
     def _prepare(self, spec: dict) -> RunSpec:
         session_dir = self.workdir / "sessions" / str(spec["session_id"])
@@ -284,6 +306,7 @@ class Agent:
                 time.sleep(min(0.2 * 2**attempt, 5))
         with self._lock:
             self.sessions.pop(session_id, None)
+        self.runtime.finished(entry.run)
         log.info("session %s ended: %s %s", session_id, status, reason)
 
     @staticmethod
@@ -320,7 +343,9 @@ class Agent:
                 # Heartbeats and state reports go one at a time, so the portal never
                 # reads a list of running sessions older than a report it already has.
                 with self._report_lock:
-                    answer = self.client.heartbeat(sample, self.running_ids())
+                    answer = self.client.heartbeat(
+                        sample, self.running_ids(), images=self.runtime.images()
+                    )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue

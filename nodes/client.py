@@ -68,10 +68,11 @@ class PortalClient:
             self.node_token = body["node_token"]
             return body
 
-    def heartbeat(self, sample: dict[str, Any], running: list[int]) -> dict[str, Any]:
-        return self._call(
-            "POST", "/internal/nodes/heartbeat", json={"sample": sample, "running": running}
-        ).json()
+    def heartbeat(
+        self, sample: dict[str, Any], running: list[int], images: list[str] | None = None
+    ) -> dict[str, Any]:
+        payload = {"sample": sample, "running": running, "images": images}
+        return self._call("POST", "/internal/nodes/heartbeat", json=payload).json()
 
     def session_spec(self, session_id: int) -> dict[str, Any]:
         return self._call("GET", f"/internal/sessions/{session_id}/spec").json()

@@ -25,3 +25,7 @@ def start_session(session_id: int) -> None:
 
 def stop_session(session_id: int) -> None:
     _current().stop_session(session_id)
+
+
+def exec_in_session(session_id: int, command: list[str], timeout: float) -> dict:
+    return _current().exec_in_session(session_id, command, timeout)

@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument(
+        "--runtime",
+        choices=("local", "docker"),
+        default=os.environ.get("PODIUM_NODE_RUNTIME", "local"),
+        help="how the local node runs sessions: local processes or Docker containers",
+    )
+    parser.add_argument(
         "--schedulers",
         type=int,
         default=1,
@@ -195,7 +201,19 @@ class Stack:
             self.spawn(name, [python, "-m", "scheduler"], env)
         self.spawn("grader", [python, "-m", "grader"], env)
         self.spawn(
-            "node", [python, "-m", "nodes", "--url", self.url, "--gpus", self.args.gpus], env
+            "node",
+            [
+                python,
+                "-m",
+                "nodes",
+                "--url",
+                self.url,
+                "--gpus",
+                self.args.gpus,
+                "--runtime",
+                self.args.runtime,
+            ],
+            env,
         )
         return login_hint
 

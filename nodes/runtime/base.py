@@ -19,6 +19,7 @@ class RunSpec:
     memory_mb: int
     image: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    grading: bool = False  # no network, read-only code and root, only output writable
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,32 @@ class Run(abc.ABC):
     @abc.abstractmethod
     def kill(self) -> None: ...
 
+    @abc.abstractmethod
+    def exec(self, command: list[str], timeout: float) -> tuple[int, str]:
+        """Run `command` beside the session (in its container, its folder and
+        environment); return its exit code and merged output."""
+
 
 class Runtime(abc.ABC):
     name: str
 
+    def __init__(self, node: str = ""):
+        self.node = node
+
     @abc.abstractmethod
     def start(self, spec: RunSpec) -> Run: ...
+
+    def adopt(self) -> dict[int, Run]:
+        """Sessions still running from before the agent restarted, by session id."""
+        return {}
+
+    def finished(self, run: Run) -> None:
+        """Called once the portal has a run's end: release what it holds."""
+        return None
+
+    def images(self) -> list[str] | None:
+        """Images this node holds, for the scheduler's locality; None: not applicable."""
+        return None
 
     def check_memory(self, run: Run) -> bool:
         """Enforce the memory limit where the runtime has no kernel-side limit.

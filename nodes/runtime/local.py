@@ -79,6 +79,25 @@ class LocalRun(Run):
     def kill(self) -> None:
         self._signal_group(signal.SIGKILL)
 
+    def exec(self, command: list[str], timeout: float) -> tuple[int, str]:
+        env = dict(self.spec.env, CUDA_VISIBLE_DEVICES=",".join(map(str, self.spec.gpu_indices)))
+        try:
+            done = subprocess.run(
+                command,
+                cwd=self.spec.code_dir,
+                env=env,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except FileNotFoundError:
+            return 127, f"{command[0]}: command not found\n"
+        except subprocess.TimeoutExpired as exc:
+            output = (exc.stdout or b"").decode("utf-8", errors="replace")
+            return 124, output + f"\n(stopped after {timeout:g} s)\n"
+        return done.returncode, done.stdout.decode("utf-8", errors="replace")
+
     def resident_mb(self) -> float:
         """Memory the session's processes hold. One process: its resident set. Several
         (data-loader workers, say): their proportional sets, so that pages they share
@@ -105,7 +124,8 @@ class LocalRun(Run):
 class LocalRuntime(Runtime):
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, node: str = "") -> None:
+        super().__init__(node)
         self._preexec = _pdeathsig_setter()
 
     def start(self, spec: RunSpec) -> LocalRun:

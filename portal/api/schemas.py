@@ -178,6 +178,7 @@ class NodeOut(Schema):
     memory_mb = fields.Integer()
     last_heartbeat_at = fields.String()
     sample = fields.Dict()
+    images = fields.List(fields.String())
     gpus = fields.List(fields.Nested(NodeGpuOut))
 
 
@@ -271,3 +272,17 @@ class CreditIn(Schema):
     add_gpu_hours = fields.Float(
         required=True, allow_nan=False, validate=validate.Range(min=-1e6, max=1e6)
     )
+
+
+class ExecIn(Schema):
+    command = fields.List(
+        fields.String(validate=validate.Length(max=4096)),
+        required=True,
+        validate=validate.Length(min=1, max=256),
+    )
+    timeout = fields.Float(load_default=60.0, validate=validate.Range(min=1, max=600))
+
+
+class ExecOut(Schema):
+    exit_code = fields.Integer()
+    output = fields.String()

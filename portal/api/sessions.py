@@ -13,6 +13,8 @@ from portal.api.schemas import (
     EventsArgs,
     EventsIn,
     EventsOut,
+    ExecIn,
+    ExecOut,
     LogsArgs,
     LogsOut,
     SessionIn,
@@ -106,6 +108,18 @@ def stop_session(username: str, number: int):
     """Stop a session: pending ones at once, running ones by their node."""
     session = service.request_stop(_find(username, number), redis=redis_connection())
     return service.session_dict(session)
+
+
+@blp.route(SESSION + "/exec", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ExecIn)
+@blp.response(200, ExecOut)
+@token_required()
+def exec_command(payload, username: str, number: int):
+    """Run a command beside a running session (in its container), and answer its output."""
+    return service.exec_in_session(
+        _find(username, number), payload["command"], redis_connection(), timeout=payload["timeout"]
+    )
 
 
 @blp.route(SESSION + "/command", methods=["GET"])

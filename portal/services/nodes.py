@@ -219,6 +219,7 @@ def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str
         "memory_mb": node.memory_mb,
         "last_heartbeat_at": isoformat(node.last_heartbeat_at),
         "sample": node.sample or {},
+        "images": node.images or [],
         "gpus": [
             {
                 "index": g.index,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import shlex
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.job import JobStatus
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import selectinload
 
@@ -186,6 +188,38 @@ def request_stop(session: Session, redis=None) -> Session:
         except RedisError:
             log.warning("could not queue the stop of %s", session.ident, exc_info=True)
     return session
+
+
+def exec_in_session(session: Session, command: list[str], redis, timeout: float = 60.0) -> dict:
+    """Run a command beside a running session, on its node; wait for its output."""
+    if session.state is not SessionStatus.RUNNING or session.node is None:
+        raise Conflict(f"session {session.ident} is {session.status}: it must be running")
+    job = Queue(node_queue_name(session.node.name), connection=redis).enqueue(
+        "nodes.jobs.exec_in_session",
+        session.id,
+        command,
+        timeout,
+        result_ttl=300,
+        failure_ttl=300,
+        job_timeout=int(timeout) + 30,
+    )
+    deadline = time.monotonic() + timeout + 15
+    while time.monotonic() < deadline:
+        status = job.get_status(refresh=True)
+        if status == JobStatus.FINISHED:
+            result: dict = job.return_value() or {"error": "no answer"}
+            if result["error"]:
+                raise Conflict(f"session {session.ident}: {result['error']}")
+            return {"exit_code": result["exit_code"], "output": result["output"]}
+        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            raise ApiError(
+                f"node {session.node.name} could not run it", code="node_error", status=502
+            )
+        time.sleep(0.05)
+    job.cancel()
+    raise ApiError(
+        f"node {session.node.name} did not answer in time", code="node_timeout", status=504
+    )
 
 
 def remove_session(session: Session, store=None) -> None:

@@ -81,6 +81,8 @@ def test_detach_follow_stop_and_remove(demo, tmp_path):
     demo.wait_for(ident, {"running"})
     refused = demo("rm", ident)
     assert refused.returncode == 1 and "stop it first" in refused.stderr
+    beside = demo("exec", ident, "--", "sh", "-c", "ls; echo $PODIUM_SESSION")
+    assert beside.returncode == 0 and beside.stdout == f"main.py\n{ident}\n"
     assert demo("stop", ident).returncode == 0
     session = demo.wait_for(ident, {"stopped"})
     assert session["ended_at"]

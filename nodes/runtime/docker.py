@@ -1,0 +1,211 @@
+"""Docker containers: each session in a container of its own, from an image.
+
+Code and output are bind-mounted (datasets read-only), memory, CPUs and process count
+are limited by the engine, GPUs are passed as device requests with the allocated ids.
+Labels tie each container to its node and session, so that a restarted agent adopts
+the containers still running instead of starting them again, and removes those of
+sessions the portal no longer runs. A container that fails to start is removed, never
+left in Created state, and the error is reported in plain words.
+
+Grading containers (`RunSpec.grading`) run with no network, a read-only root file
+system and only their output folder writable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime
+
+log = logging.getLogger(__name__)
+
+LABEL_NODE = "podium.node"
+LABEL_SESSION = "podium.session"
+MOUNT_CODE, MOUNT_OUTPUT, MOUNT_DATASETS = "/podium/code", "/podium/output", "/podium/datasets"
+DEFAULT_IMAGE = "podium/base:latest"
+
+
+class DockerError(RuntimeError):
+    pass
+
+
+class DockerRun(Run):
+    def __init__(self, spec: RunSpec, container: Any):
+        self.spec = spec
+        self.container = container
+
+    def output(self) -> Iterator[str]:
+        pending = b""
+        for chunk in self.container.logs(stream=True, follow=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", errors="replace").rstrip("\r")
+        if pending:
+            yield pending.decode("utf-8", errors="replace").rstrip("\r")
+
+    def wait(self) -> ExitInfo:
+        result = self.container.wait()
+        self.container.reload()
+        state = self.container.attrs.get("State", {})
+        code = int(result.get("StatusCode", state.get("ExitCode", 1)))
+        out_of_memory = bool(state.get("OOMKilled"))
+        return ExitInfo(
+            exit_code=-9 if out_of_memory and code == 137 else code, out_of_memory=out_of_memory
+        )
+
+    def stop(self, grace_seconds: float) -> None:
+        try:
+            self.container.stop(timeout=max(1, int(grace_seconds)))
+        except Exception as exc:  # already gone
+            log.info("stop of %s: %s", self.container.name, exc)
+
+    def kill(self) -> None:
+        try:
+            self.container.kill()
+        except Exception as exc:  # already gone
+            log.info("kill of %s: %s", self.container.name, exc)
+
+    def exec(self, command: list[str], timeout: float) -> tuple[int, str]:
+        # `timeout` runs inside the container: the engine's exec has no limit of its own.
+        code, output = self.container.exec_run(
+            ["timeout", f"{timeout:g}", *command], workdir=MOUNT_CODE, demux=False
+        )
+        text = (output or b"").decode("utf-8", errors="replace")
+        if code == 127 and not text:
+            text = f"{command[0]}: command not found\n"
+        return int(code), text
+
+    def remove(self) -> None:
+        try:
+            self.container.remove(force=True)
+        except Exception as exc:
+            log.info("removing %s: %s", self.container.name, exc)
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        node: str = "",
+        default_image: str = DEFAULT_IMAGE,
+        network_mode: str = "host",
+    ):
+        import docker
+
+        super().__init__(node)
+        self.docker = docker
+        self.client = client or docker.from_env()
+        self.default_image = default_image
+        # Training sessions reach the portal's API from inside: the host's network.
+        self.network_mode = network_mode
+
+    def images(self) -> list[str]:
+        """Image tags present on this node, for the scheduler's locality."""
+        return sorted(tag for image in self.client.images.list() for tag in image.tags)
+
+    def _environment(self, spec: RunSpec) -> dict[str, str]:
+        env = {k: v for k, v in spec.env.items() if k.startswith("PODIUM_")}
+        env.update(
+            PODIUM_OUTPUT=MOUNT_OUTPUT,
+            PODIUM_DATASET_PATH=MOUNT_DATASETS,
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH="/opt/podium",
+        )
+        # Inside, the container sees only its own GPUs, numbered from 0.
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(spec.gpu_indices)))
+        return env
+
+    def start(self, spec: RunSpec) -> DockerRun:
+        volumes = {
+            str(spec.code_dir): {"bind": MOUNT_CODE, "mode": "ro" if spec.grading else "rw"},
+            str(spec.output_dir): {"bind": MOUNT_OUTPUT, "mode": "rw"},
+        }
+        datasets = spec.code_dir.parent / "datasets"
+        if datasets.is_dir():
+            volumes[str(datasets)] = {"bind": MOUNT_DATASETS, "mode": "ro"}
+        options: dict[str, Any] = {
+            "image": spec.image or self.default_image,
+            "command": ["python3", "-u", spec.entry, *spec.args],
+            "name": f"podium-{self.node}-{spec.session_id}",
+            "working_dir": MOUNT_CODE,
+            "environment": self._environment(spec),
+            "volumes": volumes,
+            "labels": {LABEL_NODE: self.node, LABEL_SESSION: str(spec.session_id)},
+            "mem_limit": f"{spec.memory_mb}m",
+            "memswap_limit": f"{spec.memory_mb}m",  # no swap: over the limit is OOM
+            "nano_cpus": int(spec.cpus * 1e9),
+            "pids_limit": 4096,
+            "detach": True,
+            "network_mode": "none" if spec.grading else self.network_mode,
+        }
+        if spec.grading:
+            options.update(read_only=True, tmpfs={"/tmp": "rw,size=256m"})
+        if spec.gpu_indices:
+            options["device_requests"] = [
+                self.docker.types.DeviceRequest(
+                    device_ids=[str(i) for i in spec.gpu_indices], capabilities=[["gpu"]]
+                )
+            ]
+        container = None
+        try:
+            container = self.client.containers.create(**options)
+            container.start()
+        except self.docker.errors.ImageNotFound:
+            self._discard(container)
+            raise DockerError(
+                f"image {options['image']} is not on node {self.node}: "
+                "build it with `podium image build`"
+            ) from None
+        except self.docker.errors.APIError as exc:
+            self._discard(container)
+            raise DockerError(f"Docker could not start it: {exc.explanation or exc}") from None
+        return DockerRun(spec, container)
+
+    @staticmethod
+    def _discard(container: Any) -> None:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except Exception as exc:
+                log.warning("could not remove %s: %s", container.name, exc)
+
+    def adopt(self) -> dict[int, Run]:
+        """Running containers of this node, by session id, for a restarted agent; the
+        rest of its containers (exited while no agent watched) are removed."""
+        adopted: dict[int, Run] = {}
+        for container in self.client.containers.list(
+            all=True, filters={"label": f"{LABEL_NODE}={self.node}"}
+        ):
+            session_id = int(container.labels[LABEL_SESSION])
+            if container.status == "running":
+                adopted[session_id] = DockerRun(_adopted_spec(session_id, container), container)
+            else:
+                self._discard(container)
+        return adopted
+
+    def finished(self, run: Run) -> None:
+        assert isinstance(run, DockerRun)
+        run.remove()
+
+
+def _adopted_spec(session_id: int, container: Any) -> RunSpec:
+    from pathlib import Path
+
+    config = container.attrs.get("HostConfig", {})
+    return RunSpec(
+        session_id=session_id,
+        ident=str(session_id),
+        entry="",
+        args=[],
+        code_dir=Path("."),
+        output_dir=Path("."),
+        gpu_indices=[],
+        cpus=1,
+        memory_mb=int(config.get("Memory", 0)) // (1024 * 1024),
+    )

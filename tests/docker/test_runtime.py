@@ -1,0 +1,167 @@
+"""The Docker runtime against a real engine and Podium's own base image."""
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from nodes.runtime import RunSpec, get_runtime
+from nodes.runtime.docker import LABEL_NODE, DockerError
+
+
+def spec(tmp_path: Path, script: str, *, session_id=1, memory_mb=256, grading=False, image=""):
+    code = tmp_path / f"s{session_id}" / "code"
+    output = tmp_path / f"s{session_id}" / "output"
+    code.mkdir(parents=True)
+    output.mkdir()
+    (code / "main.py").write_text(script)
+    return RunSpec(
+        session_id=session_id,
+        ident=f"ada/{session_id}",
+        entry="main.py",
+        args=["--lr", "0.1"],
+        code_dir=code,
+        output_dir=output,
+        gpu_indices=[],
+        cpus=1,
+        memory_mb=memory_mb,
+        image=image,
+        grading=grading,
+        env={"PODIUM_SESSION": f"ada/{session_id}", "SECRET": "agent's own"},
+    )
+
+
+@pytest.fixture
+def runtime(docker_client):
+    return get_runtime("docker", client=docker_client, node="test")
+
+
+def containers(client):
+    return client.containers.list(all=True, filters={"label": f"{LABEL_NODE}=test"})
+
+
+def test_a_session_runs_in_a_container_and_is_removed_after(runtime, docker_client, tmp_path):
+    run = runtime.start(
+        spec(
+            tmp_path,
+            """
+import os, sys
+from cli import sdk
+print(sys.argv[1:], os.getcwd(), os.environ["PODIUM_SESSION"], flush=True)
+print(os.environ.get("SECRET"), os.environ["PODIUM_OUTPUT"], sdk.SESSION, flush=True)
+open(os.environ["PODIUM_OUTPUT"] + "/result.txt", "w").write("42")
+""",
+        )
+    )
+    assert list(run.output()) == [
+        "['--lr', '0.1'] /podium/code ada/1",
+        "None /podium/output ada/1",
+    ]
+    assert run.wait().exit_code == 0
+    assert (run.spec.output_dir / "result.txt").read_text() == "42"
+    runtime.finished(run)
+    assert containers(docker_client) == []
+
+
+def test_a_memory_bomb_is_out_of_memory_while_its_neighbour_runs_on(runtime, tmp_path):
+    calm = runtime.start(
+        spec(
+            tmp_path,
+            """
+import time
+for step in range(20):
+    print(step, flush=True)
+    time.sleep(0.2)
+""",
+            session_id=2,
+        )
+    )
+    bomb = runtime.start(
+        spec(
+            tmp_path,
+            """
+hoard = []
+while True:
+    hoard.append(bytearray(32 * 2**20))
+""",
+            session_id=3,
+            memory_mb=128,
+        )
+    )
+    list(bomb.output())
+    info = bomb.wait()
+    assert info.out_of_memory
+    calm.container.reload()
+    assert calm.container.status == "running"
+    assert list(calm.output())[-1] == "19"
+    assert calm.wait().exit_code == 0
+    runtime.finished(bomb)
+    runtime.finished(calm)
+
+
+def test_a_grading_container_has_no_network_and_writes_only_its_output(runtime, tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    threading.Thread(target=lambda: listener.accept(), daemon=True).start()
+    run = runtime.start(
+        spec(
+            tmp_path,
+            f"""
+import socket
+for host in ("127.0.0.1", "1.1.1.1"):
+    try:
+        socket.create_connection((host, {port}), timeout=2)
+        print("connected", host)
+    except OSError as exc:
+        print("no network", host)
+for path in ("/podium/code/x", "/etc/x", "/podium/output/predictions.csv"):
+    try:
+        open(path, "w").write("x")
+        print("wrote", path)
+    except OSError:
+        print("refused", path)
+""",
+            session_id=4,
+            grading=True,
+        )
+    )
+    assert list(run.output()) == [
+        "no network 127.0.0.1",
+        "no network 1.1.1.1",
+        "refused /podium/code/x",
+        "refused /etc/x",
+        "wrote /podium/output/predictions.csv",
+    ]
+    assert run.wait().exit_code == 0
+    runtime.finished(run)
+    listener.close()
+
+
+def test_a_missing_image_fails_in_plain_words_and_leaves_no_container(
+    runtime, docker_client, tmp_path
+):
+    with pytest.raises(DockerError, match="image podium/nothing:1 is not on node test"):
+        runtime.start(spec(tmp_path, "print(1)", session_id=5, image="podium/nothing:1"))
+    assert containers(docker_client) == []
+
+
+def test_a_restarted_agent_adopts_running_containers_and_drops_exited_ones(docker_client, tmp_path):
+    first = get_runtime("docker", client=docker_client, node="test")
+    running = first.start(
+        spec(tmp_path, "import time\nprint('up', flush=True)\ntime.sleep(30)\n", session_id=6)
+    )
+    exited = first.start(spec(tmp_path, "print('bye')", session_id=7))
+    exited.wait()
+    again = get_runtime("docker", client=docker_client, node="test")  # the agent restarted
+    adopted = again.adopt()
+    assert list(adopted) == [6]
+    assert next(adopted[6].output()) == "up"
+    assert [c.labels["podium.session"] for c in containers(docker_client)] == ["6"]
+    adopted[6].kill()
+    adopted[6].wait()
+    again.finished(adopted[6])
+    assert containers(docker_client) == []
+    assert running.container.id == adopted[6].container.id  # type: ignore[attr-defined]

@@ -1,0 +1,79 @@
+"""A whole stack whose node runs sessions in Docker containers."""
+
+import pytest
+
+from tests.integration.stack import Stack, User
+from tests.integration.test_sessions import script
+
+
+@pytest.fixture(scope="module")
+def docker_stack(docker_client, tmp_path_factory):
+    running = Stack(tmp_path_factory.mktemp("docker-stack"), PODIUM_NODE_RUNTIME="docker")
+    yield running
+    running.stop()
+
+
+def test_a_session_in_a_container_reports_logs_and_events(docker_stack, tmp_path):
+    user = User(docker_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    entry = script(
+        tmp_path / "code",
+        """
+        import os, sys
+        from cli import sdk
+        for step in range(1, 4):
+            sdk.report(step=step, loss=1 / step)
+        print("in", os.getcwd(), "with", sys.version.split()[0], flush=True)
+    """,
+    )
+    result = user("run", str(entry))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "in /podium/code with 3." in result.stdout
+    ident = result.stdout.splitlines()[0]
+    assert [e["step"] for e in user.json("events", ident)] == [1, 2, 3]
+    admin = User(docker_stack, tmp_path / "admin")
+    admin.login("admin", "admin")
+    node = admin.json("node", "ls")[0]
+    assert node["runtime"] == "docker"
+    assert "podium/base:latest" in node["images"]  # reported, for the scheduler
+
+
+def test_a_missing_image_fails_the_session_in_plain_words(docker_stack, tmp_path):
+    user = User(docker_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    result = user("run", str(script(tmp_path / "code", "print(1)")), "--image", "podium/none:0")
+    assert result.returncode == 1
+    assert "image podium/none:0 is not on node" in result.stderr
+
+
+def test_exec_and_sh_run_inside_the_sessions_container(docker_stack, tmp_path):
+    user = User(docker_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    entry = script(
+        tmp_path / "code",
+        """
+        import time
+        open("/podium/output/marker", "w").write("inside")
+        print("ready", flush=True)
+        time.sleep(60)
+    """,
+    )
+    ident = user("run", str(entry), "--detach").stdout.strip()
+    user.wait_for(ident, {"running"})
+    result = user("exec", ident, "--", "cat", "/podium/output/marker")
+    assert result.returncode == 0 and result.stdout == "inside"
+    failed = user("exec", ident, "--", "sh", "-c", "echo oops >&2; exit 3")
+    assert failed.returncode == 3 and failed.stdout == "oops\n"
+    shell = user("sh", ident, input="pwd\nls /podium\nexit\n")
+    assert "/podium/code" in shell.stdout and "output" in shell.stdout
+    other = User(docker_stack, tmp_path / "admin-not")
+    from tests.integration.accounts import create_user
+
+    create_user(docker_stack, "mallory", "mallory-pw")
+    other.login("mallory", "mallory-pw")
+    refused = other("exec", ident, "--", "id")
+    assert refused.returncode == 1 and f"no session {ident}" in refused.stderr
+    user("stop", ident)
+    ended = user.wait_for(ident, {"stopped"})
+    refused = user("exec", ident, "--", "id")
+    assert "it must be running" in refused.stderr and ended
