@@ -16,7 +16,7 @@ import psutil
 
 from nodes.client import PortalClient, PortalError
 from nodes.probe import ResourceProbe
-from nodes.runtime import Run, RunSpec, Runtime
+from nodes.runtime import ExitInfo, Run, RunSpec, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ class Agent:
         finally:
             log_copy.close()
             shipper.close()
-        status, reason = self._verdict(entry, info.exit_code, info.out_of_memory)
+        status, reason = self._verdict(entry, info)
         self._pid_file(session_id).unlink(missing_ok=True)
         for attempt in range(30):
             try:
@@ -317,8 +317,11 @@ class Agent:
         time.sleep(1.0)
         run.kill()
 
-    def _verdict(self, entry: Tracked, code: int, out_of_memory: bool) -> tuple[str, str]:
-        if out_of_memory:
+    def _verdict(self, entry: Tracked, info: ExitInfo) -> tuple[str, str]:
+        code = info.exit_code
+        if info.timed_out:
+            return "killed", f"ran over its time limit of {entry.run.spec.time_limit_s:g} s"
+        if info.out_of_memory:
             return "killed", (
                 f"out of memory: it used more than its "
                 f"{entry.run.spec.memory_mb} MiB limit on node {self.name}"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +21,21 @@ class RunSpec:
     image: str = ""
     env: dict[str, str] = field(default_factory=dict)
     grading: bool = False  # no network, read-only code and root, only output writable
+    time_limit_s: float | None = None  # wall time, after which the run is killed
 
 
 @dataclass(frozen=True)
 class ExitInfo:
     exit_code: int
     out_of_memory: bool = False
+    timed_out: bool = False
+
+
+def remaining(spec: RunSpec, started: float) -> float | None:
+    """Seconds left of the run's time limit (monotonic clock), or None for no limit."""
+    if spec.time_limit_s is None:
+        return None
+    return max(0.0, spec.time_limit_s - (time.monotonic() - started))
 
 
 class Run(abc.ABC):

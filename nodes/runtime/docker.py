@@ -14,10 +14,13 @@ system and only their output folder writable.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime
+from requests.exceptions import RequestException
+
+from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, remaining
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ class DockerRun(Run):
     def __init__(self, spec: RunSpec, container: Any):
         self.spec = spec
         self.container = container
+        self.started = time.monotonic()
 
     def output(self) -> Iterator[str]:
         pending = b""
@@ -47,13 +51,21 @@ class DockerRun(Run):
             yield pending.decode("utf-8", errors="replace").rstrip("\r")
 
     def wait(self) -> ExitInfo:
-        result = self.container.wait()
+        timed_out = False
+        try:
+            result = self.container.wait(timeout=remaining(self.spec, self.started))
+        except RequestException:  # the engine's answer did not come within the time limit
+            timed_out = True
+            self.kill()
+            result = self.container.wait()
         self.container.reload()
         state = self.container.attrs.get("State", {})
         code = int(result.get("StatusCode", state.get("ExitCode", 1)))
         out_of_memory = bool(state.get("OOMKilled"))
         return ExitInfo(
-            exit_code=-9 if out_of_memory and code == 137 else code, out_of_memory=out_of_memory
+            exit_code=-9 if out_of_memory and code == 137 else code,
+            out_of_memory=out_of_memory,
+            timed_out=timed_out,
         )
 
     def stop(self, grace_seconds: float) -> None:

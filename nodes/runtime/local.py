@@ -17,12 +17,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Iterator
 
 import psutil
 
-from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime
+from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, remaining
 
 PR_SET_PDEATHSIG = 1
 MAX_LINE = 16 * 1024
@@ -48,7 +48,7 @@ class LocalRun(Run):
         self.spec = spec
         self.process = process
         self.out_of_memory = False
-        self._lock = threading.Lock()
+        self.started = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -60,8 +60,14 @@ class LocalRun(Run):
             yield raw[:MAX_LINE].decode("utf-8", errors="replace").rstrip("\r\n")
 
     def wait(self) -> ExitInfo:
-        code = self.process.wait()
-        return ExitInfo(exit_code=code, out_of_memory=self.out_of_memory)
+        timed_out = False
+        try:
+            code = self.process.wait(timeout=remaining(self.spec, self.started))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self.kill()
+            code = self.process.wait()
+        return ExitInfo(exit_code=code, out_of_memory=self.out_of_memory, timed_out=timed_out)
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -93,7 +93,8 @@ def heartbeat(
     """Record a heartbeat (with what the node holds, for locality, when it says).
 
     Returns the sessions the database held as running there that the agent does not
-    run (now lost), and the ids the agent runs that have ended here, which it must stop.
+    run (now lost), and the ids the agent runs that are not active sessions of this node
+    (ended, removed or unknown), which it must stop.
     """
     node.last_heartbeat_at = utcnow()
     node.sample = sample
@@ -120,18 +121,17 @@ def heartbeat(
             session, SessionStatus.LOST, f"node {node.name} no longer runs it (its agent restarted)"
         )
     ]
-    ended = (
-        list(
-            db.session.scalars(
-                select(Session.id).where(
-                    Session.id.in_(running),
-                    Session.status.not_in([s.value for s in ACTIVE_STATUSES]),
-                )
+    # What the agent runs that is not an active session of this node (ended, removed,
+    # or never placed here): it must stop it.
+    active_here = set(
+        db.session.scalars(
+            select(Session.id).where(
+                Session.node_id == node.id,
+                Session.status.in_([s.value for s in ACTIVE_STATUSES]),
             )
         )
-        if running
-        else []
     )
+    ended = sorted(set(running) - active_here)
     return lost, ended
 
 

@@ -165,3 +165,16 @@ def test_a_restarted_agent_adopts_running_containers_and_drops_exited_ones(docke
     again.finished(adopted[6])
     assert containers(docker_client) == []
     assert running.container.id == adopted[6].container.id  # type: ignore[attr-defined]
+
+
+def test_a_run_over_its_time_limit_is_killed(runtime, tmp_path):
+    from dataclasses import replace
+
+    slow = replace(
+        spec(tmp_path, "import time\ntime.sleep(60)\n", session_id=8, grading=True),
+        time_limit_s=1.5,
+    )
+    run = runtime.start(slow)
+    info = run.wait()
+    assert info.timed_out and info.exit_code != 0
+    runtime.finished(run)

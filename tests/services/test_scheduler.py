@@ -81,8 +81,8 @@ def test_a_heartbeat_settles_sessions_the_agent_no_longer_runs(app, redis):
     assert [s.id for s in vanished] == [dropped.id] and ended == []
     assert dropped.state is SessionStatus.LOST and kept.state is SessionStatus.RUNNING
     # The agent still runs `dropped` after all (a network cut): it is told to stop it.
-    _, ended = nodes.heartbeat(node, {}, running=[kept.id, dropped.id])
-    assert ended == [dropped.id]
+    _, ended = nodes.heartbeat(node, {}, running=[kept.id, dropped.id, 9999])
+    assert ended == [dropped.id, 9999]  # 9999: a session the portal does not know
 
 
 def test_sessions_wanting_gpus_wait_while_their_owner_has_no_credit(app, redis):

@@ -108,3 +108,15 @@ def test_a_session_ends_with_its_main_process_even_if_a_child_lingers(tmp_path):
     threading.Thread(target=Agent._reap_stragglers, args=(run,), daemon=True).start()
     assert list(run.output()) == ["main done"]
     assert time.monotonic() - started < 10
+
+
+def test_a_run_over_its_time_limit_is_killed(tmp_path):
+    from dataclasses import replace
+
+    run = get_runtime("local").start(
+        replace(spec(tmp_path, "import time\ntime.sleep(60)\n"), time_limit_s=1.0)
+    )
+    started = time.monotonic()
+    info = run.wait()
+    assert info.timed_out and info.exit_code == -9
+    assert time.monotonic() - started < 10
