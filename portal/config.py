@@ -12,6 +12,8 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "MAX_CODE_BYTES": 100 * 1024 * 1024,
+    # What a code archive may unpack to: a node refuses more, so the portal does first.
+    "MAX_CODE_UNPACKED_BYTES": 8 * 1024**3,
     "MAX_CHECKPOINT_BYTES": 2 * 1024 * 1024 * 1024,
     "TOKEN_TTL_DAYS": 30,
     "NODE_LOST_AFTER_SECONDS": 15,

@@ -67,6 +67,7 @@ def create_session(payload):
         request_,
         redis=redis_connection(),
         archive=artifact_store().path(payload["code_digest"]),
+        max_unpacked_bytes=config["MAX_CODE_UNPACKED_BYTES"],
     )
     return service.session_dict(session)
 

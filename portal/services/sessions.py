@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,14 @@ from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
 from portal.models import Checkpoint, LogLine, Scalar, Session, SessionStatus, User
 from portal.queue import node_queue_name, wake_scheduler
+from portal.services import archives
 from portal.services import nodes as node_service
 from portal.services.lifecycle import finish
 from portal.timeutil import isoformat
 
 log = logging.getLogger(__name__)
+
+MAX_CODE_FILES = 200_000
 
 
 @dataclass(frozen=True)
@@ -61,28 +63,26 @@ def validate_request(request: SessionRequest) -> None:
         )
 
 
-def check_entry_in_archive(archive: Path, entry: str) -> None:
-    """The entry point must be a file in the uploaded code; say so now, not on a node."""
-    try:
-        with tarfile.open(archive, "r|gz") as tar:
-            for member in tar:
-                if member.name.removeprefix("./") == entry:
-                    if member.isfile():
-                        return
-                    break
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ApiError(
-            f"the code archive cannot be read as a gzipped tar: {exc}", code="invalid_input"
-        ) from exc
-    raise ApiError(f"the code has no file {entry}", code="invalid_input")
+def check_code(archive: Path, entry: str, *, max_unpacked_bytes: int) -> None:
+    """The code must be a safe archive holding the entry point: say so now, not on a
+    node."""
+    manifest = archives.inspect(
+        archive, max_unpacked_bytes=max_unpacked_bytes, max_files=MAX_CODE_FILES
+    )
+    if entry not in manifest.files:
+        raise ApiError(f"the code has no file {entry}", code="invalid_input")
 
 
 def create_session(
-    user: User, request: SessionRequest, redis=None, archive: Path | None = None
+    user: User,
+    request: SessionRequest,
+    redis=None,
+    archive: Path | None = None,
+    max_unpacked_bytes: int = 8 * 2**30,
 ) -> Session:
     validate_request(request)
     if archive is not None:
-        check_entry_in_archive(archive, request.entry)
+        check_code(archive, request.entry, max_unpacked_bytes=max_unpacked_bytes)
     number = (
         db.session.execute(
             update(User)

@@ -92,6 +92,8 @@ def test_bad_session_requests_change_nothing(client, app):
     headers = factories.headers(factories.token(ada))
     digest = client.put("/api/v1/code", data=code_archive({"a.py": ""}), headers=headers)
     digest = digest.get_json()["digest"]
+    evil = code_archive({"a.py": "", "../evil.py": ""})
+    hostile = client.put("/api/v1/code", data=evil, headers=headers).get_json()["digest"]
     cases = [
         ({"entry": "a.py", "code_digest": "0" * 64}, 400, "upload the code archive first"),
         ({"entry": "a.py", "code_digest": digest, "gpus": 3}, 422, "largest node has 1"),
@@ -99,6 +101,7 @@ def test_bad_session_requests_change_nothing(client, app):
         ({"entry": "a.py", "code_digest": digest, "args": "'unclosed"}, 400, "cannot be parsed"),
         ({"entry": "a.py", "code_digest": "short"}, 422, "code_digest"),
         ({"entry": "missing.py", "code_digest": digest}, 400, "the code has no file missing.py"),
+        ({"entry": "a.py", "code_digest": hostile}, 422, "../evil.py: a path outside the tree"),
     ]
     for payload, status, message in cases:
         response = client.post("/api/v1/sessions", json=payload, headers=headers)

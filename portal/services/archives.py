@@ -1,0 +1,92 @@
+"""What an uploaded archive holds, checked before anything is unpacked from it.
+
+A gzipped tar is read as a stream, member by member, and refused with the first
+problem found: a path that is absolute or climbs out of the tree, a symbolic or hard
+link that points out of it, a device file or pipe, more files or more unpacked bytes
+than allowed (a decompression bomb is stopped by the bytes actually read, whatever its
+headers claim). The manifest's content digest depends only on the files' names, kinds
+and bytes, so the same content packed twice (other timestamps, another compressor)
+has the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from portal.errors import ApiError
+
+CHUNK = 1024 * 1024
+
+
+class UnsafeArchive(ApiError):
+    def __init__(self, message: str):
+        super().__init__(message, code="unsafe_archive", status=422)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: tuple[str, ...]
+    unpacked_bytes: int
+    content_digest: str
+
+
+def _inside(name: str) -> str | None:
+    """The member's normalised path inside the tree, or None if it leaves the tree."""
+    if name.startswith("/") or "\\" in name:
+        return None
+    normal = posixpath.normpath(name)
+    if normal == ".." or normal.startswith("../"):
+        return None
+    return normal
+
+
+def inspect(archive: Path, *, max_unpacked_bytes: int, max_files: int) -> Manifest:
+    files: list[str] = []
+    entries: list[tuple[str, str, str]] = []
+    unpacked = 0
+    try:
+        with tarfile.open(archive, "r|gz") as tar:
+            for member in tar:
+                name = _inside(member.name)
+                if name is None:
+                    raise UnsafeArchive(f"{member.name}: a path outside the tree")
+                if member.isdev() or member.isfifo():
+                    raise UnsafeArchive(f"{member.name}: device files and pipes are refused")
+                if member.issym() or member.islnk():
+                    base = posixpath.dirname(name) if member.issym() else ""
+                    target = _inside(posixpath.join(base, member.linkname))
+                    if member.linkname.startswith("/") or target is None:
+                        raise UnsafeArchive(
+                            f"{member.name}: a link to {member.linkname}, outside the tree"
+                        )
+                    entries.append((name, "link", member.linkname))
+                    continue
+                if member.isdir():
+                    entries.append((name, "dir", ""))
+                    continue
+                if len(files) >= max_files:
+                    raise UnsafeArchive(f"more than {max_files} files")
+                digest = hashlib.sha256()
+                source = tar.extractfile(member)
+                assert source is not None
+                while chunk := source.read(CHUNK):
+                    unpacked += len(chunk)
+                    if unpacked > max_unpacked_bytes:
+                        raise UnsafeArchive(
+                            f"it unpacks to more than {max_unpacked_bytes // 2**20} MiB"
+                        )
+                    digest.update(chunk)
+                files.append(name)
+                entries.append((name, "file", digest.hexdigest()))
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise ApiError(
+            f"the archive cannot be read as a gzipped tar: {exc}", code="invalid_input"
+        ) from exc
+    content = hashlib.sha256()
+    for name, kind, detail in sorted(entries):
+        content.update(f"{kind}\0{name}\0{detail}\n".encode())
+    return Manifest(tuple(sorted(files)), unpacked, content.hexdigest())

@@ -1,0 +1,83 @@
+"""Hostile archives are refused, each with its first problem named."""
+
+import io
+import re
+import tarfile
+
+import pytest
+
+from portal.errors import ApiError
+from portal.services.archives import UnsafeArchive, inspect
+
+LIMITS = {"max_unpacked_bytes": 2**20, "max_files": 100}
+
+
+def archive(tmp_path, members, name="a.tar.gz", mtime=0):
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as tar:
+        for member_name, kind, payload in members:
+            info = tarfile.TarInfo(member_name)
+            info.mtime = mtime
+            if kind == "file":
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+                continue
+            info.type = {
+                "sym": tarfile.SYMTYPE,
+                "hard": tarfile.LNKTYPE,
+                "dev": tarfile.CHRTYPE,
+                "fifo": tarfile.FIFOTYPE,
+                "dir": tarfile.DIRTYPE,
+            }[kind]
+            info.linkname = payload.decode()
+            tar.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([("../escape.txt", "file", b"x")], "../escape.txt: a path outside the tree"),
+        ([("a/../../escape.txt", "file", b"x")], "a path outside the tree"),
+        ([("/etc/passwd", "file", b"x")], "/etc/passwd: a path outside the tree"),
+        ([("data/link", "sym", b"../../etc/passwd")], "data/link: a link to ../../etc/passwd"),
+        ([("link", "sym", b"/etc/passwd")], "a link to /etc/passwd, outside the tree"),
+        ([("hard", "hard", b"../outside")], "hard: a link to ../outside"),
+        ([("tty", "dev", b"")], "tty: device files and pipes are refused"),
+        ([("pipe", "fifo", b"")], "pipe: device files and pipes are refused"),
+        ([(f"f{i}", "file", b"x") for i in range(101)], "more than 100 files"),
+    ],
+)
+def test_hostile_archives_are_refused(tmp_path, members, message):
+    with pytest.raises(UnsafeArchive, match=re.escape(message)):
+        inspect(archive(tmp_path, members), **LIMITS)
+
+
+def test_a_decompression_bomb_is_stopped_by_what_it_unpacks_to(tmp_path):
+    bomb = archive(tmp_path, [("zeros.bin", "file", b"\0" * (8 * 2**20))])
+    assert bomb.stat().st_size < 64 * 1024  # small on the wire
+    with pytest.raises(UnsafeArchive, match="unpacks to more than 1 MiB"):
+        inspect(bomb, **LIMITS)
+
+
+def test_not_an_archive_is_a_clear_error(tmp_path):
+    path = tmp_path / "x.tar.gz"
+    path.write_bytes(b"not gzip at all")
+    with pytest.raises(ApiError, match="cannot be read as a gzipped tar"):
+        inspect(path, **LIMITS)
+
+
+def test_links_inside_the_tree_are_fine_and_the_digest_follows_content_only(tmp_path):
+    members = [
+        ("data", "dir", b""),
+        ("data/a.csv", "file", b"1,2\n"),
+        ("data/latest.csv", "sym", b"a.csv"),
+    ]
+    first = inspect(archive(tmp_path, members, "one.tar.gz", mtime=0), **LIMITS)
+    second = inspect(archive(tmp_path, members[::-1], "two.tar.gz", mtime=10**9), **LIMITS)
+    assert first.files == ("data/a.csv",) and first.unpacked_bytes == 4
+    assert first.content_digest == second.content_digest
+    changed = inspect(
+        archive(tmp_path, [("data/a.csv", "file", b"1,3\n")], "three.tar.gz"), **LIMITS
+    )
+    assert changed.content_digest != first.content_digest
