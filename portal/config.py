@@ -15,6 +15,9 @@ DEFAULTS: dict[str, Any] = {
     # What a code archive may unpack to: a node refuses more, so the portal does first.
     "MAX_CODE_UNPACKED_BYTES": 8 * 1024**3,
     "MAX_CHECKPOINT_BYTES": 2 * 1024 * 1024 * 1024,
+    "MAX_DATASET_BYTES": 10 * 1024**3,
+    "MAX_DATASET_UNPACKED_BYTES": 50 * 1024**3,
+    "MAX_DATASET_FILES": 1_000_000,
     "TOKEN_TTL_DAYS": 30,
     "NODE_LOST_AFTER_SECONDS": 15,
     "DEFAULT_MEMORY_MB": 2048,
@@ -40,9 +43,16 @@ ENVIRONMENT = {
     "PODIUM_NODE_JOIN_TOKEN": "NODE_JOIN_TOKEN",
     "PODIUM_PUBLIC_URL": "PUBLIC_URL",
     "PODIUM_MAX_CODE_BYTES": "MAX_CODE_BYTES",
+    "PODIUM_MAX_DATASET_BYTES": "MAX_DATASET_BYTES",
+    "PODIUM_MAX_DATASET_UNPACKED_BYTES": "MAX_DATASET_UNPACKED_BYTES",
     "PODIUM_NODE_LOST_AFTER_SECONDS": "NODE_LOST_AFTER_SECONDS",
 }
-INTEGER_KEYS = {"MAX_CODE_BYTES", "NODE_LOST_AFTER_SECONDS"}
+INTEGER_KEYS = {
+    "MAX_CODE_BYTES",
+    "NODE_LOST_AFTER_SECONDS",
+    "MAX_DATASET_BYTES",
+    "MAX_DATASET_UNPACKED_BYTES",
+}
 
 
 def instance_path_from_env() -> Path:
@@ -65,5 +75,7 @@ def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> d
             value: Any = environ[variable]
             config[key] = int(value) if key in INTEGER_KEYS else value
     # Werkzeug's cap on any request body; each upload route applies its own limit.
-    config["MAX_CONTENT_LENGTH"] = max(config["MAX_CODE_BYTES"], config["MAX_CHECKPOINT_BYTES"])
+    config["MAX_CONTENT_LENGTH"] = max(
+        config["MAX_CODE_BYTES"], config["MAX_CHECKPOINT_BYTES"], config["MAX_DATASET_BYTES"]
+    )
     return config

@@ -13,10 +13,20 @@ class PodiumApi(Api):
 
 def register_api(app: Flask) -> None:
     """One Api per app: the OpenAPI document belongs to the app it describes."""
-    from portal.api import auth, code, health, internal, nodes, sessions, users
+    from portal.api import (
+        auth,
+        code,
+        datasets,
+        health,
+        internal,
+        nodes,
+        sessions,
+        teams,
+        users,
+    )
 
     api = PodiumApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (health, auth, code, sessions, nodes, users, internal):
+    for module in (health, auth, code, sessions, datasets, teams, nodes, users, internal):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix="/api/v1" + module.PREFIX)

@@ -51,6 +51,19 @@ def token_required(*, session_scope: bool = False) -> Callable:
     return decorator
 
 
+def token_optional(view: Callable) -> Callable:
+    """Let anonymous callers through with `g.user = None`; a token, if sent, must be good."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any):
+        if request.headers.get("Authorization"):
+            return token_required()(view)(*args, **kwargs)
+        g.user, g.token, g.scope_session_id = None, None, None
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
 def admin_required(view: Callable) -> Callable:
     @wraps(view)
     @token_required()

@@ -286,3 +286,51 @@ class ExecIn(Schema):
 class ExecOut(Schema):
     exit_code = fields.Integer()
     output = fields.String()
+
+
+class DatasetVersionOut(Schema):
+    number = fields.Integer()
+    ref = fields.String()
+    size_bytes = fields.Integer()
+    file_count = fields.Integer()
+    content_digest = fields.String()
+    created_at = fields.String()
+
+
+class DatasetOut(Schema):
+    name = fields.String()
+    owner = fields.String()
+    visibility = fields.String()
+    team = fields.String(allow_none=True)
+    description = fields.String()
+    versions = fields.List(fields.Nested(DatasetVersionOut))
+    size_bytes = fields.Integer()
+    created_at = fields.String()
+    last_accessed_at = fields.String()
+
+
+class PushArgs(Schema):
+    visibility = fields.String(
+        load_default=None, validate=validate.OneOf(["public", "private", "team"])
+    )
+    team = fields.String(load_default=None, validate=validate.Length(max=64))
+    description = fields.String(load_default=None, validate=validate.Length(max=4096))
+
+
+class PushOut(Schema):
+    dataset = fields.Nested(DatasetOut)
+    version = fields.Nested(DatasetVersionOut)
+    created = fields.Boolean()
+
+
+class TeamIn(Schema):
+    name = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9._-]{1,63}$"))
+
+
+class MemberIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class TeamOut(Schema):
+    name = fields.String()
+    members = fields.List(fields.String())

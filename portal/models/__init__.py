@@ -1,5 +1,13 @@
 """The database schema: one module per noun. The portal owns these tables."""
 
+from portal.models.dataset import (
+    Dataset,
+    DatasetVersion,
+    SessionDataset,
+    Team,
+    TeamMember,
+    Visibility,
+)
 from portal.models.node import Gpu, Node, NodeStatus
 from portal.models.session import (
     ACTIVE_STATUSES,
@@ -18,13 +26,19 @@ __all__ = [
     "Allocation",
     "ApiToken",
     "Checkpoint",
+    "Dataset",
+    "DatasetVersion",
     "Gpu",
     "LogLine",
     "Node",
     "NodeStatus",
     "Scalar",
     "Session",
+    "SessionDataset",
     "SessionKind",
     "SessionStatus",
+    "Team",
+    "TeamMember",
     "User",
+    "Visibility",
 ]

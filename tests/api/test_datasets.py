@@ -1,0 +1,101 @@
+"""Datasets over the API: versions, immutability, and who sees what."""
+
+import pytest
+
+from portal.services import teams
+from tests import factories
+from tests.api.test_api import code_archive
+
+ROLES = ("owner", "member", "other", "anonymous", "admin")
+
+
+@pytest.fixture
+def people(client, app):
+    owner, member = factories.user("olga"), factories.user("mia")
+    other, admin = factories.user("otto"), factories.user("root", admin=True)
+    team = teams.create(owner, "vision")
+    teams.add_member(owner, team, "mia")
+    headers = {
+        name: factories.headers(factories.token(user))
+        for name, user in (("owner", owner), ("member", member), ("other", other), ("admin", admin))
+    }
+    headers["anonymous"] = {}
+    return headers
+
+
+def push(client, headers, name, files, **query):
+    return client.post(
+        f"/api/v1/datasets/{name}/versions",
+        data=code_archive(files),
+        headers=headers,
+        query_string=query,
+    )
+
+
+def test_versions_are_made_only_by_new_content_and_never_change(client, people):
+    first = push(client, people["owner"], "mnist", {"train.csv": "1,2\n"}, visibility="public")
+    assert first.status_code == 201 and first.get_json()["version"]["number"] == 1
+    again = push(client, people["owner"], "mnist", {"train.csv": "1,2\n"})
+    assert again.get_json()["created"] is False
+    assert again.get_json()["version"]["number"] == 1
+    second = push(client, people["owner"], "mnist", {"train.csv": "1,2\n3,4\n"})
+    assert second.get_json()["version"]["number"] == 2
+    one = client.get("/api/v1/datasets/mnist/versions/1/archive")
+    assert one.status_code == 200 and one.data == code_archive({"train.csv": "1,2\n"})
+    listed = client.get("/api/v1/datasets").get_json()
+    assert [(d["name"], [v["number"] for v in d["versions"]]) for d in listed] == [
+        ("mnist", [1, 2])
+    ]
+
+
+def test_a_hostile_upload_is_refused_and_leaves_no_version(client, app, people):
+    refused = push(client, people["owner"], "evil", {"../../etc/cron.d/x": "boom"})
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["message"] == "../../etc/cron.d/x: a path outside the tree"
+    assert client.get("/api/v1/datasets/evil", headers=people["owner"]).status_code == 404
+    from pathlib import Path
+
+    assert not list(Path(app.config["ARTIFACT_ROOT"]).rglob("sha256/*/*"))
+
+
+EXPECTED = {
+    # visibility: roles that may read
+    "public": {"owner", "member", "other", "anonymous", "admin"},
+    "team": {"owner", "member", "admin"},
+    "private": {"owner", "admin"},
+}
+
+
+@pytest.mark.parametrize("visibility", ["public", "team", "private"])
+def test_the_visibility_matrix_over_every_dataset_route(client, people, visibility):
+    query = {"team": "vision"} if visibility == "team" else {"visibility": visibility}
+    assert push(client, people["owner"], "data", {"a.txt": "a"}, **query).status_code == 201
+    for role in ROLES:
+        readers = EXPECTED[visibility]
+        headers = people[role]
+        status = 200 if role in readers else 404
+        listed = [d["name"] for d in client.get("/api/v1/datasets", headers=headers).get_json()]
+        assert ("data" in listed) == (role in readers), role
+        for path in (
+            "/api/v1/datasets/data",
+            "/api/v1/datasets/data/versions/1",
+            "/api/v1/datasets/data/versions/1/archive",
+        ):
+            assert client.get(path, headers=headers).status_code == status, (role, path)
+        changing = {"owner": 201, "admin": 201, "anonymous": 401}.get(
+            role, 403 if role in readers else 409
+        )
+        pushed = push(client, headers, "data", {"b.txt": role})
+        assert pushed.status_code == changing, (role, pushed.get_json())
+        removing = {"owner": None, "admin": None, "anonymous": 401}.get(
+            role, 403 if role in readers else 404
+        )
+        if removing:
+            response = client.delete("/api/v1/datasets/data/versions/1", headers=headers)
+            assert response.status_code == removing, role
+    assert (
+        client.delete("/api/v1/datasets/data/versions/1", headers=people["admin"]).status_code
+        == 204
+    )
+    assert client.delete("/api/v1/datasets/data", headers=people["owner"]).status_code == 204
+    assert client.get("/api/v1/datasets/data", headers=people["owner"]).status_code == 404
