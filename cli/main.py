@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -171,6 +172,13 @@ def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple
 @cli.command(context_settings={"show_default": True})
 @click.argument("entry", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-a", "--args", "args", default="", help='arguments for the script: -a "--lr 0.1"')
+@click.option(
+    "-d",
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="NAME[:VERSION] to mount read-only at DATASET_PATH/NAME (repeatable)",
+)
 @click.option("-g", "--gpus", default=0, type=click.IntRange(min=0), help="whole GPUs")
 @click.option("-c", "--cpus", type=click.FloatRange(min=0.1), help="CPU cores [default: 1]")
 @click.option("-m", "--memory", help="memory limit, e.g. 4G [default: 2G]")
@@ -192,6 +200,7 @@ def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple
 def run(
     entry: Path,
     args: str,
+    datasets: tuple[str, ...],
     gpus: int,
     cpus: float | None,
     memory: str | None,
@@ -224,6 +233,7 @@ def run(
             "memory_mb": memory_mb,
             "image": image,
             "gpu_models": list(gpu_models),
+            "datasets": list(datasets),
             "memo": memo,
         },
     )
@@ -392,6 +402,183 @@ def sh(session: str) -> None:
             click.echo(f"podium: error: {exc}", err=True)
             continue
         click.echo(body["output"], nl=False)
+
+
+# Datasets and teams -------------------------------------------------------------
+
+
+@cli.group()
+def dataset() -> None:
+    """Versioned datasets."""
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)
+
+
+@dataset.command("push")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--public", "visibility", flag_value="public", help="readable by everyone")
+@click.option("--private", "visibility", flag_value="private", help="readable by you only")
+@click.option("--team", help="readable by this team's members")
+@click.option("--description", help="what it holds")
+def dataset_push(
+    name: str, path: Path, visibility: str | None, team: str | None, description: str | None
+) -> None:
+    """Upload a folder (or a .tar.gz) as the next version of NAME."""
+    from tqdm import tqdm
+
+    from cli.pack import pack
+
+    api = client()
+    with tempfile.TemporaryFile() as archive:
+        if path.is_dir():
+            pack(path, archive, max_bytes=2**62)
+        else:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, archive)
+        size = archive.tell()
+        archive.seek(0)
+        query = {
+            k: v
+            for k, v in (("visibility", visibility), ("team", team), ("description", description))
+            if v is not None
+        }
+        with tqdm.wrapattr(
+            archive,
+            "read",
+            total=size,
+            desc=f"uploading {name}",
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+            disable=size < 1024 * 1024 or None,
+        ) as reader:
+            body = api._json(
+                api.call(
+                    "POST",
+                    f"/datasets/{name}/versions",
+                    data=reader,
+                    params=query,
+                    headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
+                    timeout=3600,
+                )
+            )
+    version = body["version"]
+    note = "new version" if body["created"] else "unchanged: no new version"
+    click.echo(
+        f"{version['ref']} ({note}, {version['file_count']} files, "
+        f"{human_size(version['size_bytes'])})"
+    )
+
+
+@dataset.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def dataset_ls(as_json: bool) -> None:
+    """Datasets you may read."""
+    datasets = client().get("/datasets")
+    if as_json:
+        emit_json(datasets)
+        return
+    rows = [
+        [
+            d["name"],
+            d["owner"],
+            d["visibility"] + (f":{d['team']}" if d["team"] else ""),
+            str(len(d["versions"])),
+            human_size(d["size_bytes"]),
+            (d["last_accessed_at"] or "").replace("T", " ").removesuffix("Z"),
+            d["description"][:40],
+        ]
+        for d in datasets
+    ]
+    table(rows, ["NAME", "OWNER", "VISIBILITY", "VERSIONS", "SIZE", "LAST ACCESS", "DESCRIPTION"])
+
+
+@dataset.command("pull")
+@click.argument("ref")
+@click.argument("dest", required=False, type=click.Path(path_type=Path))
+def dataset_pull(ref: str, dest: Path | None) -> None:
+    """Download NAME[:VERSION] and unpack it into DEST (default ./NAME)."""
+    import tarfile
+
+    api = client()
+    name, _, number = ref.partition(":")
+    if not number:
+        versions = api.get(f"/datasets/{name}")["versions"]
+        if not versions:
+            raise CliError(f"dataset {name} has no version")
+        number = str(versions[-1]["number"])
+    target = dest or Path(name)
+    if target.exists() and any(target.iterdir()):
+        raise CliError(f"{target} is not empty")
+    response = api.call("GET", f"/datasets/{name}/versions/{number}/archive", stream=True)
+    with tempfile.TemporaryFile() as archive:
+        for chunk in response.iter_content(1024 * 1024):
+            archive.write(chunk)
+        archive.seek(0)
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+            tar.extractall(target, filter="data")
+    click.echo(f"{name}:{number} → {target}")
+
+
+@dataset.command("rm")
+@click.argument("ref")
+def dataset_rm(ref: str) -> None:
+    """Remove NAME (every version) or one version NAME:VERSION."""
+    name, _, number = ref.partition(":")
+    path = f"/datasets/{name}" + (f"/versions/{number}" if number else "")
+    client().call("DELETE", path)
+    click.echo(f"removed {ref}")
+
+
+@cli.group()
+def team() -> None:
+    """Teams that share sessions and datasets."""
+
+
+@team.command("create")
+@click.argument("name")
+def team_create(name: str) -> None:
+    """Create a team; you are its first member."""
+    body = client().post("/teams", json={"name": name})
+    click.echo(f"team {body['name']}: {', '.join(body['members'])}")
+
+
+@team.command("add")
+@click.argument("name")
+@click.argument("username")
+def team_add(name: str, username: str) -> None:
+    """Add USERNAME to team NAME."""
+    body = client().post(f"/teams/{name}/members", json={"username": username})
+    click.echo(f"team {body['name']}: {', '.join(body['members'])}")
+
+
+@team.command("leave")
+@click.argument("name")
+def team_leave(name: str) -> None:
+    """Leave team NAME."""
+    credentials = config.load()
+    client().call("DELETE", f"/teams/{name}/members/{credentials.username if credentials else ''}")
+    click.echo(f"left {name}")
+
+
+@team.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def team_ls(as_json: bool) -> None:
+    """Your teams and their members."""
+    teams = client().get("/teams")
+    if as_json:
+        emit_json(teams)
+        return
+    table([[t["name"], ", ".join(t["members"])] for t in teams], ["TEAM", "MEMBERS"])
 
 
 # Administration and operations -----------------------------------------------------

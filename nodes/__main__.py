@@ -42,6 +42,12 @@ def parse_args() -> argparse.Namespace:
         help="declared GPUs where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
     )
     parser.add_argument(
+        "--cache-gb",
+        type=float,
+        default=float(env("PODIUM_NODE_CACHE_GB", "50")),
+        help="room for cached dataset versions; the least recently used go first",
+    )
+    parser.add_argument(
         "--redis-url",
         default=env("REDIS_URL"),
         help="defaults to the URL the portal hands out at registration",
@@ -73,6 +79,7 @@ def main() -> None:
         name=args.name,
         workdir=args.workdir.resolve(),
         heartbeat_seconds=args.heartbeat,
+        cache_bytes=int(args.cache_gb * 2**30),
     )
     registration = agent.register(join_token)
     redis = Redis.from_url(args.redis_url or registration["redis_url"])

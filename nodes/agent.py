@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from nodes.cache import DatasetCache
 from nodes.client import PortalClient, PortalError
 from nodes.probe import ResourceProbe
 from nodes.runtime import ExitInfo, Run, RunSpec, Runtime
@@ -113,6 +114,7 @@ class Agent:
         *,
         name: str,
         workdir: Path,
+        cache_bytes: int = 50 * 2**30,
         heartbeat_seconds: float = 2.0,
         stop_grace_seconds: float = 10.0,
     ):
@@ -124,6 +126,7 @@ class Agent:
         self.heartbeat_seconds = heartbeat_seconds
         self.stop_grace_seconds = stop_grace_seconds
         self.sessions: dict[int, Tracked] = {}
+        self.cache = DatasetCache(workdir / "cache", cache_bytes, client.download_dataset)
         self._lock = threading.Lock()
         self._report_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -234,6 +237,9 @@ class Agent:
         code_dir.mkdir(parents=True)
         output_dir.mkdir()
         (session_dir / "datasets").mkdir()
+        datasets = self._datasets(spec)
+        for mount, path in datasets.items():
+            (session_dir / "datasets" / mount).symlink_to(path, target_is_directory=True)
         archive = session_dir / "code.tar.gz"
         self.client.download_code(spec["code_digest"], archive)
         with tarfile.open(archive) as tar:
@@ -272,7 +278,27 @@ class Agent:
             memory_mb=spec["memory_mb"],
             image=spec["image"],
             env=env,
+            datasets=datasets,
         )
+
+    def _datasets(self, spec: dict) -> dict[str, Path]:
+        """Each dataset the session mounts, from the node's cache (copied on first use)."""
+        with self._lock:
+            busy = {
+                path.name
+                for entry in self.sessions.values()
+                for path in entry.run.spec.datasets.values()
+            }
+        return {
+            mount["mount"]: self.cache.ensure(
+                digest=mount["digest"],
+                content_digest=mount["content_digest"],
+                ref=mount["ref"],
+                size_bytes=mount["size_bytes"],
+                in_use=busy,
+            )
+            for mount in spec.get("datasets", [])
+        }
 
     def _monitor(self, session_id: int, entry: Tracked) -> None:
         shipper = LogShipper(self.client, session_id)
@@ -341,13 +367,16 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         self.probe.sample()  # primes psutil's CPU counter
         while not self._stopping.wait(self.heartbeat_seconds):
-            sample = self.probe.sample()
+            sample = {**self.probe.sample(), "dataset_cache": dict(self.cache.stats)}
             try:
                 # Heartbeats and state reports go one at a time, so the portal never
                 # reads a list of running sessions older than a report it already has.
                 with self._report_lock:
                     answer = self.client.heartbeat(
-                        sample, self.running_ids(), images=self.runtime.images()
+                        sample,
+                        self.running_ids(),
+                        images=self.runtime.images(),
+                        datasets=self.cache.held(),
                     )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)

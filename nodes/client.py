@@ -69,9 +69,13 @@ class PortalClient:
             return body
 
     def heartbeat(
-        self, sample: dict[str, Any], running: list[int], images: list[str] | None = None
+        self,
+        sample: dict[str, Any],
+        running: list[int],
+        images: list[str] | None = None,
+        datasets: list[str] | None = None,
     ) -> dict[str, Any]:
-        payload = {"sample": sample, "running": running, "images": images}
+        payload = {"sample": sample, "running": running, "images": images, "datasets": datasets}
         return self._call("POST", "/internal/nodes/heartbeat", json=payload).json()
 
     def session_spec(self, session_id: int) -> dict[str, Any]:
@@ -79,6 +83,12 @@ class PortalClient:
 
     def download_code(self, digest: str, destination: Path) -> None:
         response = self._call("GET", f"/internal/code/{digest}", stream=True)
+        with destination.open("wb") as out:
+            for chunk in response.iter_content(1024 * 1024):
+                out.write(chunk)
+
+    def download_dataset(self, digest: str, destination: Path) -> None:
+        response = self._call("GET", f"/internal/datasets/{digest}", stream=True)
         with destination.open("wb") as out:
             for chunk in response.iter_content(1024 * 1024):
                 out.write(chunk)

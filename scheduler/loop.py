@@ -45,6 +45,7 @@ from portal.models import (
 from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY, node_queue_name
 from portal.services.lifecycle import finish, transition
 from portal.services.nodes import mark_lost_nodes
+from portal.services.sessions import dataset_refs
 from portal.timeutil import utcnow
 from scheduler.leader import Lease
 from scheduler.policy import Cluster, NodeView, Placement, Request, never_fits_reason
@@ -99,6 +100,7 @@ def request_of(session: Session) -> Request:
         cpus=session.cpus,
         memory_mb=session.memory_mb,
         gpu_models=session.gpu_model_set,
+        datasets=frozenset(dataset_refs(session)),
         image=session.image,
     )
 

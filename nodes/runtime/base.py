@@ -22,6 +22,7 @@ class RunSpec:
     env: dict[str, str] = field(default_factory=dict)
     grading: bool = False  # no network, read-only code and root, only output writable
     time_limit_s: float | None = None  # wall time, after which the run is killed
+    datasets: dict[str, Path] = field(default_factory=dict)  # mount name -> cached copy
 
 
 @dataclass(frozen=True)

@@ -138,9 +138,8 @@ class DockerRuntime(Runtime):
             str(spec.code_dir): {"bind": MOUNT_CODE, "mode": "ro" if spec.grading else "rw"},
             str(spec.output_dir): {"bind": MOUNT_OUTPUT, "mode": "rw"},
         }
-        datasets = spec.code_dir.parent / "datasets"
-        if datasets.is_dir():
-            volumes[str(datasets)] = {"bind": MOUNT_DATASETS, "mode": "ro"}
+        for mount, path in spec.datasets.items():
+            volumes[str(path)] = {"bind": f"{MOUNT_DATASETS}/{mount}", "mode": "ro"}
         options: dict[str, Any] = {
             "image": spec.image or self.default_image,
             "command": ["python3", "-u", spec.entry, *spec.args],

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from flask import current_app, g, request, send_file
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, node_required
@@ -22,7 +23,7 @@ from portal.api.schemas import (
 )
 from portal.errors import NotFound
 from portal.extensions import db
-from portal.models import Session, SessionStatus
+from portal.models import DatasetVersion, Session, SessionStatus
 from portal.queue import node_queue_name
 from portal.services import auth, nodes, sessions
 from portal.services.lifecycle import finish, mark_running
@@ -98,7 +99,28 @@ def session_spec(session_id: int):
         "image": session.image,
         "token": token,
         "api_url": api_url + "/api/v1",
+        "datasets": [
+            {
+                "mount": m.mount,
+                "ref": m.version.ident,
+                "digest": m.version.digest,
+                "content_digest": m.version.content_digest,
+                "size_bytes": m.version.size_bytes,
+            }
+            for m in sessions.mounted(session)
+        ],
     }
+
+
+@blp.route("/datasets/<digest>")
+@blp.doc(security=BEARER)
+@blp.response(200, description="a dataset version's archive, a gzipped tar")
+@node_required
+def fetch_dataset(digest: str):
+    """A dataset version's archive by digest, for a node's cache."""
+    if not db.session.scalar(select(DatasetVersion.id).where(DatasetVersion.digest == digest)):
+        raise NotFound("no such dataset version")
+    return send_file(artifact_store().path(digest), mimetype="application/gzip")
 
 
 @blp.route("/code/<digest>")

@@ -64,6 +64,11 @@ class SessionIn(Schema):
         load_default=list,
         validate=validate.Length(max=8),
     )
+    datasets = fields.List(
+        fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9._-]{0,63}(:[0-9]{1,9})?$")),
+        load_default=list,
+        validate=validate.Length(max=32),
+    )
     memo = fields.String(load_default="", validate=validate.Length(max=4096))
 
 
@@ -81,6 +86,7 @@ class SessionOut(Schema):
     memory_mb = fields.Integer()
     image = fields.String()
     gpu_models = fields.List(fields.String())
+    datasets = fields.List(fields.String())
     memo = fields.String()
     node = fields.String(allow_none=True)
     gpu_indices = fields.List(fields.Integer())
@@ -179,6 +185,7 @@ class NodeOut(Schema):
     last_heartbeat_at = fields.String()
     sample = fields.Dict()
     images = fields.List(fields.String())
+    datasets = fields.List(fields.String())
     gpus = fields.List(fields.Nested(NodeGpuOut))
 
 
@@ -224,6 +231,14 @@ class HeartbeatOut(Schema):
     ended = fields.List(fields.Integer())
 
 
+class MountOut(Schema):
+    mount = fields.String()
+    ref = fields.String()
+    digest = fields.String()
+    content_digest = fields.String()
+    size_bytes = fields.Integer()
+
+
 class SessionSpecOut(Schema):
     session_id = fields.Integer()
     ident = fields.String()
@@ -237,6 +252,7 @@ class SessionSpecOut(Schema):
     image = fields.String()
     token = fields.String()
     api_url = fields.String()
+    datasets = fields.List(fields.Nested(MountOut))
 
 
 class StateIn(Schema):

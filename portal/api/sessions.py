@@ -60,6 +60,7 @@ def create_session(payload):
         memory_mb=payload["memory_mb"] or config["DEFAULT_MEMORY_MB"],
         image=payload["image"],
         gpu_models=tuple(payload["gpu_models"]),
+        datasets=tuple(payload["datasets"]),
         memo=payload["memo"],
     )
     session = service.create_session(

@@ -220,6 +220,7 @@ def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str
         "last_heartbeat_at": isoformat(node.last_heartbeat_at),
         "sample": node.sample or {},
         "images": node.images or [],
+        "datasets": node.datasets or [],
         "gpus": [
             {
                 "index": g.index,

@@ -17,12 +17,21 @@ from sqlalchemy.orm import selectinload
 
 from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
-from portal.models import Checkpoint, LogLine, Scalar, Session, SessionStatus, User
+from portal.models import (
+    Checkpoint,
+    LogLine,
+    Scalar,
+    Session,
+    SessionDataset,
+    SessionStatus,
+    User,
+)
 from portal.queue import node_queue_name, wake_scheduler
 from portal.services import archives
+from portal.services import datasets as dataset_service
 from portal.services import nodes as node_service
 from portal.services.lifecycle import finish
-from portal.timeutil import isoformat
+from portal.timeutil import isoformat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,7 @@ class SessionRequest:
     memory_mb: int = 2048
     image: str = ""
     gpu_models: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()  # NAME or NAME:VERSION, each mounted at DATASET_PATH/NAME
     memo: str = ""
 
 
@@ -83,6 +93,10 @@ def create_session(
     validate_request(request)
     if archive is not None:
         check_code(archive, request.entry, max_unpacked_bytes=max_unpacked_bytes)
+    versions = [dataset_service.find_version(user, ref) for ref in request.datasets]
+    mounts = [v.dataset.name for v in versions]
+    if len(set(mounts)) != len(mounts):
+        raise ApiError("a dataset can be mounted once per session", code="invalid_input")
     number = (
         db.session.execute(
             update(User)
@@ -109,6 +123,13 @@ def create_session(
         status_reason="waiting for the scheduler",
     )
     db.session.add(session)
+    db.session.flush()
+    db.session.add_all(
+        SessionDataset(session_id=session.id, version_id=v.id, mount=v.dataset.name)
+        for v in versions
+    )
+    for version in versions:
+        version.dataset.last_accessed_at = utcnow()
     db.session.commit()
     if redis is not None:
         _wake(redis)
@@ -121,6 +142,20 @@ def _wake(redis) -> None:
     except RedisError:
         # The scheduler also runs a pass every second; the database is the truth.
         log.warning("could not wake the scheduler", exc_info=True)
+
+
+def mounted(session: Session) -> list[SessionDataset]:
+    return list(
+        db.session.scalars(
+            select(SessionDataset)
+            .where(SessionDataset.session_id == session.id)
+            .order_by(SessionDataset.mount)
+        )
+    )
+
+
+def dataset_refs(session: Session) -> list[str]:
+    return [m.version.ident for m in mounted(session)]
 
 
 def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
@@ -338,6 +373,7 @@ def session_dict(session: Session) -> dict[str, Any]:
         "memory_mb": session.memory_mb,
         "image": session.image,
         "gpu_models": sorted(session.gpu_model_set),
+        "datasets": dataset_refs(session),
         "memo": session.memo,
         "node": session.node.name if session.node else None,
         "gpu_indices": session.gpu_index_list,
