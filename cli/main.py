@@ -243,6 +243,20 @@ def run(
     sys.exit(follow(api, session["id"]))
 
 
+@cli.command()
+@click.argument("session")
+@click.option("-a", "--args", "args", default=None, help="new arguments (default: the same)")
+@click.option("--checkpoint", help="start from this checkpoint of SESSION (sdk.RESUME names it)")
+@click.option("--detach", is_flag=True, help="print the new session's id and return")
+def fork(session: str, args: str | None, checkpoint: str | None, detach: bool) -> None:
+    """Run SESSION's code again (yours or a teammate's) as a new session of yours."""
+    api = client()
+    body = api.post(session_path(session) + "/fork", json={"args": args, "checkpoint": checkpoint})
+    click.echo(body["id"])
+    if not detach:
+        sys.exit(follow(api, body["id"]))
+
+
 def follow(api: ApiClient, ident: str, *, after: int = -1, poll_seconds: float = 0.2) -> int:
     """Print the log as it grows until the session ends; return the exit code to use."""
     path = session_path(ident)

@@ -34,6 +34,8 @@ from typing import Any
 SESSION = os.environ.get("PODIUM_SESSION")
 DATASET_PATH = os.environ.get("PODIUM_DATASET_PATH", os.path.join(os.getcwd(), "data"))
 OUTPUT_PATH = os.environ.get("PODIUM_OUTPUT", os.getcwd())
+# The checkpoint a forked session starts from (`podium fork S --checkpoint C`), or None.
+RESUME = os.environ.get("PODIUM_RESUME") or None
 LOCAL_CHECKPOINTS = Path(".podium") / "checkpoints"
 
 _bound: dict[str, Callable[..., Any]] = {}

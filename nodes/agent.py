@@ -264,6 +264,7 @@ class Agent:
                 "PODIUM_OUTPUT": str(output_dir),
                 "PODIUM_DATASET_PATH": str(session_dir / "datasets"),
                 "PODIUM_NODE": self.name,
+                "PODIUM_RESUME": spec.get("resume", ""),
             }
         )
         return RunSpec(

@@ -58,6 +58,9 @@ def main() -> None:
         return model.predict(scaler.transform(inputs))
 
     sdk.bind(save=save, load=load, infer=infer)
+    if sdk.RESUME:  # forked with --checkpoint: start from it
+        sdk.load(sdk.RESUME)
+        print(f"resumed from checkpoint {sdk.RESUME}", flush=True)
     print(f"training on {len(x_train)} images, validating on {len(x_valid)}", flush=True)
     for epoch in range(1, args.epochs + 1):
         with warnings.catch_warnings():

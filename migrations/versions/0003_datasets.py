@@ -1,4 +1,4 @@
-"""datasets and teams
+"""datasets, teams and forks
 
 Revision ID: 0003_datasets
 Revises: 0002_scheduling
@@ -17,6 +17,10 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('forked_from', sa.String(length=128), server_default='', nullable=False))
+        batch_op.add_column(sa.Column('resume_checkpoint', sa.String(length=128), server_default='', nullable=False))
+
     op.create_table('teams',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
@@ -82,6 +86,10 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('sessions', schema=None) as batch_op:
+        batch_op.drop_column('resume_checkpoint')
+        batch_op.drop_column('forked_from')
+
     with op.batch_alter_table('session_datasets', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_session_datasets_version_id'))
         batch_op.drop_index(batch_op.f('ix_session_datasets_session_id'))

@@ -98,6 +98,7 @@ def session_spec(session_id: int):
         "memory_mb": session.memory_mb,
         "image": session.image,
         "token": token,
+        "resume": session.resume_checkpoint,
         "api_url": api_url + "/api/v1",
         "datasets": [
             {

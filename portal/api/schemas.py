@@ -88,6 +88,8 @@ class SessionOut(Schema):
     gpu_models = fields.List(fields.String())
     datasets = fields.List(fields.String())
     memo = fields.String()
+    forked_from = fields.String(allow_none=True)
+    resume_checkpoint = fields.String(allow_none=True)
     node = fields.String(allow_none=True)
     gpu_indices = fields.List(fields.Integer())
     exit_code = fields.Integer(allow_none=True)
@@ -251,6 +253,7 @@ class SessionSpecOut(Schema):
     memory_mb = fields.Integer()
     image = fields.String()
     token = fields.String()
+    resume = fields.String()
     api_url = fields.String()
     datasets = fields.List(fields.Nested(MountOut))
 
@@ -350,3 +353,8 @@ class MemberIn(Schema):
 class TeamOut(Schema):
     name = fields.String()
     members = fields.List(fields.String())
+
+
+class ForkIn(Schema):
+    args = fields.String(load_default=None, validate=validate.Length(max=8192))
+    checkpoint = fields.String(load_default=None, validate=validate.Length(max=128))

@@ -15,6 +15,7 @@ from portal.api.schemas import (
     EventsOut,
     ExecIn,
     ExecOut,
+    ForkIn,
     LogsArgs,
     LogsOut,
     SessionIn,
@@ -33,8 +34,8 @@ blp = Blueprint("api_sessions", __name__, description="Training sessions")
 SESSION = "/<username>/<int:number>"
 
 
-def _find(username: str, number: int) -> Session:
-    session = service.find_session(g.user, f"{username}/{number}")
+def _find(username: str, number: int, *, change: bool = False) -> Session:
+    session = service.find_session(g.user, f"{username}/{number}", change=change)
     if g.scope_session_id is not None and g.scope_session_id != session.id:
         raise NotFound(f"no session {username}/{number}")
     return session
@@ -99,7 +100,7 @@ def get_session(username: str, number: int):
 @token_required()
 def remove_session(username: str, number: int):
     """Remove an ended session with its logs, events and checkpoints."""
-    service.remove_session(_find(username, number), store=artifact_store())
+    service.remove_session(_find(username, number, change=True), store=artifact_store())
 
 
 @blp.route(SESSION + "/stop", methods=["POST"])
@@ -108,7 +109,7 @@ def remove_session(username: str, number: int):
 @token_required()
 def stop_session(username: str, number: int):
     """Stop a session: pending ones at once, running ones by their node."""
-    session = service.request_stop(_find(username, number), redis=redis_connection())
+    session = service.request_stop(_find(username, number, change=True), redis=redis_connection())
     return service.session_dict(session)
 
 
@@ -120,8 +121,29 @@ def stop_session(username: str, number: int):
 def exec_command(payload, username: str, number: int):
     """Run a command beside a running session (in its container), and answer its output."""
     return service.exec_in_session(
-        _find(username, number), payload["command"], redis_connection(), timeout=payload["timeout"]
+        _find(username, number, change=True),
+        payload["command"],
+        redis_connection(),
+        timeout=payload["timeout"],
     )
+
+
+@blp.route(SESSION + "/fork", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ForkIn)
+@blp.response(201, SessionOut)
+@token_required()
+def fork_session(payload, username: str, number: int):
+    """Start a new session of mine from a session I may see (mine or a teammate's)."""
+    session = service.fork(
+        g.user,
+        _find(username, number),
+        args=payload["args"],
+        checkpoint=payload["checkpoint"],
+        store=artifact_store(),
+        redis=redis_connection(),
+    )
+    return service.session_dict(session)
 
 
 @blp.route(SESSION + "/command", methods=["GET"])
@@ -163,7 +185,7 @@ def list_events(args, username: str, number: int):
 @token_required(session_scope=True)
 def report_events(payload, username: str, number: int):
     """Record scalars (the SDK's `report`)."""
-    session = _find(username, number)
+    session = _find(username, number, change=True)
     return {"accepted": service.record_scalars(session, payload["events"])}
 
 
@@ -189,7 +211,7 @@ def list_checkpoints(username: str, number: int):
 @token_required(session_scope=True)
 def save_checkpoint(username: str, number: int, name: str):
     """Store a checkpoint (a gzipped tar of the folder `save` wrote)."""
-    session = _find(username, number)
+    session = _find(username, number, change=True)
     checkpoint = checkpoints.save_checkpoint(
         session,
         name,

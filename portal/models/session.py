@@ -66,6 +66,9 @@ class Session(db.Model):  # type: ignore[name-defined]
     # GPU models it may run on, "|"-separated as in cluster traces; empty: any.
     gpu_models: Mapped[str] = mapped_column(String(256), default="", server_default="")
     memo: Mapped[str] = mapped_column(Text, default="")
+    forked_from: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    # The checkpoint it starts from (copied from the session it was forked from).
+    resume_checkpoint: Mapped[str] = mapped_column(String(128), default="", server_default="")
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
     # The GPU indices it held on its node, kept after the allocation is released.
     gpu_indices: Mapped[str] = mapped_column(String(128), default="")

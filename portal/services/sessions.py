@@ -15,7 +15,7 @@ from rq.job import JobStatus
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import selectinload
 
-from portal.errors import ApiError, Conflict, NotFound
+from portal.errors import ApiError, Conflict, Forbidden, NotFound
 from portal.extensions import db
 from portal.models import (
     Checkpoint,
@@ -168,14 +168,68 @@ def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
     return (username or viewer.username), int(number)
 
 
-def find_session(viewer: User, ident: str) -> Session:
-    """The session, if `viewer` may see it; 404 otherwise, so ids do not leak."""
+def teammates(a: User, b: User) -> bool:
+    return bool(dataset_service.team_ids(a) & dataset_service.team_ids(b))
+
+
+def find_session(viewer: User, ident: str, *, change: bool = False) -> Session:
+    """The session, if `viewer` may see it: its owner, an administrator, or a member of a
+    team its owner is in; 404 otherwise, so ids do not leak. With `change`, teammates
+    (who may look, and fork) are refused with 403."""
     username, number = parse_ident(ident, viewer)
     session = db.session.scalar(
         select(Session).join(User).where(User.username == username, Session.number == number)
     )
-    if session is None or not (viewer.is_admin or session.user_id == viewer.id):
+    if session is None:
         raise NotFound(f"no session {username}/{number}")
+    if viewer.is_admin or session.user_id == viewer.id:
+        return session
+    if not teammates(viewer, session.user):
+        raise NotFound(f"no session {username}/{number}")
+    if change:
+        raise Forbidden(f"only {session.user.username} may change {session.ident}")
+    return session
+
+
+def fork(
+    viewer: User, source: Session, *, args: str | None, checkpoint: str | None, store, redis=None
+) -> Session:
+    """A new session of `viewer` with the source's code, data and resources; with
+    `checkpoint`, that checkpoint is copied to it and named in PODIUM_RESUME."""
+    request = SessionRequest(
+        entry=source.entry,
+        code_digest=source.code_digest,
+        code_bytes=source.code_bytes,
+        args=source.args if args is None else args,
+        gpus=source.gpus,
+        cpus=source.cpus,
+        memory_mb=source.memory_mb,
+        image=source.image,
+        gpu_models=tuple(sorted(source.gpu_model_set)),
+        datasets=tuple(dataset_refs(source)),
+        memo=f"forked from {source.ident}",
+    )
+    copied = None
+    if checkpoint is not None:
+        copied = db.session.scalar(
+            select(Checkpoint).where(
+                Checkpoint.session_id == source.id, Checkpoint.name == checkpoint
+            )
+        )
+        if copied is None:
+            raise NotFound(f"session {source.ident} has no checkpoint {checkpoint!r}")
+    session = create_session(viewer, request, redis=None)
+    session.forked_from = source.ident
+    if copied is not None:
+        db.session.add(
+            Checkpoint(
+                session_id=session.id, name=copied.name, digest=copied.digest, size=copied.size
+            )
+        )
+        session.resume_checkpoint = copied.name
+    db.session.commit()
+    if redis is not None:
+        _wake(redis)
     return session
 
 
@@ -375,6 +429,8 @@ def session_dict(session: Session) -> dict[str, Any]:
         "gpu_models": sorted(session.gpu_model_set),
         "datasets": dataset_refs(session),
         "memo": session.memo,
+        "forked_from": session.forked_from or None,
+        "resume_checkpoint": session.resume_checkpoint or None,
         "node": session.node.name if session.node else None,
         "gpu_indices": session.gpu_index_list,
         "exit_code": session.exit_code,

@@ -99,3 +99,41 @@ def test_the_visibility_matrix_over_every_dataset_route(client, people, visibili
     )
     assert client.delete("/api/v1/datasets/data", headers=people["owner"]).status_code == 204
     assert client.get("/api/v1/datasets/data", headers=people["owner"]).status_code == 404
+
+
+def test_teammates_see_and_fork_each_others_sessions_and_others_get_404(client, app, people):
+    from portal.extensions import db
+    from portal.models import User
+
+    olga = db.session.query(User).filter_by(username="olga").one()
+    run = factories.session(olga)
+    blob = code_archive({"model.bin": "w"})
+    saved = client.put(
+        "/api/v1/sessions/olga/1/checkpoints/best", data=blob, headers=people["owner"]
+    )
+    assert saved.status_code == 201
+    for path in ("", "/logs", "/events", "/command", "/checkpoints"):
+        assert (
+            client.get(f"/api/v1/sessions/olga/1{path}", headers=people["member"]).status_code
+            == 200
+        ), path
+        assert (
+            client.get(f"/api/v1/sessions/olga/1{path}", headers=people["other"]).status_code == 404
+        ), path
+    stop = client.post("/api/v1/sessions/olga/1/stop", headers=people["member"])
+    assert stop.status_code == 403
+    assert stop.get_json()["error"]["message"] == "only olga may change olga/1"
+    forked = client.post(
+        "/api/v1/sessions/olga/1/fork",
+        json={"args": "--lr 0.5", "checkpoint": "best"},
+        headers=people["member"],
+    )
+    assert forked.status_code == 201, forked.get_json()
+    body = forked.get_json()
+    assert body["id"] == "mia/1" and body["args"] == "--lr 0.5"
+    assert body["forked_from"] == "olga/1" and body["resume_checkpoint"] == "best"
+    copied = client.get("/api/v1/sessions/mia/1/checkpoints/best", headers=people["member"])
+    assert copied.data == blob
+    refused = client.post("/api/v1/sessions/olga/1/fork", json={}, headers=people["other"])
+    assert refused.status_code == 404
+    assert run.status == "pending"
