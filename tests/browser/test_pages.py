@@ -110,3 +110,30 @@ def test_the_nodes_page_is_not_for_users(page, stack):
     expect(page.get_by_role("link", name="Nodes")).to_have_count(0)
     response = page.goto(stack.url + "/admin/nodes")
     assert response.status == 404
+
+
+def test_datasets_pages_for_a_visitor_and_their_owner(page, stack, tmp_path):
+    user = User(stack, tmp_path / "home")
+    user.login("demo", "demo")
+    for name, flag in (("open-data", "--public"), ("secret-data", "--private")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "train.csv").write_text("1,2\n")
+        assert (
+            user(
+                "dataset", "push", name, str(folder), flag, "--description", f"{name} rows"
+            ).returncode
+            == 0
+        )
+    page.goto(stack.url + "/datasets")  # no account
+    rows = page.locator("table.datasets tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("open-data")
+    expect(rows.first).to_contain_text("public")
+    assert page.goto(stack.url + "/datasets/secret-data").status == 404
+    log_in(page, stack, "demo", "demo")
+    page.goto(stack.url + "/datasets")
+    expect(page.locator("table.datasets tbody tr")).to_have_count(2)
+    page.get_by_role("link", name="secret-data").click()
+    expect(page.locator("table.versions tbody tr")).to_have_count(1)
+    expect(page.locator("table.versions")).to_contain_text("secret-data:1")
