@@ -77,3 +77,28 @@ def test_exec_and_sh_run_inside_the_sessions_container(docker_stack, tmp_path):
     ended = user.wait_for(ident, {"stopped"})
     refused = user("exec", ident, "--", "id")
     assert "it must be running" in refused.stderr and ended
+
+
+def test_datasets_are_mounted_read_only_in_the_container(docker_stack, tmp_path):
+    user = User(docker_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    folder = tmp_path / "rows"
+    folder.mkdir()
+    (folder / "train.csv").write_text("5,6\n")
+    assert user("dataset", "push", "rows", str(folder)).returncode == 0
+    entry = script(
+        tmp_path / "code",
+        """
+        import os
+        from cli import sdk
+        path = os.path.join(sdk.DATASET_PATH, "rows", "train.csv")
+        print(sdk.DATASET_PATH, open(path).read().strip(), flush=True)
+        try:
+            open(path, "w").write("changed")
+        except OSError:
+            print("read-only", flush=True)
+    """,
+    )
+    result = user("run", str(entry), "-d", "rows")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/podium/datasets 5,6" in result.stdout and "read-only" in result.stdout
