@@ -72,10 +72,11 @@ def upgrade():
     op.create_table('session_datasets',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('session_id', sa.Integer(), nullable=False),
-    sa.Column('version_id', sa.Integer(), nullable=False),
+    sa.Column('version_id', sa.Integer(), nullable=True),
+    sa.Column('ref', sa.String(length=80), nullable=False),
     sa.Column('mount', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['version_id'], ['dataset_versions.id'], ),
+    sa.ForeignKeyConstraint(['version_id'], ['dataset_versions.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('session_id', 'mount')
     )

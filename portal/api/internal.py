@@ -103,12 +103,13 @@ def session_spec(session_id: int):
         "datasets": [
             {
                 "mount": m.mount,
-                "ref": m.version.ident,
+                "ref": m.ref,
                 "digest": m.version.digest,
                 "content_digest": m.version.content_digest,
                 "size_bytes": m.version.size_bytes,
             }
             for m in sessions.mounted(session)
+            if m.version is not None  # removed: refused while the session was active
         ],
     }
 

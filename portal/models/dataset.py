@@ -99,7 +99,11 @@ class SessionDataset(db.Model):  # type: ignore[name-defined]
     session_id: Mapped[int] = mapped_column(
         ForeignKey("sessions.id", ondelete="CASCADE"), index=True
     )
-    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    # Kept as text too: the version may be removed once no running session uses it.
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL"), index=True
+    )
+    ref: Mapped[str] = mapped_column(String(80))
     mount: Mapped[str] = mapped_column(String(64))
 
-    version: Mapped[DatasetVersion] = relationship()
+    version: Mapped[DatasetVersion | None] = relationship()

@@ -181,13 +181,6 @@ def remove(viewer: User, dataset: Dataset, store: ArtifactStore, number: int | N
         users = in_use(version)
         if users:
             raise Conflict(f"{version.ident} is used by {', '.join(users)}: stop them first")
-        if db.session.scalar(
-            select(func.count(SessionDataset.id)).where(SessionDataset.version_id == version.id)
-        ):
-            raise Conflict(
-                f"{version.ident} is recorded on sessions: remove them first, so "
-                "that they stay reproducible"
-            )
     digests = [v.digest for v in doomed]
     if number is None:
         db.session.delete(dataset)

@@ -125,7 +125,7 @@ def create_session(
     db.session.add(session)
     db.session.flush()
     db.session.add_all(
-        SessionDataset(session_id=session.id, version_id=v.id, mount=v.dataset.name)
+        SessionDataset(session_id=session.id, version_id=v.id, ref=v.ident, mount=v.dataset.name)
         for v in versions
     )
     for version in versions:
@@ -155,7 +155,7 @@ def mounted(session: Session) -> list[SessionDataset]:
 
 
 def dataset_refs(session: Session) -> list[str]:
-    return [m.version.ident for m in mounted(session)]
+    return [m.ref for m in mounted(session)]
 
 
 def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
