@@ -21,6 +21,7 @@ class RunSpec:
     image: str = ""
     env: dict[str, str] = field(default_factory=dict)
     grading: bool = False  # no network, read-only code and root, only output writable
+    inputs: Path | None = None  # a grading run's test inputs, mounted read-only
     time_limit_s: float | None = None  # wall time, after which the run is killed
     datasets: dict[str, Path] = field(default_factory=dict)  # mount name -> cached copy
 
@@ -36,7 +37,8 @@ def remaining(spec: RunSpec, started: float) -> float | None:
     """Seconds left of the run's time limit (monotonic clock), or None for no limit."""
     if spec.time_limit_s is None:
         return None
-    return max(0.0, spec.time_limit_s - (time.monotonic() - started))
+    # Never 0: some clients read a zero timeout as "do not wait at all", or refuse it.
+    return max(0.001, spec.time_limit_s - (time.monotonic() - started))
 
 
 class Run(abc.ABC):

@@ -7,13 +7,16 @@ the containers still running instead of starting them again, and removes those o
 sessions the portal no longer runs. A container that fails to start is removed, never
 left in Created state, and the error is reported in plain words.
 
-Grading containers (`RunSpec.grading`) run with no network, a read-only root file
-system and only their output folder writable.
+Every container runs as an unprivileged user with no capabilities and
+`no-new-privileges`. Grading containers (`RunSpec.grading`) also run with no network, a
+read-only root file system, their test inputs and code read-only, only their output
+folder writable, and a wall-time limit (`RunSpec.time_limit_s`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 LABEL_NODE = "podium.node"
 LABEL_SESSION = "podium.session"
 MOUNT_CODE, MOUNT_OUTPUT, MOUNT_DATASETS = "/podium/code", "/podium/output", "/podium/datasets"
+MOUNT_INPUTS = "/podium/inputs"
+NOBODY = 65534
 DEFAULT_IMAGE = "podium/base:latest"
 
 
@@ -39,6 +44,7 @@ class DockerRun(Run):
         self.spec = spec
         self.container = container
         self.started = time.monotonic()
+        self.timed_out = False
 
     def output(self) -> Iterator[str]:
         pending = b""
@@ -51,11 +57,12 @@ class DockerRun(Run):
             yield pending.decode("utf-8", errors="replace").rstrip("\r")
 
     def wait(self) -> ExitInfo:
-        timed_out = False
+        # Several threads may wait (the agent's monitor, its straggler reaper): the time
+        # limit is enforced once and remembered on the run.
         try:
             result = self.container.wait(timeout=remaining(self.spec, self.started))
         except RequestException:  # the engine's answer did not come within the time limit
-            timed_out = True
+            self.timed_out = True
             self.kill()
             result = self.container.wait()
         self.container.reload()
@@ -65,7 +72,7 @@ class DockerRun(Run):
         return ExitInfo(
             exit_code=-9 if out_of_memory and code == 137 else code,
             out_of_memory=out_of_memory,
-            timed_out=timed_out,
+            timed_out=self.timed_out,
         )
 
     def stop(self, grace_seconds: float) -> None:
@@ -140,6 +147,9 @@ class DockerRuntime(Runtime):
         }
         for mount, path in spec.datasets.items():
             volumes[str(path)] = {"bind": f"{MOUNT_DATASETS}/{mount}", "mode": "ro"}
+        if spec.inputs is not None:
+            volumes[str(spec.inputs)] = {"bind": MOUNT_INPUTS, "mode": "ro"}
+        user = self._container_user(spec)
         options: dict[str, Any] = {
             "image": spec.image or self.default_image,
             "command": ["python3", "-u", spec.entry, *spec.args],
@@ -152,6 +162,12 @@ class DockerRuntime(Runtime):
             "memswap_limit": f"{spec.memory_mb}m",  # no swap: over the limit is OOM
             "nano_cpus": int(spec.cpus * 1e9),
             "pids_limit": 4096,
+            # Not root, no capabilities, no privilege gained through setuid files: a
+            # session cannot sniff the host's network it shares, nor leave a setuid
+            # binary in its bind mounts.
+            "user": user,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
             "detach": True,
             "network_mode": "none" if spec.grading else self.network_mode,
         }
@@ -176,7 +192,22 @@ class DockerRuntime(Runtime):
         except self.docker.errors.APIError as exc:
             self._discard(container)
             raise DockerError(f"Docker could not start it: {exc.explanation or exc}") from None
+        except Exception as exc:  # a timeout or a lost connection to the engine
+            self._discard(container)
+            raise DockerError(f"Docker could not start it: {exc}") from None
         return DockerRun(spec, container)
+
+    @staticmethod
+    def _container_user(spec: RunSpec) -> str:
+        """The agent's own user, or `nobody` where the agent runs as root; the session's
+        folders are handed to that user."""
+        uid, gid = os.getuid(), os.getgid()
+        if uid == 0:
+            uid = gid = NOBODY
+            for folder in (spec.code_dir, spec.output_dir):
+                for path in (folder, *folder.rglob("*")):
+                    os.lchown(path, uid, gid)
+        return f"{uid}:{gid}"
 
     @staticmethod
     def _discard(container: Any) -> None:
@@ -193,7 +224,11 @@ class DockerRuntime(Runtime):
         for container in self.client.containers.list(
             all=True, filters={"label": f"{LABEL_NODE}={self.node}"}
         ):
-            session_id = int(container.labels[LABEL_SESSION])
+            try:
+                session_id = int(container.labels[LABEL_SESSION])
+            except (KeyError, ValueError):
+                log.warning("container %s has no session label; leaving it", container.name)
+                continue
             if container.status == "running":
                 adopted[session_id] = DockerRun(_adopted_spec(session_id, container), container)
             else:

@@ -48,6 +48,7 @@ class LocalRun(Run):
         self.spec = spec
         self.process = process
         self.out_of_memory = False
+        self.timed_out = False
         self.started = time.monotonic()
 
     @property
@@ -60,14 +61,15 @@ class LocalRun(Run):
             yield raw[:MAX_LINE].decode("utf-8", errors="replace").rstrip("\r\n")
 
     def wait(self) -> ExitInfo:
-        timed_out = False
+        # Several threads may wait (the agent's monitor, its straggler reaper): the time
+        # limit is enforced once and remembered on the run.
         try:
             code = self.process.wait(timeout=remaining(self.spec, self.started))
         except subprocess.TimeoutExpired:
-            timed_out = True
+            self.timed_out = True
             self.kill()
             code = self.process.wait()
-        return ExitInfo(exit_code=code, out_of_memory=self.out_of_memory, timed_out=timed_out)
+        return ExitInfo(exit_code=code, out_of_memory=self.out_of_memory, timed_out=self.timed_out)
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,8 @@ from nodes.runtime import RunSpec, get_runtime
 from nodes.runtime.docker import LABEL_NODE, DockerError
 
 
-def spec(tmp_path: Path, script: str, *, session_id=1, memory_mb=256, grading=False, image=""):
+def spec(tmp_path: Path, script: str, *, session_id=1, memory_mb=256, grading=False, image="",
+         inputs=None):
     code = tmp_path / f"s{session_id}" / "code"
     output = tmp_path / f"s{session_id}" / "output"
     code.mkdir(parents=True)
@@ -28,6 +29,7 @@ def spec(tmp_path: Path, script: str, *, session_id=1, memory_mb=256, grading=Fa
         memory_mb=memory_mb,
         image=image,
         grading=grading,
+        inputs=inputs,
         env={"PODIUM_SESSION": f"ada/{session_id}", "SECRET": "agent's own"},
     )
 
@@ -51,12 +53,15 @@ from cli import sdk
 print(sys.argv[1:], os.getcwd(), os.environ["PODIUM_SESSION"], flush=True)
 print(os.environ.get("SECRET"), os.environ["PODIUM_OUTPUT"], sdk.SESSION, flush=True)
 open(os.environ["PODIUM_OUTPUT"] + "/result.txt", "w").write("42")
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(os.getuid() != 0, status["CapEff"].strip(), status["NoNewPrivs"].strip(), flush=True)
 """,
         )
     )
     assert list(run.output()) == [
         "['--lr', '0.1'] /podium/code ada/1",
         "None /podium/output ada/1",
+        "True 0000000000000000 1",
     ]
     assert run.wait().exit_code == 0
     assert (run.spec.output_dir / "result.txt").read_text() == "42"
@@ -101,6 +106,9 @@ while True:
 
 
 def test_a_grading_container_has_no_network_and_writes_only_its_output(runtime, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "test.csv").write_text("id,x\n")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -117,7 +125,8 @@ for host in ("127.0.0.1", "1.1.1.1"):
         print("connected", host)
     except OSError as exc:
         print("no network", host)
-for path in ("/podium/code/x", "/etc/x", "/podium/output/predictions.csv"):
+print(open("/podium/inputs/test.csv").read().strip())
+for path in ("/podium/code/x", "/etc/x", "/podium/inputs/x", "/podium/output/predictions.csv"):
     try:
         open(path, "w").write("x")
         print("wrote", path)
@@ -126,13 +135,16 @@ for path in ("/podium/code/x", "/etc/x", "/podium/output/predictions.csv"):
 """,
             session_id=4,
             grading=True,
+            inputs=inputs,
         )
     )
     assert list(run.output()) == [
         "no network 127.0.0.1",
         "no network 1.1.1.1",
+        "id,x",
         "refused /podium/code/x",
         "refused /etc/x",
+        "refused /podium/inputs/x",
         "wrote /podium/output/predictions.csv",
     ]
     assert run.wait().exit_code == 0
@@ -177,4 +189,5 @@ def test_a_run_over_its_time_limit_is_killed(runtime, tmp_path):
     run = runtime.start(slow)
     info = run.wait()
     assert info.timed_out and info.exit_code != 0
+    assert run.wait().timed_out  # a second waiter (the agent has two) hears the same
     runtime.finished(run)
