@@ -42,6 +42,12 @@ def parse_args() -> argparse.Namespace:
         help="declared GPUs where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
     )
     parser.add_argument(
+        "--stop-sessions-on-exit",
+        action="store_true",
+        help="end running Docker sessions when the agent stops (by default a restarted "
+        "agent adopts them; local sessions always end with the agent)",
+    )
+    parser.add_argument(
         "--cache-gb",
         type=float,
         default=float(env("PODIUM_NODE_CACHE_GB", "50")),
@@ -95,7 +101,7 @@ def main() -> None:
     try:
         worker.work(logging_level="WARNING")
     finally:
-        agent.shutdown()
+        agent.shutdown(keep_sessions=args.runtime == "docker" and not args.stop_sessions_on_exit)
 
 
 if __name__ == "__main__":

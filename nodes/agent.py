@@ -149,9 +149,14 @@ class Agent:
         ):
             threading.Thread(target=target, name=name, daemon=True).start()
 
-    def shutdown(self) -> None:
-        """Stop every session; the portal hears that this node stopped running them."""
+    def shutdown(self, *, keep_sessions: bool = False) -> None:
+        """Stop every session; the portal hears that this node stopped running them.
+        With `keep_sessions` (a runtime that can adopt them, restarting), leave them
+        running for the next agent to take back."""
         self._stopping.set()
+        if keep_sessions:
+            log.info("agent stopping: leaving %d sessions to the next agent", len(self.sessions))
+            return
         with self._lock:
             tracked = list(self.sessions.items())
         for session_id, entry in tracked:

@@ -212,6 +212,8 @@ class Stack:
                 self.args.gpus,
                 "--runtime",
                 self.args.runtime,
+                # `podium up` leaves nothing behind when it stops.
+                "--stop-sessions-on-exit",
             ],
             env,
         )

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from redis import Redis
@@ -54,12 +55,17 @@ class Lease:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.renew_seconds = renew_seconds
         self._held = threading.Event()
+        self._renewed_at = 0.0
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
     @property
     def held(self) -> bool:
-        return self._held.is_set()
+        """Held, and renewed recently enough that it cannot have lapsed meanwhile: a
+        leader paused past its lease stops acting before it hears it lost it."""
+        margin = min(0.5, self.ttl_ms / 4000)
+        fresh = time.monotonic() < self._renewed_at + self.ttl_ms / 1000 - margin
+        return self._held.is_set() and fresh
 
     def try_acquire(self) -> bool:
         """Take the lease if it is free, or keep it if it is ours."""

@@ -7,8 +7,8 @@ rest (sessions that want GPUs need credit left); plan with `scheduler.queueing.p
 (grading first, fairness between users, best fit with locality, backfill around the
 head); write each placement with a conditional update from pending to scheduled plus
 its Allocation rows (whose unique key forbids double allocation), and queue the start
-with a job id derived from the session, so that a repeated enqueue is a no-op; tell
-waiting sessions why they wait.
+with a job id derived from the session (an agent ignores a start it has taken already);
+tell waiting sessions why they wait.
 
 Reconciliation, when leadership is taken and every `reconcile_seconds`: a scheduled
 session whose start job Redis no longer has is queued again; one whose job ran without
@@ -94,6 +94,18 @@ def node_views(nodes: list[Node]) -> list[NodeView]:
     ]
 
 
+def _as_dict(rows) -> dict[str, int]:
+    # Not dict(rows): a Result has keys(), so dict() would take it for a mapping.
+    return {key: value for key, value in rows}
+
+
+def normalize_image(name: str) -> str:
+    """`podium/base` and `podium/base:latest` are one image."""
+    if not name or "@" in name or ":" in name.rsplit("/", 1)[-1]:
+        return name
+    return f"{name}:latest"
+
+
 def request_of(session: Session) -> Request:
     return Request(
         gpus=session.gpus,
@@ -101,7 +113,7 @@ def request_of(session: Session) -> Request:
         memory_mb=session.memory_mb,
         gpu_models=session.gpu_model_set,
         datasets=frozenset(dataset_refs(session)),
-        image=session.image,
+        image=normalize_image(session.image),
     )
 
 
@@ -178,13 +190,14 @@ class Scheduler:
 
     def run_pass(self) -> list[tuple[Session, Placement]]:
         mark_lost_nodes(self.app.config["NODE_LOST_AFTER_SECONDS"])
-        candidates = list(
-            db.session.scalars(
-                select(Node).where(Node.status != NodeStatus.LOST.value).order_by(Node.name)
-            )
-        )
-        everything = node_views(candidates)
-        schedulable = Cluster.of(v for v in everything)
+        registered = list(db.session.scalars(select(Node).order_by(Node.name)))
+        # Whether a session could ever run is judged against every registered node, lost
+        # ones too: a node that misses heartbeats for a while must not get sessions
+        # rejected for good.
+        everything = node_views(registered)
+        candidates = [n for n in registered if n.status != NodeStatus.LOST.value]
+        live = {n.name for n in candidates}
+        schedulable = Cluster.of(v for v in everything if v.name in live)
         pending_sessions = db.session.scalars(
             select(Session)
             .where(Session.status == SessionStatus.PENDING.value)
@@ -215,7 +228,14 @@ class Scheduler:
                         grading=session.kind == SessionKind.GRADING.value,
                     )
                 )
-        decided = plan(admitted, schedulable, held_gpus=self._held_gpus(), policy=self.policy)
+        held_gpus, held_sessions = self._holdings()
+        decided = plan(
+            admitted,
+            schedulable,
+            held_gpus=held_gpus,
+            held_sessions=held_sessions,
+            policy=self.policy,
+        )
         waiting.update({int(k): why for k, why in decided.waiting.items()})  # type: ignore[call-overload]
         nodes_by_name = {n.name: n for n in candidates}
         placed = []
@@ -246,14 +266,27 @@ class Scheduler:
             self._enqueue_start(session.id, placement.node)
         return placed
 
-    def _held_gpus(self) -> dict[str, int]:
-        rows = db.session.execute(
-            select(User.username, func.count(Allocation.id))
-            .join(Session, Session.user_id == User.id)
-            .join(Allocation, Allocation.session_id == Session.id)
-            .group_by(User.username)
+    def _holdings(self) -> tuple[dict[str, int], dict[str, int]]:
+        """GPUs, and active placed sessions, held by each user: the fair share's measure."""
+        gpus = _as_dict(
+            db.session.execute(
+                select(User.username, func.count(Allocation.id))
+                .join(Session, Session.user_id == User.id)
+                .join(Allocation, Allocation.session_id == Session.id)
+                .group_by(User.username)
+            )
         )
-        return {username: count for username, count in rows}
+        sessions = _as_dict(
+            db.session.execute(
+                select(User.username, func.count(Session.id))
+                .join(Session, Session.user_id == User.id)
+                .where(
+                    Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value])
+                )
+                .group_by(User.username)
+            )
+        )
+        return gpus, sessions
 
     def _record_placement(self, session: Session, node: Node, placement: Placement) -> bool:
         """Pending to scheduled, once: a conditional update, so that a second scheduler
@@ -281,6 +314,7 @@ class Scheduler:
             START_JOB,
             session_id,
             job_id=start_job_id(session_id),
+            job_timeout=3600,  # the start copies datasets the node does not hold yet
             result_ttl=3600,
             failure_ttl=86400,
         )

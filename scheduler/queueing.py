@@ -1,9 +1,9 @@
 """Which pending sessions start now: a pure function over plain data.
 
 Order: grading sessions before training; within each, fairness between users (the next
-session is always that of the user holding the fewest GPUs, counting what this round
-placed, so one user's 500 queued sessions do not starve the others), and first come,
-first served within a user.
+session is always that of the user holding the fewest GPUs, then running the fewest
+sessions, counting what this round placed, so one user's 500 queued sessions do not
+starve the others, CPU-only ones included), and first come, first served within a user.
 
 Backfill: the first session in that order that cannot start is the head. It gets a
 reservation on the node most likely to hold it first (the one, among those that could
@@ -48,10 +48,17 @@ def describe(request: Request) -> str:
 
 
 def reservation_for(request: Request, cluster: Cluster) -> str | None:
+    """The node the head most likely gets first: for GPUs, the one with most GPUs free;
+    without GPUs, the one with fewest GPUs (so GPU nodes are not held for it), then the
+    most memory and CPUs free."""
     candidates = [n for n in cluster.nodes.values() if not n.drained and fits_ever(n, request)]
     if not candidates:
         return None
-    return max(candidates, key=lambda n: (len(n.free_gpus), n.free_cpus, n.free_memory_mb)).name
+    if request.gpus:
+        chosen = max(candidates, key=lambda n: (len(n.free_gpus), n.free_cpus, n.free_memory_mb))
+    else:
+        chosen = min(candidates, key=lambda n: (n.total_gpus, -n.free_memory_mb, -n.free_cpus))
+    return chosen.name
 
 
 def plan(
@@ -59,6 +66,7 @@ def plan(
     cluster: Cluster,
     *,
     held_gpus: dict[str, int] | None = None,
+    held_sessions: dict[str, int] | None = None,
     policy: str = "best-fit",
     weights: Weights = DEFAULT_WEIGHTS,
     backfill: bool = True,
@@ -66,6 +74,7 @@ def plan(
     """Decide this round; `cluster` is updated with every placement made."""
     result = Plan()
     held = defaultdict(int, held_gpus or {})
+    running = defaultdict(int, held_sessions or {})
     for grading in (True, False):
         queues: dict[str, deque[Pending]] = defaultdict(deque)
         for item in sorted(
@@ -75,7 +84,7 @@ def plan(
         # A shape that failed this round fails again: the cluster only fills up.
         failed: set[Request] = set()
         while queues:
-            user = min(queues, key=lambda u: (held[u], queues[u][0].submitted))
+            user = min(queues, key=lambda u: (held[u], running[u], queues[u][0].submitted))
             item = queues[user].popleft()
             if not queues[user]:
                 del queues[user]
@@ -99,5 +108,6 @@ def plan(
                 continue
             cluster.allocate(item.request, placement)
             held[user] += item.request.gpus
+            running[user] += 1
             result.placed.append((item, placement))
     return result

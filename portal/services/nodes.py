@@ -21,7 +21,7 @@ from portal.models import (
     SessionStatus,
 )
 from portal.services.auth import hash_token, new_secret
-from portal.services.lifecycle import finish
+from portal.services.lifecycle import finish, mark_running
 from portal.timeutil import isoformat, utcnow
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -114,6 +114,16 @@ def heartbeat(
             )
         )
     )
+    # A session the agent runs whose "running" report did not arrive (a failed request)
+    # runs all the same: it is marked so, and charged from now.
+    for session in db.session.scalars(
+        select(Session).where(
+            Session.node_id == node.id,
+            Session.status == SessionStatus.SCHEDULED.value,
+            Session.id.in_(running),
+        )
+    ).all():
+        mark_running(session)
     lost = [
         session
         for session in vanished
@@ -189,7 +199,9 @@ def capacity_refusal(
 
     With no node registered yet the request waits: a node may still join.
     """
-    nodes = list(db.session.scalars(select(Node).where(Node.status != NodeStatus.LOST.value)))
+    # Lost nodes count: one that misses heartbeats for a while must not make requests
+    # that only it can hold be refused.
+    nodes = list(db.session.scalars(select(Node)))
     if not nodes:
         return None
     if gpus and gpu_models:

@@ -10,8 +10,16 @@ from nodes.runtime import RunSpec, get_runtime
 from nodes.runtime.docker import LABEL_NODE, DockerError
 
 
-def spec(tmp_path: Path, script: str, *, session_id=1, memory_mb=256, grading=False, image="",
-         inputs=None):
+def spec(
+    tmp_path: Path,
+    script: str,
+    *,
+    session_id=1,
+    memory_mb=256,
+    grading=False,
+    image="",
+    inputs=None,
+):
     code = tmp_path / f"s{session_id}" / "code"
     output = tmp_path / f"s{session_id}" / "output"
     code.mkdir(parents=True)

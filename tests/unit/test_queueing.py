@@ -71,3 +71,25 @@ def test_fifo_within_a_user():
     cluster = Cluster.of([node("a", 1)])
     decided = plan([pending("second", "ada", 1, 2.0), pending("first", "ada", 1, 1.0)], cluster)
     assert [p.key for p, _ in decided.placed] == ["first"]
+
+
+def test_fairness_holds_for_cpu_only_sessions_too():
+    cluster = Cluster.of([NodeView("cpu", 0, (), 8, 8, 10**6, 10**6)])
+    flood = [Pending(f"ada-{i}", "ada", Request(cpus=1), float(i)) for i in range(500)]
+    decided = plan([*flood, Pending("bob-1", "bob", Request(cpus=1), 1000.0)], cluster)
+    assert "bob-1" in [p.key for p, _ in decided.placed]
+
+
+def test_a_head_without_gpus_does_not_hold_a_gpu_node():
+    big_memory = Request(cpus=1, memory_mb=400_000)
+    cluster = Cluster.of(
+        [
+            NodeView("gpu", 8, tuple(range(8)), 64, 64, 512000, 300_000),
+            NodeView("cpu", 0, (), 64, 64, 512000, 100_000),
+        ]
+    )
+    decided = plan(
+        [Pending("head", "ada", big_memory, 0.0), pending("small", "bob", 1, 1.0)], cluster
+    )
+    assert decided.reserved == "cpu"
+    assert [(p.key, pl.node) for p, pl in decided.placed] == [("small", "gpu")]
