@@ -70,9 +70,11 @@ class Lease:
     def try_acquire(self) -> bool:
         """Take the lease if it is free, or keep it if it is ours."""
         try:
+            asked_at = time.monotonic()
             if self.redis.set(self.key, self.holder, nx=True, px=self.ttl_ms) or self._renew(
                 keys=[self.key], args=[self.holder, self.ttl_ms]
             ):
+                self._renewed_at = asked_at
                 self._held.set()
             else:
                 self._held.clear()
