@@ -42,6 +42,14 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+def listing(items: list[Any], as_json: bool, headers: list[str], row) -> None:
+    """A listing command's output: the items as JSON, or one table row each."""
+    if as_json:
+        emit_json(items)
+    else:
+        table([row(item) for item in items], headers)
+
+
 def table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
     for row in [headers, *rows]:
@@ -291,21 +299,20 @@ def report_end(session: dict[str, Any]) -> int:
 def ps(everyone: bool, as_json: bool) -> None:
     """List sessions, newest first."""
     sessions = client().get("/sessions", params={"all": str(everyone).lower()})
-    if as_json:
-        emit_json(sessions)
-        return
-    rows = [
-        [
+    listing(
+        sessions,
+        as_json,
+        ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND", "NOTE"],
+        lambda s: [
             s["id"],
             s["status"],
             s["node"] or "-",
             ",".join(map(str, s["gpu_indices"])) or (f"{s['gpus']} wanted" if s["gpus"] else "-"),
             (s["created_at"] or "").replace("T", " ").removesuffix("Z"),
             s["command"],
-        ]
-        for s in sessions
-    ]
-    table(rows, ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND"])
+            s["status_reason"][:60],
+        ],
+    )
 
 
 @cli.command()
@@ -360,11 +367,12 @@ def rm(sessions: tuple[str, ...]) -> None:
 def events(session: str, tag: str | None, as_json: bool) -> None:
     """The scalars a session reported."""
     body = client().get(session_path(session) + "/events", params={"tag": tag} if tag else {})
-    if as_json:
-        emit_json(body["events"])
-        return
-    rows = [[str(e["step"]), e["tag"], f"{e['value']:.6g}"] for e in body["events"]]
-    table(rows, ["STEP", "TAG", "VALUE"])
+    listing(
+        body["events"],
+        as_json,
+        ["STEP", "TAG", "VALUE"],
+        lambda e: [str(e["step"]), e["tag"], f"{e['value']:.6g}"],
+    )
 
 
 @cli.command()
@@ -497,11 +505,11 @@ def dataset_push(
 def dataset_ls(as_json: bool) -> None:
     """Datasets you may read."""
     datasets = client().get("/datasets")
-    if as_json:
-        emit_json(datasets)
-        return
-    rows = [
-        [
+    listing(
+        datasets,
+        as_json,
+        ["NAME", "OWNER", "VISIBILITY", "VERSIONS", "SIZE", "LAST ACCESS", "DESCRIPTION"],
+        lambda d: [
             d["name"],
             d["owner"],
             d["visibility"] + (f":{d['team']}" if d["team"] else ""),
@@ -509,10 +517,8 @@ def dataset_ls(as_json: bool) -> None:
             human_size(d["size_bytes"]),
             (d["last_accessed_at"] or "").replace("T", " ").removesuffix("Z"),
             d["description"][:40],
-        ]
-        for d in datasets
-    ]
-    table(rows, ["NAME", "OWNER", "VISIBILITY", "VERSIONS", "SIZE", "LAST ACCESS", "DESCRIPTION"])
+        ],
+    )
 
 
 @dataset.command("pull")
@@ -588,11 +594,12 @@ def team_leave(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def team_ls(as_json: bool) -> None:
     """Your teams and their members."""
-    teams = client().get("/teams")
-    if as_json:
-        emit_json(teams)
-        return
-    table([[t["name"], ", ".join(t["members"])] for t in teams], ["TEAM", "MEMBERS"])
+    listing(
+        client().get("/teams"),
+        as_json,
+        ["TEAM", "MEMBERS"],
+        lambda t: [t["name"], ", ".join(t["members"])],
+    )
 
 
 # Administration and operations -----------------------------------------------------
@@ -607,25 +614,25 @@ def node() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def node_ls(as_json: bool) -> None:
     """Nodes with their GPUs and who holds them."""
-    nodes = client().get("/nodes")
-    if as_json:
-        emit_json(nodes)
-        return
-    rows = []
-    for n in nodes:
+
+    def row(n: dict) -> list[str]:
         held = sum(1 for g in n["gpus"] if g["session"])
-        rows.append(
-            [
-                n["name"],
-                n["status"],
-                n["runtime"],
-                str(n["cpu_count"]),
-                f"{n['memory_mb']} MiB",
-                f"{held}/{len(n['gpus'])}",
-                n["last_heartbeat_at"] or "-",
-            ]
-        )
-    table(rows, ["NODE", "STATUS", "RUNTIME", "CPUS", "MEMORY", "GPUS HELD", "HEARTBEAT"])
+        return [
+            n["name"],
+            n["status"],
+            n["runtime"],
+            str(n["cpu_count"]),
+            f"{n['memory_mb']} MiB",
+            f"{held}/{len(n['gpus'])}",
+            n["last_heartbeat_at"] or "-",
+        ]
+
+    listing(
+        client().get("/nodes"),
+        as_json,
+        ["NODE", "STATUS", "RUNTIME", "CPUS", "MEMORY", "GPUS HELD", "HEARTBEAT"],
+        row,
+    )
 
 
 @node.command("drain")
@@ -641,12 +648,12 @@ def node_drain(name: str, undo: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def node_queue(as_json: bool) -> None:
     """Pending sessions in arrival order, and why each waits."""
-    pending = client().get("/nodes/queue")
-    if as_json:
-        emit_json(pending)
-        return
-    rows = [[s["id"], str(s["gpus"]), s["status_reason"]] for s in pending]
-    table(rows, ["SESSION", "GPUS", "WAITING BECAUSE"])
+    listing(
+        client().get("/nodes/queue"),
+        as_json,
+        ["SESSION", "GPUS", "WAITING BECAUSE"],
+        lambda s: [s["id"], str(s["gpus"]), s["status_reason"]],
+    )
 
 
 @cli.command()
