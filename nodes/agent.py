@@ -311,7 +311,9 @@ class Agent:
         threading.Thread(target=self._reap_stragglers, args=(entry.run,), daemon=True).start()
         # A copy on the node's disk: the log survives a portal that is down for longer
         # than the shipper retries.
-        log_copy = (self.workdir / "sessions" / str(session_id) / "output.log").open("a")
+        log_path = self.workdir / "sessions" / str(session_id) / "output.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_copy = log_path.open("a")
         try:
             for line in entry.run.output():
                 shipper.add(line)
@@ -333,6 +335,12 @@ class Agent:
                     with self._lock:
                         self.sessions.pop(session_id, None)
                 break
+            except PortalError as exc:
+                if exc.status in (401, 403, 404):  # final: retrying cannot change it
+                    log.warning("the portal refused the end of %s: %s", session_id, exc)
+                    break
+                log.warning("reporting the end of %s failed (%s)", session_id, exc)
+                time.sleep(min(0.2 * 2**attempt, 5))
             except Exception as exc:
                 log.warning("reporting the end of %s failed (%s)", session_id, exc)
                 time.sleep(min(0.2 * 2**attempt, 5))

@@ -13,7 +13,9 @@ log = logging.getLogger(__name__)
 
 
 class PortalError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
 
 
 class PortalClient:
@@ -35,7 +37,9 @@ class PortalClient:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:200]
-            raise PortalError(f"{method} {path}: {response.status_code} {message}")
+            raise PortalError(
+                f"{method} {path}: {response.status_code} {message}", response.status_code
+            )
         return response
 
     def register(

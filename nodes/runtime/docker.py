@@ -15,10 +15,12 @@ folder writable, and a wall-time limit (`RunSpec.time_limit_s`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from requests.exceptions import RequestException
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 LABEL_NODE = "podium.node"
 LABEL_SESSION = "podium.session"
+LABEL_DATASETS = "podium.datasets"
+LABEL_GRADING = "podium.grading"
+LABEL_TIME_LIMIT = "podium.time-limit"
 MOUNT_CODE, MOUNT_OUTPUT, MOUNT_DATASETS = "/podium/code", "/podium/output", "/podium/datasets"
 MOUNT_INPUTS = "/podium/inputs"
 NOBODY = 65534
@@ -157,7 +162,14 @@ class DockerRuntime(Runtime):
             "working_dir": MOUNT_CODE,
             "environment": self._environment(spec),
             "volumes": volumes,
-            "labels": {LABEL_NODE: self.node, LABEL_SESSION: str(spec.session_id)},
+            "labels": {
+                LABEL_NODE: self.node,
+                LABEL_SESSION: str(spec.session_id),
+                # For an agent that adopts it after a restart (on the host, not inside).
+                LABEL_DATASETS: json.dumps({m: str(p) for m, p in spec.datasets.items()}),
+                LABEL_GRADING: "1" if spec.grading else "0",
+                LABEL_TIME_LIMIT: "" if spec.time_limit_s is None else str(spec.time_limit_s),
+            },
             "mem_limit": f"{spec.memory_mb}m",
             "memswap_limit": f"{spec.memory_mb}m",  # no swap: over the limit is OOM
             "nano_cpus": int(spec.cpus * 1e9),
@@ -218,8 +230,9 @@ class DockerRuntime(Runtime):
                 log.warning("could not remove %s: %s", container.name, exc)
 
     def adopt(self) -> dict[int, Run]:
-        """Running containers of this node, by session id, for a restarted agent; the
-        rest of its containers (exited while no agent watched) are removed."""
+        """This node's containers, by session id, for a restarted agent: running ones to
+        watch on, and those that ended while no agent watched, so that their exit code
+        (or out-of-memory kill) is still reported; `finished` removes them after."""
         adopted: dict[int, Run] = {}
         for container in self.client.containers.list(
             all=True, filters={"label": f"{LABEL_NODE}={self.node}"}
@@ -229,9 +242,9 @@ class DockerRuntime(Runtime):
             except (KeyError, ValueError):
                 log.warning("container %s has no session label; leaving it", container.name)
                 continue
-            if container.status == "running":
+            if container.status in ("running", "exited"):
                 adopted[session_id] = DockerRun(_adopted_spec(session_id, container), container)
-            else:
+            else:  # created but never started, or dead: nothing to report
                 self._discard(container)
         return adopted
 
@@ -241,9 +254,17 @@ class DockerRuntime(Runtime):
 
 
 def _adopted_spec(session_id: int, container: Any) -> RunSpec:
-    from pathlib import Path
-
+    """What the agent needs of an adopted run, from the labels written at its start."""
+    labels = container.labels
     config = container.attrs.get("HostConfig", {})
+    try:
+        datasets = {
+            mount: Path(path)
+            for mount, path in json.loads(labels.get(LABEL_DATASETS, "{}")).items()
+        }
+    except ValueError:
+        datasets = {}
+    limit = labels.get(LABEL_TIME_LIMIT)
     return RunSpec(
         session_id=session_id,
         ident=str(session_id),
@@ -254,4 +275,7 @@ def _adopted_spec(session_id: int, container: Any) -> RunSpec:
         gpu_indices=[],
         cpus=1,
         memory_mb=int(config.get("Memory", 0)) // (1024 * 1024),
+        grading=labels.get(LABEL_GRADING) == "1",
+        time_limit_s=float(limit) if limit else None,
+        datasets=datasets,
     )

@@ -2,6 +2,7 @@
 
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,7 @@ def test_a_grading_container_has_no_network_and_writes_only_its_output(runtime, 
             tmp_path,
             f"""
 import socket
+from dataclasses import replace
 for host in ("127.0.0.1", "1.1.1.1"):
     try:
         socket.create_connection((host, {port}), timeout=2)
@@ -168,18 +170,25 @@ def test_a_missing_image_fails_in_plain_words_and_leaves_no_container(
     assert containers(docker_client) == []
 
 
-def test_a_restarted_agent_adopts_running_containers_and_drops_exited_ones(docker_client, tmp_path):
+def test_a_restarted_agent_adopts_running_and_ended_containers(docker_client, tmp_path):
     first = get_runtime("docker", client=docker_client, node="test")
-    running = first.start(
-        spec(tmp_path, "import time\nprint('up', flush=True)\ntime.sleep(30)\n", session_id=6)
+    data = tmp_path / "cache" / "abc"
+    data.mkdir(parents=True)
+    running_spec = spec(
+        tmp_path, "import time\nprint('up', flush=True)\ntime.sleep(30)\n", session_id=6
     )
-    exited = first.start(spec(tmp_path, "print('bye')", session_id=7))
-    exited.wait()
+    running = first.start(replace(running_spec, datasets={"mnist": data}, time_limit_s=60))
+    ended = first.start(spec(tmp_path, "print('bye')\nraise SystemExit(3)\n", session_id=7))
+    assert ended.container.wait()["StatusCode"] == 3  # it ends while no agent watches
     again = get_runtime("docker", client=docker_client, node="test")  # the agent restarted
     adopted = again.adopt()
-    assert list(adopted) == [6]
+    assert sorted(adopted) == [6, 7]
+    assert adopted[6].spec.datasets == {"mnist": data}  # the cache keeps what it mounts
+    assert adopted[6].spec.time_limit_s == 60
     assert next(adopted[6].output()) == "up"
-    assert [c.labels["podium.session"] for c in containers(docker_client)] == ["6"]
+    assert list(adopted[7].output()) == ["bye"]
+    assert adopted[7].wait().exit_code == 3  # its outcome is still reported
+    again.finished(adopted[7])
     adopted[6].kill()
     adopted[6].wait()
     again.finished(adopted[6])
@@ -188,7 +197,6 @@ def test_a_restarted_agent_adopts_running_containers_and_drops_exited_ones(docke
 
 
 def test_a_run_over_its_time_limit_is_killed(runtime, tmp_path):
-    from dataclasses import replace
 
     slow = replace(
         spec(tmp_path, "import time\ntime.sleep(60)\n", session_id=8, grading=True),
