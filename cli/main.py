@@ -675,32 +675,27 @@ def credit(username: str | None, add_hours: float | None, as_json: bool) -> None
         click.echo(f"{body['username']}: {body['credit_gpu_hours']:.2f} GPU-hours")
 
 
-@cli.command(
-    context_settings={
-        "ignore_unknown_options": True,
-        "allow_extra_args": True,
-        "help_option_names": [],
-    }
-)
+# Commands that hand over to a server-side program, with all their options: the server
+# lives in other packages, run as programs of their own so that this client imports none.
+HANDED_OVER = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+def hand_over(module: str, args: list[str]) -> None:
+    os.execv(sys.executable, [sys.executable, "-m", module, *args])
+
+
+@cli.command(context_settings=HANDED_OVER)
 @click.pass_context
 def up(ctx: click.Context) -> None:
     """Run the whole platform on this machine (server install). See `podium up --help`."""
-    # The server side lives in other packages; run it as its own program so that this
-    # client imports none of it.
-    os.execv(sys.executable, [sys.executable, "-m", "portal.stack", *ctx.args])
+    hand_over("portal.stack", ctx.args)
 
 
-@cli.command(
-    context_settings={
-        "ignore_unknown_options": True,
-        "allow_extra_args": True,
-        "help_option_names": [],
-    }
-)
+@cli.command(context_settings=HANDED_OVER)
 @click.pass_context
 def image(ctx: click.Context) -> None:
     """Build the Docker runtime's images on this machine (`podium image build`)."""
-    os.execv(sys.executable, [sys.executable, "-m", "nodes.images", *ctx.args])
+    hand_over("nodes.images", ctx.args)
 
 
 def main() -> None:
