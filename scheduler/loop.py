@@ -31,6 +31,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from portal.extensions import db
 from portal.models import (
@@ -38,6 +39,7 @@ from portal.models import (
     Node,
     NodeStatus,
     Session,
+    SessionDataset,
     SessionKind,
     SessionStatus,
     User,
@@ -45,7 +47,6 @@ from portal.models import (
 from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY, node_queue_name
 from portal.services.lifecycle import finish, transition
 from portal.services.nodes import mark_lost_nodes
-from portal.services.sessions import dataset_refs
 from portal.timeutil import utcnow
 from scheduler.leader import Lease
 from scheduler.policy import Cluster, NodeView, Placement, Request, never_fits_reason
@@ -106,15 +107,27 @@ def normalize_image(name: str) -> str:
     return f"{name}:latest"
 
 
-def request_of(session: Session) -> Request:
+def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Request:
     return Request(
         gpus=session.gpus,
         cpus=session.cpus,
         memory_mb=session.memory_mb,
         gpu_models=session.gpu_model_set,
-        datasets=frozenset(dataset_refs(session)),
+        datasets=datasets,
         image=normalize_image(session.image),
     )
+
+
+def mounted_refs(session_ids: list[int]) -> dict[int, frozenset[str]]:
+    """The dataset versions each session mounts, in one query for the whole pass."""
+    refs: dict[int, set[str]] = defaultdict(set)
+    for session_id, ref in db.session.execute(
+        select(SessionDataset.session_id, SessionDataset.ref).where(
+            SessionDataset.session_id.in_(session_ids)
+        )
+    ):
+        refs[session_id].add(ref)
+    return {session_id: frozenset(found) for session_id, found in refs.items()}
 
 
 class Scheduler:
@@ -200,14 +213,16 @@ class Scheduler:
         schedulable = Cluster.of(v for v in everything if v.name in live)
         pending_sessions = db.session.scalars(
             select(Session)
+            .options(selectinload(Session.user))
             .where(Session.status == SessionStatus.PENDING.value)
             .order_by(Session.created_at, Session.id)
         ).all()
         by_id = {s.id: s for s in pending_sessions}
+        datasets = mounted_refs(list(by_id))
         waiting: dict[int, str] = {}
         admitted: list[Pending] = []
         for session in pending_sessions:
-            request = request_of(session)
+            request = request_of(session, datasets.get(session.id, frozenset()))
             reason = never_fits_reason(request, everything)
             if reason:
                 finish(session, SessionStatus.REJECTED, f"no node could ever run it: it {reason}")
