@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "WTF_CSRF_TIME_LIMIT": None,
+    # The grader's public key: hidden labels are sealed to it (portal/services/sealing.py).
+    "GRADER_PUBLIC_KEY": None,
 }
 
 # Environment variables read by Podium, and the config key each one sets.
@@ -46,6 +48,7 @@ ENVIRONMENT = {
     "PODIUM_MAX_DATASET_BYTES": "MAX_DATASET_BYTES",
     "PODIUM_MAX_DATASET_UNPACKED_BYTES": "MAX_DATASET_UNPACKED_BYTES",
     "PODIUM_NODE_LOST_AFTER_SECONDS": "NODE_LOST_AFTER_SECONDS",
+    "PODIUM_GRADER_PUBLIC_KEY": "GRADER_PUBLIC_KEY",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",

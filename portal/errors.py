@@ -73,15 +73,15 @@ def error_response(status: int, code: str, message: str, details=None) -> tuple[
     return Response(html, mimetype="text/html"), status
 
 
-def _first_problem(messages: Any, path: str = "") -> str:
+def first_problem(messages: Any, path: str = "") -> str:
     """webargs nests field errors; name the first one in plain words."""
     if isinstance(messages, dict):
         for key, value in messages.items():
             if key in ("json", "form", "query", "files", "headers"):
-                return _first_problem(value, path)
-            return _first_problem(value, f"{path}.{key}" if path else str(key))
+                return first_problem(value, path)
+            return first_problem(value, f"{path}.{key}" if path else str(key))
     if isinstance(messages, list) and messages:
-        return _first_problem(messages[0], path)
+        return first_problem(messages[0], path)
     return f"{path}: {messages}" if path else str(messages)
 
 
@@ -90,7 +90,7 @@ def _handle_http_exception(exc: HTTPException):
     data = getattr(exc, "data", None)
     if status == 422 and data and "messages" in data:
         messages = data["messages"]
-        return error_response(422, "invalid_input", _first_problem(messages), messages)
+        return error_response(422, "invalid_input", first_problem(messages), messages)
     code = (exc.name or "error").lower().replace(" ", "_")
     return error_response(status, code, exc.description or exc.name or "error")
 

@@ -16,9 +16,11 @@ from sqlalchemy import create_engine, text
 from portal import create_app
 from portal.extensions import db
 from portal.redis_server import EmbeddedRedis
+from portal.services import sealing
 
 JOIN_TOKEN = "test-join-token"
 POSTGRES_URL = os.environ.get("PODIUM_TEST_POSTGRES_URL")
+GRADER_PUBLIC_KEY = ""
 
 
 def require(flag: str, reason: str) -> None:
@@ -61,6 +63,18 @@ def database_url(request, tmp_path) -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(scope="session", autouse=True)
+def grader_key(tmp_path_factory) -> Iterator[str]:
+    """The grader's key pair: the portal gets the public half, the grader (this test
+    process) reads the secret file named in PODIUM_GRADER_KEY_FILE."""
+    global GRADER_PUBLIC_KEY
+    path = tmp_path_factory.mktemp("grader") / "secret.key"
+    GRADER_PUBLIC_KEY = sealing.new_secret_key(path)
+    os.environ["PODIUM_GRADER_KEY_FILE"] = str(path)
+    yield GRADER_PUBLIC_KEY
+    os.environ.pop("PODIUM_GRADER_KEY_FILE", None)
+
+
 def build_app(instance: Path, database_url: str, redis_url: str | None, **extra) -> Flask:
     config = {
         "INSTANCE_PATH": str(instance),
@@ -70,6 +84,7 @@ def build_app(instance: Path, database_url: str, redis_url: str | None, **extra)
         "NODE_JOIN_TOKEN": JOIN_TOKEN,
         "ARTIFACT_ROOT": str(instance / "artifacts"),
         "WTF_CSRF_ENABLED": True,
+        "GRADER_PUBLIC_KEY": GRADER_PUBLIC_KEY,
         **extra,
     }
     app = create_app(config)

@@ -45,3 +45,47 @@ def session(owner: User, *, gpus: int = 0, memory_mb: int = 1024, cpus: float = 
         memory_mb=memory_mb,
     )
     return sessions.create_session(owner, request, redis=redis)
+
+
+def competition_files(rows: int = 40, classes: int = 3, seed: int = 1) -> dict[str, bytes]:
+    """Test inputs (`id,x`) and labels (`id,label`) of a small classification task."""
+    import random
+
+    rng = random.Random(seed)
+    ids = [f"r{i:03d}" for i in range(rows)]
+    labels = [rng.randrange(classes) for _ in ids]
+    inputs = "id,x\n" + "".join(f"{i},{rng.random():.4f}\n" for i in ids)
+    truth = "id,label\n" + "".join(f"{i},{y}\n" for i, y in zip(ids, labels, strict=True))
+    return {"test.csv": inputs.encode(), "labels.csv": truth.encode()}
+
+
+def competition_spec(slug: str = "toy", *, rounds: int = 1, **round_fields) -> dict:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    spec_rounds = []
+    for number in range(rounds):
+        start = now - timedelta(hours=1) + timedelta(days=10 * number)
+        spec_rounds.append(
+            {
+                "name": f"Round {number + 1}",
+                "starts_at": start.isoformat(),
+                "ends_at": (start + timedelta(days=5)).isoformat(),
+                "test_inputs": "test.csv",
+                "labels": "labels.csv",
+                "metric": "accuracy",
+                "public_fraction": 0.5,
+                **round_fields,
+            }
+        )
+    return {"slug": slug, "title": slug.title(), "team_size_limit": 2, "rounds": spec_rounds}
+
+
+def predictions(files: dict[str, bytes], correct: int, *, wrong_label: str = "9") -> bytes:
+    """A predictions file right on the first `correct` rows."""
+    lines = files["labels.csv"].decode().splitlines()[1:]
+    out = ["id,prediction"]
+    for n, line in enumerate(lines):
+        ident, label = line.split(",")
+        out.append(f"{ident},{label if n < correct else wrong_label}")
+    return ("\n".join(out) + "\n").encode()

@@ -16,6 +16,7 @@ def register_api(app: Flask) -> None:
     from portal.api import (
         auth,
         code,
+        competitions,
         datasets,
         health,
         internal,
@@ -27,6 +28,17 @@ def register_api(app: Flask) -> None:
 
     api = PodiumApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    for module in (health, auth, code, sessions, datasets, teams, nodes, users, internal):
+    for module in (
+        health,
+        auth,
+        code,
+        sessions,
+        datasets,
+        teams,
+        competitions,
+        nodes,
+        users,
+        internal,
+    ):
         csrf.exempt(module.blp)
         api.register_blueprint(module.blp, url_prefix="/api/v1" + module.PREFIX)

@@ -23,9 +23,9 @@ from portal.api.schemas import (
 )
 from portal.errors import NotFound
 from portal.extensions import db
-from portal.models import DatasetVersion, Session, SessionStatus
+from portal.models import Checkpoint, DatasetVersion, Session, SessionKind, SessionStatus
 from portal.queue import node_queue_name
-from portal.services import auth, nodes, sessions
+from portal.services import auth, nodes, sessions, submissions
 from portal.services.lifecycle import finish, mark_running
 
 PREFIX = "/internal"
@@ -81,7 +81,10 @@ def session_spec(session_id: int):
     """What the agent needs to start a session, with a token scoped to it."""
     session = _node_session(session_id)
     token = ""
-    if session.state is SessionStatus.SCHEDULED:
+    grading = None
+    if session.kind == SessionKind.GRADING.value:
+        grading = _grading_spec(session)
+    elif session.state is SessionStatus.SCHEDULED:
         token = auth.issue_token(
             session.user, ttl=timedelta(days=30), label="session", session_id=session.id
         )
@@ -100,6 +103,7 @@ def session_spec(session_id: int):
         "token": token,
         "resume": session.resume_checkpoint,
         "api_url": api_url + "/api/v1",
+        "grading": grading,
         "datasets": [
             {
                 "mount": m.mount,
@@ -112,6 +116,53 @@ def session_spec(session_id: int):
             if m.version is not None  # removed: refused while the session was active
         ],
     }
+
+
+def _grading_spec(session: Session) -> dict | None:
+    """A grading session gets no token (it has no network) but the checkpoint to
+    restore and the round's hidden test inputs, which only grading sessions receive."""
+    submission = submissions.for_grading_session(session)
+    checkpoint = db.session.scalar(
+        select(Checkpoint).where(
+            Checkpoint.session_id == session.id, Checkpoint.name == session.resume_checkpoint
+        )
+    )
+    if submission is None or checkpoint is None:
+        return None
+    return {
+        "submission": submission.id,
+        "inputs_digest": submission.round.inputs_digest,
+        "checkpoint": checkpoint.name,
+        "checkpoint_digest": checkpoint.digest,
+        "time_limit_s": submission.round.time_limit_s,
+    }
+
+
+@blp.route("/sessions/<int:session_id>/inputs")
+@blp.doc(security=BEARER)
+@blp.response(200, description="the hidden test inputs of the round it grades")
+@node_required
+def grading_inputs(session_id: int):
+    """The test inputs, to the node of an active grading session only."""
+    session = _node_session(session_id)
+    grading = _grading_spec(session) if session.state.is_active else None
+    if grading is None:
+        raise NotFound(f"session {session_id} grades nothing now")
+    return send_file(artifact_store().path(grading["inputs_digest"]), mimetype="text/csv")
+
+
+@blp.route("/sessions/<int:session_id>/predictions", methods=["PUT"])
+@blp.doc(security=BEARER, requestBody={"content": {"text/csv": {"schema": {"type": "string"}}}})
+@blp.response(200, AcceptedOut)
+@node_required
+def grading_predictions(session_id: int):
+    """The predictions a grading session wrote; checked, then queued for scoring."""
+    session = _node_session(session_id)
+    data = request.get_data(cache=False)
+    submission = submissions.grading_predictions(
+        session, data, artifact_store(), current_app.extensions.get("redis")
+    )
+    return {"accepted": int(submission.status == "scoring")}
 
 
 @blp.route("/datasets/<digest>")

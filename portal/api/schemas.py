@@ -1,5 +1,7 @@
 """Request and response schemas: they validate input and document the API."""
 
+from datetime import UTC
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 
@@ -241,6 +243,14 @@ class MountOut(Schema):
     size_bytes = fields.Integer()
 
 
+class GradingSpecOut(Schema):
+    submission = fields.Integer()
+    inputs_digest = fields.String()
+    checkpoint = fields.String()
+    checkpoint_digest = fields.String()
+    time_limit_s = fields.Integer()
+
+
 class SessionSpecOut(Schema):
     session_id = fields.Integer()
     ident = fields.String()
@@ -256,6 +266,7 @@ class SessionSpecOut(Schema):
     resume = fields.String()
     api_url = fields.String()
     datasets = fields.List(fields.Nested(MountOut))
+    grading = fields.Nested(GradingSpecOut, allow_none=True)
 
 
 class StateIn(Schema):
@@ -358,3 +369,191 @@ class TeamOut(Schema):
 class ForkIn(Schema):
     args = fields.String(load_default=None, validate=validate.Length(max=8192))
     checkpoint = fields.String(load_default=None, validate=validate.Length(max=128))
+
+
+# Competitions -------------------------------------------------------------------------
+
+SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$", error="a slug is 2-63 of a-z, 0-9 and -")
+NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="use letters, digits, _ . -")
+METRIC_NAMES = ["accuracy", "macro_f1", "mse", "rmse", "mae", "roc_auc", "log_loss", "custom"]
+
+
+class RoundSpec(Schema):
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    starts_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    ends_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    dataset = fields.String(load_default="", validate=validate.Length(max=140))
+    test_inputs = fields.String(required=True)
+    labels = fields.String(required=True)
+    metric = fields.String(required=True, validate=validate.OneOf(METRIC_NAMES))
+    scorer = fields.String(load_default=None, allow_none=True)
+    higher_is_better = fields.Boolean(load_default=None, allow_none=True)
+    daily_quota = fields.Integer(load_default=5, validate=validate.Range(min=1))
+    total_quota = fields.Integer(load_default=100, validate=validate.Range(min=1))
+    public_fraction = fields.Float(
+        load_default=0.5, validate=validate.Range(min=0, max=1, min_inclusive=False)
+    )
+    final_selections = fields.Integer(load_default=2, validate=validate.Range(min=1, max=20))
+    advance_top = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    time_limit_s = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86400))
+    memory_mb = fields.Integer(load_default=2048, validate=validate.Range(min=64, max=2**20))
+
+
+class CompetitionSpec(Schema):
+    slug = fields.String(required=True, validate=SLUG)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=100_000))
+    visibility = fields.String(
+        load_default="public", validate=validate.OneOf(["public", "unlisted", "private"])
+    )
+    team_size_limit = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
+    rounds = fields.List(
+        fields.Nested(RoundSpec), required=True, validate=validate.Length(min=1, max=20)
+    )
+
+
+class RoundEditIn(Schema):
+    name = fields.String(validate=validate.Length(max=200))
+    starts_at = fields.AwareDateTime(default_timezone=UTC)
+    ends_at = fields.AwareDateTime(default_timezone=UTC)
+    metric = fields.String(validate=validate.OneOf(METRIC_NAMES))
+    higher_is_better = fields.Boolean()
+    daily_quota = fields.Integer(validate=validate.Range(min=1))
+    total_quota = fields.Integer(validate=validate.Range(min=1))
+    public_fraction = fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False))
+    final_selections = fields.Integer(validate=validate.Range(min=1, max=20))
+    advance_top = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    time_limit_s = fields.Integer(validate=validate.Range(min=1, max=86400))
+    memory_mb = fields.Integer(validate=validate.Range(min=64, max=2**20))
+
+
+class RoundOut(Schema):
+    number = fields.Integer()
+    name = fields.String()
+    state = fields.String()
+    starts_at = fields.String()
+    ends_at = fields.String()
+    dataset = fields.String()
+    metric = fields.String()
+    higher_is_better = fields.Boolean()
+    rows = fields.Integer()
+    daily_quota = fields.Integer()
+    total_quota = fields.Integer()
+    public_fraction = fields.Float()
+    final_selections = fields.Integer()
+    advance_top = fields.Integer(allow_none=True)
+    time_limit_s = fields.Integer()
+    memory_mb = fields.Integer()
+
+
+class CompetitionOut(Schema):
+    slug = fields.String()
+    title = fields.String()
+    description = fields.String()
+    visibility = fields.String()
+    team_size_limit = fields.Integer()
+    organiser = fields.String()
+    rounds = fields.List(fields.Nested(RoundOut))
+
+
+class CompetitionTeamOut(Schema):
+    name = fields.String()
+    members = fields.List(fields.String())
+    disqualified_reason = fields.String()
+    invite_code = fields.String()
+    invited = fields.List(fields.String())
+
+
+class CompetitionTeamIn(Schema):
+    name = fields.String(required=True, validate=NAME)
+
+
+class InviteIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class JoinIn(Schema):
+    team = fields.String(load_default=None, allow_none=True)
+    code = fields.String(load_default=None, allow_none=True)
+
+
+class MyTeamOut(Schema):
+    team = fields.Nested(CompetitionTeamOut, allow_none=True)
+    invitations = fields.List(fields.String())
+
+
+class SubmitFileArgs(Schema):
+    round = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    memo = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class SubmitSessionIn(SubmitFileArgs):
+    session = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "USER/N or USER/N:CHECKPOINT (the latest without one)"},
+    )
+
+
+class SubmissionOut(Schema):
+    id = fields.Integer()
+    round = fields.Integer()
+    team = fields.String()
+    user = fields.String()
+    source = fields.String()
+    session = fields.String(allow_none=True)
+    status = fields.String()
+    error = fields.String(allow_none=True)
+    public_score = fields.Float(allow_none=True)
+    private_score = fields.Float(allow_none=True)
+    selected = fields.Boolean()
+    disqualified_reason = fields.String(allow_none=True)
+    memo = fields.String()
+    created_at = fields.String()
+    scored_at = fields.String(allow_none=True)
+
+
+class SubmissionListArgs(Schema):
+    round = fields.Integer(load_default=None, allow_none=True)
+    team = fields.String(load_default=None, allow_none=True)
+
+
+class SelectIn(Schema):
+    selected = fields.Boolean(required=True)
+
+
+class ReasonIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class LeaderboardArgs(Schema):
+    board = fields.String(load_default="public", validate=validate.OneOf(["public", "private"]))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+
+
+class LeaderboardRowOut(Schema):
+    rank = fields.Integer()
+    team = fields.String()
+    score = fields.Float()
+    public_score = fields.Float()
+    submission = fields.Integer()
+    best_at = fields.String()
+    submissions = fields.Integer()
+    last_submission_at = fields.String(allow_none=True)
+
+
+class LeaderboardOut(Schema):
+    competition = fields.String()
+    round = fields.Integer()
+    board = fields.String()
+    state = fields.String()
+    metric = fields.String()
+    higher_is_better = fields.Boolean()
+    total = fields.Integer()
+    version = fields.Integer()
+    rows = fields.List(fields.Nested(LeaderboardRowOut))
+
+
+class RescoreOut(Schema):
+    queued = fields.Integer()

@@ -1,5 +1,15 @@
 """The database schema: one module per noun. The portal owns these tables."""
 
+from portal.models.competition import (
+    COUNTED_STATUSES,
+    Competition,
+    CompetitionMember,
+    CompetitionTeam,
+    Round,
+    Submission,
+    SubmissionStatus,
+    TeamInvite,
+)
 from portal.models.dataset import (
     Dataset,
     DatasetVersion,
@@ -23,21 +33,29 @@ from portal.models.user import ApiToken, User
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "COUNTED_STATUSES",
     "Allocation",
     "ApiToken",
     "Checkpoint",
+    "Competition",
+    "CompetitionMember",
+    "CompetitionTeam",
     "Dataset",
     "DatasetVersion",
     "Gpu",
     "LogLine",
     "Node",
     "NodeStatus",
+    "Round",
     "Scalar",
     "Session",
     "SessionDataset",
     "SessionKind",
     "SessionStatus",
+    "Submission",
+    "SubmissionStatus",
     "Team",
+    "TeamInvite",
     "TeamMember",
     "User",
     "Visibility",

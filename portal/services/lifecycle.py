@@ -13,7 +13,7 @@ from typing import cast
 from sqlalchemy import CursorResult, delete, update
 
 from portal.extensions import db
-from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionStatus, User
+from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionKind, SessionStatus, User
 from portal.services.auth import revoke_session_tokens
 from portal.timeutil import utcnow
 
@@ -75,4 +75,8 @@ def finish(
     revoke_session_tokens(session.id)
     db.session.commit()
     db.session.expire(session.user)
+    if session.kind == SessionKind.GRADING.value:
+        from portal.services import submissions  # it imports this module
+
+        submissions.grading_ended(session)
     return True

@@ -1,0 +1,145 @@
+"""The grader's RQ jobs. They take ids, never payloads: the database says what to do.
+
+`score_submission(id)` scores one submission's predictions and offers the public score
+to the leaderboard cache; `rescore_round(id)` scores every submission of a round again
+(after its labels or metric changed) and rebuilds the cache; `sweep()` queues what a lost
+job left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+from redis import Redis
+from rq import Queue
+from sqlalchemy import select, update
+
+from grader import scoring
+from portal import create_app
+from portal.extensions import db
+from portal.models import Round, Submission, SubmissionStatus
+from portal.queue import GRADER_QUEUE
+from portal.services import leaderboard as boards
+from portal.services.artifacts import ArtifactStore
+from portal.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+_app: Flask | None = None
+
+
+def app() -> Flask:
+    """One app per worker process, made on first use (jobs run in the worker itself)."""
+    global _app
+    if _app is None:
+        _app = create_app()
+    return _app
+
+
+def _redis() -> Redis:
+    return Redis.from_url(app().config["REDIS_URL"])
+
+
+def _store() -> ArtifactStore:
+    return ArtifactStore(app().config["ARTIFACT_ROOT"])
+
+
+def score_one(submission: Submission, store: ArtifactStore) -> bool:
+    """Score it and commit; True when it was scored (not failed)."""
+    round_ = submission.round
+    data = store.path(submission.predictions_digest).read_bytes()
+    try:
+        public, private = scoring.score(round_, store, data)
+    except scoring.ScoringError as exc:
+        submission.status = SubmissionStatus.FAILED.value
+        submission.error = str(exc)
+        submission.public_score = submission.private_score = None
+    else:
+        submission.status = SubmissionStatus.SCORED.value
+        submission.error = ""
+        submission.public_score, submission.private_score = public, private
+    submission.scored_revision = round_.revision
+    submission.scored_at = utcnow()
+    db.session.commit()
+    return submission.status == SubmissionStatus.SCORED.value
+
+
+def score_submission(submission_id: int) -> str:
+    with app().app_context():
+        return process(submission_id, _redis(), _store())
+
+
+def process(submission_id: int, redis: Redis, store: ArtifactStore) -> str:
+    """Score one submission (in the current app context) and update its board."""
+    submission = db.session.get(Submission, submission_id)
+    if submission is None:
+        return "gone"
+    if submission.status != SubmissionStatus.SCORING.value:
+        return submission.status  # scored already (a repeated job)
+    scored = score_one(submission, store)
+    board = boards.board(redis, submission.round)
+    if scored and not submission.disqualified_reason and not submission.team.disqualified_reason:
+        board.offer(
+            submission.team_id,
+            submission.id,
+            float(submission.public_score or 0.0),
+            submission.created_at,
+        )
+    board.changed()
+    log.info("submission %s: %s %s", submission.id, submission.status, submission.public_score)
+    return submission.status
+
+
+def rescore_round(round_id: int) -> int:
+    with app().app_context():
+        return rescore(round_id, _redis(), _store())
+
+
+def rescore(round_id: int, redis: Redis, store: ArtifactStore) -> int:
+    round_ = db.session.get(Round, round_id)
+    if round_ is None:
+        return 0
+    ids = list(
+        db.session.scalars(
+            select(Submission.id).where(
+                Submission.round_id == round_id,
+                Submission.status == SubmissionStatus.SCORING.value,
+                Submission.predictions_digest != "",
+            )
+        )
+    )
+    for submission_id in ids:
+        submission = db.session.get(Submission, submission_id)
+        if submission is not None and submission.status == SubmissionStatus.SCORING.value:
+            score_one(submission, store)
+    boards.board(redis, round_).invalidate()
+    log.info("round %s: %d submissions scored again", round_id, len(ids))
+    return len(ids)
+
+
+def sweep(older_than: timedelta = timedelta(seconds=30)) -> int:
+    """Queue again the submissions left `scoring` (a job lost with Redis, say)."""
+    with app().app_context():
+        cutoff = utcnow() - older_than
+        ids = list(
+            db.session.scalars(
+                select(Submission.id).where(
+                    Submission.status == SubmissionStatus.SCORING.value,
+                    Submission.created_at < cutoff,
+                    (Submission.scored_at.is_(None)) | (Submission.scored_at < cutoff),
+                )
+            )
+        )
+        if not ids:
+            return 0
+        # Touch them, so the next sweep waits for these jobs before queueing them again.
+        db.session.execute(
+            update(Submission).where(Submission.id.in_(ids)).values(scored_at=utcnow())
+        )
+        db.session.commit()
+        queue = Queue(GRADER_QUEUE, connection=_redis())
+        for submission_id in ids:
+            queue.enqueue(score_submission, submission_id, job_timeout=600)
+        return len(ids)

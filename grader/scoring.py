@@ -1,0 +1,183 @@
+"""Scoring a submission: predictions against the hidden labels, on the public and the
+private rows of the round.
+
+The labels are opened with the grader's secret key and kept in memory per round
+revision, aligned to the round's ids, with the public/private split; a worker scores
+the next file of the same round without reading them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from grader.metrics import METRICS
+from portal.models import Round
+from portal.services import competitions, sealing, tables
+from portal.services.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+SCORER_TIME_LIMIT_S = 60
+SCORER_MEMORY_BYTES = 2 * 1024**3
+
+
+class ScoringError(Exception):
+    """The submission cannot be scored: the message says why, for its team."""
+
+
+@dataclass
+class Truth:
+    ids: list[str]
+    labels: list[str]
+    public: np.ndarray  # boolean mask over ids
+    numeric: np.ndarray | None  # labels as floats, for numeric metrics
+
+
+_truths: dict[tuple[int, int, str], Truth] = {}
+
+
+def key_file() -> Path:
+    path = os.environ.get("PODIUM_GRADER_KEY_FILE")
+    if not path:
+        raise RuntimeError("PODIUM_GRADER_KEY_FILE is not set: the grader cannot open labels")
+    return Path(path)
+
+
+def truth(round_: Round, store: ArtifactStore) -> Truth:
+    cache_key = (round_.id, round_.revision, round_.labels_digest)
+    if cache_key in _truths:
+        return _truths[cache_key]
+    ids = competitions.read_ids(store, round_)
+    labels = sealing.unseal(key_file(), store.path(round_.labels_digest).read_bytes())
+    metric = METRICS.get(round_.metric)
+    values = tables.read_column(
+        labels,
+        ids,
+        columns=tables.LABEL_COLUMNS,
+        what="labels file",
+        numeric=bool(metric and metric.numeric),
+    )
+    order = sorted(range(len(ids)), key=lambda i: competitions.split_key(round_.split_salt, ids[i]))
+    public = np.zeros(len(ids), dtype=bool)
+    public[order[: max(1, round(round_.public_fraction * len(ids)))]] = True
+    numeric = np.array(values, dtype=float) if metric and metric.numeric else None
+    result = Truth(ids, values, public, numeric)
+    for stale in [k for k in _truths if k[0] == round_.id]:
+        del _truths[stale]
+    _truths[cache_key] = result
+    return result
+
+
+def _score(round_: Round, store: ArtifactStore, labels, predictions) -> float:
+    if round_.metric == competitions.CUSTOM:
+        return run_scorer(store.path(round_.scorer_digest), list(labels), list(predictions))
+    try:
+        value = METRICS[round_.metric].function(labels, predictions)
+    except ValueError as exc:
+        raise ScoringError(str(exc)) from exc
+    if not np.isfinite(value):
+        raise ScoringError(f"the {round_.metric} of these predictions is not a finite number")
+    return value
+
+
+def score(round_: Round, store: ArtifactStore, data: bytes) -> tuple[float, float]:
+    """(public score, private score); the private one over all rows when every row is
+    public."""
+    known = truth(round_, store)
+    metric = METRICS.get(round_.metric)
+    try:
+        values = tables.read_column(
+            data,
+            known.ids,
+            columns=tables.PREDICTION_COLUMNS,
+            what="predictions file",
+            numeric=bool(metric and metric.numeric),
+            probabilities=bool(metric and metric.binary),
+        )
+    except tables.TableError as exc:
+        raise ScoringError(exc.message) from exc
+    if known.numeric is not None:
+        labels: np.ndarray = known.numeric
+        predictions: np.ndarray = np.array(values, dtype=float)
+    else:
+        labels, predictions = np.array(known.labels, dtype=object), np.array(values, dtype=object)
+        # Numbers written differently ("1" and "1.0") are the same class.
+        labels, predictions = _normalise(labels), _normalise(predictions)
+    public = _score(round_, store, labels[known.public], predictions[known.public])
+    private_mask = ~known.public if (~known.public).any() else known.public
+    private = _score(round_, store, labels[private_mask], predictions[private_mask])
+    return public, private
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    try:
+        return np.array([float(v) for v in values])
+    except ValueError:
+        return np.array([str(v) for v in values])
+
+
+# Custom scorers ------------------------------------------------------------------------
+
+_RUNNER = """
+import json, sys
+namespace = {"__name__": "scorer"}
+exec(compile(open("scorer.py").read(), "scorer.py", "exec"), namespace)
+data = json.load(open("input.json"))
+value = float(namespace["score"](data["labels"], data["predictions"]))
+json.dump({"score": value}, sys.stdout)
+"""
+
+
+def _limits() -> None:
+    os.setsid()
+    resource.setrlimit(resource.RLIMIT_CPU, (SCORER_TIME_LIMIT_S, SCORER_TIME_LIMIT_S))
+    resource.setrlimit(resource.RLIMIT_AS, (SCORER_MEMORY_BYTES, SCORER_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024**2, 16 * 1024**2))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_scorer(scorer: Path, labels: list, predictions: list) -> float:
+    """An organiser's `score(labels, predictions) -> float`, in a child process: its own
+    empty folder, an empty environment, Python's isolated mode, CPU-time, memory, file
+    size and open-file limits, and a wall-clock timeout. Labels and predictions are
+    lists of the CSV cells (strings)."""
+    with tempfile.TemporaryDirectory(prefix="podium-scorer-") as folder:
+        work = Path(folder)
+        (work / "scorer.py").write_bytes(scorer.read_bytes())
+        (work / "input.json").write_text(
+            json.dumps(
+                {"labels": [str(v) for v in labels], "predictions": [str(v) for v in predictions]}
+            )
+        )
+        try:
+            done = subprocess.run(
+                [sys.executable, "-I", "-c", _RUNNER],
+                cwd=work,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                capture_output=True,
+                timeout=SCORER_TIME_LIMIT_S * 2,
+                preexec_fn=_limits,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ScoringError("the competition's scorer ran out of time") from exc
+    if done.returncode != 0:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        raise ScoringError(f"the competition's scorer failed: {last[:300]}")
+    try:
+        value = float(json.loads(done.stdout)["score"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScoringError("the competition's scorer returned no number") from exc
+    if not np.isfinite(value):
+        raise ScoringError("the competition's scorer returned a value that is not finite")
+    return value
