@@ -258,6 +258,8 @@ class Agent:
         archive.unlink()
         if not (code_dir / spec["entry"]).is_file():
             raise FileNotFoundError(f"the entry point {spec['entry']} is not in the code")
+        grading = spec.get("grading")
+        inputs = self._grading_inputs(spec["session_id"], grading, session_dir) if grading else None
         env = {
             k: v for k, v in os.environ.items() if k in INHERITED_ENVIRONMENT or k.startswith("LC_")
         }
@@ -272,6 +274,10 @@ class Agent:
                 "PODIUM_RESUME": spec.get("resume", ""),
             }
         )
+        if inputs is not None:
+            # The SDK sees these and, at `sdk.bind`, restores the checkpoint, predicts
+            # and writes output/predictions.csv instead of training.
+            env.update(PODIUM_MODE="grade", PODIUM_INPUTS=str(inputs))
         return RunSpec(
             session_id=spec["session_id"],
             ident=spec["ident"],
@@ -285,7 +291,39 @@ class Agent:
             image=spec["image"],
             env=env,
             datasets=datasets,
+            grading=inputs is not None,
+            inputs=inputs,
+            time_limit_s=float(grading["time_limit_s"]) if grading else None,
         )
+
+    def _grading_inputs(self, session_id: int, grading: dict, session_dir: Path) -> Path:
+        """inputs/test.csv (the hidden test inputs) and inputs/checkpoint/ (the model)."""
+        inputs = session_dir / "inputs"
+        (inputs / "checkpoint").mkdir(parents=True)
+        self.client.download_inputs(session_id, inputs / "test.csv")
+        archive = session_dir / "checkpoint.tar.gz"
+        self.client.download_code(grading["checkpoint_digest"], archive)
+        with tarfile.open(archive) as tar:
+            tar.extractall(inputs / "checkpoint", filter="data")
+        archive.unlink()
+        return inputs
+
+    def _upload_predictions(self, session_id: int, entry: Tracked) -> None:
+        predictions = entry.run.spec.output_dir / "predictions.csv"
+        if entry.run.spec.inputs is None or not predictions.is_file():
+            return
+        for attempt in range(10):
+            try:
+                self.client.upload_predictions(session_id, predictions)
+                return
+            except PortalError as exc:
+                if exc.status is not None and exc.status < 500:
+                    log.warning("predictions of %s refused: %s", session_id, exc)
+                    return
+                time.sleep(min(0.2 * 2**attempt, 5))
+            except Exception as exc:
+                log.warning("uploading predictions of %s failed (%s)", session_id, exc)
+                time.sleep(min(0.2 * 2**attempt, 5))
 
     def _datasets(self, spec: dict) -> dict[str, Path]:
         """Each dataset the session mounts, from the node's cache (copied on first use)."""
@@ -323,6 +361,8 @@ class Agent:
             log_copy.close()
             shipper.close()
         status, reason = self._verdict(entry, info)
+        if status == "completed":
+            self._upload_predictions(session_id, entry)
         self._pid_file(session_id).unlink(missing_ok=True)
         for attempt in range(30):
             try:

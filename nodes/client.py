@@ -91,6 +91,21 @@ class PortalClient:
             for chunk in response.iter_content(1024 * 1024):
                 out.write(chunk)
 
+    def download_inputs(self, session_id: int, destination: Path) -> None:
+        response = self._call("GET", f"/internal/sessions/{session_id}/inputs", stream=True)
+        with destination.open("wb") as out:
+            for chunk in response.iter_content(1024 * 1024):
+                out.write(chunk)
+
+    def upload_predictions(self, session_id: int, path: Path) -> None:
+        with path.open("rb") as body:
+            self._call(
+                "PUT",
+                f"/internal/sessions/{session_id}/predictions",
+                data=body,
+                headers={"Content-Type": "text/csv"},
+            )
+
     def download_dataset(self, digest: str, destination: Path) -> None:
         response = self._call("GET", f"/internal/datasets/{digest}", stream=True)
         with destination.open("wb") as out:

@@ -24,6 +24,7 @@ from pathlib import Path
 import requests
 
 from portal.redis_server import EmbeddedRedis
+from portal.services import sealing
 
 PR_SET_PDEATHSIG = 1
 CHILD_ORDER = ("portal", "scheduler", "grader", "node")
@@ -84,7 +85,15 @@ def ensure_instance(instance: Path) -> dict[str, str]:
     namespace: dict[str, str] = {}
     exec(settings.read_text(), namespace)
     keys = ("SECRET_KEY", "NODE_JOIN_TOKEN", "EMBEDDED_REDIS_PASSWORD")
-    return {key: namespace[key] for key in keys}
+    values = {key: namespace[key] for key in keys}
+    # The grader's key pair: hidden labels are sealed to its public half; the secret
+    # half is handed to the grader only, never to the portal.
+    key_file = instance / "grader" / "secret.key"
+    values["GRADER_KEY_FILE"] = str(key_file)
+    values["GRADER_PUBLIC_KEY"] = (
+        sealing.public_key_of(key_file) if key_file.exists() else sealing.new_secret_key(key_file)
+    )
+    return values
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -97,7 +106,7 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def migrate_and_seed(instance: Path, *, demo: bool) -> str:
+def migrate_and_seed(instance: Path, *, demo: bool, grader_public_key: str = "") -> str:
     """Apply the migrations and seed users; returns how to log in."""
     from flask_migrate import upgrade
     from sqlalchemy import func, select
@@ -107,13 +116,16 @@ def migrate_and_seed(instance: Path, *, demo: bool) -> str:
     from portal.models import User
     from portal.services.auth import create_user
 
-    app = create_app({"INSTANCE_PATH": str(instance)})
+    app = create_app({"INSTANCE_PATH": str(instance), "GRADER_PUBLIC_KEY": grader_public_key})
     with app.app_context():
         upgrade()
         if demo:
             for username, is_admin in (("demo", False), ("admin", True)):
                 if not db.session.scalar(select(User).where(User.username == username)):
                     create_user(username, username, is_admin=is_admin)
+            from portal.demo import seed_competition
+
+            seed_competition(grader_public_key)
             return "log in as demo (password demo), or admin (password admin)"
         if db.session.scalar(select(func.count(User.id))) == 0:
             password = secrets.token_urlsafe(12)
@@ -165,9 +177,12 @@ class Stack:
             raise SystemExit(f"podium up: port {self.args.port} is in use; pass --port")
         redis_url = self.start_redis(secrets_["EMBEDDED_REDIS_PASSWORD"])
         os.environ["REDIS_URL"] = redis_url
-        login_hint = migrate_and_seed(self.instance, demo=self.args.demo)
+        login_hint = migrate_and_seed(
+            self.instance, demo=self.args.demo, grader_public_key=secrets_["GRADER_PUBLIC_KEY"]
+        )
         env = dict(
-            os.environ,
+            {k: v for k, v in os.environ.items() if k != "PODIUM_GRADER_KEY_FILE"},
+            PODIUM_GRADER_PUBLIC_KEY=secrets_["GRADER_PUBLIC_KEY"],
             PODIUM_INSTANCE=str(self.instance),
             REDIS_URL=redis_url,
             PODIUM_URL=self.url,
@@ -184,10 +199,12 @@ class Stack:
                 "gunicorn",
                 "--workers",
                 str(self.args.workers),
+                # gevent: a live leaderboard holds its connection open, and a few hundred of
+                # them must not take the threads that answer everything else.
                 "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
+                "gevent",
+                "--worker-connections",
+                "1000",
                 "--bind",
                 f"{self.host}:{self.args.port}",
                 "--access-logfile",
@@ -199,7 +216,11 @@ class Stack:
         for number in range(1, self.args.schedulers + 1):
             name = "scheduler" if number == 1 else f"scheduler-{number}"
             self.spawn(name, [python, "-m", "scheduler"], env)
-        self.spawn("grader", [python, "-m", "grader"], env)
+        self.spawn(
+            "grader",
+            [python, "-m", "grader"],
+            dict(env, PODIUM_GRADER_KEY_FILE=secrets_["GRADER_KEY_FILE"]),
+        )
         self.spawn(
             "node",
             [

@@ -1,6 +1,8 @@
 """Handwritten digits (scikit-learn's bundled 8x8 images) with a small neural network.
 
 podium run examples/digits/train.py -a "--epochs 3 --lr 0.1"
+podium run examples/digits/train.py -d digits-train -a "--epochs 20"   # the demo competition
+podium submit demo/1 -C digits                                          # its last checkpoint
 python examples/digits/train.py --epochs 3      # the same, outside Podium
 """
 
@@ -28,7 +30,14 @@ def main() -> None:
     args = parser.parse_args()
     print(f"digits: epochs={args.epochs} lr={args.lr} hidden={args.hidden}", flush=True)
 
-    images, labels = load_digits(return_X_y=True)
+    # The competition's training set when it is mounted (`-d digits-train`), else all
+    # of scikit-learn's bundled digits.
+    mounted = Path(sdk.DATASET_PATH) / "digits-train" / "train.csv"
+    if mounted.is_file():
+        table = np.loadtxt(mounted, delimiter=",", skiprows=1)
+        images, labels = table[:, 1:-1], table[:, -1].astype(int)
+    else:
+        images, labels = load_digits(return_X_y=True)
     x_train, x_valid, y_train, y_valid = train_test_split(
         images, labels, test_size=0.25, random_state=args.seed, stratify=labels
     )
@@ -54,8 +63,11 @@ def main() -> None:
             state = pickle.load(source)
         model, scaler = state["model"], state["scaler"]
 
-    def infer(inputs: np.ndarray) -> np.ndarray:
-        return model.predict(scaler.transform(inputs))
+    def infer(test_csv: str) -> dict[str, int]:
+        """A competition's test inputs (id, then the 64 pixels) -> {id: digit}."""
+        table = np.genfromtxt(test_csv, delimiter=",", skip_header=1, dtype=str)
+        ids, pixels = table[:, 0], table[:, 1:].astype(float)
+        return dict(zip(ids, model.predict(scaler.transform(pixels)).tolist(), strict=True))
 
     sdk.bind(save=save, load=load, infer=infer)
     if sdk.RESUME:  # forked with --checkpoint: start from it

@@ -141,6 +141,8 @@ class DockerRuntime(Runtime):
             PYTHONUNBUFFERED="1",
             PYTHONPATH="/opt/podium",
         )
+        if spec.inputs is not None:
+            env["PODIUM_INPUTS"] = MOUNT_INPUTS
         # Inside, the container sees only its own GPUs, numbered from 0.
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(spec.gpu_indices)))
         return env

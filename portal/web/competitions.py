@@ -1,0 +1,165 @@
+"""Competition pages, open to spectators without an account. The leaderboard page
+follows the board live through server-sent events: the portal pushes the new top rows
+within moments of a score, the page never reloads."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import markdown
+import nh3
+from bokeh.embed import json_item
+from bokeh.models import HoverTool
+from bokeh.palettes import Category10_10
+from bokeh.plotting import figure
+from flask import Blueprint, Response, current_app, render_template, stream_with_context
+from flask_login import current_user
+from markupsafe import Markup
+
+from portal.errors import ApiError
+from portal.services import competitions as service
+from portal.services import leaderboard as boards
+from portal.services import submissions
+from portal.web.assets import bokeh_resources
+
+bp = Blueprint("competitions", __name__, url_prefix="/competitions")
+BOARD = "/<slug>/rounds/<int:number>/leaderboard"
+ROWS_SHOWN = 100
+STREAM_SECONDS = 300  # then the browser's EventSource reconnects by itself
+KEEPALIVE_SECONDS = 15
+
+
+def _viewer():
+    return current_user if current_user.is_authenticated else None
+
+
+def _redis():
+    redis = current_app.extensions.get("redis")
+    if redis is None:
+        raise ApiError("the leaderboard needs Redis", code="unavailable", status=503)
+    return redis
+
+
+def render_markdown(text: str) -> Markup:
+    """An organiser's Markdown, as HTML with scripts and event handlers removed."""
+    html = markdown.markdown(text, extensions=["fenced_code", "tables"])
+    return Markup(nh3.clean(html))
+
+
+@bp.route("")
+def index():
+    return render_template("competitions/list.html", competitions=service.listed(_viewer()))
+
+
+@bp.route("/<slug>")
+def detail(slug: str):
+    competition = service.find(_viewer(), slug)
+    viewer = _viewer()
+    mine = service.membership(viewer, competition)
+    return render_template(
+        "competitions/detail.html",
+        competition=competition,
+        description=render_markdown(competition.description),
+        rounds=[service.round_dict(r) for r in competition.rounds],
+        team=service.team_dict(mine.team, private=True) if mine else None,
+        entries=[submissions.submission_dict(s) for s in submissions.team_submissions(mine.team)]
+        if mine
+        else [],
+        organiser=service.is_organiser(viewer, competition),
+    )
+
+
+def _live_rows(round_) -> dict:
+    return boards.board(_redis(), round_).page(0, ROWS_SHOWN)
+
+
+@bp.route(BOARD)
+def leaderboard(slug: str, number: int):
+    competition = service.find(_viewer(), slug)
+    round_ = service.find_round(competition, number)
+    state = service.round_state(round_)
+    final = boards.private_board(_redis(), round_) if state == "ended" else None
+    return render_template(
+        "competitions/leaderboard.html",
+        competition=competition,
+        round=service.round_dict(round_),
+        final=final[:ROWS_SHOWN] if final is not None else None,
+        board=_live_rows(round_),
+        bokeh=bokeh_resources(),
+    )
+
+
+@bp.route(BOARD + "/history.json")
+def history(slug: str, number: int):
+    """A Bokeh JSON item: the top teams' best public score over time."""
+    competition = service.find(_viewer(), slug)
+    round_ = service.find_round(competition, number)
+    series = submissions.history(round_, teams=10)
+    plot = figure(
+        height=300,
+        sizing_mode="stretch_width",
+        x_axis_type="datetime",
+        x_axis_label="time (UTC)",
+        y_axis_label=f"best public {round_.metric}",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+    )
+    for position, entry in enumerate(series):
+        times = [datetime.fromisoformat(t.rstrip("Z")) for t, _ in entry["points"]]
+        scores = [s for _, s in entry["points"]]
+        color = Category10_10[position % len(Category10_10)]
+        plot.step(
+            times, scores, mode="after", line_width=2, color=color, legend_label=entry["team"]
+        )
+        plot.scatter(times, scores, size=6, color=color, legend_label=entry["team"])
+    plot.add_tools(HoverTool(tooltips=[("score", "@y{0.0000}")]))
+    plot.toolbar.logo = None
+    if series:
+        plot.legend.location = "bottom_right" if round_.higher_is_better else "top_right"
+        plot.legend.click_policy = "hide"
+    return current_app.response_class(json.dumps(json_item(plot)), mimetype="application/json")
+
+
+def _event(version: int, body: dict) -> str:
+    return f"id: {version}\nevent: board\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+
+
+@bp.route(BOARD + "/stream")
+def stream(slug: str, number: int):
+    """Server-sent events: the board now, then again at every change."""
+    competition = service.find(_viewer(), slug)
+    round_ = service.find_round(competition, number)
+    redis = _redis()
+    round_id = round_.id
+
+    @stream_with_context
+    def events() -> Iterator[str]:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(boards.channel(round_id))
+        try:
+            body = _live_rows(round_)
+            sent = body["version"]
+            yield "retry: 1000\n" + _event(sent, body)
+            deadline = time.monotonic() + STREAM_SECONDS
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=KEEPALIVE_SECONDS)
+                if message is None:
+                    yield ": keepalive\n\n"
+                    continue
+                # Changes that came together are sent once, at the latest version.
+                while pubsub.get_message(timeout=0.01) is not None:
+                    pass
+                body = _live_rows(round_)
+                if body["version"] != sent:
+                    sent = body["version"]
+                    yield _event(sent, body)
+        finally:
+            pubsub.close()
+
+    return Response(
+        events(),  # type: ignore[call-arg]
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
