@@ -700,3 +700,7 @@ def image(ctx: click.Context) -> None:
 
 def main() -> None:
     cli(prog_name="podium")
+
+
+# Competition commands live in their own module and register on `cli` when imported.
+from cli import compete  # noqa: E402, F401

@@ -34,8 +34,8 @@ def main() -> None:
     # of scikit-learn's bundled digits.
     mounted = Path(sdk.DATASET_PATH) / "digits-train" / "train.csv"
     if mounted.is_file():
-        table = np.loadtxt(mounted, delimiter=",", skiprows=1)
-        images, labels = table[:, 1:-1], table[:, -1].astype(int)
+        table = np.loadtxt(mounted, delimiter=",", skiprows=1, usecols=range(1, 66))
+        images, labels = table[:, :-1], table[:, -1].astype(int)
     else:
         images, labels = load_digits(return_X_y=True)
     x_train, x_valid, y_train, y_valid = train_test_split(

@@ -1,0 +1,363 @@
+"""`podium competition ...`, `podium submit` and `podium leaderboard`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from cli import config
+from cli.client import ApiClient, CliError
+from cli.main import cli, client, emit_json, listing, table
+
+
+def _anyone() -> ApiClient:
+    """Logged in if possible; else anonymous, on the last portal used or PODIUM_URL."""
+    credentials = config.load()
+    if credentials is not None:
+        return ApiClient(credentials.url, credentials.token)
+    import os
+
+    url = os.environ.get("PODIUM_URL")
+    if not url:
+        raise CliError("no portal: log in with `podium login --url URL`, or set PODIUM_URL")
+    return ApiClient(url)
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.5f}"
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot send {value!r} in a spec")
+
+
+@cli.group()
+def competition() -> None:
+    """Competitions: create, teams, submissions, final selections, moderation."""
+
+
+@competition.command("create")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def competition_create(spec: Path) -> None:
+    """Create a competition from SPEC.yaml and the files it names (relative to it).
+    See docs/competitions.md for the format."""
+    try:
+        document = yaml.safe_load(spec.read_text())
+    except yaml.YAMLError as exc:
+        raise CliError(f"{spec} is not YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("rounds"), list):
+        raise CliError(f"{spec} must be a mapping with a list of rounds")
+    names = {
+        str(r.get(key))
+        for r in document["rounds"]
+        if isinstance(r, dict)
+        for key in ("test_inputs", "labels", "scorer")
+        if r.get(key)
+    }
+    files = {}
+    for name in sorted(names):
+        path = (spec.parent / name).resolve()
+        if not path.is_file():
+            raise CliError(f"{spec} names {name}, which is not a file next to it")
+        files[name] = (name, path.read_bytes())
+    body = client().post(
+        "/competitions",
+        data={"spec": json.dumps(document, default=_json_default)},
+        files=files,
+        timeout=3600,
+    )
+    click.echo(f"created {body['slug']}: {body['title']} ({len(body['rounds'])} rounds)")
+
+
+@competition.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def competition_ls(as_json: bool) -> None:
+    """Competitions you can see."""
+    items = _anyone().get("/competitions")
+    listing(
+        items,
+        as_json,
+        ["SLUG", "TITLE", "ORGANISER", "ROUNDS", "NOW"],
+        lambda c: [
+            c["slug"],
+            c["title"],
+            c["organiser"],
+            str(len(c["rounds"])),
+            next((f"round {r['number']} open" for r in c["rounds"] if r["state"] == "open"), "-"),
+        ],
+    )
+
+
+@competition.command("show")
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True)
+def competition_show(slug: str, as_json: bool) -> None:
+    """A competition's rounds, and your team."""
+    api = _anyone()
+    body = api.get(f"/competitions/{slug}")
+    if as_json:
+        emit_json(body)
+        return
+    click.echo(
+        f"{body['title']} ({body['slug']}, {body['visibility']}, organised by "
+        f"{body['organiser']}; teams of up to {body['team_size_limit']})"
+    )
+    table(
+        [
+            [
+                str(r["number"]),
+                r["name"],
+                r["state"],
+                r["starts_at"],
+                r["ends_at"],
+                f"{r['metric']} ({'max' if r['higher_is_better'] else 'min'})",
+                f"{r['daily_quota']}/day {r['total_quota']} total",
+            ]
+            for r in body["rounds"]
+        ],
+        ["ROUND", "NAME", "STATE", "OPENS", "CLOSES", "METRIC", "QUOTA"],
+    )
+
+
+@competition.command("team")
+@click.argument("slug")
+@click.option("--create", "create_name", help="create a team of this name (you join it)")
+@click.option("--invite", "invite_user", help="invite this user into your team")
+@click.option("--join", "join_team", help="accept the invitation of this team")
+@click.option("--code", help="join the team with this invite code")
+@click.option("--leave", is_flag=True, help="leave your team")
+@click.option("--json", "as_json", is_flag=True)
+def competition_team(
+    slug: str,
+    create_name: str | None,
+    invite_user: str | None,
+    join_team: str | None,
+    code: str | None,
+    leave: bool,
+    as_json: bool,
+) -> None:
+    """Show your team in SLUG, or create, invite, join or leave one."""
+    api = client()
+    base = f"/competitions/{slug}"
+    if sum(bool(x) for x in (create_name, invite_user, join_team, code, leave)) > 1:
+        raise CliError("give one of --create, --invite, --join, --code, --leave")
+    if create_name:
+        api.post(f"{base}/teams", json={"name": create_name})
+    elif invite_user:
+        api.post(f"{base}/team/invites", json={"username": invite_user})
+        click.echo(
+            f"invited {invite_user}: they accept with `podium competition team {slug} --join TEAM`"
+        )
+    elif join_team or code:
+        api.post(f"{base}/team/join", json={"team": join_team, "code": code})
+    elif leave:
+        api.post(f"{base}/team/leave")
+        click.echo(f"you left your team in {slug}")
+        return
+    body = api.get(f"{base}/team")
+    if as_json:
+        emit_json(body)
+        return
+    mine = body["team"]
+    if mine is None:
+        click.echo(f"you are in no team of {slug} (a first submission makes you a team of one)")
+    else:
+        click.echo(f"team {mine['name']}: {', '.join(mine['members'])}")
+        click.echo(f"invite code: {mine['invite_code']}")
+        if mine["invited"]:
+            click.echo(f"invited: {', '.join(mine['invited'])}")
+        if mine["disqualified_reason"]:
+            click.echo(f"disqualified: {mine['disqualified_reason']}")
+    if body["invitations"]:
+        click.echo(f"invitations to you: {', '.join(body['invitations'])}")
+
+
+@competition.command("submissions")
+@click.argument("slug")
+@click.option("--round", "round_", type=int, help="only this round")
+@click.option("--team", help="another team's (organisers)")
+@click.option("--json", "as_json", is_flag=True)
+def competition_submissions(slug: str, round_: int | None, team: str | None, as_json: bool) -> None:
+    """Your team's submissions: status, scores, errors."""
+    params = {k: v for k, v in (("round", round_), ("team", team)) if v is not None}
+    items = client().get(f"/competitions/{slug}/submissions", params=params)
+    listing(
+        items,
+        as_json,
+        ["ID", "ROUND", "BY", "WHAT", "STATUS", "PUBLIC", "PRIVATE", "FINAL", "SUBMITTED", "ERROR"],
+        lambda s: [
+            str(s["id"]),
+            str(s["round"]),
+            s["user"],
+            s["session"] or "file",
+            s["status"],
+            _score(s["public_score"]),
+            _score(s["private_score"]),
+            "yes" if s["selected"] else "",
+            s["created_at"],
+            s["disqualified_reason"] or s["error"] or "",
+        ],
+    )
+
+
+@competition.command("select")
+@click.argument("slug")
+@click.argument("submission", type=int)
+@click.option("--undo", is_flag=True, help="unselect it")
+def competition_select(slug: str, submission: int, undo: bool) -> None:
+    """Select a submission for the final (private) ranking."""
+    body = client().post(
+        f"/competitions/{slug}/submissions/{submission}/select", json={"selected": not undo}
+    )
+    click.echo(f"submission {body['id']} {'selected' if body['selected'] else 'unselected'}")
+
+
+@competition.command("disqualify")
+@click.argument("slug")
+@click.option("--submission", type=int, help="this submission")
+@click.option("--team", help="this whole team")
+@click.option("--reason", required=True, help="what they will read")
+def competition_disqualify(
+    slug: str, submission: int | None, team: str | None, reason: str
+) -> None:
+    """Disqualify a submission or a team (organisers)."""
+    if (submission is None) == (team is None):
+        raise CliError("give --submission ID or --team NAME")
+    api = client()
+    if submission is not None:
+        api.post(
+            f"/competitions/{slug}/submissions/{submission}/disqualify", json={"reason": reason}
+        )
+        click.echo(f"submission {submission} disqualified")
+    else:
+        api.post(f"/competitions/{slug}/teams/{team}/disqualify", json={"reason": reason})
+        click.echo(f"team {team} disqualified")
+
+
+@competition.command("rescore")
+@click.argument("slug")
+@click.option("--round", "round_", type=int, required=True)
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="replace the hidden labels first (id,label)",
+)
+def competition_rescore(slug: str, round_: int, labels: Path | None) -> None:
+    """Score every submission of a round again (organisers)."""
+    api = client()
+    if labels is not None:
+        response = api.call(
+            "PUT",
+            f"/competitions/{slug}/rounds/{round_}/labels",
+            data=labels.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        body = api._json(response)
+    else:
+        body = api.post(f"/competitions/{slug}/rounds/{round_}/rescore")
+    click.echo(f"{body['queued']} submissions queued for scoring")
+
+
+@competition.command("export")
+@click.argument("slug")
+@click.option("--round", "round_", type=int, required=True)
+def competition_export(slug: str, round_: int) -> None:
+    """The final ranking of a round as CSV on stdout (organisers)."""
+    response = client().call("GET", f"/competitions/{slug}/rounds/{round_}/ranking.csv")
+    sys.stdout.write(response.text)
+
+
+@cli.command()
+@click.argument("source", required=False)
+@click.option("-C", "--competition", "slug", required=True, help="the competition's slug")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="submit this predictions CSV (id,prediction) instead of a session",
+)
+@click.option("--round", "round_", type=int, help="the round (default: the open one)")
+@click.option("--memo", default="", help="a note kept with the submission")
+@click.option("--json", "as_json", is_flag=True)
+def submit(
+    source: str | None,
+    slug: str,
+    file_: Path | None,
+    round_: int | None,
+    memo: str,
+    as_json: bool,
+) -> None:
+    """Submit USER/N[:CHECKPOINT] (graded in a sandbox), or a predictions file."""
+    if (source is None) == (file_ is None):
+        raise CliError("submit a session (USER/N[:CHECKPOINT]) or a file with --file, not both")
+    api = client()
+    if file_ is not None:
+        params: dict[str, Any] = {"memo": memo}
+        if round_ is not None:
+            params["round"] = round_
+        body = api._json(
+            api.call(
+                "POST",
+                f"/competitions/{slug}/submissions",
+                data=file_.read_bytes(),
+                params=params,
+                headers={"Content-Type": "text/csv"},
+                timeout=600,
+            )
+        )
+    else:
+        assert source is not None
+        body = api.post(
+            f"/competitions/{slug}/submissions/session",
+            json={"session": source, "round": round_, "memo": memo},
+        )
+    if as_json:
+        emit_json(body)
+    else:
+        click.echo(f"submission {body['id']} to {slug} round {body['round']}: {body['status']}")
+
+
+@cli.command()
+@click.argument("slug")
+@click.option("--round", "round_", type=int, help="the round (default: the open one)")
+@click.option("--private", is_flag=True, help="the final board (once the round has ended)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+def leaderboard(slug: str, round_: int | None, private: bool, limit: int, as_json: bool) -> None:
+    """A round's leaderboard (no account needed for public competitions)."""
+    path = (
+        f"/competitions/{slug}/rounds/{round_}/leaderboard"
+        if round_
+        else (f"/competitions/{slug}/leaderboard")
+    )
+    body = _anyone().get(path, params={"board": "private" if private else "public", "limit": limit})
+    if as_json:
+        emit_json(body)
+        return
+    click.echo(
+        f"{slug} round {body['round']} ({body['state']}), {body['board']} "
+        f"{body['metric']}: {body['total']} teams"
+    )
+    table(
+        [
+            [
+                str(r["rank"]),
+                r["team"],
+                _score(r["score"]),
+                str(r["submissions"]),
+                r.get("last_submission_at") or r.get("best_at") or "",
+            ]
+            for r in body["rows"]
+        ],
+        ["RANK", "TEAM", "SCORE", "ENTRIES", "LAST"],
+    )

@@ -1,0 +1,108 @@
+"""A competition through the real `podium` command, grader and node agent."""
+
+import csv
+import io
+import textwrap
+import time
+from pathlib import Path
+
+import requests
+
+from tests import factories
+from tests.integration.stack import User
+
+DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits" / "train.py"
+
+
+def wait_scored(user: User, slug: str, submission: int, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = next(
+            s for s in user.json("competition", "submissions", slug) if s["id"] == submission
+        )
+        if entry["status"] not in ("grading", "scoring"):
+            return entry
+        assert time.monotonic() < deadline, f"submission {submission} stayed {entry['status']}"
+        time.sleep(0.5)
+
+
+def test_the_demo_competition_is_live_for_spectators(stack):
+    deadline = time.monotonic() + 30
+    while True:
+        body = requests.get(
+            stack.url + "/api/v1/competitions/digits/leaderboard", timeout=10
+        ).json()
+        if body["total"] == 4:
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.5)
+    assert [r["team"] for r in body["rows"]] == ["owls", "larks", "herons", "finches"]
+    assert body["rows"][0]["submissions"] == 4
+
+
+def test_organise_enter_and_submit_a_file(stack, tmp_path):
+    organiser = User(stack, tmp_path / "olga", cwd=tmp_path)
+    organiser.login("admin", "admin")
+    folder = tmp_path / "spec"
+    folder.mkdir()
+    files = factories.competition_files(rows=60)
+    for name, body in files.items():
+        (folder / name).write_bytes(body)
+    (folder / "toy.yaml").write_text(
+        textwrap.dedent(
+            """\
+            slug: toy
+            title: Toy task
+            description: "Guess **three** classes."
+            team_size_limit: 2
+            rounds:
+              - name: Only round
+                starts_at: 2020-01-01T00:00:00Z
+                ends_at: 2099-01-01T00:00:00Z
+                test_inputs: test.csv
+                labels: labels.csv
+                metric: macro_f1
+                daily_quota: 3
+            """
+        )
+    )
+    created = organiser("competition", "create", str(folder / "toy.yaml"))
+    assert created.returncode == 0, created.stderr
+    assert "created toy" in created.stdout
+
+    demo = User(stack, tmp_path / "demo", cwd=tmp_path)
+    demo.login("demo", "demo")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,prediction\nr000,1\n")
+    refused = demo("submit", "--file", str(bad), "-C", "toy")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == (
+        "podium: error: the predictions file has 1 rows; the test set has 60"
+    )
+    good = tmp_path / "good.csv"
+    good.write_bytes(factories.predictions(files, 60))
+    submitted = demo.json("submit", "--file", str(good), "-C", "toy")
+    entry = wait_scored(demo, "toy", submitted["id"])
+    assert entry["status"] == "scored" and entry["public_score"] == 1.0
+    board = demo.json("leaderboard", "toy")
+    assert board["rows"][0]["team"] == "demo" and board["total"] == 1
+    # The organiser reads the ranking; a participant may not.
+    exported = organiser("competition", "export", "toy", "--round", "1")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert rows[0]["team"] == "demo" and float(rows[0]["private_score"]) == 1.0
+    assert demo("competition", "export", "toy", "--round", "1").returncode != 0
+
+
+def test_a_checkpoint_is_graded_in_a_grading_session(stack, tmp_path):
+    demo = User(stack, tmp_path / "demo", cwd=tmp_path)
+    demo.login("demo", "demo")
+    trained = demo("run", str(DIGITS), "-d", "digits-train", "-a", "--epochs 4 --lr 0.1")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    ident = trained.stdout.splitlines()[0]
+    submitted = demo.json("submit", f"{ident}:4", "-C", "digits")
+    assert submitted["status"] == "grading" and submitted["session"] == f"{ident}:4"
+    entry = wait_scored(demo, "digits", submitted["id"], timeout=180)
+    assert entry["status"] == "scored", entry
+    assert entry["public_score"] > 0.85  # a trained network, scored on hidden labels
+    board = demo.json("leaderboard", "digits", "--limit", "10")
+    assert "demo" in [r["team"] for r in board["rows"]]
