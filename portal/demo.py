@@ -38,6 +38,17 @@ TEAMS = {"owls": ["alice", "bob"], "larks": ["carol"], "herons": ["dave"], "finc
 ACCURACY = {"owls": 0.97, "larks": 0.93, "herons": 0.88, "finches": 0.80}
 
 
+def split(count: int) -> tuple[list[int], list[int]]:
+    """The demo's fixed split of the digits: (test rows, training rows)."""
+    order = list(range(count))
+    random.Random(7).shuffle(order)
+    return order[:500], order[500:]
+
+
+def test_id(n: int) -> str:
+    return f"d{n:04d}"
+
+
 def _table(header: list[str], rows: list[list]) -> bytes:
     return ("\n".join([",".join(header)] + [",".join(map(str, r)) for r in rows]) + "\n").encode()
 
@@ -65,15 +76,13 @@ def seed_competition(public_key: str) -> bool:
         log.warning("no grader key: no demo competition")
         return False
     images, labels = load_digits(return_X_y=True)
-    order = list(range(len(labels)))
-    random.Random(7).shuffle(order)
-    test, train = order[:500], order[500:]
+    test, train = split(len(labels))
     pixels = [f"p{i}" for i in range(64)]
     train_csv = _table(
         ["id", *pixels, "label"],
         [[f"t{i}", *images[i].astype(int).tolist(), int(labels[i])] for i in train],
     )
-    test_ids = [f"d{n:04d}" for n in range(len(test))]
+    test_ids = [test_id(n) for n in range(len(test))]
     inputs = _table(
         ["id", *pixels],
         [[t, *images[i].astype(int).tolist()] for t, i in zip(test_ids, test, strict=True)],
