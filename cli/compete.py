@@ -244,6 +244,33 @@ def competition_disqualify(
         click.echo(f"team {team} disqualified")
 
 
+@competition.command("edit")
+@click.argument("slug")
+@click.option("--round", "round_", type=int, required=True)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    required=True,
+    metavar="KEY=VALUE",
+    help="a round field as in the spec, e.g. --set ends_at=2026-12-20T00:00:00Z",
+)
+def competition_edit(slug: str, round_: int, settings: tuple[str, ...]) -> None:
+    """Change a round (organisers): anything before it starts; its metric after."""
+    changes: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key:
+            raise CliError(f"--set takes KEY=VALUE, not {setting!r}")
+        changes[key.strip()] = value if key.strip().endswith("_at") else yaml.safe_load(value)
+    response = client().call("PATCH", f"/competitions/{slug}/rounds/{round_}", json=changes)
+    body = response.json()
+    click.echo(
+        f"round {body['number']} of {slug}: "
+        + ", ".join(f"{key}={body[key]}" for key in changes if key in body)
+    )
+
+
 @competition.command("rescore")
 @click.argument("slug")
 @click.option("--round", "round_", type=int, required=True)

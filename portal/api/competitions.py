@@ -69,6 +69,12 @@ def _spec_from_form() -> tuple[dict, dict[str, bytes]]:
     text = request.form.get("spec")
     if not text:
         raise ApiError("send the spec as the form field `spec`", code="invalid_input")
+    files = {name: part.read() for name, part in request.files.items()}
+    return parse_spec(text), files
+
+
+def parse_spec(text: str) -> dict:
+    """A spec's YAML (or JSON) text, validated; ApiError names the first problem."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -84,8 +90,7 @@ def _spec_from_form() -> tuple[dict, dict[str, bytes]]:
             status=422,
             details=exc.messages,
         ) from exc
-    files = {name: part.read() for name, part in request.files.items()}
-    return spec, files
+    return spec
 
 
 @blp.route("")

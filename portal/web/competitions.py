@@ -15,14 +15,29 @@ from bokeh.embed import json_item
 from bokeh.models import HoverTool
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
-from flask import Blueprint, Response, current_app, render_template, stream_with_context
-from flask_login import current_user
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired, MultipleFileField
 from markupsafe import Markup
+from wtforms import HiddenField
 
-from portal.errors import ApiError
+from portal.api.competitions import parse_spec
+from portal.errors import ApiError, NotFound
+from portal.extensions import db
 from portal.services import competitions as service
 from portal.services import leaderboard as boards
 from portal.services import submissions
+from portal.services.artifacts import ArtifactStore
 from portal.web.assets import bokeh_resources
 
 bp = Blueprint("competitions", __name__, url_prefix="/competitions")
@@ -54,6 +69,59 @@ def index():
     return render_template("competitions/list.html", competitions=service.listed(_viewer()))
 
 
+class CreateForm(FlaskForm):
+    spec = FileField("Spec (YAML)", validators=[FileRequired()])
+    files = MultipleFileField("Files it names (test inputs, labels, scorers)")
+
+
+class SelectForm(FlaskForm):
+    submission = HiddenField()
+    selected = HiddenField()
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def create():
+    """Organise a competition: the same spec and files as `podium competition create`."""
+    form = CreateForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            spec = parse_spec(form.spec.data.read().decode("utf-8", errors="replace"))
+            files = {f.filename: f.read() for f in form.files.data or [] if f and f.filename}
+            competition = service.create(
+                current_user,
+                spec,
+                files,
+                ArtifactStore(current_app.config["ARTIFACT_ROOT"]),
+                current_app.config.get("GRADER_PUBLIC_KEY") or "",
+            )
+        except ApiError as exc:
+            db.session.rollback()
+            error = exc.message
+        else:
+            return redirect(url_for("competitions.detail", slug=competition.slug))
+    return render_template("competitions/new.html", form=form, error=error)
+
+
+@bp.route("/<slug>/select", methods=["POST"])
+@login_required
+def select(slug: str):
+    """Select or unselect one of the team's submissions for the final ranking."""
+    competition = service.find(current_user, slug)
+    form = SelectForm()
+    if form.validate_on_submit():
+        submission = submissions.find(competition, int(form.submission.data or 0))
+        mine = service.membership(current_user, competition)
+        if mine is None or mine.team_id != submission.team_id:
+            raise NotFound(f"no submission {submission.id} of your team")
+        try:
+            submissions.select_final(current_user, submission, form.selected.data == "1")
+        except ApiError as exc:
+            flash(exc.message, "error")
+    return redirect(url_for("competitions.detail", slug=slug))
+
+
 @bp.route("/<slug>")
 def detail(slug: str):
     competition = service.find(_viewer(), slug)
@@ -69,6 +137,8 @@ def detail(slug: str):
         if mine
         else [],
         organiser=service.is_organiser(viewer, competition),
+        select_form=SelectForm(),
+        selectable={r.number for r in competition.rounds if service.round_state(r) != "ended"},
     )
 
 

@@ -1,11 +1,15 @@
-"""The live leaderboard in a real headless Chromium: a spectator without an account
-watches a new score arrive, pushed over server-sent events, without a reload."""
+"""Competition pages in a real headless Chromium: a spectator without an account watches
+a new score arrive, pushed over server-sent events, without a reload; an organiser
+creates a competition from the web; a participant selects a final submission."""
 
 import time
 
+import yaml
 from playwright.sync_api import expect
 
 from portal import demo
+from tests import factories
+from tests.browser.test_pages import log_in
 from tests.integration.stack import User
 
 # How many teams the history plot's legend names.
@@ -62,3 +66,46 @@ def demo_labels() -> dict[str, int]:
     _, labels = load_digits(return_X_y=True)
     test, _ = demo.split(len(labels))
     return {demo.test_id(n): int(labels[i]) for n, i in enumerate(test)}
+
+
+def test_organise_from_the_web_then_select_a_final_submission(page, stack, tmp_path):
+    files = factories.competition_files(rows=30)
+    spec = factories.competition_spec("webtoy")
+    spec["description"] = "Guess **well**.<script>window.pwned = 1</script>"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    for name, body in files.items():
+        (tmp_path / name).write_bytes(body)
+    log_in(page, stack, "admin", "admin")
+    page.wait_for_url("**/sessions")
+    page.goto(stack.url + "/competitions/new")
+    page.set_input_files("input[name=spec]", str(tmp_path / "spec.yaml"))
+    page.set_input_files("input[name=files]", [str(tmp_path / "test.csv")])
+    page.get_by_role("button", name="Create").click()
+    # The labels were not sent: refused with the first problem, nothing created.
+    expect(page.locator(".flash.error")).to_contain_text("'labels.csv' was not uploaded")
+    page.set_input_files("input[name=spec]", str(tmp_path / "spec.yaml"))
+    page.set_input_files(
+        "input[name=files]", [str(tmp_path / "test.csv"), str(tmp_path / "labels.csv")]
+    )
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("h1")).to_have_text("Webtoy")
+    expect(page.locator(".description strong")).to_have_text("well")
+    assert page.evaluate("window.pwned") is None  # the organiser's script was removed
+
+    user = User(stack, tmp_path / "home", cwd=tmp_path)
+    user.login("demo", "demo")
+    (tmp_path / "preds.csv").write_bytes(factories.predictions(files, 30))
+    submitted = user.json("submit", "--file", str(tmp_path / "preds.csv"), "-C", "webtoy")
+    page.context.clear_cookies()
+    log_in(page, stack, "demo", "demo")
+    page.wait_for_url("**/sessions")
+    row = page.locator("table.submissions tbody tr", has_text=f"{submitted['id']}")
+    for _ in range(50):  # scored by the grader in a moment
+        page.goto(stack.url + "/competitions/webtoy")
+        if "scored" in row.inner_text():
+            break
+        page.wait_for_timeout(200)
+    row.get_by_role("button", name="select").click()
+    expect(row.get_by_role("button", name="selected: undo")).to_be_visible()
+    chosen = user.json("competition", "submissions", "webtoy")[0]
+    assert chosen["selected"] is True

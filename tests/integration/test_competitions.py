@@ -91,6 +91,14 @@ def test_organise_enter_and_submit_a_file(stack, tmp_path):
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert rows[0]["team"] == "demo" and float(rows[0]["private_score"]) == 1.0
     assert demo("competition", "export", "toy", "--round", "1").returncode != 0
+    # Once a round has started, only its metric may change, and that scores again.
+    late = organiser("competition", "edit", "toy", "--round", "1", "--set", "daily_quota=9")
+    assert late.returncode != 0 and "only its metric or labels can change" in late.stderr
+    changed = organiser("competition", "edit", "toy", "--round", "1", "--set", "metric=mae")
+    assert changed.returncode == 0, changed.stderr
+    assert "metric=mae" in changed.stdout
+    entry = wait_scored(demo, "toy", submitted["id"])
+    assert entry["status"] == "scored" and entry["public_score"] == 0.0  # no error at all
 
 
 def test_a_checkpoint_is_graded_in_a_grading_session(stack, tmp_path):

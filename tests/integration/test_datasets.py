@@ -33,7 +33,12 @@ def test_datasets_are_versioned_mounted_and_cached(demo, stack, tmp_path):
     (other / "train.csv").write_text("cat\n")
     demo("dataset", "push", "labels", str(other))
     listed = demo.json("dataset", "ls")
-    assert [(d["name"], len(d["versions"])) for d in listed] == [("digits", 2), ("labels", 1)]
+    # With the demo competition's public training set.
+    assert [(d["name"], len(d["versions"])) for d in listed] == [
+        ("digits", 2),
+        ("digits-train", 1),
+        ("labels", 1),
+    ]
 
     admin = User(stack, tmp_path / "admin")
     admin.login("admin", "admin")

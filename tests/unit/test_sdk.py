@@ -98,3 +98,49 @@ def test_report_batches_in_the_background_and_never_waits_for_the_portal(tmp_pat
     assert {auth for auth, _ in SlowPortal.batches} == {"Bearer pdm_x"}
     assert "/api/v1/sessions/ada/7/checkpoints/1" in SlowPortal.checkpoints
     assert "loaded 42" in result.stdout
+
+
+GRADED = textwrap.dedent(
+    """
+    from cli import sdk
+    state = {}
+    def load(folder):
+        state["offset"] = int(open(folder + "/offset.txt").read())
+    def infer(path):
+        rows = open(path).read().splitlines()[1:]
+        return [(r.split(",")[0], int(r.split(",")[1]) + state["offset"]) for r in rows]
+    sdk.bind(load=load, infer=infer)
+    print("training, which a grading run never reaches", flush=True)
+    raise SystemExit(3)
+    """
+)
+
+
+def test_bind_grades_in_a_grading_run_and_ends_the_program(tmp_path):
+    inputs, output = tmp_path / "inputs", tmp_path / "output"
+    (inputs / "checkpoint").mkdir(parents=True)
+    output.mkdir()
+    (inputs / "checkpoint" / "offset.txt").write_text("10")
+    (inputs / "test.csv").write_text("id,x\na,1\nb,2\n")
+    (tmp_path / "train.py").write_text(GRADED)
+    env = {"PODIUM_MODE": "grade", "PODIUM_INPUTS": str(inputs), "PODIUM_OUTPUT": str(output)}
+    done = subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "never reaches" not in done.stdout
+    assert (output / "predictions.csv").read_text().splitlines() == [
+        "id,prediction",
+        "a,11",
+        "b,12",
+    ]
+    # Outside a grading run, bind returns and training goes on.
+    done = subprocess.run(
+        [sys.executable, "train.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3 and "never reaches" in done.stdout

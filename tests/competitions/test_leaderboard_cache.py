@@ -1,0 +1,51 @@
+"""The leaderboard cache against the database it mirrors."""
+
+from datetime import datetime, timedelta
+
+from portal.services.leaderboard import Board
+
+
+def test_offers_keep_each_teams_best_and_ties_go_to_the_earlier(redis):
+    board = Board(redis, round_id=1, higher_is_better=True)
+    redis.set(board.key("ready"), 1)  # an empty, built cache
+    t0 = datetime(2026, 11, 1, 12, 0, 0)
+    assert board.offer(team_id=1, submission_id=1, score=0.5, created_at=t0) == 1
+    assert board.offer(team_id=1, submission_id=2, score=0.4, created_at=t0) == 0
+    assert board.offer(team_id=1, submission_id=3, score=0.7, created_at=t0) == 1
+    assert board.offer(team_id=2, submission_id=4, score=0.7, created_at=t0 - timedelta(1)) == 1
+    assert board.offer(team_id=3, submission_id=5, score=0.7, created_at=t0 + timedelta(1)) == 1
+    for team in (1, 2, 3):
+        redis.hset(board.key("names"), str(team), f"team{team}")
+    rows = board.page(0, 10)["rows"]
+    assert [(r["team"], r["score"]) for r in rows] == [
+        ("team2", 0.7),
+        ("team1", 0.7),
+        ("team3", 0.7),
+    ]
+
+
+def test_lower_is_better_boards_rank_ascending(redis):
+    board = Board(redis, round_id=2, higher_is_better=False)
+    redis.set(board.key("ready"), 1)
+    now = datetime(2026, 11, 1)
+    board.offer(1, 1, 3.5, now)
+    board.offer(2, 2, 1.25, now)
+    board.offer(1, 3, 0.5, now)
+    assert [r["score"] for r in board.page()["rows"]] == [0.5, 1.25]
+
+
+def test_offers_made_during_a_rebuild_are_replayed(redis):
+    board = Board(redis, round_id=3, higher_is_better=True)
+    redis.set(board.key("building"), "someone")
+    assert board.offer(1, 1, 0.9, datetime(2026, 11, 1)) == -1  # queued, not lost
+    assert redis.llen(board.key("pending")) == 1
+    redis.set(board.key("ready"), 1)  # the rebuild wrote what it read from the database
+    board._replay()
+    assert redis.zcard(board.key("z")) == 1
+    assert redis.llen(board.key("pending")) == 0
+
+
+def test_without_a_cache_or_a_rebuild_offers_are_left_to_the_rebuild(redis):
+    board = Board(redis, round_id=4, higher_is_better=True)
+    assert board.offer(1, 1, 0.9, datetime(2026, 11, 1)) == -1
+    assert not redis.exists(board.key("z")) and not redis.exists(board.key("pending"))
