@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 
 from portal.config import instance_path_from_env, load_config
-from portal.extensions import csrf, db, login_manager, migrate
+from portal.extensions import csrf, db, limiter, login_manager, migrate
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -28,6 +28,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
+    if app.config.get("REDIS_URL") and app.config["RATELIMIT_STORAGE_URI"] == "memory://":
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    limiter.init_app(app)
     with app.app_context():
         _tune_sqlite(app)
 

@@ -33,6 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "WTF_CSRF_TIME_LIMIT": None,
+    # Attempts to log in or sign up, per address and username (Flask-Limiter syntax).
+    "AUTH_RATE_LIMIT": "20 per minute;200 per hour",
+    # Anyone may create an account (to enter competitions); new accounts start with
+    # this much GPU credit, which administrators raise with `podium credit`.
+    "SIGNUP_OPEN": True,
+    "SIGNUP_CREDIT_GPU_HOURS": 0.0,
     # The grader's public key: hidden labels are sealed to it (portal/services/sealing.py).
     "GRADER_PUBLIC_KEY": None,
 }
@@ -49,6 +55,7 @@ ENVIRONMENT = {
     "PODIUM_MAX_DATASET_UNPACKED_BYTES": "MAX_DATASET_UNPACKED_BYTES",
     "PODIUM_NODE_LOST_AFTER_SECONDS": "NODE_LOST_AFTER_SECONDS",
     "PODIUM_GRADER_PUBLIC_KEY": "GRADER_PUBLIC_KEY",
+    "PODIUM_AUTH_RATE_LIMIT": "AUTH_RATE_LIMIT",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
@@ -77,6 +84,11 @@ def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> d
         if environ.get(variable):
             value: Any = environ[variable]
             config[key] = int(value) if key in INTEGER_KEYS else value
+    if environ.get("PODIUM_SIGNUP_OPEN"):
+        config["SIGNUP_OPEN"] = environ["PODIUM_SIGNUP_OPEN"].lower() in ("1", "true", "yes")
+    # Rate-limit counters live in Redis, shared by every gunicorn worker.
+    config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     # Werkzeug's cap on any request body; each upload route applies its own limit.
     config["MAX_CONTENT_LENGTH"] = max(
         config["MAX_CODE_BYTES"], config["MAX_CHECKPOINT_BYTES"], config["MAX_DATASET_BYTES"]

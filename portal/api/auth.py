@@ -6,7 +6,8 @@ from flask import current_app, g
 from flask_smorest import Blueprint
 
 from portal.api.guards import BEARER, token_required
-from portal.api.schemas import LoginIn, MeOut, TokenOut
+from portal.api.schemas import LoginIn, MeOut, SignupIn, TokenOut, UserOut
+from portal.extensions import credentials_key, limiter
 from portal.services import auth
 from portal.timeutil import isoformat
 
@@ -14,9 +15,14 @@ PREFIX = "/auth"
 blp = Blueprint("api_auth", __name__, description="Log in and out; who am I")
 
 
+def auth_limit() -> str:
+    return current_app.config["AUTH_RATE_LIMIT"]
+
+
 @blp.route("/tokens", methods=["POST"])
 @blp.arguments(LoginIn)
 @blp.response(201, TokenOut)
+@limiter.limit(auth_limit, key_func=credentials_key)
 def create_token(payload):
     """Trade a username and password for a bearer token."""
     user = auth.authenticate(payload["username"], payload["password"])
@@ -24,6 +30,21 @@ def create_token(payload):
     secret = auth.issue_token(user, ttl=ttl, label=payload["label"])
     token = auth.resolve_token(secret)
     return {"token": secret, "expires_at": isoformat(token.expires_at), "user": user}
+
+
+@blp.route("/users", methods=["POST"])
+@blp.arguments(SignupIn)
+@blp.response(201, UserOut)
+@limiter.limit(auth_limit, key_func=credentials_key)
+def sign_up(payload):
+    """Create an account (where the portal's SIGNUP_OPEN allows it); then log in."""
+    return auth.sign_up(
+        payload["username"],
+        payload["password"],
+        email=payload["email"],
+        open_=current_app.config["SIGNUP_OPEN"],
+        credit=current_app.config["SIGNUP_CREDIT_GPU_HOURS"],
+    )
 
 
 @blp.route("/tokens/current", methods=["DELETE"])

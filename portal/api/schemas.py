@@ -21,6 +21,12 @@ class LoginIn(Schema):
     label = fields.String(load_default="cli", validate=validate.Length(max=64))
 
 
+class SignupIn(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=8, max=1024))
+    email = fields.Email(load_default=None, allow_none=True)
+
+
 class LimitsOut(Schema):
     max_code_bytes = fields.Integer()
 

@@ -46,6 +46,22 @@ def create_user(username: str, password: str, *, is_admin: bool = False, email=N
     return user
 
 
+def sign_up(username: str, password: str, *, email: str | None, open_: bool, credit: float) -> User:
+    """A new account made by its owner: never an administrator, with `credit` GPU-hours."""
+    if not open_:
+        raise ApiError(
+            "sign-up is closed here: ask an administrator for an account",
+            code="signup_closed",
+            status=403,
+        )
+    if len(password) < 8:
+        raise ApiError("a password has at least 8 characters", code="invalid_input")
+    user = create_user(username, password, email=email)
+    user.credit_gpu_hours = credit
+    db.session.commit()
+    return user
+
+
 # Checked against when the username is unknown, so that the answer takes as long as
 # for a known one and timing does not tell which usernames exist.
 _UNKNOWN_USER_HASH = generate_password_hash(secrets.token_hex(16))

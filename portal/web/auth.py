@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
-from portal.errors import Unauthorized
+from portal.errors import ApiError, NotFound, Unauthorized
+from portal.extensions import credentials_key, db, limiter
 from portal.services import auth
 
 bp = Blueprint("auth", __name__)
@@ -21,6 +22,19 @@ class LogoutForm(FlaskForm):
     pass
 
 
+class SignupForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    email = StringField("E-mail (optional)", validators=[Optional(), Email(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=1024)])
+    confirm = PasswordField(
+        "Password again", validators=[DataRequired(), EqualTo("password", "the passwords differ")]
+    )
+
+
+def auth_limit() -> str:
+    return current_app.config["AUTH_RATE_LIMIT"]
+
+
 def _safe_next(target: str | None) -> str:
     # Only local paths: an absolute URL here would be an open redirect.
     if target and target.startswith("/") and not target.startswith("//"):
@@ -29,6 +43,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(auth_limit, key_func=credentials_key, methods=["POST"])
 def login():
     form = LoginForm()
     error = None
@@ -42,6 +57,34 @@ def login():
             return redirect(_safe_next(request.args.get("next")))
     status = 401 if error else 200
     return render_template("auth/login.html", form=form, error=error), status
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(auth_limit, key_func=credentials_key, methods=["POST"])
+def signup():
+    if not current_app.config["SIGNUP_OPEN"]:
+        raise NotFound("sign-up is closed here: ask an administrator for an account")
+    form = SignupForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            user = auth.sign_up(
+                form.username.data or "",
+                form.password.data or "",
+                email=form.email.data or None,
+                open_=True,
+                credit=current_app.config["SIGNUP_CREDIT_GPU_HOURS"],
+            )
+        except ApiError as exc:
+            db.session.rollback()
+            error = exc.message
+        else:
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    elif form.errors:
+        field, messages = next(iter(form.errors.items()))
+        error = f"{getattr(form, field).label.text}: {messages[0]}"
+    return render_template("auth/signup.html", form=form, error=error), 422 if error else 200
 
 
 @bp.route("/logout", methods=["POST"])

@@ -138,3 +138,17 @@ def test_datasets_pages_for_a_visitor_and_their_owner(page, stack, tmp_path):
     page.get_by_role("link", name="secret-data").click()
     expect(page.locator("table.versions tbody tr")).to_have_count(1)
     expect(page.locator("table.versions")).to_contain_text("secret-data:1")
+
+
+def test_sign_up_on_the_page(page, stack):
+    page.goto(stack.url + "/login")
+    page.get_by_role("link", name="Sign up").click()
+    page.fill("input[name=username]", "newcomer")
+    page.fill("input[name=password]", "a-long-password")
+    page.fill("input[name=confirm]", "another-password")
+    page.get_by_role("button", name="Create my account").click()
+    expect(page.locator(".flash.error")).to_contain_text("the passwords differ")
+    page.fill("input[name=password]", "a-long-password")
+    page.fill("input[name=confirm]", "a-long-password")
+    page.get_by_role("button", name="Create my account").click()
+    expect(page.locator(".who")).to_have_text("newcomer")

@@ -30,6 +30,8 @@ class Stack:
         env.update(
             PODIUM_NODE_HEARTBEAT_SECONDS="0.5",
             PODIUM_NODE_LOST_AFTER_SECONDS="4",
+            # Tests log in far more often than people do.
+            PODIUM_AUTH_RATE_LIMIT="1000 per minute",
             PYTHONUNBUFFERED="1",
             **environment,
         )
