@@ -15,6 +15,7 @@ from flask import Flask
 from redis import Redis
 from rq import Queue
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from grader import scoring
 from portal import create_app
@@ -73,7 +74,11 @@ def score_submission(submission_id: int) -> str:
 
 def process(submission_id: int, redis: Redis, store: ArtifactStore) -> str:
     """Score one submission (in the current app context) and update its board."""
-    submission = db.session.get(Submission, submission_id)
+    submission = db.session.get(
+        Submission,
+        submission_id,
+        options=[joinedload(Submission.round), joinedload(Submission.team)],
+    )
     if submission is None:
         return "gone"
     if submission.status != SubmissionStatus.SCORING.value:

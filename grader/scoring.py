@@ -41,6 +41,7 @@ class Truth:
     labels: list[str]
     public: np.ndarray  # boolean mask over ids
     numeric: np.ndarray | None  # labels as floats, for numeric metrics
+    classes: np.ndarray | None = None  # labels as compared by classification metrics
 
 
 _truths: dict[tuple[int, int, str], Truth] = {}
@@ -71,7 +72,8 @@ def truth(round_: Round, store: ArtifactStore) -> Truth:
     public = np.zeros(len(ids), dtype=bool)
     public[order[: max(1, round(round_.public_fraction * len(ids)))]] = True
     numeric = np.array(values, dtype=float) if metric and metric.numeric else None
-    result = Truth(ids, values, public, numeric)
+    classes = None if numeric is not None else _normalise(values)
+    result = Truth(ids, values, public, numeric, classes)
     for stale in [k for k in _truths if k[0] == round_.id]:
         del _truths[stale]
     _truths[cache_key] = result
@@ -110,20 +112,23 @@ def score(round_: Round, store: ArtifactStore, data: bytes) -> tuple[float, floa
         labels: np.ndarray = known.numeric
         predictions: np.ndarray = np.array(values, dtype=float)
     else:
-        labels, predictions = np.array(known.labels, dtype=object), np.array(values, dtype=object)
-        # Numbers written differently ("1" and "1.0") are the same class.
-        labels, predictions = _normalise(labels), _normalise(predictions)
+        assert known.classes is not None
+        labels, predictions = known.classes, _normalise(values)
+        if labels.dtype.kind != predictions.dtype.kind:
+            # Numbers against text: compare both as text.
+            labels, predictions = np.array(known.labels), np.array(values)
     public = _score(round_, store, labels[known.public], predictions[known.public])
     private_mask = ~known.public if (~known.public).any() else known.public
     private = _score(round_, store, labels[private_mask], predictions[private_mask])
     return public, private
 
 
-def _normalise(values: np.ndarray) -> np.ndarray:
+def _normalise(values: list[str]) -> np.ndarray:
+    """Numbers written differently ("1" and "1.0") are the same class."""
     try:
-        return np.array([float(v) for v in values])
+        return np.array(values, dtype=float)
     except ValueError:
-        return np.array([str(v) for v in values])
+        return np.array(values)
 
 
 # Custom scorers ------------------------------------------------------------------------

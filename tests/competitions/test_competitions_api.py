@@ -285,3 +285,22 @@ def test_custom_scorer_runs_in_a_child_process(app, client, redis):
     score_all(app, redis)
     mine = client.get("/api/v1/competitions/toy/submissions", headers=ann).get_json()[0]
     assert mine["status"] == "scored" and mine["public_score"] == 200.0
+
+
+def test_files_that_need_the_careful_reader_mean_the_same(setup, app, client, redis):
+    """Quotes, spaces, CRLF line ends and shuffled rows take the row-by-row path; the
+    values read are the same as from the plain file."""
+    plain = factories.predictions(setup["files"], 25).decode()
+    header, *lines = plain.strip().split("\n")
+    lines = lines[::-1]
+    variants = [
+        header + "\r\n" + "\r\n".join(lines) + "\r\n",
+        header + "\n" + "\n".join(f'"{a}", {b}' for a, b in (x.split(",") for x in lines)),
+    ]
+    for variant in variants:
+        response = submit(client, setup["ann"], variant.encode())
+        assert response.status_code == 201, response.get_json()
+    submit(client, setup["bob"], plain.encode())
+    score_all(app, redis)
+    scores = {s.public_score for s in db.session.scalars(db.select(Submission))}
+    assert len(scores) == 1
