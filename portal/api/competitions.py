@@ -370,7 +370,7 @@ def leaderboard_body(competition, round_, board: str, offset: int, limit: int) -
         }
     if _redis() is None:
         raise ApiError("the leaderboard needs Redis", code="unavailable", status=503)
-    return {**body, **boards.board(_redis(), round_).page(offset, limit)}
+    return {**body, **boards.board(_redis(), round_).cached_page(offset, limit)}
 
 
 @blp.route("/<slug>/leaderboard")

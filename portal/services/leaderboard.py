@@ -18,6 +18,7 @@ Private boards (after the round ends) are computed from the database and cached 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -244,6 +245,29 @@ class Board:
     def version(self) -> int:
         return int(self.redis.get(self.key("version")) or 0)
 
+    def cached_page(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """`page`, kept in this process until the board's version changes: a read costs
+        one round trip to Redis, and a change pushed to many open pages is read once
+        per process, not once per page."""
+        key = (self.round_id, offset, limit)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.key("version"))
+        pipe.exists(self.key("ready"))
+        raw_version, ready = pipe.execute()
+        version = int(raw_version or 0)
+        hit = _PAGES.get(key)
+        if ready and hit is not None and hit[0] == version:
+            return hit[1]
+        with _PAGES_LOCK:  # the first reader of a new version reads it for the others
+            hit = _PAGES.get(key)
+            if ready and hit is not None and hit[0] >= version:
+                return hit[1]
+            body = self.page(offset, limit)
+            if len(_PAGES) > 1024:
+                _PAGES.clear()
+            _PAGES[key] = (body["version"], body)
+            return body
+
     def page(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
         self.ensure()
         pipe = self.redis.pipeline(transaction=False)
@@ -274,6 +298,11 @@ class Board:
                 }
             )
         return {"rows": rows, "total": int(total), "version": int(version or 0)}
+
+
+# (round id, offset, limit) -> (version, page): see Board.cached_page.
+_PAGES: dict[tuple[int, int, int], tuple[int, dict[str, Any]]] = {}
+_PAGES_LOCK = threading.Lock()
 
 
 def _iso_ms(ms: int) -> str | None:

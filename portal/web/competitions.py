@@ -143,7 +143,7 @@ def detail(slug: str):
 
 
 def _live_rows(round_) -> dict:
-    return boards.board(_redis(), round_).page(0, ROWS_SHOWN)
+    return boards.board(_redis(), round_).cached_page(0, ROWS_SHOWN)
 
 
 @bp.route(BOARD)
@@ -202,14 +202,23 @@ def stream(slug: str, number: int):
     competition = service.find(_viewer(), slug)
     round_ = service.find_round(competition, number)
     redis = _redis()
-    round_id = round_.id
+    board = boards.board(redis, round_)
+    # A stream lasts minutes: it must not hold a database connection (the pool has a
+    # few per worker, and hundreds of pages may be open).
+    db.session.remove()
+
+    def rows() -> dict:
+        try:
+            return board.cached_page(0, ROWS_SHOWN)
+        finally:
+            db.session.remove()  # a rebuild from the database, if any, lets go at once
 
     @stream_with_context
     def events() -> Iterator[str]:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(boards.channel(round_id))
+        pubsub.subscribe(boards.channel(board.round_id))
         try:
-            body = _live_rows(round_)
+            body = rows()
             sent = body["version"]
             yield "retry: 1000\n" + _event(sent, body)
             deadline = time.monotonic() + STREAM_SECONDS
@@ -221,7 +230,7 @@ def stream(slug: str, number: int):
                 # Changes that came together are sent once, at the latest version.
                 while pubsub.get_message(timeout=0.01) is not None:
                     pass
-                body = _live_rows(round_)
+                body = rows()
                 if body["version"] != sent:
                     sent = body["version"]
                     yield _event(sent, body)
