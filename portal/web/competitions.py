@@ -34,6 +34,7 @@ from wtforms import HiddenField
 from portal.api.competitions import parse_spec
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
+from portal.live import broadcaster
 from portal.services import competitions as service
 from portal.services import leaderboard as boards
 from portal.services import submissions
@@ -213,29 +214,25 @@ def stream(slug: str, number: int):
         finally:
             db.session.remove()  # a rebuild from the database, if any, lets go at once
 
+    live = broadcaster()
+    channel = boards.channel(board.round_id)
+
     @stream_with_context
     def events() -> Iterator[str]:
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(boards.channel(board.round_id))
-        try:
-            body = rows()
-            sent = body["version"]
-            yield "retry: 1000\n" + _event(sent, body)
-            deadline = time.monotonic() + STREAM_SECONDS
-            while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=KEEPALIVE_SECONDS)
-                if message is None:
-                    yield ": keepalive\n\n"
-                    continue
-                # Changes that came together are sent once, at the latest version.
-                while pubsub.get_message(timeout=0.01) is not None:
-                    pass
-                body = rows()
-                if body["version"] != sent:
-                    sent = body["version"]
-                    yield _event(sent, body)
-        finally:
-            pubsub.close()
+        body = rows()
+        sent = body["version"]
+        yield "retry: 1000\n" + _event(sent, body)
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline:
+            # Woken by a change, or after a while to look anyway (a change published
+            # before this process listened, or while Redis was away, is not missed).
+            woken = live.wait(channel, sent, KEEPALIVE_SECONDS)
+            body = rows()  # changes that came together are sent once, at the latest
+            if body["version"] != sent:
+                sent = body["version"]
+                yield _event(sent, body)
+            elif woken is None:
+                yield ": keepalive\n\n"
 
     return Response(
         events(),  # type: ignore[call-arg]

@@ -304,4 +304,3 @@ def test_files_that_need_the_careful_reader_mean_the_same(setup, app, client, re
     score_all(app, redis)
     scores = {s.public_score for s in db.session.scalars(db.select(Submission))}
     assert len(scores) == 1
-

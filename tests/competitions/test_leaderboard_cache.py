@@ -49,3 +49,32 @@ def test_without_a_cache_or_a_rebuild_offers_are_left_to_the_rebuild(redis):
     board = Board(redis, round_id=4, higher_is_better=True)
     assert board.offer(1, 1, 0.9, datetime(2026, 11, 1)) == -1
     assert not redis.exists(board.key("z")) and not redis.exists(board.key("pending"))
+
+
+def test_one_subscription_wakes_every_waiting_page(redis):
+    import threading
+    import time
+
+    from portal.live import Broadcaster
+    from portal.services.leaderboard import channel
+
+    live = Broadcaster(redis)
+    assert live.wait(channel(9), after=0, timeout=0.3) is None  # starts listening
+    woken: list[int | None] = []
+    waiters = [
+        threading.Thread(target=lambda: woken.append(live.wait(channel(9), 0, timeout=10)))
+        for _ in range(20)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    redis.publish(channel(8), 5)  # another board: nobody here wakes for it
+    redis.publish(channel(9), 1)
+    for waiter in waiters:
+        waiter.join(timeout=10)
+    assert woken == [1] * 20
+    assert time.monotonic() - started < 1
+    clients = [c for c in redis.client_list() if c.get("psub") == "1"]
+    assert len(clients) == 1
+    live.close()
