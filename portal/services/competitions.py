@@ -420,18 +420,19 @@ def find_team(competition: Competition, name: str) -> CompetitionTeam:
 # Advancement ---------------------------------------------------------------------------
 
 
-def may_submit(team: CompetitionTeam, round_: Round, qualified: set[int] | None) -> None:
-    """Raise unless `team` may submit to `round_` now. `qualified`: the team ids that
-    advanced from the previous round (None when this is the first round)."""
+def may_submit(team: CompetitionTeam | None, round_: Round, qualified: set[int] | None) -> None:
+    """Raise unless `team` (None: the team of one a first submission makes) may submit
+    to `round_` now. `qualified`: the team ids that advanced from the previous round
+    (None when every team may enter)."""
     state = round_state(round_)
     if state != "open":
         raise Conflict(f"round {round_.number} is {state}: it takes no submissions now")
-    if team.disqualified_reason:
+    if team is not None and team.disqualified_reason:
         raise Forbidden(f"team {team.name} is disqualified: {team.disqualified_reason}")
-    if qualified is not None and team.id not in qualified:
+    if qualified is not None and (team is None or team.id not in qualified):
         raise Forbidden(
-            f"team {team.name} did not advance to round {round_.number}: only the top teams of "
-            f"round {round_.number - 1} submit here"
+            f"{'team ' + team.name if team else 'you'} did not advance to round "
+            f"{round_.number}: only the top teams of round {round_.number - 1} submit here"
         )
 
 

@@ -89,13 +89,17 @@ def _check_quota(team: CompetitionTeam, round_: Round) -> None:
         )
 
 
-def _entry(
+def _check_entry(
     user: User, competition: Competition, round_number: int | None, redis: Redis | None
-) -> tuple[CompetitionTeam, Round]:
+) -> tuple[CompetitionTeam | None, Round]:
+    """The user's team (None if they have none yet) and the round, once the rules allow
+    a submission. Changes nothing: a refused submission leaves no team behind."""
     round_ = competitions.find_round(competition, round_number)
-    team = competitions.team_of(user, competition, create=True)
+    mine = competitions.membership(user, competition)
+    team = mine.team if mine is not None else None
     competitions.may_submit(team, round_, qualified(round_, redis))
-    _check_quota(team, round_)
+    if team is not None:
+        _check_quota(team, round_)
     return team, round_
 
 
@@ -154,8 +158,9 @@ def submit_file(
 ) -> Submission:
     if len(data) > MAX_PREDICTIONS_BYTES:
         raise ApiError("the predictions file is larger than 64 MiB", code="too_large", status=413)
-    team, round_ = _entry(user, competition, round_number, redis)
+    team, round_ = _check_entry(user, competition, round_number, redis)
     validate_predictions(round_, data, store)
+    team = team or competitions.team_of(user, competition, create=True)
     digest, _ = store.put(io.BytesIO(data), max_bytes=MAX_PREDICTIONS_BYTES)
     submission = Submission(
         round_id=round_.id,
@@ -197,7 +202,8 @@ def submit_session(
             if checkpoint_name
             else f"session {source.ident} has saved no checkpoint"
         )
-    team, round_ = _entry(user, competition, round_number, redis)
+    team, round_ = _check_entry(user, competition, round_number, redis)
+    team = team or competitions.team_of(user, competition, create=True)
     request = session_service.SessionRequest(
         entry=source.entry,
         code_digest=source.code_digest,

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score
 from grader import jobs
 from portal.api.code import artifact_store
 from portal.extensions import db
-from portal.models import Round, Submission
+from portal.models import CompetitionTeam, Round, Submission
 from portal.services import competitions, sealing
 from portal.timeutil import utcnow
 from tests import factories
@@ -105,6 +105,7 @@ def test_invalid_predictions_are_refused_and_do_not_count(setup, client, body, p
     assert response.status_code == 422
     assert problem in response.get_json()["error"]["message"]
     assert db.session.scalar(db.select(db.func.count(Submission.id))) == 0
+    assert db.session.scalar(db.select(db.func.count(CompetitionTeam.id))) == 0  # no team
 
 
 def test_scores_rank_and_ties_go_to_the_earlier_submission(setup, app, client, redis):
