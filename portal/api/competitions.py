@@ -384,7 +384,21 @@ def leaderboard(args, slug: str, number: int | None = None):
     private board once the round has ended. Ties go to the earlier submission."""
     competition = service.find(g.user, slug)
     round_ = service.find_round(competition, number)
-    return leaderboard_body(competition, round_, args["board"], args["offset"], args["limit"])
+    body = leaderboard_body(competition, round_, args["board"], args["offset"], args["limit"])
+    if args["board"] == "public":
+        # The most read document of the platform: serialised once per board version.
+        key = (round_.id, args["offset"], args["limit"], body["state"], body["version"])
+        text = _SERIALISED.get(key)
+        if text is None:
+            if len(_SERIALISED) > 1024:
+                _SERIALISED.clear()
+            text = _SERIALISED[key] = json.dumps(LeaderboardOut().dump(body))
+        return Response(text, mimetype="application/json")
+    return body
+
+
+# (round id, offset, limit, state, version) -> the public board's JSON.
+_SERIALISED: dict[tuple, str] = {}
 
 
 @blp.route("/<slug>/rounds/<int:number>/ranking.csv")

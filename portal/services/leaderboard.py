@@ -70,6 +70,19 @@ return 1
 """
 
 
+# Versions only grow, even across a Redis that lost its data: never below the clock in
+# milliseconds, so a page cached in a process is never taken for a newer one.
+_BUMP = """
+local version = redis.call('INCR', KEYS[1])
+local now = tonumber(ARGV[1])
+if version < now then
+  redis.call('SET', KEYS[1], now)
+  version = now
+end
+return version
+"""
+
+
 def channel(round_id: int) -> str:
     return f"podium:lb:{round_id}"
 
@@ -146,8 +159,11 @@ class Board:
             )
         )
 
+    def _bump(self) -> int:
+        return int(self.redis.eval(_BUMP, 1, self.key("version"), int(time.time() * 1000)))
+
     def changed(self) -> int:
-        version = int(self.redis.incr(self.key("version")))
+        version = self._bump()
         self.redis.delete(self.key("private"))
         self.redis.publish(channel(self.round_id), version)
         return version
@@ -178,6 +194,7 @@ class Board:
             self._replay()
             self.redis.delete(self.key("building"))
             self._replay()
+            self._bump()  # what was built is a version of its own
 
     def _rebuild(self) -> None:
         teams = dict(
