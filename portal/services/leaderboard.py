@@ -301,12 +301,13 @@ class Board:
             names, counts, lasts = pipe.execute()
         rows = []
         for i, (raw_member, raw_score) in enumerate(entries):
-            ms, submission_id, _ = raw_member.decode().split(":")
+            ms, submission_id, team_id = raw_member.decode().split(":")
             score = -raw_score if self.higher_is_better else raw_score
             rows.append(
                 {
                     "rank": offset + i + 1,
                     "team": (names[i] or b"?").decode(),
+                    "team_id": int(team_id),
                     "score": score,
                     "submission": int(submission_id),
                     "best_at": _iso_ms(int(ms)),

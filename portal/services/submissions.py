@@ -449,37 +449,37 @@ def submission_dict(submission: Submission, *, private: bool = False) -> dict[st
     }
 
 
-def history(round_: Round, teams: int = 10) -> list[dict[str, Any]]:
-    """The top teams' best public score over time: one series per team, a point at each
-    submission that improved it (for the leaderboard's plot)."""
+def history(round_: Round, team_ids: list[int]) -> list[dict[str, Any]]:
+    """These teams' best public score over time, in the order given: one series per
+    team, a point at each submission that improved it (for the leaderboard's plot).
+    Reads only their submissions, whatever the size of the round."""
+    if not team_ids:
+        return []
     rows = db.session.execute(
-        select(
-            Submission.team_id, Submission.public_score, Submission.scored_at, Submission.created_at
-        )
-        .join(CompetitionTeam, CompetitionTeam.id == Submission.team_id)
+        select(Submission.team_id, Submission.public_score, Submission.created_at)
         .where(
             Submission.round_id == round_.id,
+            Submission.team_id.in_(team_ids),
             Submission.status == SubmissionStatus.SCORED.value,
             Submission.disqualified_reason == "",
-            CompetitionTeam.disqualified_reason == "",
             Submission.public_score.is_not(None),
         )
         .order_by(Submission.created_at, Submission.id)
     ).all()
     sign = 1.0 if round_.higher_is_better else -1.0
     series: dict[int, list[tuple[datetime, float]]] = {}
-    for team_id, score, _, created_at in rows:
+    for team_id, score, created_at in rows:
         score = float(score or 0.0)
         points = series.setdefault(team_id, [])
         if not points or sign * score > sign * points[-1][1]:
             points.append((created_at, score))
-    top = sorted(series, key=lambda t: -sign * series[t][-1][1])[:teams]
     names = dict(
         db.session.execute(
-            select(CompetitionTeam.id, CompetitionTeam.name).where(CompetitionTeam.id.in_(top))
+            select(CompetitionTeam.id, CompetitionTeam.name).where(CompetitionTeam.id.in_(team_ids))
         ).all()
     )
     return [
         {"team": names[t], "points": [(isoformat(when), score) for when, score in series[t]]}
-        for t in top
+        for t in team_ids
+        if t in series
     ]

@@ -5,6 +5,7 @@ within moments of a score, the page never reloads."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -168,7 +169,26 @@ def history(slug: str, number: int):
     """A Bokeh JSON item: the top teams' best public score over time."""
     competition = service.find(_viewer(), slug)
     round_ = service.find_round(competition, number)
-    series = submissions.history(round_, teams=10)
+    top = boards.board(_redis(), round_).cached_page(0, HISTORY_TEAMS)
+    key = (round_.id, top["version"])
+    with _HISTORY_LOCK:  # a change makes every open page ask at once: draw it once
+        text = _HISTORY.get(key)
+        if text is None:
+            text = _history_plot(round_, [row["team_id"] for row in top["rows"]])
+            if len(_HISTORY) > 256:
+                _HISTORY.clear()
+            _HISTORY[key] = text
+    return current_app.response_class(text, mimetype="application/json")
+
+
+# (round id, board version) -> the history plot's JSON item.
+_HISTORY: dict[tuple[int, int], str] = {}
+_HISTORY_LOCK = threading.Lock()
+HISTORY_TEAMS = 10
+
+
+def _history_plot(round_, team_ids: list[int]) -> str:
+    series = submissions.history(round_, team_ids)
     plot = figure(
         height=300,
         sizing_mode="stretch_width",
@@ -190,7 +210,7 @@ def history(slug: str, number: int):
     if series:
         plot.legend.location = "bottom_right" if round_.higher_is_better else "top_right"
         plot.legend.click_policy = "hide"
-    return current_app.response_class(json.dumps(json_item(plot)), mimetype="application/json")
+    return json.dumps(json_item(plot))
 
 
 def _event(version: int, body: dict) -> str:
