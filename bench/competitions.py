@@ -293,6 +293,26 @@ def populate(app, teams: int, submissions: int, files: dict[str, bytes]) -> dict
     return info
 
 
+def log_problems(path: Path) -> list[str]:
+    """Critical lines and worker timeouts of gunicorn's log, and each traceback's last
+    line (the exception), so that a problem reads without the log."""
+    problems, in_traceback, last, where = [], False, "", ""
+    for line in path.read_text(errors="replace").splitlines():
+        if "[CRITICAL]" in line or "WORKER TIMEOUT" in line:
+            problems.append(line)
+        if line.startswith("Traceback"):
+            in_traceback = True
+        elif in_traceback and line.lstrip().startswith("File "):
+            where = line.strip()
+        elif in_traceback and line and not line.startswith((" ", "\t")):
+            problems.append(f"traceback: {line} ({where})")
+            in_traceback = False
+        last = line
+    if in_traceback:
+        problems.append(f"traceback: {last}")
+    return problems
+
+
 # The portal ------------------------------------------------------------------------------
 
 
@@ -706,12 +726,7 @@ def main(args: argparse.Namespace) -> dict:
                 else:
                     result["live_board"]["browser_update_s"] = {"error": f"no {CHROMIUM}"}
                 redis.close()
-                errors = [
-                    line
-                    for line in (root / "portal.log").read_text(errors="replace").splitlines()
-                    if "[CRITICAL]" in line or "Traceback" in line or "WORKER TIMEOUT" in line
-                ]
-                result["portal_log_problems"] = errors[:10]
+                result["portal_log_problems"] = log_problems(root / "portal.log")[:10]
             finally:
                 children.stop_all()
     return result

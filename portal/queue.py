@@ -7,7 +7,7 @@ truth, so anything lost here is rebuilt from it.
 from __future__ import annotations
 
 from flask import Flask, current_app
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 SCHEDULER_WAKE_KEY = "podium:scheduler:wake"
 SCHEDULER_HEARTBEAT_KEY = "podium:scheduler:heartbeat"
@@ -18,9 +18,22 @@ def node_queue_name(node_name: str) -> str:
     return f"node.{node_name}"
 
 
+# Connections one portal process opens to Redis at most; more callers at once wait for
+# one to be free (a gevent worker serves hundreds of requests concurrently).
+MAX_REDIS_CONNECTIONS = 50
+
+
 def init_app(app: Flask) -> None:
     url = app.config.get("REDIS_URL")
-    app.extensions["redis"] = Redis.from_url(url) if url else None
+    app.extensions["redis"] = (
+        Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                url, max_connections=MAX_REDIS_CONNECTIONS, timeout=20
+            )
+        )
+        if url
+        else None
+    )
 
 
 def redis_connection() -> Redis:
