@@ -244,6 +244,20 @@ def competition_disqualify(
         click.echo(f"team {team} disqualified")
 
 
+@competition.command("open")
+@click.argument("slug")
+@click.option(
+    "--visibility",
+    type=click.Choice(["public", "unlisted", "private"]),
+    default="public",
+    show_default=True,
+)
+def competition_open(slug: str, visibility: str) -> None:
+    """Set who sees a competition (organisers): a `private` one is a draft."""
+    body = client().call("PATCH", f"/competitions/{slug}", json={"visibility": visibility}).json()
+    click.echo(f"{slug} is {body['visibility']}")
+
+
 @competition.command("edit")
 @click.argument("slug")
 @click.option("--round", "round_", type=int, required=True)

@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, token_optional, token_required
 from portal.api.schemas import (
+    CompetitionEditIn,
     CompetitionOut,
     CompetitionSpec,
     CompetitionTeamIn,
@@ -119,6 +120,18 @@ def create_competition():
 @token_optional
 def get_competition(slug: str):
     return service.competition_dict(service.find(g.user, slug))
+
+
+@blp.route("/<slug>", methods=["PATCH"])
+@blp.doc(security=BEARER)
+@blp.arguments(CompetitionEditIn)
+@blp.response(200, CompetitionOut)
+@token_required()
+def edit_competition(changes, slug: str):
+    """Change the title, description or visibility (organisers); `private` is a draft
+    only its organisers see."""
+    competition = service.find(g.user, slug)
+    return service.competition_dict(service.edit(g.user, competition, changes))
 
 
 @blp.route("/<slug>/rounds/<int:number>", methods=["PATCH"])

@@ -418,6 +418,13 @@ class CompetitionSpec(Schema):
     )
 
 
+class CompetitionEditIn(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=100_000))
+    visibility = fields.String(validate=validate.OneOf(["public", "unlisted", "private"]))
+    team_size_limit = fields.Integer(validate=validate.Range(min=1, max=100))
+
+
 class RoundEditIn(Schema):
     name = fields.String(validate=validate.Length(max=200))
     starts_at = fields.AwareDateTime(default_timezone=UTC)

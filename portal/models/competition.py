@@ -40,8 +40,8 @@ class Competition(db.Model):  # type: ignore[name-defined]
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
-    # public: listed, everyone sees it; unlisted: anyone with the link; private: organisers
-    # and invited participants only (see services.competitions.can_view).
+    # public: listed, everyone sees it; unlisted: anyone with the link; private: a draft
+    # its organisers alone see (see services.competitions.can_view).
     visibility: Mapped[str] = mapped_column(String(16), default="public")
     team_size_limit: Mapped[int] = mapped_column(default=1)
     organiser_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -59,9 +59,9 @@ def membership(user: User | None, competition: Competition) -> CompetitionMember
 
 
 def can_view(user: User | None, competition: Competition) -> bool:
-    if competition.visibility != "private":
-        return True
-    return is_organiser(user, competition) or membership(user, competition) is not None
+    """public: listed, everyone; unlisted: anyone with its slug; private: a draft that
+    only its organisers (and administrators) see until they open it."""
+    return competition.visibility != "private" or is_organiser(user, competition)
 
 
 def find(user: User | None, slug: str) -> Competition:
@@ -78,6 +78,21 @@ def listed(user: User | None) -> list[Competition]:
         for c in everything
         if c.visibility == "public" or is_organiser(user, c) or membership(user, c) is not None
     ]
+
+
+def edit(user: User, competition: Competition, changes: Mapping[str, Any]) -> Competition:
+    """Title, description and visibility any time; the team size limit until the first
+    round starts."""
+    require_organiser(user, competition)
+    if "team_size_limit" in changes and any(
+        round_state(r) != "upcoming" for r in competition.rounds
+    ):
+        raise Conflict("the team size limit is fixed once the first round has started")
+    for key in ("title", "description", "visibility", "team_size_limit"):
+        if key in changes:
+            setattr(competition, key, changes[key])
+    db.session.commit()
+    return competition
 
 
 def require_organiser(user: User, competition: Competition) -> None:

@@ -305,3 +305,24 @@ def test_files_that_need_the_careful_reader_mean_the_same(setup, app, client, re
     score_all(app, redis)
     scores = {s.public_score for s in db.session.scalars(db.select(Submission))}
     assert len(scores) == 1
+
+
+def test_a_private_competition_is_a_draft_until_opened(app, client):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    spec = {**factories.competition_spec("draft"), "visibility": "private"}
+    assert create(client, organiser, spec=spec).status_code == 201
+    ann = factories.headers(factories.token(factories.user("ann")))
+    assert client.get("/api/v1/competitions/draft", headers=ann).status_code == 404
+    assert client.get("/api/v1/competitions").get_json() == []
+    assert submit(client, ann, b"id,prediction\n", slug="draft").status_code == 404
+    refused = client.patch("/api/v1/competitions/draft", json={"visibility": "public"}, headers=ann)
+    assert refused.status_code == 404
+    opened = client.patch(
+        "/api/v1/competitions/draft", json={"visibility": "public"}, headers=organiser
+    )
+    assert opened.get_json()["visibility"] == "public"
+    assert [c["slug"] for c in client.get("/api/v1/competitions").get_json()] == ["draft"]
+    late = client.patch(
+        "/api/v1/competitions/draft", json={"team_size_limit": 5}, headers=organiser
+    )
+    assert late.status_code == 409  # its round has started
