@@ -85,17 +85,17 @@ class PortalClient:
     def session_spec(self, session_id: int) -> dict[str, Any]:
         return self._call("GET", f"/internal/sessions/{session_id}/spec").json()
 
-    def download_code(self, digest: str, destination: Path) -> None:
-        response = self._call("GET", f"/internal/code/{digest}", stream=True)
+    def _download(self, path: str, destination: Path) -> None:
+        response = self._call("GET", path, stream=True)
         with destination.open("wb") as out:
             for chunk in response.iter_content(1024 * 1024):
                 out.write(chunk)
 
+    def download_code(self, digest: str, destination: Path) -> None:
+        self._download(f"/internal/code/{digest}", destination)
+
     def download_inputs(self, session_id: int, destination: Path) -> None:
-        response = self._call("GET", f"/internal/sessions/{session_id}/inputs", stream=True)
-        with destination.open("wb") as out:
-            for chunk in response.iter_content(1024 * 1024):
-                out.write(chunk)
+        self._download(f"/internal/sessions/{session_id}/inputs", destination)
 
     def upload_predictions(self, session_id: int, path: Path) -> None:
         with path.open("rb") as body:
@@ -107,10 +107,7 @@ class PortalClient:
             )
 
     def download_dataset(self, digest: str, destination: Path) -> None:
-        response = self._call("GET", f"/internal/datasets/{digest}", stream=True)
-        with destination.open("wb") as out:
-            for chunk in response.iter_content(1024 * 1024):
-                out.write(chunk)
+        self._download(f"/internal/datasets/{digest}", destination)
 
     def report_state(
         self, session_id: int, status: str, *, exit_code: int | None = None, reason: str = ""
