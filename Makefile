@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench images clean
+.PHONY: run test lint bench images clean passable
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,22 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
+## passable: as root, the node agent runs local sessions as unprivileged users, who must
+## reach the Python interpreter: let them pass through (never list) the folders above it
+passable: | $(BIN)/python
+	@if [ "$$(id -u)" = 0 ]; then \
+	  folder=$$(dirname "$$(readlink -f $(BIN)/python)"); \
+	  while [ "$$folder" != / ]; do \
+	    if [ -z "$$(find "$$folder" -maxdepth 0 -perm -o=x)" ]; then \
+	      echo "make: letting local sessions reach Python: chmod o+x $$folder"; \
+	      chmod o+x "$$folder"; \
+	    fi; \
+	    folder=$$(dirname "$$folder"); \
+	  done; \
+	fi
+
 ## run: the whole platform on this machine with its embedded defaults
-run: $(VENV)/.run-installed
+run: $(VENV)/.run-installed passable
 	$(BIN)/podium up --demo $(ARGS)
 
 ## lint: ruff (lint and format) and mypy
@@ -28,7 +42,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
 ## test: lint, then every test (browser tests need chromium; see README)
-test: lint
+test: lint passable
 	$(BIN)/pytest -p no:cacheprovider
 
 ## images: the Docker runtime's base image, built offline (needs dockerd and debootstrap)

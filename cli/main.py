@@ -559,101 +559,7 @@ def dataset_rm(ref: str) -> None:
     click.echo(f"removed {ref}")
 
 
-@cli.group()
-def team() -> None:
-    """Teams that share sessions and datasets."""
-
-
-@team.command("create")
-@click.argument("name")
-def team_create(name: str) -> None:
-    """Create a team; you are its first member."""
-    body = client().post("/teams", json={"name": name})
-    click.echo(f"team {body['name']}: {', '.join(body['members'])}")
-
-
-@team.command("add")
-@click.argument("name")
-@click.argument("username")
-def team_add(name: str, username: str) -> None:
-    """Add USERNAME to team NAME."""
-    body = client().post(f"/teams/{name}/members", json={"username": username})
-    click.echo(f"team {body['name']}: {', '.join(body['members'])}")
-
-
-@team.command("leave")
-@click.argument("name")
-def team_leave(name: str) -> None:
-    """Leave team NAME."""
-    credentials = config.load()
-    client().call("DELETE", f"/teams/{name}/members/{credentials.username if credentials else ''}")
-    click.echo(f"left {name}")
-
-
-@team.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def team_ls(as_json: bool) -> None:
-    """Your teams and their members."""
-    listing(
-        client().get("/teams"),
-        as_json,
-        ["TEAM", "MEMBERS"],
-        lambda t: [t["name"], ", ".join(t["members"])],
-    )
-
-
 # Administration and operations -----------------------------------------------------
-
-
-@cli.group()
-def node() -> None:
-    """Compute nodes (administrators)."""
-
-
-@node.command("ls")
-@click.option("--json", "as_json", is_flag=True)
-def node_ls(as_json: bool) -> None:
-    """Nodes with their GPUs and who holds them."""
-
-    def row(n: dict) -> list[str]:
-        held = sum(1 for g in n["gpus"] if g["session"])
-        return [
-            n["name"],
-            n["status"],
-            n["runtime"],
-            str(n["cpu_count"]),
-            f"{n['memory_mb']} MiB",
-            f"{held}/{len(n['gpus'])}",
-            n["last_heartbeat_at"] or "-",
-        ]
-
-    listing(
-        client().get("/nodes"),
-        as_json,
-        ["NODE", "STATUS", "RUNTIME", "CPUS", "MEMORY", "GPUS HELD", "HEARTBEAT"],
-        row,
-    )
-
-
-@node.command("drain")
-@click.argument("name")
-@click.option("--undo", is_flag=True, help="take new sessions again")
-def node_drain(name: str, undo: bool) -> None:
-    """Stop placing sessions on node NAME (what runs there goes on)."""
-    body = client().post(f"/nodes/{name}/drain", json={"drained": not undo})
-    click.echo(f"node {body['name']} is {body['status']}")
-
-
-@node.command("queue")
-@click.option("--json", "as_json", is_flag=True)
-def node_queue(as_json: bool) -> None:
-    """Pending sessions in arrival order, and why each waits."""
-    listing(
-        client().get("/nodes/queue"),
-        as_json,
-        ["SESSION", "GPUS", "WAITING BECAUSE"],
-        lambda s: [s["id"], str(s["gpus"]), s["status_reason"]],
-    )
 
 
 @cli.command()
@@ -702,5 +608,5 @@ def main() -> None:
     cli(prog_name="podium")
 
 
-# Competition commands live in their own module and register on `cli` when imported.
-from cli import compete  # noqa: E402, F401
+# Command groups by noun live in their own modules and register on `cli` when imported.
+from cli import compete, nodes, teams, users  # noqa: E402, F401

@@ -1,6 +1,11 @@
 """`python -m grader`: a grader worker. Jobs run in this process (RQ's SimpleWorker),
 so the labels a round needs are opened once and kept, not once per submission. A
-thread queues again every submission left waiting by a lost job."""
+thread queues again every submission left waiting by a lost job.
+
+The worker holds the key that opens every round's labels, so it runs nothing but the
+scoring jobs it knows: jobs are JSON (a pickle would run code as it is read), and one
+naming any other function fails without running.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,29 @@ import socket
 import threading
 
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from grader import jobs
-from portal.queue import GRADER_QUEUE
+from portal.queue import GRADER_JOBS, grader_queue
 
 log = logging.getLogger("grader")
+
+
+class UnknownJob(Exception):
+    pass
+
+
+class GraderJob(Job):
+    """A job that runs only when it names a scoring function with plain arguments."""
+
+    def perform(self):
+        if self.func_name not in GRADER_JOBS or self.instance is not None:
+            raise UnknownJob(f"the grader runs no {self.func_name!r}")
+        if self.kwargs or not all(type(arg) is int for arg in self.args):
+            raise UnknownJob("grader jobs take ids only")
+        return super().perform()
 
 
 def _sweeper(stop: threading.Event) -> None:
@@ -27,6 +49,16 @@ def _sweeper(stop: threading.Event) -> None:
             log.exception("sweep failed")
 
 
+def worker(redis: Redis, name: str) -> SimpleWorker:
+    return SimpleWorker(
+        [grader_queue(redis)],
+        connection=redis,
+        name=name,
+        job_class=GraderJob,
+        serializer=JSONSerializer,
+    )
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s grader %(message)s")
     redis = Redis.from_url(os.environ["REDIS_URL"])
@@ -35,7 +67,7 @@ def main() -> None:
     threading.Thread(target=_sweeper, args=(stop,), name="sweep", daemon=True).start()
     name = f"grader-{socket.gethostname()}-{os.getpid()}"
     try:
-        SimpleWorker([Queue(GRADER_QUEUE, connection=redis)], connection=redis, name=name).work()
+        worker(redis, name).work()
     finally:
         stop.set()
 

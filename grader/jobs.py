@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from flask import Flask
 from redis import Redis
-from rq import Queue
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
@@ -21,7 +20,7 @@ from grader import scoring
 from portal import create_app
 from portal.extensions import db
 from portal.models import Round, Submission, SubmissionStatus
-from portal.queue import GRADER_QUEUE
+from portal.queue import grader_queue
 from portal.services import leaderboard as boards
 from portal.services.artifacts import ArtifactStore
 from portal.timeutil import utcnow
@@ -144,7 +143,7 @@ def sweep(older_than: timedelta = timedelta(seconds=30)) -> int:
             update(Submission).where(Submission.id.in_(ids)).values(scored_at=utcnow())
         )
         db.session.commit()
-        queue = Queue(GRADER_QUEUE, connection=_redis())
+        queue = grader_queue(_redis())
         for submission_id in ids:
-            queue.enqueue(score_submission, submission_id, job_timeout=600)
+            queue.enqueue("grader.jobs.score_submission", submission_id, job_timeout=600)
         return len(ids)

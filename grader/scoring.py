@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
-import subprocess
-import sys
-import tempfile
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from grader import sandbox
 from grader.metrics import METRICS
 from portal.models import Round
 from portal.services import competitions, sealing, tables
@@ -133,50 +131,49 @@ def _normalise(values: list[str]) -> np.ndarray:
 
 # Custom scorers ------------------------------------------------------------------------
 
+# The scorer's own prints go to its stderr with its errors: stdout carries the score alone.
 _RUNNER = """
-import json, sys
+import json, os
+result = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
 namespace = {"__name__": "scorer"}
 exec(compile(open("scorer.py").read(), "scorer.py", "exec"), namespace)
 data = json.load(open("input.json"))
 value = float(namespace["score"](data["labels"], data["predictions"]))
-json.dump({"score": value}, sys.stdout)
+json.dump({"score": value}, result)
+result.close()
 """
 
 
-def _limits() -> None:
-    os.setsid()
-    resource.setrlimit(resource.RLIMIT_CPU, (SCORER_TIME_LIMIT_S, SCORER_TIME_LIMIT_S))
-    resource.setrlimit(resource.RLIMIT_AS, (SCORER_MEMORY_BYTES, SCORER_MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024**2, 16 * 1024**2))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def run_scorer(scorer: Path, labels: list, predictions: list) -> float:
-    """An organiser's `score(labels, predictions) -> float`, in a child process: its own
-    empty folder, an empty environment, Python's isolated mode, CPU-time, memory, file
-    size and open-file limits, and a wall-clock timeout. Labels and predictions are
-    lists of the CSV cells (strings)."""
-    with tempfile.TemporaryDirectory(prefix="podium-scorer-") as folder:
-        work = Path(folder)
-        (work / "scorer.py").write_bytes(scorer.read_bytes())
-        (work / "input.json").write_text(
-            json.dumps(
-                {"labels": [str(v) for v in labels], "predictions": [str(v) for v in predictions]}
-            )
+    """An organiser's `score(labels, predictions) -> float`, isolated from the grader in a
+    sandbox (`grader.sandbox`): no network, no access to the grader's environment, key
+    or database, an empty environment, Python's isolated mode, limits on CPU time,
+    memory, file size, open files and processes, and a wall-clock timeout. It receives
+    this round's labels and predictions only, as lists of the CSV cells (strings)."""
+    files = {
+        "scorer.py": scorer.read_bytes(),
+        "input.json": json.dumps(
+            {"labels": [str(v) for v in labels], "predictions": [str(v) for v in predictions]}
+        ).encode(),
+    }
+    limits = sandbox.Limits(cpu_s=SCORER_TIME_LIMIT_S, memory_bytes=SCORER_MEMORY_BYTES)
+    try:
+        done = sandbox.run(_RUNNER, files, limits)
+    except sandbox.SandboxError as exc:
+        raise ScoringError(str(exc)) from exc
+    # Past its CPU time a scorer gets SIGXCPU, then SIGKILL if it ignored that.
+    cpu_spent = done.exit_code in (-signal.SIGXCPU, -signal.SIGKILL) and not done.out_of_memory
+    if done.timed_out or cpu_spent:
+        raise ScoringError(
+            f"the competition's scorer ran out of time ({SCORER_TIME_LIMIT_S} s of CPU, "
+            f"{limits.wall_s:g} s in all)"
         )
-        try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", _RUNNER],
-                cwd=work,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                capture_output=True,
-                timeout=SCORER_TIME_LIMIT_S * 2,
-                preexec_fn=_limits,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ScoringError("the competition's scorer ran out of time") from exc
-    if done.returncode != 0:
+    if done.out_of_memory:
+        raise ScoringError(
+            f"the competition's scorer ran out of memory ({SCORER_MEMORY_BYTES // 1024**2} MiB)"
+        )
+    if done.exit_code != 0:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         raise ScoringError(f"the competition's scorer failed: {last[:300]}")
     try:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
 
-from redis import Redis
-from rq import Queue, SimpleWorker
-
-from nodes import jobs
 from nodes.agent import Agent
 from nodes.client import PortalClient
+from nodes.jobs import WorkLoop
 from nodes.probe import Nvml, ResourceProbe, parse_declared_gpus
 from nodes.runtime import RUNTIMES, get_runtime
+from nodes.runtime.local import LocalRuntime, session_uid_range
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,9 +53,15 @@ def parse_args() -> argparse.Namespace:
         help="room for cached dataset versions; the least recently used go first",
     )
     parser.add_argument(
-        "--redis-url",
-        default=env("REDIS_URL"),
-        help="defaults to the URL the portal hands out at registration",
+        "--operators",
+        default=env("PODIUM_NODE_OPERATORS", ""),
+        help="usernames, comma-separated, whose sessions alone this node runs; needed by "
+        "a local-runtime agent that is not root (it cannot run sessions as other users)",
+    )
+    parser.add_argument(
+        "--session-uids",
+        default=env("PODIUM_NODE_SESSION_UIDS", ""),
+        help="FIRST-LAST: the uids a root agent runs local sessions as (default 62000-62999)",
     )
     parser.add_argument(
         "--heartbeat", type=float, default=float(env("PODIUM_NODE_HEARTBEAT_SECONDS", "2"))
@@ -67,40 +72,77 @@ def parse_args() -> argparse.Namespace:
 def runtime_for(args: argparse.Namespace):
     if args.runtime == "docker":
         return get_runtime("docker", node=args.name, default_image=args.image)
-    return get_runtime(args.runtime, node=args.name)
+    return get_runtime(
+        args.runtime, node=args.name, session_uids=session_uid_range(args.session_uids)
+    )
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """The agent's folder: sessions run as other users pass through it to their own
+    folders and the dataset cache, but cannot list it or read the agent's files."""
+    for folder in (workdir, workdir / "sessions", workdir / "cache"):
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            folder.chmod(0o711)
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
 
 
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s node {args.name} %(message)s")
-    join_token = os.environ.get("PODIUM_NODE_JOIN_TOKEN")
-    if not join_token:
-        raise SystemExit("set PODIUM_NODE_JOIN_TOKEN to the cluster's node join token")
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    probe = ResourceProbe(Nvml(), parse_declared_gpus(args.gpus))
+    # Read once and dropped: no child process inherits it (sessions get an allowlist of
+    # the environment anyway).
+    join_token = os.environ.pop("PODIUM_NODE_JOIN_TOKEN", "")
+    operators = [name.strip() for name in args.operators.split(",") if name.strip()]
+    runtime = runtime_for(args)
+    if args.runtime == "local" and os.geteuid() != 0 and not operators:
+        raise SystemExit(
+            "a local-runtime agent that is not root runs sessions as its own user, so it "
+            "could not keep them from reading its memory and files: name the users whose "
+            "sessions it may run with --operators, or use --runtime docker"
+        )
+    workdir = args.workdir.resolve()
+    # What the agent writes is its own (a root agent makes session folders and dataset
+    # copies readable to sessions explicitly).
+    os.umask(0o022 if os.geteuid() == 0 else 0o077)
+    prepare_workdir(workdir)
+    if isinstance(runtime, LocalRuntime):
+        try:
+            runtime.check_reachable(workdir)
+        except RuntimeError as exc:
+            raise SystemExit(f"node agent: {exc}") from exc
+        runtime.reclaim(workdir)
+    client = PortalClient(args.url)
     agent = Agent(
-        PortalClient(args.url),
-        runtime_for(args),
-        probe,
+        client,
+        runtime,
+        ResourceProbe(Nvml(), parse_declared_gpus(args.gpus)),
         name=args.name,
-        workdir=args.workdir.resolve(),
+        workdir=workdir,
         heartbeat_seconds=args.heartbeat,
         cache_bytes=int(args.cache_gb * 2**30),
+        operators=operators,
     )
-    registration = agent.register(join_token)
-    redis = Redis.from_url(args.redis_url or registration["redis_url"])
-    jobs.attach(agent)
-    agent.start_background()
-    # Jobs run in this process (no fork per job): a session's process must stay a child
-    # of the agent that monitors it.
-    worker = SimpleWorker(
-        [Queue(registration["queue"], connection=redis)],
-        connection=redis,
-        name=f"node-{args.name}-{os.getpid()}",
-    )
+    if not join_token and not (workdir / "node.token").is_file():
+        raise SystemExit("set PODIUM_NODE_JOIN_TOKEN to the cluster's node join token")
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    work = WorkLoop(agent, client)
     try:
-        worker.work(logging_level="WARNING")
+        agent.register(join_token)
+        agent.start_background()
+        # Jobs run in this process: a session's process must stay a child of the agent
+        # that monitors it.
+        work.run()
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        work.stopping.set()
         agent.shutdown(keep_sessions=args.runtime == "docker" and not args.stop_sessions_on_exit)
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tarfile
 import threading
 import time
@@ -44,6 +45,23 @@ INHERITED_ENVIRONMENT = {
 }
 MAX_UNPACKED_BYTES = 8 * 2**30
 MAX_UNPACKED_FILES = 200_000
+MAX_PREDICTIONS_BYTES = 512 * 2**20
+
+
+def read_session_file(path: Path, limit: int = MAX_PREDICTIONS_BYTES) -> bytes | None:
+    """A file the session wrote, read by the agent (which may be root): only a plain
+    file of the session's own, never what a link points at (a session that links its
+    predictions to the agent's node token would get it back in an error message)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1 or status.st_size > limit:
+            log.warning("%s is not a plain file the session wrote: not read", path)
+            return None
+        return opened.read(limit + 1)[:limit]
 
 
 @dataclass
@@ -117,6 +135,7 @@ class Agent:
         cache_bytes: int = 50 * 2**30,
         heartbeat_seconds: float = 2.0,
         stop_grace_seconds: float = 10.0,
+        operators: list[str] | None = None,
     ):
         self.client = client
         self.runtime = runtime
@@ -125,6 +144,7 @@ class Agent:
         self.workdir = workdir
         self.heartbeat_seconds = heartbeat_seconds
         self.stop_grace_seconds = stop_grace_seconds
+        self.operators = sorted(set(operators or []))
         self.sessions: dict[int, Tracked] = {}
         self.cache = DatasetCache(workdir / "cache", cache_bytes, client.download_dataset)
         self._lock = threading.Lock()
@@ -133,14 +153,46 @@ class Agent:
 
     # Lifecycle ---------------------------------------------------------------------
 
+    @property
+    def _token_file(self) -> Path:
+        return self.workdir / "node.token"
+
     def register(self, join_token: str) -> dict:
+        """Register with the node token this node was given before (kept in its folder,
+        readable by the agent's user only), else with the cluster's join token."""
         self.reap_orphans()
         self.adopt()
-        body = self.client.register(
-            join_token, self.name, os.uname().nodename, self.runtime.name, self.probe.inventory()
-        )
-        log.info("registered as %s, taking work from %s", self.name, body["queue"])
+        if self._token_file.is_file():
+            self.client.node_token = self._token_file.read_text().strip() or None
+        try:
+            body = self._register(join_token)
+        except PortalError as exc:
+            if exc.status == 401 and self.client.node_token:
+                # Removed by an administrator: it stays out until someone decides to
+                # let it join again, as a new node.
+                raise SystemExit(
+                    f"node {self.name} was removed from the cluster (`podium node rm`): "
+                    f"delete {self._token_file} to join again with the join token"
+                ) from exc
+            raise
+        # Written whole or not at all: a half-written token would lock the node out.
+        partial = self._token_file.with_suffix(".partial")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(body["node_token"])
+        os.replace(partial, self._token_file)
+        log.info("registered as %s", self.name)
         return body
+
+    def _register(self, join_token: str) -> dict:
+        return self.client.register(
+            join_token,
+            self.name,
+            os.uname().nodename,
+            self.runtime.name,
+            self.probe.inventory(),
+            operators=self.operators,
+        )
 
     def start_background(self) -> None:
         for target, name in (
@@ -173,21 +225,27 @@ class Agent:
 
     # Sessions ----------------------------------------------------------------------
 
-    def start_session(self, session_id: int) -> None:
+    def start_session(self, session_id: int) -> bool:
+        """Start a session placed here; True when it started."""
         try:
             spec = self.client.session_spec(session_id)
         except PortalError as exc:
             log.error("cannot read session %s: %s", session_id, exc)
-            return
+            return False
         if spec["status"] != "scheduled" or session_id in self.sessions:
             log.info("session %s is %s; not starting it", session_id, spec["status"])
-            return
+            return False
+        refusal = self.refusal(spec)
+        if refusal:
+            log.warning("refusing session %s: %s", session_id, refusal)
+            self.client.report_state(session_id, "failed", reason=refusal)
+            return False
         try:
             run = self.runtime.start(self._prepare(spec))
         except Exception as exc:
             log.exception("session %s could not start", session_id)
             self.client.report_state(session_id, "failed", reason=f"could not start: {exc}")
-            return
+            return False
         self._write_pid(session_id, run)
         entry = Tracked(run)
         with self._report_lock:
@@ -195,6 +253,20 @@ class Agent:
                 self.sessions[session_id] = entry
             self.client.report_state(session_id, "running")
         self._watch(session_id, entry)
+        return True
+
+    def refusal(self, spec: dict) -> str | None:
+        """Why this node will not run a session's code, or None. The scheduler does not
+        place such work here; this is the node's own check of what it was sent."""
+        isolating = self.runtime.name == "docker"
+        if not isolating and not spec.get("trusted", False):
+            return (
+                f"node {self.name} runs sessions as local processes, which only trusted "
+                "users' code may use: it needs a node with the Docker runtime"
+            )
+        if self.operators and spec.get("owner") not in self.operators:
+            return f"node {self.name} runs only its operators' sessions"
+        return None
 
     def adopt(self) -> None:
         """Take back the sessions a previous agent left running (the Docker runtime's
@@ -309,8 +381,10 @@ class Agent:
         return inputs
 
     def _upload_predictions(self, session_id: int, entry: Tracked) -> None:
-        predictions = entry.run.spec.output_dir / "predictions.csv"
-        if entry.run.spec.inputs is None or not predictions.is_file():
+        if entry.run.spec.inputs is None:
+            return
+        predictions = read_session_file(entry.run.spec.output_dir / "predictions.csv")
+        if predictions is None:
             return
         for attempt in range(10):
             try:
@@ -351,7 +425,8 @@ class Agent:
         # than the shipper retries.
         log_path = self.workdir / "sessions" / str(session_id) / "output.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_copy = log_path.open("a")
+        # The agent's alone: other sessions' users pass through this folder.
+        log_copy = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
         try:
             for line in entry.run.output():
                 shipper.add(line)

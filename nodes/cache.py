@@ -85,6 +85,7 @@ class DatasetCache:
                 unpacked.mkdir()
                 with tarfile.open(archive) as tar:
                     tar.extractall(unpacked, filter="data")
+                _readable_by_sessions(unpacked)
                 (unpacked / ".complete").touch()
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(unpacked, target)
@@ -103,6 +104,17 @@ class DatasetCache:
             used -= self._index.pop(key)["size"]
             self.stats["evictions"] += 1
             log.info("dataset cache: evicted %s", key)
+
+
+def _readable_by_sessions(folder: Path) -> None:
+    """Sessions may run as users other than the agent's: they read a dataset copy (never
+    write it), whatever modes its archive carried."""
+    for root, _dirs, files in os.walk(folder):
+        os.chmod(root, 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, (os.stat(path).st_mode & 0o777 | 0o444) & ~0o222)
 
 
 def _sha256(path: Path) -> str:

@@ -50,15 +50,18 @@ class PortalClient:
         runtime: str,
         inventory: dict[str, Any],
         *,
+        operators: list[str] | None = None,
         wait_seconds: float = 60.0,
     ) -> dict[str, Any]:
-        """Register, retrying while the portal is still starting."""
+        """Register, retrying while the portal is still starting: with the node token
+        it holds already (`node_token`), else with the cluster's join token."""
         deadline = time.monotonic() + wait_seconds
         payload = {
-            "join_token": join_token,
+            "join_token": "" if self.node_token else join_token,
             "name": name,
             "hostname": hostname,
             "runtime": runtime,
+            "operators": operators or [],
             **inventory,
         }
         while True:
@@ -82,6 +85,21 @@ class PortalClient:
         payload = {"sample": sample, "running": running, "images": images, "datasets": datasets}
         return self._call("POST", "/internal/nodes/heartbeat", json=payload).json()
 
+    def take_work(self, wait: float) -> list[dict[str, Any]]:
+        """This node's next jobs, waiting up to `wait` seconds for one."""
+        response = self.http.post(
+            self.api + "/internal/nodes/work",
+            json={"wait": wait},
+            headers={"Authorization": f"Bearer {self.node_token}"},
+            timeout=wait + self.timeout,
+        )
+        if response.status_code >= 400:
+            raise PortalError(f"taking work: {response.status_code}", response.status_code)
+        return response.json()["jobs"]
+
+    def job_done(self, job_id: str, result: dict[str, Any]) -> None:
+        self._call("POST", f"/internal/nodes/work/{job_id}/result", json={"result": result})
+
     def session_spec(self, session_id: int) -> dict[str, Any]:
         return self._call("GET", f"/internal/sessions/{session_id}/spec").json()
 
@@ -97,14 +115,13 @@ class PortalClient:
     def download_inputs(self, session_id: int, destination: Path) -> None:
         self._download(f"/internal/sessions/{session_id}/inputs", destination)
 
-    def upload_predictions(self, session_id: int, path: Path) -> None:
-        with path.open("rb") as body:
-            self._call(
-                "PUT",
-                f"/internal/sessions/{session_id}/predictions",
-                data=body,
-                headers={"Content-Type": "text/csv"},
-            )
+    def upload_predictions(self, session_id: int, body: bytes) -> None:
+        self._call(
+            "PUT",
+            f"/internal/sessions/{session_id}/predictions",
+            data=body,
+            headers={"Content-Type": "text/csv"},
+        )
 
     def download_dataset(self, digest: str, destination: Path) -> None:
         self._download(f"/internal/datasets/{digest}", destination)

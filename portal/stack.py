@@ -11,6 +11,7 @@ leaving no process behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import secrets
@@ -57,8 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--runtime",
         choices=("local", "docker"),
-        default=os.environ.get("PODIUM_NODE_RUNTIME", "local"),
-        help="how the local node runs sessions: local processes or Docker containers",
+        default=os.environ.get("PODIUM_NODE_RUNTIME") or None,
+        help="how the local node runs sessions: Docker containers (the default where an "
+        "engine answers; strangers' code runs only there) or local processes (trusted "
+        "users' code only; the default with --demo)",
     )
     parser.add_argument(
         "--schedulers",
@@ -69,10 +72,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def secure_instance(instance: Path) -> None:
+    """Everything in the instance folder is the platform's own. Sessions of the local
+    runtime run as other users; they may pass through it to their folders under
+    node/ (hence traverse, not list, when the node agent is root) and read nothing else."""
+    instance.chmod(0o711 if os.geteuid() == 0 else 0o700)
+    for entry in instance.iterdir():
+        if entry.name == "node":
+            continue
+        entry.chmod(0o700 if entry.is_dir() else 0o600)
+
+
 def ensure_instance(instance: Path) -> dict[str, str]:
     """Create the instance folder and its secrets once; later starts reuse them."""
     instance.mkdir(parents=True, exist_ok=True)
     (instance / "logs").mkdir(exist_ok=True)
+    secure_instance(instance)
     settings = instance / "config.py"
     if not settings.exists():
         settings.write_text(
@@ -113,25 +128,90 @@ def migrate_and_seed(instance: Path, *, demo: bool, grader_public_key: str = "")
 
     from portal import create_app
     from portal.extensions import db
-    from portal.models import User
+    from portal.models import Level, User
     from portal.services.auth import create_user
 
     app = create_app({"INSTANCE_PATH": str(instance), "GRADER_PUBLIC_KEY": grader_public_key})
     with app.app_context():
         upgrade()
         if demo:
-            for username, is_admin in (("demo", False), ("admin", True)):
-                if not db.session.scalar(select(User).where(User.username == username)):
-                    create_user(username, username, is_admin=is_admin)
+            # The demo's users are trusted: its node runs their code as local processes.
+            for username, level in (("demo", Level.TRUSTED), ("admin", Level.ADMIN)):
+                user = db.session.scalar(select(User).where(User.username == username))
+                if user is None:
+                    create_user(username, username, level=level)
+                else:
+                    user.level = level.value
+                    db.session.commit()
             from portal.demo import seed_competition
 
             seed_competition(grader_public_key)
             return "log in as demo (password demo), or admin (password admin)"
         if db.session.scalar(select(func.count(User.id))) == 0:
             password = secrets.token_urlsafe(12)
-            create_user("admin", password, is_admin=True)
+            create_user("admin", password, level=Level.ADMIN)
             return f"log in as admin with the password {password} (shown once: change it)"
         return "log in with your account"
+
+
+# What server processes hold and a node never needs.
+SERVER_SECRETS = frozenset(
+    {"REDIS_URL", "DATABASE_URL", "PODIUM_SECRET_KEY", "PODIUM_GRADER_KEY_FILE", "PGPASSWORD"}
+)
+
+
+def docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def choose_runtime(*, demo: bool) -> str:
+    """The demo runs its trusted users' code as local processes; a platform open to
+    strangers runs sessions in containers where an engine answers."""
+    if demo:
+        return "local"
+    return "docker" if docker_answers() else "local"
+
+
+def runtime_warnings(runtime: str, *, demo: bool) -> list[str]:
+    if runtime == "docker" or demo:
+        return []
+    who = (
+        "only trusted users' code may run (new accounts cannot run sessions or have "
+        "models graded until an administrator makes them trusted with `podium user "
+        "set-level USER trusted`)"
+        if os.geteuid() == 0
+        else "only admin's code may run: an agent that is not root cannot run sessions as "
+        "other users, so it runs its operator's alone"
+    )
+    return [
+        f"no Docker engine answers here, so the node runs sessions as local processes: {who}. "
+        "Start Docker and `podium image build` to open it to everyone."
+    ]
+
+
+def release_node_name(instance: Path) -> None:
+    """This machine's node joins with the join token only when it holds no node token
+    of its own (a first start, or an instance from before nodes kept one): a node row
+    left under its name would refuse it, so that row is removed first."""
+    if (instance / "node" / "node.token").exists():
+        return
+    from portal import create_app
+    from portal.errors import NotFound
+    from portal.services import nodes
+
+    name = os.environ.get("PODIUM_NODE_NAME") or socket.gethostname()
+    app = create_app({"INSTANCE_PATH": str(instance)})
+    with app.app_context(), contextlib.suppress(NotFound):
+        nodes.remove_node(name)
 
 
 def _die_with_parent() -> None:
@@ -148,6 +228,7 @@ class Stack:
         self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         self.restarts: dict[str, list[float]] = {}
         self.redis_server: EmbeddedRedis | None = None
+        self.warnings: list[str] = []
 
     def start_redis(self, password: str) -> str:
         if os.environ.get("REDIS_URL"):
@@ -172,24 +253,43 @@ class Stack:
         log_file.close()
 
     def start(self) -> str:
+        # Whatever the platform writes (database, logs, keys, artifacts) is private.
+        os.umask(0o077)
         secrets_ = ensure_instance(self.instance)
+        runtime = self.args.runtime or choose_runtime(demo=self.args.demo)
         if not port_is_free(self.host, self.args.port):
             raise SystemExit(f"podium up: port {self.args.port} is in use; pass --port")
         redis_url = self.start_redis(secrets_["EMBEDDED_REDIS_PASSWORD"])
         os.environ["REDIS_URL"] = redis_url
+        self.warnings = runtime_warnings(runtime, demo=self.args.demo)
         login_hint = migrate_and_seed(
             self.instance, demo=self.args.demo, grader_public_key=secrets_["GRADER_PUBLIC_KEY"]
         )
+        release_node_name(self.instance)
         env = dict(
             {k: v for k, v in os.environ.items() if k != "PODIUM_GRADER_KEY_FILE"},
             PODIUM_GRADER_PUBLIC_KEY=secrets_["GRADER_PUBLIC_KEY"],
             PODIUM_INSTANCE=str(self.instance),
             REDIS_URL=redis_url,
             PODIUM_URL=self.url,
-            PODIUM_NODE_JOIN_TOKEN=secrets_["NODE_JOIN_TOKEN"],
-            PODIUM_NODE_WORKDIR=str(self.instance / "node"),
             PYTHONUNBUFFERED="1",
         )
+        # The node agent gets no server credential: it talks to the portal with its own
+        # node token, which it gets with the join token the first time.
+        node_env = {
+            k: v
+            for k, v in env.items()
+            if k not in SERVER_SECRETS
+            and (k.startswith("PODIUM_NODE_") or not k.startswith("PODIUM_"))
+        }
+        node_env.update(
+            PODIUM_NODE_JOIN_TOKEN=secrets_["NODE_JOIN_TOKEN"],
+            PODIUM_NODE_WORKDIR=str(self.instance / "node"),
+        )
+        node_options = ["--runtime", runtime]
+        if runtime == "local" and os.geteuid() != 0:
+            # It cannot run sessions as other users: only the seeded accounts' sessions.
+            node_options += ["--operators", "demo,admin" if self.args.demo else "admin"]
         python = sys.executable
         self.spawn(
             "portal",
@@ -231,12 +331,11 @@ class Stack:
                 self.url,
                 "--gpus",
                 self.args.gpus,
-                "--runtime",
-                self.args.runtime,
+                *node_options,
                 # `podium up` leaves nothing behind when it stops.
                 "--stop-sessions-on-exit",
             ],
-            env,
+            node_env,
         )
         return login_hint
 
@@ -317,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         login_hint = stack.start()
         stack.wait_healthy()
+        for warning in stack.warnings:
+            print(f"podium up: WARNING: {warning}", file=sys.stderr, flush=True)
         print(f"Podium is up at {stack.url}/  ({login_hint})", flush=True)
         print(f"  CLI:  podium login --url {stack.url} -u USER --password-stdin", flush=True)
         print(f"  logs: {stack.instance / 'logs'}   stop: Ctrl-C", flush=True)

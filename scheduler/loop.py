@@ -1,5 +1,5 @@
 """The scheduling loop: applies the pure policy and queueing to the database and queues
-the starts on each node's own RQ queue.
+the starts on each node's own queue of work (`portal/node_work.py`).
 
 A pass (only while this process holds the leader lease): mark nodes whose heartbeats
 stopped as lost; reject sessions no node could ever hold, with the reason; admit the
@@ -21,18 +21,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from portal import node_work
 from portal.extensions import db
 from portal.models import (
     Allocation,
@@ -44,7 +42,9 @@ from portal.models import (
     SessionStatus,
     User,
 )
-from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY, node_queue_name
+from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY
+from portal.services import blobs
+from portal.services.artifacts import ArtifactStore
 from portal.services.lifecycle import finish, transition
 from portal.services.nodes import mark_lost_nodes
 from portal.timeutil import utcnow
@@ -54,12 +54,7 @@ from scheduler.queueing import Pending, plan
 
 log = logging.getLogger(__name__)
 
-START_JOB = "nodes.jobs.start_session"
 STARTED_GRACE = timedelta(seconds=30)
-
-
-def start_job_id(session_id: int) -> str:
-    return f"start-{session_id}"
 
 
 def node_views(nodes: list[Node]) -> list[NodeView]:
@@ -90,6 +85,8 @@ def node_views(nodes: list[Node]) -> list[NodeView]:
             drained=node.status == NodeStatus.DRAINED.value,
             datasets=frozenset(node.datasets or ()),
             images=frozenset(node.images or ()),
+            isolating=node.isolating,
+            operators=frozenset(node.operators or ()),
         )
         for node in nodes
     ]
@@ -115,6 +112,8 @@ def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Requ
         gpu_models=session.gpu_model_set,
         datasets=datasets,
         image=normalize_image(session.image),
+        user=session.user.username,
+        trusted=session.user.is_trusted,
     )
 
 
@@ -139,6 +138,7 @@ class Scheduler:
         lease: Lease | None = None,
         tick_seconds: float = 1.0,
         reconcile_seconds: float = 10.0,
+        sweep_seconds: float = 3600.0,
         policy: str = "best-fit",
     ):
         self.app = app
@@ -146,6 +146,7 @@ class Scheduler:
         self.lease = lease
         self.tick_seconds = tick_seconds
         self.reconcile_seconds = reconcile_seconds
+        self.sweep_seconds = sweep_seconds
         self.policy = policy
 
     # The process ---------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Scheduler:
         keeper = threading.Thread(target=self.lease.keep, args=(stop,), daemon=True)
         keeper.start()
         leading, reconciled_at = False, 0.0
+        swept_at = time.monotonic()
         while not stop.is_set():
             if not self.lease.held:
                 if leading:
@@ -187,6 +189,9 @@ class Scheduler:
                         self.reconcile()
                         reconciled_at = time.monotonic()
                     self.run_pass()
+                    if time.monotonic() - swept_at >= self.sweep_seconds:
+                        swept_at = time.monotonic()
+                        self.sweep_store()
                 except Exception:
                     log.exception("scheduling pass failed")
                     db.session.rollback()
@@ -203,7 +208,11 @@ class Scheduler:
 
     def run_pass(self) -> list[tuple[Session, Placement]]:
         mark_lost_nodes(self.app.config["NODE_LOST_AFTER_SECONDS"])
-        registered = list(db.session.scalars(select(Node).order_by(Node.name)))
+        registered = list(
+            db.session.scalars(
+                select(Node).where(Node.status != NodeStatus.REMOVED.value).order_by(Node.name)
+            )
+        )
         # Whether a session could ever run is judged against every registered node, lost
         # ones too: a node that misses heartbeats for a while must not get sessions
         # rejected for good.
@@ -325,14 +334,20 @@ class Scheduler:
         return True
 
     def _enqueue_start(self, session_id: int, node_name: str) -> None:
-        Queue(node_queue_name(node_name), connection=self.redis).enqueue(
-            START_JOB,
-            session_id,
-            job_id=start_job_id(session_id),
-            job_timeout=3600,  # the start copies datasets the node does not hold yet
-            result_ttl=3600,
-            failure_ttl=86400,
+        node_work.push(
+            self.redis,
+            node_name,
+            node_work.START,
+            job_id=node_work.start_job_id(session_id),
+            session_id=session_id,
         )
+
+    def sweep_store(self) -> None:
+        """Collect the artifact store's blobs that nothing names (the leader does it,
+        now and then: uploads never used, replaced checkpoints, refused archives)."""
+        deleted = blobs.sweep(ArtifactStore(self.app.config["ARTIFACT_ROOT"]))
+        if deleted:
+            log.info("deleted %d stored files that nothing uses", len(deleted))
 
     # Reconciliation ---------------------------------------------------------------------
 
@@ -345,18 +360,30 @@ class Scheduler:
                 Session.scheduled_at < utcnow() - grace,
             )
         ).all()
+        for session, node in db.session.execute(
+            select(Session, Node)
+            .join(Node, Session.node_id == Node.id)
+            .where(
+                Node.status == NodeStatus.REMOVED.value,
+                Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
+            )
+        ).all():
+            # Placed on a node while it was being removed.
+            finish(session, SessionStatus.LOST, f"node {node.name} was removed")
         for session in stale:
-            try:
-                job = Job.fetch(start_job_id(session.id), connection=self.redis)
-                status = job.get_status(refresh=True)
-            except NoSuchJobError:
-                job, status = None, None
-            if job is None or status in (JobStatus.CANCELED, JobStatus.STOPPED):
-                log.warning("re-queueing the start of %s: Redis had lost it", session.ident)
-                if job is not None:
-                    job.delete()
+            state = node_work.state(self.redis, node_work.start_job_id(session.id))
+            restarted = (
+                state is not None
+                and state["state"] == node_work.TAKEN
+                and session.node is not None
+                and session.node.registered_at.replace(tzinfo=UTC).timestamp()
+                > state.get("taken_at", 0)
+            )
+            if state is None or restarted:
+                why = "its agent restarted before starting it" if restarted else "Redis had lost it"
+                log.warning("re-queueing the start of %s: %s", session.ident, why)
                 self._enqueue_start(session.id, session.node.name if session.node else "")
-            elif status in (JobStatus.FINISHED, JobStatus.FAILED):
+            elif state["state"] == node_work.DONE:
                 finish(
                     session,
                     SessionStatus.FAILED,

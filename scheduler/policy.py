@@ -1,8 +1,10 @@
 """Placement policy: pure functions over plain data, shared by the live loop, the
 simulator and the tests.
 
-A node can take a request when it is not drained, has the GPUs (of an allowed model),
-CPUs and memory free. Of those, the default policy prefers locality first (the
+A node can take a request when it is not drained, admits its owner's code (a node
+that does not isolate sessions runs only trusted users' code, and only its operators'
+where it names them: `portal/trust.py`), and has the GPUs (of an allowed model), CPUs
+and memory free. Of those, the default policy prefers locality first (the
 request's dataset versions cached there, its image present: weights configurable),
 then best fit: the fewest GPUs left free afterwards, so that whole multi-GPU nodes stay
 free for the sessions that need them (NSML, section 3.2.1). First fit, worst fit
@@ -20,6 +22,8 @@ import random as random_module
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from portal import trust
+
 POLICIES = ("best-fit", "first-fit", "worst-fit", "random")
 
 
@@ -31,6 +35,8 @@ class Request:
     gpu_models: frozenset[str] = frozenset()  # the models it may run on; empty: any
     datasets: frozenset[str] = frozenset()  # dataset versions it mounts, e.g. "mnist:3"
     image: str = ""
+    user: str = ""  # its owner's username
+    trusted: bool = True  # may its owner's code run outside a container?
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class NodeView:
     drained: bool = False
     datasets: frozenset[str] = frozenset()  # dataset versions in the node's cache
     images: frozenset[str] = frozenset()
+    isolating: bool = True  # runs sessions in containers
+    operators: frozenset[str] = frozenset()  # runs only these users' sessions; empty: any
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,15 @@ def model_allowed(node: NodeView, request: Request) -> bool:
     return request.gpus == 0 or not request.gpu_models or node.gpu_model in request.gpu_models
 
 
+def admits(node: NodeView, request: Request) -> bool:
+    return trust.may_run_on(
+        isolating=node.isolating,
+        operators=node.operators,
+        username=request.user,
+        trusted=request.trusted,
+    )
+
+
 def fits_now(node: NodeView, request: Request) -> bool:
     return (
         not node.drained
@@ -76,6 +93,7 @@ def fits_now(node: NodeView, request: Request) -> bool:
         and node.free_cpus >= request.cpus
         and node.free_memory_mb >= request.memory_mb
         and model_allowed(node, request)
+        and admits(node, request)
     )
 
 
@@ -86,6 +104,7 @@ def fits_ever(node: NodeView, request: Request) -> bool:
         and node.total_cpus >= request.cpus
         and node.total_memory_mb >= request.memory_mb
         and model_allowed(node, request)
+        and admits(node, request)
     )
 
 
@@ -231,7 +250,10 @@ def never_fits_reason(request: Request, nodes: Sequence[NodeView]) -> str | None
     """Why no node could ever hold `request`, or None when one could."""
     if not nodes or any(fits_ever(node, request) for node in nodes):
         return None
-    allowed = [n for n in nodes if model_allowed(n, request)]
+    admitting = [n for n in nodes if admits(n, request)]
+    if not admitting:
+        return trust.refusal(any(n.isolating for n in nodes), request.trusted)
+    allowed = [n for n in admitting if model_allowed(n, request)]
     if not allowed:
         return f"asks for GPU models {', '.join(sorted(request.gpu_models))}, which no node has"
     most_gpus = max(node.total_gpus for node in allowed)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,24 @@ def database_url(request, tmp_path) -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(autouse=True)
+def passable_tmp_path(request) -> None:
+    """A root node agent runs local sessions as unprivileged users, who must pass
+    through the folders above theirs: pytest makes its temporary folders 0700. Only the
+    right to pass (o+x) is added, never to list or read."""
+    if "tmp_path" in request.fixturenames:
+        make_passable(request.getfixturevalue("tmp_path"))
+
+
+def make_passable(folder: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    for path in (folder, *folder.parents):
+        mode = path.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def grader_key(tmp_path_factory) -> Iterator[str]:
     """The grader's key pair: the portal gets the public half, the grader (this test
@@ -100,6 +119,8 @@ def app(tmp_path, database_url, redis_url, redis) -> Iterator[Flask]:
         yield app
         db.session.remove()
         db.engine.dispose()
+    if (live := app.extensions.get("live")) is not None:
+        live.close()
 
 
 @pytest.fixture

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
-from portal.models import User
+from portal.models import Level, User
 from portal.services import auth, nodes, sessions
 from tests.conftest import JOIN_TOKEN
 
 
-def user(username: str = "ada", *, admin: bool = False) -> User:
-    return auth.create_user(username, f"{username}-password", is_admin=admin)
+def user(username: str = "ada", *, admin: bool = False, level: Level = Level.TRUSTED) -> User:
+    """A user; trusted unless said otherwise, as most tests run sessions on local nodes
+    (the tests of what an untrusted stranger may do pass `level=Level.USER`)."""
+    return auth.create_user(username, f"{username}-password", level=Level.ADMIN if admin else level)
 
 
 def token(owner: User) -> str:
@@ -22,24 +24,42 @@ def headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def node(name: str = "node-a", *, gpus: int = 0, cpus: int = 8, memory_mb: int = 32768):
+def node(
+    name: str = "node-a",
+    *,
+    gpus: int = 0,
+    cpus: int = 8,
+    memory_mb: int = 32768,
+    runtime: str = "local",
+    operators: list[str] | None = None,
+):
     registered, secret = nodes.register_node(
         JOIN_TOKEN,
+        "",
         JOIN_TOKEN,
         name=name,
         hostname=name,
         cpu_count=cpus,
         memory_mb=memory_mb,
-        runtime="local",
+        runtime=runtime,
+        operators=operators,
         gpus=[{"index": i, "model": "TestGPU", "simulated": True} for i in range(gpus)],
     )
     return registered, secret
 
 
-def session(owner: User, *, gpus: int = 0, memory_mb: int = 1024, cpus: float = 1.0, redis=None):
+def session(
+    owner: User,
+    *,
+    gpus: int = 0,
+    memory_mb: int = 1024,
+    cpus: float = 1.0,
+    redis=None,
+    code_digest: str | None = None,
+):
     request = sessions.SessionRequest(
         entry="train.py",
-        code_digest=hashlib.sha256(b"code").hexdigest(),
+        code_digest=code_digest or hashlib.sha256(b"code").hexdigest(),
         gpus=gpus,
         cpus=cpus,
         memory_mb=memory_mb,

@@ -1,4 +1,13 @@
-"""Local processes: trusted code on the agent's own machine, as the agent's own user.
+"""Local processes: trusted users' code on the agent's own machine, never as root.
+
+An agent running as root starts each session as an unprivileged user of its own (a uid
+from `SESSION_UIDS`, one per running session, with no supplementary groups), owning
+only the session's folders: it cannot read the agent's environment or memory
+(`/proc/PID/environ` of another user's process is closed to it), nor the instance's
+files, nor another session's. When the session ends its folders are handed back to
+the agent, so the next session given the same uid finds nothing of it. An agent that is
+not root cannot change users: it registers the users it runs sessions for (its
+operators), and the scheduler places nobody else's code there.
 
 Each session gets its own process group (so a stop reaches every process it started),
 a working directory holding its unpacked code, `CUDA_VISIBLE_DEVICES` set to its
@@ -13,12 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import signal
+import stat
 import subprocess
 import sys
+import sysconfig
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 
@@ -26,6 +40,86 @@ from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, remaining
 
 PR_SET_PDEATHSIG = 1
 MAX_LINE = 16 * 1024
+# Unprivileged uids (and gids) for sessions, one per running session; no account needs
+# to exist for them. PODIUM_NODE_SESSION_UIDS=FIRST-LAST moves the range.
+SESSION_UIDS = range(62000, 63000)
+
+
+def session_uid_range(text: str | None) -> range:
+    if not text:
+        return SESSION_UIDS
+    first, _, last = text.partition("-")
+    uids = range(int(first), int(last) + 1)
+    if not uids or uids.start < 1000:
+        raise ValueError("session uids are a range FIRST-LAST above 999")
+    return uids
+
+
+class SessionUsers:
+    """Hands out one uid per running session, from a range."""
+
+    def __init__(self, uids: range):
+        self.uids = uids
+        self._taken: set[int] = set()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> int:
+        with self._lock:
+            uid = next((u for u in self.uids if u not in self._taken), None)
+            if uid is None:
+                raise RuntimeError("every session uid of this node is in use")
+            self._taken.add(uid)
+        try:
+            end_processes_of({uid})  # nothing of an earlier holder may wait for this one
+        except BaseException:
+            self.release(uid)
+            raise
+        return uid
+
+    def release(self, uid: int) -> None:
+        with self._lock:
+            self._taken.discard(uid)
+
+
+def closed_to_others(path: Path) -> Path | None:
+    """The first folder on the way to `path` that other users may not pass through (or
+    `path` itself, when they may not read it), or None when they reach it."""
+    resolved = path.resolve()
+    for folder in [*reversed(path.absolute().parents), *reversed(resolved.parents)]:
+        if not folder.stat().st_mode & stat.S_IXOTH:
+            return folder
+    mode = resolved.stat().st_mode
+    needed = stat.S_IXOTH if stat.S_ISDIR(mode) else stat.S_IROTH
+    return None if mode & needed else resolved
+
+
+def hand_over(folder: Path, uid: int) -> None:
+    """Give a folder and everything in it to `uid` (links are not followed)."""
+    for root, dirs, files in os.walk(folder):
+        os.chown(root, uid, uid, follow_symlinks=False)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, uid, follow_symlinks=False)
+
+
+def end_processes_of(uids: range | set[int]) -> None:
+    """Kill every process running as one of `uids`, again and again until none is left
+    (a process may fork while the previous round kills)."""
+    for _ in range(100):
+        alive = []
+        for process in psutil.process_iter(["uids", "status"]):
+            with contextlib.suppress(psutil.Error):
+                ids = process.info["uids"]
+                if process.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue  # dead already: only its exit status is left to collect
+                if ids and (ids.real in uids or ids.effective in uids):
+                    alive.append(process)
+        if not alive:
+            return
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        time.sleep(0.01)
+    raise RuntimeError(f"processes of session users {uids} outlive every kill")
 
 
 def _pdeathsig_setter():
@@ -44,9 +138,10 @@ def _pdeathsig_setter():
 
 
 class LocalRun(Run):
-    def __init__(self, spec: RunSpec, process: subprocess.Popen[bytes]):
+    def __init__(self, spec: RunSpec, process: subprocess.Popen[bytes], uid: int | None = None):
         self.spec = spec
         self.process = process
+        self.uid = uid  # the session's own user, when the agent could switch to one
         self.out_of_memory = False
         self.timed_out = False
         self.started = time.monotonic()
@@ -98,6 +193,8 @@ class LocalRun(Run):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                # As the session's own user: `podium exec` is no way around it.
+                **_as_user(self.uid),
             )
         except FileNotFoundError:
             return 127, f"{command[0]}: command not found\n"
@@ -129,12 +226,48 @@ class LocalRun(Run):
         return total / (1024 * 1024)
 
 
+def _as_user(uid: int | None) -> dict:
+    """subprocess's arguments that start a process as `uid`, with no other groups."""
+    if uid is None:
+        return {}
+    return {"user": uid, "group": uid, "extra_groups": []}
+
+
 class LocalRuntime(Runtime):
     name = "local"
 
-    def __init__(self, node: str = "") -> None:
+    def __init__(self, node: str = "", session_uids: range | None = None) -> None:
         super().__init__(node)
+        # PR_SET_PDEATHSIG is set after the switch of user, which would clear it.
         self._preexec = _pdeathsig_setter()
+        self.users = SessionUsers(session_uids or SESSION_UIDS) if os.geteuid() == 0 else None
+
+    @property
+    def isolates_from_agent(self) -> bool:
+        """Do sessions run as users other than the agent's?"""
+        return self.users is not None
+
+    def check_reachable(self, workdir: Path) -> None:
+        """Sessions run as other users: they must reach the interpreter, its library and
+        their folders. Say so now rather than fail every session."""
+        if self.users is None:
+            return
+        sdk = importlib.util.find_spec("cli")
+        needed_paths = [
+            Path(sys.executable),
+            Path(os.__file__),
+            Path(sysconfig.get_paths()["purelib"]),
+            workdir / "sessions",
+        ]
+        if sdk is not None and sdk.origin:
+            needed_paths.append(Path(sdk.origin))
+        for needed in needed_paths:
+            closed = closed_to_others(needed)
+            if closed is not None:
+                raise RuntimeError(
+                    f"sessions run as unprivileged users, who cannot reach {needed}: "
+                    f"{closed} is closed to them (chmod o+x on folders, o+r on files)"
+                )
 
     def start(self, spec: RunSpec) -> LocalRun:
         env = dict(spec.env)
@@ -142,17 +275,66 @@ class LocalRuntime(Runtime):
         # NVML numbers GPUs by PCI bus; CUDA's default order may differ on mixed hosts.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["PYTHONUNBUFFERED"] = "1"
-        process = subprocess.Popen(
-            [sys.executable, "-u", spec.entry, *spec.args],
-            cwd=spec.code_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=self._preexec,
-        )
-        return LocalRun(spec, process)
+        uid = self._claim_folders(spec, env)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-u", spec.entry, *spec.args],
+                cwd=spec.code_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=self._preexec,
+                **_as_user(uid),
+            )
+        except BaseException:
+            self._release(spec, uid)
+            raise
+        return LocalRun(spec, process, uid)
+
+    def _claim_folders(self, spec: RunSpec, env: dict[str, str]) -> int | None:
+        """As root: a uid for the session, owning its code, output, inputs and home, in
+        a session folder others may pass through but not list."""
+        if self.users is None:
+            return None
+        uid = self.users.acquire()
+        session_dir = spec.code_dir.parent
+        home = session_dir / "home"
+        home.mkdir(exist_ok=True)
+        env["HOME"] = str(home)
+        for folder in (spec.code_dir, spec.output_dir, home, spec.inputs):
+            if folder is not None and folder.exists():
+                hand_over(folder, uid)
+                folder.chmod(0o700)
+        session_dir.chmod(0o711)
+        if (session_dir / "datasets").exists():
+            (session_dir / "datasets").chmod(0o755)  # its links, by mount name
+        return uid
+
+    def _release(self, spec: RunSpec, uid: int | None) -> None:
+        if uid is None or self.users is None:
+            return
+        # Whatever still runs as this uid (a process that left the session's group) ends
+        # with it, and its folders go back to the agent: the next session given this
+        # uid must find nothing of this one.
+        end_processes_of({uid})
+        hand_over(spec.code_dir.parent, os.geteuid())
+        self.users.release(uid)
+
+    def reclaim(self, workdir: Path) -> None:
+        """At the agent's start: what sessions of a crashed agent left behind (processes
+        running as session users, folders they own) goes, or back to the agent."""
+        if self.users is None:
+            return
+        end_processes_of(self.users.uids)
+        for session_dir in (workdir / "sessions").iterdir():
+            if session_dir.is_dir() and not session_dir.is_symlink():
+                hand_over(session_dir, os.geteuid())
+
+    def finished(self, run: Run) -> None:
+        assert isinstance(run, LocalRun)
+        self._release(run.spec, run.uid)
 
     def check_memory(self, run: Run) -> bool:
         assert isinstance(run, LocalRun)

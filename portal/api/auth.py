@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from portal.api.guards import BEARER, token_required
 from portal.api.schemas import LoginIn, MeOut, SignupIn, TokenOut, UserOut
 from portal.extensions import credentials_key, limiter
-from portal.services import auth
+from portal.services import auth, users
 from portal.timeutil import isoformat
 
 PREFIX = "/auth"
@@ -37,13 +37,15 @@ def create_token(payload):
 @blp.response(201, UserOut)
 @limiter.limit(auth_limit, key_func=credentials_key)
 def sign_up(payload):
-    """Create an account (where the portal's SIGNUP_OPEN allows it); then log in."""
+    """Create an account where the portal's sign-up policy allows it (open, with an
+    invitation code, or waiting for an administrator's approval); then log in."""
     return auth.sign_up(
         payload["username"],
         payload["password"],
         email=payload["email"],
-        open_=current_app.config["SIGNUP_OPEN"],
+        mode=current_app.config["SIGNUP"],
         credit=current_app.config["SIGNUP_CREDIT_GPU_HOURS"],
+        invitation=payload["invitation"],
     )
 
 
@@ -62,10 +64,7 @@ def revoke_current_token():
 @token_required()
 def me():
     """The user the token belongs to, and the limits that apply to them."""
-    user = g.user
     return {
-        "username": user.username,
-        "is_admin": user.is_admin,
-        "email": user.email,
+        **users.user_dict(g.user),
         "limits": {"max_code_bytes": current_app.config["MAX_CODE_BYTES"]},
     }

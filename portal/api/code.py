@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 
 from portal.api.guards import BEARER, token_required
 from portal.api.schemas import CodeOut
 from portal.errors import NotFound
+from portal.services import sessions
 from portal.services.artifacts import ArtifactStore, TooLarge
 
 PREFIX = "/code"
@@ -31,6 +32,7 @@ def upload_code():
     if (request.content_length or 0) > limit:
         raise TooLarge(limit)
     digest, size = artifact_store().put(request.stream, max_bytes=limit)
+    sessions.record_upload(current_app.extensions.get("redis"), g.user, digest)
     return {"digest": digest, "size": size}
 
 
@@ -39,7 +41,9 @@ def upload_code():
 @blp.response(200)
 @token_required()
 def has_code(digest: str):
-    """200 when the archive is stored already, so the client can skip the upload."""
-    if not artifact_store().exists(digest):
+    """200 when a session of the caller's runs this archive, so the client can skip the
+    upload; 404 otherwise, whatever the store holds, so that it tells nobody which
+    files others have stored."""
+    if not sessions.runs_code(g.user, digest) or not artifact_store().exists(digest):
         raise NotFound("no such code archive")
     return ""

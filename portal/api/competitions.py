@@ -108,7 +108,9 @@ def list_competitions():
 @blp.response(201, CompetitionOut)
 @token_required()
 def create_competition():
-    """Create a competition from a spec and its files; the caller organises it."""
+    """Create a competition from a spec and its files; the caller organises it (which
+    needs the organiser level)."""
+    service.require_organiser_level(g.user)  # before reading what they sent
     spec, files = _spec_from_form()
     competition = service.create(g.user, spec, files, artifact_store(), _public_key())
     return service.competition_dict(competition)

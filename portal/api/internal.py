@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shlex
+import time
 from datetime import timedelta
 
 from flask import current_app, g, request, send_file
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
+from portal import node_work
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, node_required
 from portal.api.schemas import (
@@ -16,20 +18,39 @@ from portal.api.schemas import (
     HeartbeatIn,
     HeartbeatOut,
     LogsIn,
+    NodeJobResultIn,
     NodeRegisterIn,
     NodeRegisterOut,
+    NodeWorkIn,
+    NodeWorkOut,
     SessionSpecOut,
     StateIn,
 )
 from portal.errors import NotFound
 from portal.extensions import db
-from portal.models import Checkpoint, DatasetVersion, Session, SessionKind, SessionStatus
-from portal.queue import node_queue_name
+from portal.live import broadcaster
+from portal.models import (
+    Checkpoint,
+    DatasetVersion,
+    Session,
+    SessionDataset,
+    SessionKind,
+    SessionStatus,
+)
+from portal.queue import node_wake_channel, redis_connection
 from portal.services import auth, nodes, sessions, submissions
 from portal.services.lifecycle import finish, mark_running
 
 PREFIX = "/internal"
 blp = Blueprint("internal", __name__, description="Node agents' API (node token)")
+
+
+def _active_here() -> tuple:
+    """Conditions on Session: placed on the calling node, and not ended."""
+    return (
+        Session.node_id == g.node.id,
+        Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
+    )
 
 
 def _node_session(session_id: int) -> Session:
@@ -43,16 +64,53 @@ def _node_session(session_id: int) -> Session:
 @blp.arguments(NodeRegisterIn)
 @blp.response(201, NodeRegisterOut)
 def register(payload):
-    """Register a node with the cluster's join token; answers its own node token."""
+    """Register a node with the cluster's join token, or again with its own node token;
+    answers a new node token. Nothing else: a node holds no Redis or database
+    credential."""
     join_token = payload.pop("join_token")
-    node, secret = nodes.register_node(
-        join_token, current_app.config.get("NODE_JOIN_TOKEN"), **payload
+    header = request.headers.get("Authorization", "")
+    node_token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    _, secret = nodes.register_node(
+        join_token, node_token, current_app.config.get("NODE_JOIN_TOKEN"), **payload
     )
-    return {
-        "node_token": secret,
-        "queue": node_queue_name(node.name),
-        "redis_url": current_app.config.get("REDIS_URL"),
-    }
+    return {"node_token": secret}
+
+
+@blp.route("/nodes/work", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(NodeWorkIn)
+@blp.response(200, NodeWorkOut)
+@node_required
+def take_work(payload):
+    """This node's next jobs (start, stop, exec a session), waiting up to `wait`
+    seconds for one to be queued."""
+    redis = redis_connection()
+    name = g.node.name
+    # A long poll holds no database connection (nor SQLite's lock) while it waits.
+    db.session.close()
+    deadline = time.monotonic() + payload["wait"]
+    while True:
+        seen = node_work.sequence(redis, name)
+        jobs = node_work.take(redis, name)
+        left = deadline - time.monotonic()
+        if jobs or left <= 0:
+            return {"jobs": jobs}
+        # Woken at once by the publish that queues work; the slice bounds the wait when
+        # this process's subscription missed it (while it was starting, say).
+        broadcaster().wait(node_wake_channel(name), seen, min(left, 1.0))
+
+
+@blp.route("/nodes/work/<job_id>/result", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(NodeJobResultIn)
+@blp.response(200, AcceptedOut)
+@node_required
+def job_result(payload, job_id: str):
+    """The outcome of a job this node took."""
+    done = node_work.complete(redis_connection(), g.node.name, job_id, payload["result"])
+    if not done:
+        raise NotFound(f"node {g.node.name} holds no job {job_id}")
+    return {"accepted": 1}
 
 
 @blp.route("/nodes/heartbeat", methods=["POST"])
@@ -93,6 +151,9 @@ def session_spec(session_id: int):
         "session_id": session.id,
         "ident": session.ident,
         "status": session.status,
+        # The node checks these too: it refuses code its runtime may not run.
+        "owner": session.user.username,
+        "trusted": session.user.is_trusted,
         "entry": session.entry,
         "args": shlex.split(session.args),
         "code_digest": session.code_digest,
@@ -170,8 +231,16 @@ def grading_predictions(session_id: int):
 @blp.response(200, description="a dataset version's archive, a gzipped tar")
 @node_required
 def fetch_dataset(digest: str):
-    """A dataset version's archive by digest, for a node's cache."""
-    if not db.session.scalar(select(DatasetVersion.id).where(DatasetVersion.digest == digest)):
+    """A dataset version's archive by digest, for a node's cache: one that a session
+    placed on this node mounts."""
+    mounted = db.session.scalar(
+        select(DatasetVersion.id)
+        .join(SessionDataset, SessionDataset.version_id == DatasetVersion.id)
+        .join(Session, Session.id == SessionDataset.session_id)
+        .where(DatasetVersion.digest == digest, *_active_here())
+        .limit(1)
+    )
+    if mounted is None:
         raise NotFound("no such dataset version")
     return send_file(artifact_store().path(digest), mimetype="application/gzip")
 
@@ -181,9 +250,19 @@ def fetch_dataset(digest: str):
 @blp.response(200, description="the code archive, a gzipped tar")
 @node_required
 def fetch_code(digest: str):
-    """A code archive by digest."""
+    """A code archive (or a grading session's checkpoint) by digest: one that a session
+    placed on this node runs."""
     path = artifact_store().path(digest)
-    if not path.is_file():
+    runs = db.session.scalar(
+        select(Session.id).where(Session.code_digest == digest, *_active_here()).limit(1)
+    )
+    restores = db.session.scalar(
+        select(Checkpoint.id)
+        .join(Session, Session.id == Checkpoint.session_id)
+        .where(Checkpoint.digest == digest, *_active_here())
+        .limit(1)
+    )
+    if (runs is None and restores is None) or not path.is_file():
         raise NotFound("no such code archive")
     return send_file(path, mimetype="application/gzip")
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from flask import current_app
 from flask_smorest import Blueprint
 
+from portal import node_work
 from portal.api.guards import BEARER, admin_required
-from portal.api.schemas import DrainIn, NodeOut, SessionOut
-from portal.services import sessions
-from portal.services.nodes import nodes_with_allocations, set_drained
+from portal.api.schemas import DrainIn, JoinTokenOut, NodeOut, NodeRemovedOut, SessionOut
+from portal.services import nodes, sessions
+from portal.services.nodes import nodes_with_allocations, remove_node, set_drained
 
 PREFIX = "/nodes"
 blp = Blueprint("api_nodes", __name__, description="Compute nodes (administrators)")
@@ -38,3 +40,26 @@ def drain(payload, name: str):
 def pending_queue():
     """Pending sessions in arrival order, each with the reason it waits."""
     return [sessions.session_dict(s) for s in sessions.queue()]
+
+
+@blp.route("/<name>", methods=["DELETE"])
+@blp.doc(security=BEARER)
+@blp.response(200, NodeRemovedOut)
+@admin_required
+def remove(name: str):
+    """Remove a node: its token is refused at once, its queued work is dropped, and the
+    sessions it held end as lost."""
+    node, lost = remove_node(name)
+    redis = current_app.extensions.get("redis")
+    if redis is not None:
+        node_work.discard(redis, node.name)
+    return {"name": node.name, "lost": [s.ident for s in lost]}
+
+
+@blp.route("/join-token", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(201, JoinTokenOut)
+@admin_required
+def rotate_join_token():
+    """A new join token for new nodes (shown once); every earlier one is refused."""
+    return {"join_token": nodes.rotate_join_token()}

@@ -25,6 +25,8 @@ class SignupIn(Schema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=8, max=1024))
     email = fields.Email(load_default=None, allow_none=True)
+    # Where sign-up needs one: a code an administrator made (`podium user invite`).
+    invitation = fields.String(load_default=None, allow_none=True)
 
 
 class LimitsOut(Schema):
@@ -34,7 +36,30 @@ class LimitsOut(Schema):
 class UserOut(Schema):
     username = fields.String()
     is_admin = fields.Boolean()
+    level = fields.String()
+    active = fields.Boolean()
     email = fields.String(allow_none=True)
+
+
+class UserAdminOut(UserOut):
+    credit_gpu_hours = fields.Float()
+    created_at = fields.DateTime()
+
+
+class UserChangeIn(Schema):
+    level = fields.String(validate=validate.OneOf(["user", "organiser", "trusted", "admin"]))
+    active = fields.Boolean()
+
+
+class InvitationIn(Schema):
+    uses = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
+    days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=365))
+
+
+class InvitationOut(Schema):
+    code = fields.String()
+    uses = fields.Integer()
+    expires_at = fields.String()
 
 
 class MeOut(UserOut):
@@ -189,6 +214,8 @@ class NodeOut(Schema):
     name = fields.String()
     status = fields.String()
     runtime = fields.String()
+    isolating = fields.Boolean()
+    operators = fields.List(fields.String())
     hostname = fields.String()
     cpu_count = fields.Integer()
     memory_mb = fields.Integer()
@@ -208,12 +235,21 @@ class GpuIn(Schema):
 
 
 class NodeRegisterIn(Schema):
-    join_token = fields.String(required=True)
+    # The cluster's join token; a node registered already may instead send its own
+    # node token as the bearer, and keeps its name.
+    join_token = fields.String(load_default="")
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     hostname = fields.String(load_default="")
     cpu_count = fields.Integer(required=True, validate=validate.Range(min=1, max=2**20))
     memory_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=2**40))
-    runtime = fields.String(load_default="local")
+    runtime = fields.String(load_default="local", validate=validate.OneOf(["local", "docker"]))
+    # A node that cannot isolate sessions from its agent runs only these users' sessions
+    # (empty: any trusted user's).
+    operators = fields.List(
+        fields.String(validate=validate.Length(max=64)),
+        load_default=list,
+        validate=validate.Length(max=100),
+    )
     gpus = fields.List(fields.Nested(GpuIn), load_default=list)
 
     @validates_schema
@@ -225,8 +261,27 @@ class NodeRegisterIn(Schema):
 
 class NodeRegisterOut(Schema):
     node_token = fields.String()
-    queue = fields.String()
-    redis_url = fields.String(allow_none=True)
+
+
+class NodeWorkIn(Schema):
+    wait = fields.Float(load_default=20.0, validate=validate.Range(min=0, max=25))
+
+
+class NodeWorkOut(Schema):
+    jobs = fields.List(fields.Dict())
+
+
+class NodeJobResultIn(Schema):
+    result = fields.Dict(load_default=dict)
+
+
+class JoinTokenOut(Schema):
+    join_token = fields.String()
+
+
+class NodeRemovedOut(Schema):
+    name = fields.String()
+    lost = fields.List(fields.String())
 
 
 class HeartbeatIn(Schema):
@@ -261,6 +316,8 @@ class SessionSpecOut(Schema):
     session_id = fields.Integer()
     ident = fields.String()
     status = fields.String()
+    owner = fields.String()
+    trusted = fields.Boolean()
     entry = fields.String()
     args = fields.List(fields.String())
     code_digest = fields.String()
@@ -370,6 +427,22 @@ class MemberIn(Schema):
 class TeamOut(Schema):
     name = fields.String()
     members = fields.List(fields.String())
+
+
+class TeamInvitationOut(Schema):
+    team = fields.String()
+    user = fields.String(metadata={"description": "the invited user"})
+    invited_by = fields.String()
+    members = fields.List(
+        fields.String(), metadata={"description": "whom the user would share their work with"}
+    )
+    created_at = fields.String()
+
+
+class TeamInvitationSentOut(TeamInvitationOut):
+    # `name` and `members` are what clients of the old `team add` read back.
+    name = fields.String(metadata={"description": "the team's name"})
+    message = fields.String()
 
 
 class ForkIn(Schema):

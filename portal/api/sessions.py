@@ -48,7 +48,9 @@ def _find(username: str, number: int, *, change: bool = False) -> Session:
 @token_required()
 def create_session(payload):
     """Start a session from an uploaded code archive."""
-    if not artifact_store().exists(payload["code_digest"]):
+    if not service.may_use_code(
+        g.user, payload["code_digest"], artifact_store(), current_app.extensions.get("redis")
+    ):
         raise ApiError("upload the code archive first (PUT /api/v1/code)", code="unknown_code")
     config = current_app.config
     request_ = service.SessionRequest(

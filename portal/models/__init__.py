@@ -15,10 +15,11 @@ from portal.models.dataset import (
     DatasetVersion,
     SessionDataset,
     Team,
+    TeamInvitation,
     TeamMember,
     Visibility,
 )
-from portal.models.node import Gpu, Node, NodeStatus
+from portal.models.node import Gpu, Node, NodeJoinToken, NodeStatus
 from portal.models.session import (
     ACTIVE_STATUSES,
     Allocation,
@@ -29,7 +30,7 @@ from portal.models.session import (
     SessionKind,
     SessionStatus,
 )
-from portal.models.user import ApiToken, User
+from portal.models.user import ApiToken, Level, SignupInvitation, User
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -43,8 +44,10 @@ __all__ = [
     "Dataset",
     "DatasetVersion",
     "Gpu",
+    "Level",
     "LogLine",
     "Node",
+    "NodeJoinToken",
     "NodeStatus",
     "Round",
     "Scalar",
@@ -52,9 +55,11 @@ __all__ = [
     "SessionDataset",
     "SessionKind",
     "SessionStatus",
+    "SignupInvitation",
     "Submission",
     "SubmissionStatus",
     "Team",
+    "TeamInvitation",
     "TeamInvite",
     "TeamMember",
     "User",

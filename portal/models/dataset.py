@@ -30,6 +30,9 @@ class Team(db.Model):  # type: ignore[name-defined]
     members: Mapped[list[TeamMember]] = relationship(
         back_populates="team", cascade="all, delete-orphan"
     )
+    invitations: Mapped[list[TeamInvitation]] = relationship(
+        back_populates="team", cascade="all, delete-orphan"
+    )
 
 
 class TeamMember(db.Model):  # type: ignore[name-defined]
@@ -43,6 +46,24 @@ class TeamMember(db.Model):  # type: ignore[name-defined]
 
     team: Mapped[Team] = relationship(back_populates="members")
     user: Mapped[User] = relationship()
+
+
+class TeamInvitation(db.Model):  # type: ignore[name-defined]
+    """An offer of membership that only the invited user can turn into one: members
+    read each other's work, so nobody is made a member without saying yes."""
+
+    __tablename__ = "team_invitations"
+    __table_args__ = (UniqueConstraint("team_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    inviter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    team: Mapped[Team] = relationship(back_populates="invitations")
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    inviter: Mapped[User] = relationship(foreign_keys=[inviter_id])
 
 
 class Dataset(db.Model):  # type: ignore[name-defined]

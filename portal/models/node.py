@@ -8,12 +8,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
 from portal.timeutil import utcnow
+from portal.trust import ISOLATING_RUNTIMES
 
 
 class NodeStatus(enum.StrEnum):
     READY = "ready"
     LOST = "lost"  # heartbeats stopped
     DRAINED = "drained"  # takes no new sessions
+    REMOVED = "removed"  # removed by an administrator: its token is refused
 
 
 class Node(db.Model):  # type: ignore[name-defined]
@@ -34,6 +36,14 @@ class Node(db.Model):  # type: ignore[name-defined]
     # What the node holds already, for locality: image names, dataset versions.
     images: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     datasets: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    # Usernames whose sessions alone this node runs, when it cannot isolate sessions
+    # from its agent (a local-runtime agent that is not root); empty: anyone's it may.
+    operators: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+
+    @property
+    def isolating(self) -> bool:
+        """Runs sessions in containers: strangers' code may run here."""
+        return self.runtime in ISOLATING_RUNTIMES
 
     gpus: Mapped[list[Gpu]] = relationship(
         back_populates="node", cascade="all, delete-orphan", order_by="Gpu.index"
@@ -53,3 +63,14 @@ class Gpu(db.Model):  # type: ignore[name-defined]
     simulated: Mapped[bool] = mapped_column(default=False)
 
     node: Mapped[Node] = relationship(back_populates="gpus")
+
+
+class NodeJoinToken(db.Model):  # type: ignore[name-defined]
+    """The cluster's join token (its SHA-256): the latest one is the only one accepted,
+    until an administrator rotates it."""
+
+    __tablename__ = "node_join_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,12 +7,12 @@ import re
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.errors import ApiError, Conflict, Unauthorized
+from portal.errors import ApiError, Conflict, Forbidden, Unauthorized
 from portal.extensions import db
-from portal.models import ApiToken, User
+from portal.models import ApiToken, Level, SignupInvitation, User
 from portal.timeutil import utcnow
 
 TOKEN_PREFIX = "pdm_"
@@ -29,7 +29,9 @@ def new_secret() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_user(username: str, password: str, *, is_admin: bool = False, email=None) -> User:
+def create_user(
+    username: str, password: str, *, level: Level = Level.USER, email=None, active: bool = True
+) -> User:
     if not USERNAME_PATTERN.match(username):
         raise ApiError(
             "a username is 2-32 lower-case letters, digits, '-' or '_', starting with a letter",
@@ -39,16 +41,31 @@ def create_user(username: str, password: str, *, is_admin: bool = False, email=N
         raise ApiError("a password has at least 4 characters", code="invalid_input")
     if db.session.scalar(select(User).where(User.username == username)):
         raise Conflict(f"user {username!r} exists already")
-    user = User(username=username, is_admin=is_admin, email=email)
+    user = User(username=username, level=level.value, email=email, active=active)
     user.set_password(password)
     db.session.add(user)
     db.session.commit()
     return user
 
 
-def sign_up(username: str, password: str, *, email: str | None, open_: bool, credit: float) -> User:
-    """A new account made by its owner: never an administrator, with `credit` GPU-hours."""
-    if not open_:
+SIGNUP_MODES = ("open", "approval", "invitation", "closed")
+
+
+def sign_up(
+    username: str,
+    password: str,
+    *,
+    email: str | None,
+    mode: str,
+    credit: float,
+    invitation: str | None = None,
+) -> User:
+    """A new account made by its owner, at the lowest level, with `credit` GPU-hours.
+
+    `mode` is the portal's sign-up policy: `open`, `approval` (the account waits for an
+    administrator), `invitation` (a code an administrator made is needed) or `closed`.
+    """
+    if mode not in SIGNUP_MODES or mode == "closed":
         raise ApiError(
             "sign-up is closed here: ask an administrator for an account",
             code="signup_closed",
@@ -56,10 +73,53 @@ def sign_up(username: str, password: str, *, email: str | None, open_: bool, cre
         )
     if len(password) < 8:
         raise ApiError("a password has at least 8 characters", code="invalid_input")
-    user = create_user(username, password, email=email)
+    if mode == "invitation":
+        _claim_invitation(invitation or "")
+    try:
+        user = create_user(username, password, email=email, active=mode != "approval")
+    except ApiError:
+        db.session.rollback()  # the invitation's use is given back with it
+        raise
     user.credit_gpu_hours = credit
     db.session.commit()
     return user
+
+
+def _claim_invitation(code: str) -> None:
+    """Take one use of an invitation, in the sign-up's transaction: one conditional
+    update, so that sign-ups racing for its last use cannot both have it."""
+    claimed = db.session.execute(
+        update(SignupInvitation)
+        .where(
+            SignupInvitation.code_hash == hash_token(code),
+            SignupInvitation.uses_left > 0,
+            SignupInvitation.expires_at > utcnow(),
+        )
+        .values(uses_left=SignupInvitation.uses_left - 1)
+    ).rowcount  # type: ignore[attr-defined]
+    if claimed != 1:
+        raise ApiError(
+            "sign-up here needs a valid invitation code from an administrator",
+            code="invitation_required",
+            status=403,
+        )
+
+
+def create_invitation(creator: User, *, uses: int = 1, ttl: timedelta) -> str:
+    """A sign-up invitation code (shown once; only its digest is kept)."""
+    if not 1 <= uses <= 10_000:
+        raise ApiError("an invitation is good for 1 to 10,000 sign-ups", code="invalid_input")
+    code = "inv_" + secrets.token_urlsafe(18)
+    db.session.add(
+        SignupInvitation(
+            code_hash=hash_token(code),
+            created_by_id=creator.id,
+            uses_left=uses,
+            expires_at=utcnow() + ttl,
+        )
+    )
+    db.session.commit()
+    return code
 
 
 # Checked against when the username is unknown, so that the answer takes as long as
@@ -74,7 +134,15 @@ def authenticate(username: str, password: str) -> User:
         raise Unauthorized("wrong username or password", code="bad_credentials")
     if not user.check_password(password):
         raise Unauthorized("wrong username or password", code="bad_credentials")
+    _check_active(user)
     return user
+
+
+def _check_active(user: User) -> None:
+    if not user.active:
+        raise Forbidden(
+            "this account waits for an administrator's approval", code="account_inactive"
+        )
 
 
 def issue_token(
@@ -103,6 +171,7 @@ def resolve_token(secret: str) -> ApiToken:
         raise Unauthorized("this token was revoked: log in again", code="token_revoked")
     if token.expires_at <= utcnow():
         raise Unauthorized("this token has expired: log in again", code="token_expired")
+    _check_active(token.user)
     return token
 
 

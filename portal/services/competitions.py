@@ -223,6 +223,17 @@ def _apply_round_fields(round_: Round, spec: Mapping[str, Any], what: str) -> No
         raise SpecError(f"{what}: it must end after it starts")
 
 
+def require_organiser_level(user: User) -> None:
+    """Creating competitions is a level administrators grant: an organiser's scorer runs
+    on the platform (isolated), and their competitions reach every participant."""
+    if not user.may_organise:
+        raise Forbidden(
+            "creating competitions needs the organiser level: ask an administrator "
+            f"(`podium user set-level {user.username} organiser`)",
+            code="needs_organiser",
+        )
+
+
 def create(
     organiser: User,
     spec: Mapping[str, Any],
@@ -231,6 +242,7 @@ def create(
     public_key: str,
 ) -> Competition:
     """A competition from a validated spec (see docs/competitions.md) and its files."""
+    require_organiser_level(organiser)
     if db.session.scalar(select(Competition.id).where(Competition.slug == spec["slug"])):
         raise Conflict(f"a competition {spec['slug']!r} exists already")
     competition = Competition(

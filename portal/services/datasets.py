@@ -2,7 +2,8 @@
 
 Pushing a name again makes a new version only when the files differ (their content
 digest, not the archive's bytes, decides). An upload is inspected before it becomes a
-version (see `archives`), and one that fails leaves nothing behind.
+version (see `archives`), and one that fails leaves no version behind; its bytes, which
+another upload of the same content may be about to use, go at the next `blobs.sweep`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import re
 from typing import IO, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal.errors import ApiError, Conflict, Forbidden, NotFound
 from portal.extensions import db
 from portal.models import (
     ACTIVE_STATUSES,
-    Checkpoint,
     Dataset,
     DatasetVersion,
     Session,
@@ -26,7 +26,7 @@ from portal.models import (
     User,
     Visibility,
 )
-from portal.services import archives
+from portal.services import archives, blobs
 from portal.services.artifacts import ArtifactStore
 from portal.timeutil import isoformat, utcnow
 
@@ -118,13 +118,11 @@ def push(
     if visibility == Visibility.TEAM.value and chosen_team is None:
         raise ApiError("name the team that may read it", code="invalid_input")
     digest, _ = store.put(stream, max_bytes=max_bytes)
-    try:
-        manifest = archives.inspect(
-            store.path(digest), max_unpacked_bytes=max_unpacked_bytes, max_files=max_files
-        )
-    except ApiError:
-        forget_blob(store, digest)
-        raise
+    # A refused archive is not deleted here: its bytes may be another upload's, not
+    # named by its row yet. `blobs.sweep` collects them once the grace has passed.
+    manifest = archives.inspect(
+        store.path(digest), max_unpacked_bytes=max_unpacked_bytes, max_files=max_files
+    )
     if dataset is None:
         dataset = Dataset(
             name=name, owner_id=owner.id, visibility=visibility or Visibility.PRIVATE.value
@@ -188,16 +186,7 @@ def remove(viewer: User, dataset: Dataset, store: ArtifactStore, number: int | N
         for version in doomed:
             db.session.delete(version)
     db.session.commit()
-    for digest in digests:
-        forget_blob(store, digest)
-
-
-def forget_blob(store: ArtifactStore, digest: str) -> None:
-    """Delete a stored file unless something still names it."""
-    for column in (DatasetVersion.digest, Session.code_digest, Checkpoint.digest):
-        if db.session.scalar(select(func.count()).where(column == digest)):
-            return
-    store.path(digest).unlink(missing_ok=True)
+    blobs.release(store, digests)
 
 
 def dataset_dict(dataset: Dataset) -> dict[str, Any]:

@@ -9,26 +9,50 @@ from typing import Any
 
 from sqlalchemy import select
 
-from portal.errors import ApiError, Conflict, NotFound, Unauthorized
+from portal import trust
+from portal.errors import ApiError, Conflict, Forbidden, NotFound, Unauthorized
 from portal.extensions import db
 from portal.models import (
     ACTIVE_STATUSES,
     Allocation,
     Gpu,
     Node,
+    NodeJoinToken,
     NodeStatus,
     Session,
     SessionStatus,
+    User,
 )
-from portal.services.auth import hash_token, new_secret
+from portal.services.auth import TOKEN_PREFIX, hash_token, new_secret
 from portal.services.lifecycle import finish, mark_running
 from portal.timeutil import isoformat, utcnow
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def join_token_accepted(candidate: str, configured: str | None) -> bool:
+    """The cluster's join token: the latest one an administrator made, or, until one
+    was ever made, the one configured (NODE_JOIN_TOKEN)."""
+    if not candidate:
+        return False
+    latest = db.session.scalar(select(NodeJoinToken).order_by(NodeJoinToken.id.desc()).limit(1))
+    if latest is not None:
+        return hmac.compare_digest(hash_token(candidate), latest.token_hash)
+    return bool(configured) and hmac.compare_digest(candidate, configured or "")
+
+
+def rotate_join_token() -> str:
+    """A new join token (shown once); every earlier one is refused from now on. Nodes
+    registered already keep their own node tokens."""
+    secret = "pdj_" + new_secret().removeprefix(TOKEN_PREFIX)
+    db.session.add(NodeJoinToken(token_hash=hash_token(secret)))
+    db.session.commit()
+    return secret
+
+
 def register_node(
     join_token: str,
+    node_token: str,
     expected_join_token: str | None,
     *,
     name: str,
@@ -37,18 +61,34 @@ def register_node(
     memory_mb: int,
     runtime: str,
     gpus: list[dict[str, Any]],
+    operators: list[str] | None = None,
 ) -> tuple[Node, str]:
-    """Register (or re-register) a node; returns it with its new node token.
+    """Register a node; returns it with its new node token.
 
-    Re-registering replaces the token and the GPU inventory: an agent that restarts
-    registers again. Sessions the database still holds as running there are settled by
-    the agent's first heartbeat, which lists what it really runs.
+    A new node needs the join token. A registered one registers again with its own
+    node token (an agent that restarts), which replaces the token and the inventory;
+    the join token cannot take over a node that exists, so whoever holds it cannot
+    impersonate a node and receive its work. A removed node's name may join again.
+    Sessions the database still holds as running there are settled by the agent's
+    first heartbeat, which lists what it really runs.
     """
-    if not expected_join_token or not hmac.compare_digest(join_token, expected_join_token):
-        raise Unauthorized("wrong node join token", code="bad_join_token")
     if not NODE_NAME.match(name):
         raise ApiError("a node name is letters, digits, '.', '-' and '_'", code="invalid_input")
     node = db.session.scalar(select(Node).where(Node.name == name))
+    if node_token:
+        known = authenticate_node(node_token)
+        if known.name != name:
+            raise Forbidden(f"this node token belongs to node {known.name}", code="bad_node_token")
+        node = known
+    else:
+        if not join_token_accepted(join_token, expected_join_token):
+            raise Unauthorized("wrong node join token", code="bad_join_token")
+        if node is not None and node.status != NodeStatus.REMOVED.value:
+            raise Conflict(
+                f"node {name} is registered already: it registers again with its own node "
+                f"token, or an administrator removes it first (`podium node rm {name}`)",
+                code="node_exists",
+            )
     secret = new_secret()
     if node is None:
         node = Node(name=name)
@@ -58,9 +98,11 @@ def register_node(
     node.cpu_count = cpu_count
     node.memory_mb = memory_mb
     node.runtime = runtime
-    if node.status == NodeStatus.LOST.value:
+    node.operators = sorted(set(operators or []))
+    if node.status in (NodeStatus.LOST.value, NodeStatus.REMOVED.value):
         node.status = NodeStatus.READY.value
-    node.last_heartbeat_at = utcnow()
+    # When the agent (re)started: work it took before then is lost with the old one.
+    node.registered_at = node.last_heartbeat_at = utcnow()
     node.gpus = [
         Gpu(
             index=int(g["index"]),
@@ -77,9 +119,31 @@ def register_node(
 
 def authenticate_node(secret: str) -> Node:
     node = db.session.scalar(select(Node).where(Node.token_hash == hash_token(secret)))
-    if node is None:
+    if node is None or node.status == NodeStatus.REMOVED.value:
         raise Unauthorized("unknown node token: register the node again", code="bad_node_token")
     return node
+
+
+def remove_node(name: str) -> tuple[Node, list[Session]]:
+    """Take a node out of the cluster: its token is refused at once, and the sessions
+    it held end as lost."""
+    node = db.session.scalar(select(Node).where(Node.name == name))
+    if node is None or node.status == NodeStatus.REMOVED.value:
+        raise NotFound(f"no node {name!r}")
+    node.status = NodeStatus.REMOVED.value
+    node.token_hash = hash_token(new_secret())  # one nobody holds
+    db.session.commit()
+    lost = [
+        session
+        for session in db.session.scalars(
+            select(Session).where(
+                Session.node_id == node.id,
+                Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]),
+            )
+        ).all()
+        if finish(session, SessionStatus.LOST, f"node {name} was removed from the cluster")
+    ]
+    return node, lost
 
 
 def heartbeat(
@@ -151,7 +215,8 @@ def mark_lost_nodes(lost_after_seconds: int) -> list[Node]:
     lost = list(
         db.session.scalars(
             select(Node).where(
-                Node.status != NodeStatus.LOST.value, Node.last_heartbeat_at < deadline
+                Node.status.not_in([NodeStatus.LOST.value, NodeStatus.REMOVED.value]),
+                Node.last_heartbeat_at < deadline,
             )
         )
     )
@@ -193,7 +258,11 @@ def live_nodes() -> list[Node]:
 
 
 def capacity_refusal(
-    gpus: int, cpus: float, memory_mb: int, gpu_models: frozenset[str] = frozenset()
+    gpus: int,
+    cpus: float,
+    memory_mb: int,
+    gpu_models: frozenset[str] = frozenset(),
+    owner: User | None = None,
 ) -> str | None:
     """Why no registered node could ever hold the request, or None.
 
@@ -201,9 +270,14 @@ def capacity_refusal(
     """
     # Lost nodes count: one that misses heartbeats for a while must not make requests
     # that only it can hold be refused.
-    nodes = list(db.session.scalars(select(Node)))
+    nodes = list(db.session.scalars(select(Node).where(Node.status != NodeStatus.REMOVED.value)))
     if not nodes:
         return None
+    if owner is not None:
+        admitting = [n for n in nodes if admits(n, owner)]
+        if not admitting:
+            return trust.refusal(any(n.isolating for n in nodes), owner.is_trusted)
+        nodes = admitting
     if gpus and gpu_models:
         nodes = [n for n in nodes if n.gpus and n.gpus[0].model in gpu_models]
         if not nodes:
@@ -219,6 +293,16 @@ def capacity_refusal(
     return f"asks for {cpus:g} CPUs and no node has that many with the GPUs and memory"
 
 
+def admits(node: Node, user: User) -> bool:
+    """May `user`'s sessions run on `node`?"""
+    return trust.may_run_on(
+        isolating=node.isolating,
+        operators=node.operators or (),
+        username=user.username,
+        trusted=user.is_trusted,
+    )
+
+
 def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str, Any]:
     allocations = allocations or {}
     usage = {g.get("index"): g for g in (node.sample or {}).get("gpus", [])}
@@ -226,6 +310,8 @@ def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str
         "name": node.name,
         "status": node.status,
         "runtime": node.runtime,
+        "isolating": node.isolating,
+        "operators": node.operators or [],
         "hostname": node.hostname,
         "cpu_count": node.cpu_count,
         "memory_mb": node.memory_mb,
@@ -255,5 +341,7 @@ def nodes_with_allocations() -> list[dict]:
         select(Allocation, Session).join(Session, Allocation.session_id == Session.id)
     ):
         held.setdefault(allocation.node_id, {})[allocation.gpu_index] = session.ident
-    nodes = db.session.scalars(select(Node).order_by(Node.name))
+    nodes = db.session.scalars(
+        select(Node).where(Node.status != NodeStatus.REMOVED.value).order_by(Node.name)
+    )
     return [node_dict(node, held.get(node.id)) for node in nodes]

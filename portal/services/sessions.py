@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 import shlex
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
-from rq import Queue
-from rq.job import JobStatus
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import selectinload
 
+from portal import node_work
 from portal.errors import ApiError, Conflict, Forbidden, NotFound
 from portal.extensions import db
 from portal.models import (
@@ -26,8 +24,8 @@ from portal.models import (
     SessionStatus,
     User,
 )
-from portal.queue import node_queue_name, wake_scheduler
-from portal.services import archives
+from portal.queue import code_upload_key, wake_scheduler
+from portal.services import archives, blobs
 from portal.services import datasets as dataset_service
 from portal.services import nodes as node_service
 from portal.services.lifecycle import finish
@@ -53,7 +51,44 @@ class SessionRequest:
     memo: str = ""
 
 
-def validate_request(request: SessionRequest) -> None:
+UPLOAD_MEMORY_SECONDS = 86400
+
+
+def record_upload(redis, user: User, digest: str) -> None:
+    """Remember that `user` uploaded this archive: they may start sessions of it."""
+    if redis is not None:
+        try:
+            redis.set(code_upload_key(user.id, digest), 1, ex=UPLOAD_MEMORY_SECONDS)
+        except RedisError:
+            log.warning("could not record an upload of %s", user.username, exc_info=True)
+
+
+def runs_code(user: User, digest: str) -> bool:
+    """Does a session of `user` run this code archive?"""
+    return (
+        db.session.scalar(
+            select(Session.id)
+            .where(Session.user_id == user.id, Session.code_digest == digest)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def may_use_code(user: User, digest: str, store, redis) -> bool:
+    """A code archive is the uploader's (and their sessions'): whoever learns another's
+    digest can neither run that code nor tell whether it is stored."""
+    if not store.exists(digest):
+        return False
+    if runs_code(user, digest):
+        return True
+    try:
+        return bool(redis is not None and redis.exists(code_upload_key(user.id, digest)))
+    except RedisError:
+        return False
+
+
+def validate_request(request: SessionRequest, owner: User | None = None) -> None:
     if not request.entry or request.entry.startswith(("/", "..")) or "/../" in request.entry:
         raise ApiError(
             "the entry point must be a relative path inside the code folder", code="invalid_input"
@@ -65,7 +100,7 @@ def validate_request(request: SessionRequest) -> None:
     if request.gpus < 0 or request.cpus <= 0 or request.memory_mb <= 0:
         raise ApiError("GPUs must be 0 or more; CPUs and memory more than 0", code="invalid_input")
     refusal = node_service.capacity_refusal(
-        request.gpus, request.cpus, request.memory_mb, frozenset(request.gpu_models)
+        request.gpus, request.cpus, request.memory_mb, frozenset(request.gpu_models), owner
     )
     if refusal:
         raise ApiError(
@@ -90,7 +125,7 @@ def create_session(
     archive: Path | None = None,
     max_unpacked_bytes: int = 8 * 2**30,
 ) -> Session:
-    validate_request(request)
+    validate_request(request, user)
     if archive is not None:
         check_code(archive, request.entry, max_unpacked_bytes=max_unpacked_bytes)
     versions = [dataset_service.find_version(user, ref) for ref in request.datasets]
@@ -271,8 +306,12 @@ def request_stop(session: Session, redis=None) -> Session:
     db.session.commit()
     if redis is not None and session.node is not None:
         try:
-            Queue(node_queue_name(session.node.name), connection=redis).enqueue(
-                "nodes.jobs.stop_session", session.id, job_id=f"stop-{session.id}"
+            node_work.push(
+                redis,
+                session.node.name,
+                node_work.STOP,
+                job_id=f"stop-{session.id}",
+                session_id=session.id,
             )
         except RedisError:
             log.warning("could not queue the stop of %s", session.ident, exc_info=True)
@@ -283,38 +322,33 @@ def exec_in_session(session: Session, command: list[str], redis, timeout: float 
     """Run a command beside a running session, on its node; wait for its output."""
     if session.state is not SessionStatus.RUNNING or session.node is None:
         raise Conflict(f"session {session.ident} is {session.status}: it must be running")
-    job = Queue(node_queue_name(session.node.name), connection=redis).enqueue(
-        "nodes.jobs.exec_in_session",
-        session.id,
-        command,
-        timeout,
-        result_ttl=300,
-        failure_ttl=300,
-        job_timeout=int(timeout) + 30,
+    node_name, ident = session.node.name, session.ident
+    job_id = node_work.push(
+        redis,
+        node_name,
+        node_work.EXEC,
+        ttl=int(timeout) + 300,
+        session_id=session.id,
+        command=command,
+        timeout=timeout,
     )
-    deadline = time.monotonic() + timeout + 15
-    while time.monotonic() < deadline:
-        status = job.get_status(refresh=True)
-        if status == JobStatus.FINISHED:
-            result: dict = job.return_value() or {"error": "no answer"}
-            if result["error"]:
-                raise Conflict(f"session {session.ident}: {result['error']}")
-            return {"exit_code": result["exit_code"], "output": result["output"]}
-        if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-            raise ApiError(
-                f"node {session.node.name} could not run it", code="node_error", status=502
-            )
-        time.sleep(0.05)
-    job.cancel()
-    raise ApiError(
-        f"node {session.node.name} did not answer in time", code="node_timeout", status=504
-    )
+    # The wait holds no database connection.
+    db.session.close()
+    result = node_work.wait_done(redis, job_id, timeout + 15)
+    if result is None:
+        raise ApiError(f"node {node_name} did not answer in time", code="node_timeout", status=504)
+    if result.get("error"):
+        raise Conflict(f"session {ident}: {result['error']}")
+    if "exit_code" not in result:
+        raise ApiError(f"node {node_name} could not run it", code="node_error", status=502)
+    return {"exit_code": result["exit_code"], "output": result.get("output", "")}
 
 
 def remove_session(session: Session, store=None) -> None:
     if session.state.is_active:
         raise Conflict(f"session {session.ident} is {session.status}: stop it first")
-    digests = set(
+    digests = {session.code_digest}
+    digests.update(
         db.session.scalars(select(Checkpoint.digest).where(Checkpoint.session_id == session.id))
     )
     for model in (LogLine, Scalar, Checkpoint):
@@ -322,16 +356,7 @@ def remove_session(session: Session, store=None) -> None:
     db.session.delete(session)
     db.session.commit()
     if store is not None:
-        # The store is shared by content: keep what another checkpoint or any code
-        # archive still names.
-        still_used = set(
-            db.session.scalars(select(Checkpoint.digest).where(Checkpoint.digest.in_(digests)))
-        )
-        still_used |= set(
-            db.session.scalars(select(Session.code_digest).where(Session.code_digest.in_(digests)))
-        )
-        for digest in digests - still_used:
-            store.path(digest).unlink(missing_ok=True)
+        blobs.release(store, digests)
 
 
 def append_logs(session: Session, lines: list[dict[str, Any]]) -> int:

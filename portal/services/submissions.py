@@ -17,7 +17,6 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 from sqlalchemy import func, select
 
 from grader.metrics import METRICS
@@ -35,7 +34,7 @@ from portal.models import (
     SubmissionStatus,
     User,
 )
-from portal.queue import GRADER_QUEUE
+from portal.queue import grader_queue
 from portal.services import competitions, tables
 from portal.services import leaderboard as boards
 from portal.services import sessions as session_service
@@ -121,7 +120,7 @@ def _enqueue_scoring(redis: Redis | None, submission: Submission) -> None:
     if redis is None:
         return
     try:
-        Queue(GRADER_QUEUE, connection=redis).enqueue(
+        grader_queue(redis).enqueue(
             "grader.jobs.score_submission",
             submission.id,
             job_id=f"score-{submission.id}",
@@ -377,8 +376,7 @@ def rescore(user: User, round_: Round, redis: Redis | None) -> int:
         )
     db.session.commit()
     if redis is not None:
-        queue = Queue(GRADER_QUEUE, connection=redis)
-        queue.enqueue("grader.jobs.rescore_round", round_.id, job_timeout=3600)
+        grader_queue(redis).enqueue("grader.jobs.rescore_round", round_.id, job_timeout=3600)
     return len(ids)
 
 

@@ -1,4 +1,4 @@
-"""Accounts as administrators see them: lookup and GPU credit."""
+"""Accounts as administrators see them: lookup, levels, approval and GPU credit."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import math
 
 from sqlalchemy import select
 
-from portal.errors import ApiError, NotFound
+from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
-from portal.models import User
+from portal.models import Level, User
 
 
 def find_user(viewer: User, username: str) -> User:
@@ -25,3 +25,43 @@ def add_credit(user: User, gpu_hours: float) -> User:
     user.credit_gpu_hours += gpu_hours
     db.session.commit()
     return user
+
+
+def everyone() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.username)))
+
+
+def change(user: User, *, level: str | None = None, active: bool | None = None) -> User:
+    """An administrator sets a user's level, or approves (activates) or suspends them."""
+    if level is not None:
+        new_level = Level(level)
+        if user.is_admin and new_level is not Level.ADMIN and _admins() == 1:
+            raise Conflict(f"{user.username} is the last administrator")
+        user.level = new_level.value
+    if active is not None:
+        if not active and user.is_admin and _admins() == 1:
+            raise Conflict(f"{user.username} is the last administrator")
+        # A suspended account's tokens stop working at once: every request checks.
+        user.active = active
+    db.session.commit()
+    return user
+
+
+def _admins() -> int:
+    return len(
+        db.session.scalars(
+            select(User.id).where(User.level == Level.ADMIN.value, User.active.is_(True))
+        ).all()
+    )
+
+
+def user_dict(user: User) -> dict:
+    return {
+        "username": user.username,
+        "is_admin": user.is_admin,
+        "level": user.level,
+        "active": user.active,
+        "email": user.email,
+        "credit_gpu_hours": user.credit_gpu_hours,
+        "created_at": user.created_at,
+    }

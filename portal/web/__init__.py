@@ -13,7 +13,9 @@ def register_web(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
-        return db.session.get(User, int(user_id))
+        user = db.session.get(User, int(user_id))
+        # A suspended account's browser sessions end at its next request.
+        return user if user is not None and user.active else None
 
     @login_manager.unauthorized_handler
     def unauthorized():

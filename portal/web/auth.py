@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
-from portal.errors import ApiError, NotFound, Unauthorized
+from portal.errors import ApiError, Forbidden, NotFound, Unauthorized
 from portal.extensions import credentials_key, db, limiter
 from portal.services import auth
 
@@ -29,6 +29,7 @@ class SignupForm(FlaskForm):
     confirm = PasswordField(
         "Password again", validators=[DataRequired(), EqualTo("password", "the passwords differ")]
     )
+    invitation = StringField("Invitation code", validators=[Optional(), Length(max=64)])
 
 
 def auth_limit() -> str:
@@ -50,7 +51,7 @@ def login():
     if form.validate_on_submit():
         try:
             user = auth.authenticate(form.username.data or "", form.password.data or "")
-        except Unauthorized as exc:
+        except (Unauthorized, Forbidden) as exc:
             error = exc.message
         else:
             login_user(user)
@@ -62,7 +63,8 @@ def login():
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(auth_limit, key_func=credentials_key, methods=["POST"])
 def signup():
-    if not current_app.config["SIGNUP_OPEN"]:
+    mode = current_app.config["SIGNUP"]
+    if mode == "closed":
         raise NotFound("sign-up is closed here: ask an administrator for an account")
     form = SignupForm()
     error = None
@@ -72,19 +74,24 @@ def signup():
                 form.username.data or "",
                 form.password.data or "",
                 email=form.email.data or None,
-                open_=True,
+                mode=mode,
                 credit=current_app.config["SIGNUP_CREDIT_GPU_HOURS"],
+                invitation=form.invitation.data or None,
             )
         except ApiError as exc:
             db.session.rollback()
             error = exc.message
         else:
+            if not user.active:
+                return render_template("auth/signup.html", form=None, waiting=True, mode=mode)
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
     elif form.errors:
         field, messages = next(iter(form.errors.items()))
         error = f"{getattr(form, field).label.text}: {messages[0]}"
-    return render_template("auth/signup.html", form=form, error=error), 422 if error else 200
+    return render_template("auth/signup.html", form=form, error=error, mode=mode), (
+        422 if error else 200
+    )
 
 
 @bp.route("/logout", methods=["POST"])

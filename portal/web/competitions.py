@@ -87,7 +87,9 @@ def create():
     """Organise a competition: the same spec and files as `podium competition create`."""
     form = CreateForm()
     error = None
-    if form.validate_on_submit():
+    if not current_user.may_organise:
+        error = "Creating competitions needs the organiser level: ask an administrator to grant it."
+    elif form.validate_on_submit():
         try:
             spec = parse_spec(form.spec.data.read().decode("utf-8", errors="replace"))
             files = {f.filename: f.read() for f in form.files.data or [] if f and f.filename}

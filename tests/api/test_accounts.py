@@ -10,7 +10,13 @@ def test_sign_up_then_log_in(client):
         json={"username": "nia", "password": "long-enough", "email": "nia@example.org"},
     )
     assert made.status_code == 201, made.get_json()
-    assert made.get_json() == {"username": "nia", "is_admin": False, "email": "nia@example.org"}
+    assert made.get_json() == {
+        "username": "nia",
+        "is_admin": False,
+        "level": "user",
+        "active": True,
+        "email": "nia@example.org",
+    }
     user = db.session.scalar(db.select(User).where(User.username == "nia"))
     assert user.credit_gpu_hours == 0.0  # GPUs wait for an administrator's credit
     token = client.post("/api/v1/auth/tokens", json={"username": "nia", "password": "long-enough"})
@@ -22,7 +28,7 @@ def test_sign_up_then_log_in(client):
 
 
 def test_sign_up_can_be_closed(tmp_path, database_url, redis_url, redis):
-    app = build_app(tmp_path / "closed", database_url, redis_url, SIGNUP_OPEN=False)
+    app = build_app(tmp_path / "closed", database_url, redis_url, SIGNUP="closed")
     with app.app_context():
         answer = app.test_client().post(
             "/api/v1/auth/users", json={"username": "nia", "password": "long-enough"}
@@ -58,3 +64,94 @@ def test_guessing_a_password_is_rate_limited(tmp_path, database_url, redis_url, 
         assert other.status_code == 201
         db.session.remove()
         db.engine.dispose()
+
+
+def _portal(tmp_path, database_url, redis_url, **config):
+    return build_app(tmp_path / "portal", database_url, redis_url, **config)
+
+
+def _token(client, username: str, password: str = "long-enough"):
+    return client.post("/api/v1/auth/tokens", json={"username": username, "password": password})
+
+
+def test_where_sign_up_needs_approval_an_account_waits_for_an_administrator(
+    tmp_path, database_url, redis_url, redis
+):
+    app = _portal(tmp_path, database_url, redis_url, SIGNUP="approval")
+    with app.app_context():
+        client = app.test_client()
+        made = client.post(
+            "/api/v1/auth/users", json={"username": "nia", "password": "long-enough"}
+        )
+        assert made.status_code == 201 and made.get_json()["active"] is False
+        refused = _token(client, "nia")
+        assert refused.status_code == 403
+        assert refused.get_json()["error"]["code"] == "account_inactive"
+        admin = factories.headers(factories.token(factories.user("root", admin=True)))
+        user = factories.headers(factories.token(factories.user("ada")))
+        assert (
+            client.patch("/api/v1/users/nia", json={"active": True}, headers=user).status_code
+            == 403
+        )
+        approved = client.patch("/api/v1/users/nia", json={"active": True}, headers=admin)
+        assert approved.status_code == 200 and approved.get_json()["active"] is True
+        token = _token(client, "nia")
+        assert token.status_code == 201
+        nia = factories.headers(token.get_json()["token"])
+        assert client.get("/api/v1/auth/me", headers=nia).status_code == 200
+        # Suspended: the token it holds stops working at once.
+        client.patch("/api/v1/users/nia", json={"active": False}, headers=admin)
+        assert client.get("/api/v1/auth/me", headers=nia).status_code == 403
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_where_sign_up_needs_an_invitation_a_code_admits_as_many_as_it_says(
+    tmp_path, database_url, redis_url, redis
+):
+    app = _portal(tmp_path, database_url, redis_url, SIGNUP="invitation")
+    with app.app_context():
+        client = app.test_client()
+        admin = factories.headers(factories.token(factories.user("root", admin=True)))
+        body = {"username": "nia", "password": "long-enough"}
+        refused = client.post("/api/v1/auth/users", json=body)
+        assert refused.status_code == 403
+        assert refused.get_json()["error"]["code"] == "invitation_required"
+        wrong = client.post("/api/v1/auth/users", json={**body, "invitation": "inv_guess"})
+        assert wrong.status_code == 403
+        code = client.post("/api/v1/users/invitations", json={"uses": 1}, headers=admin)
+        assert code.status_code == 201
+        invitation = code.get_json()["code"]
+        assert (
+            client.post("/api/v1/auth/users", json={**body, "invitation": invitation}).status_code
+            == 201
+        )
+        used_up = client.post(
+            "/api/v1/auth/users",
+            json={"username": "ole", "password": "long-enough", "invitation": invitation},
+        )
+        assert used_up.status_code == 403
+        assert db.session.scalar(db.select(db.func.count(User.id))) == 2
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_levels_are_granted_by_administrators_only(client):
+    admin = factories.headers(factories.token(factories.user("root", admin=True)))
+    made = client.post("/api/v1/auth/users", json={"username": "nia", "password": "long-enough"})
+    assert made.get_json()["level"] == "user"
+    nia = factories.headers(_token(client, "nia").get_json()["token"])
+    assert (
+        client.patch("/api/v1/users/nia", json={"level": "trusted"}, headers=nia).status_code == 403
+    )
+    assert client.get("/api/v1/users", headers=nia).status_code == 403
+    granted = client.patch("/api/v1/users/nia", json={"level": "organiser"}, headers=admin)
+    assert granted.get_json()["level"] == "organiser"
+    bad = client.patch("/api/v1/users/nia", json={"level": "root"}, headers=admin)
+    assert bad.status_code == 422
+    last = client.patch("/api/v1/users/root", json={"level": "user"}, headers=admin)
+    assert last.status_code == 409 and "last administrator" in last.get_json()["error"]["message"]
+    listed = {
+        u["username"]: u["level"] for u in client.get("/api/v1/users", headers=admin).get_json()
+    }
+    assert listed == {"nia": "organiser", "root": "admin"}

@@ -72,13 +72,13 @@ def test_a_session_from_uploaded_code(client, app):
     assert uploaded.status_code == 201
     digest = uploaded.get_json()["digest"]
     assert digest == hashlib.sha256(archive).hexdigest()
-    assert client.head(f"/api/v1/code/{digest}", headers=headers).status_code == 200
     created = client.post(
         "/api/v1/sessions",
         json={"entry": "train.py", "code_digest": digest, "args": "--lr 0.1", "memory_mb": 512},
         headers=headers,
     )
     assert created.status_code == 201, created.get_json()
+    assert client.head(f"/api/v1/code/{digest}", headers=headers).status_code == 200
     body = created.get_json()
     assert body["id"] == "ada/1" and body["status"] == "pending"
     assert body["command"] == "python train.py --lr 0.1"
@@ -168,7 +168,8 @@ def test_nodes_register_with_the_join_token_only(client, app):
     assert client.post("/api/v1/internal/nodes/register", json=payload).status_code == 401
     payload["join_token"] = "test-join-token"
     body = client.post("/api/v1/internal/nodes/register", json=payload).get_json()
-    assert body["queue"] == "node.n1"
+    # A node token and nothing else: no Redis URL, no queue name, no password.
+    assert set(body) == {"node_token"}
     beat = client.post(
         "/api/v1/internal/nodes/heartbeat", json={"sample": {}}, headers=factories.headers("x")
     )
@@ -277,6 +278,7 @@ def test_out_of_range_numbers_are_refused_not_crashed_on(client, app):
 
 def test_removing_a_session_keeps_files_others_still_use(client, app):
     from portal.api.code import artifact_store
+    from tests.services.test_blobs import age_store
 
     ada = factories.user("ada")
     headers = factories.headers(factories.token(ada))
@@ -293,5 +295,6 @@ def test_removing_a_session_keeps_files_others_still_use(client, app):
     assert client.delete("/api/v1/sessions/ada/2", headers=headers).status_code == 204
     kept = client.get("/api/v1/sessions/ada/1/checkpoints/best", headers=headers)
     assert kept.status_code == 200 and kept.data == blob
+    age_store(app)  # past the grace an upload of the same bytes would have
     assert client.delete("/api/v1/sessions/ada/1", headers=headers).status_code == 204
     assert not artifact_store().exists(hashlib.sha256(blob).hexdigest())

@@ -326,3 +326,15 @@ def test_a_private_competition_is_a_draft_until_opened(app, client):
         "/api/v1/competitions/draft", json={"team_size_limit": 5}, headers=organiser
     )
     assert late.status_code == 409  # its round has started
+
+
+def test_creating_a_competition_needs_the_organiser_level(app, client):
+    from portal.models import Level
+
+    stranger = factories.headers(factories.token(factories.user("sam", level=Level.USER)))
+    refused = create(client, stranger)
+    assert refused.status_code == 403
+    assert refused.get_json()["error"]["code"] == "needs_organiser"
+    assert client.get("/api/v1/competitions", headers=stranger).get_json() == []
+    organiser = factories.headers(factories.token(factories.user("olga", level=Level.ORGANISER)))
+    assert create(client, organiser).status_code == 201

@@ -58,6 +58,7 @@ def test_one_subscription_wakes_every_waiting_page(redis):
     from portal.live import Broadcaster
     from portal.services.leaderboard import channel
 
+    listening_before = sum(1 for c in redis.client_list() if c.get("psub") == "2")
     live = Broadcaster(redis)
     assert live.wait(channel(9), after=0, timeout=0.3) is None  # starts listening
     woken: list[int | None] = []
@@ -75,6 +76,7 @@ def test_one_subscription_wakes_every_waiting_page(redis):
         waiter.join(timeout=10)
     assert woken == [1] * 20
     assert time.monotonic() - started < 1
-    clients = [c for c in redis.client_list() if c.get("psub") == "1"]
-    assert len(clients) == 1
+    # One connection, subscribed to the patterns of boards and of node work.
+    clients = [c for c in redis.client_list() if c.get("psub") == "2"]
+    assert len(clients) == listening_before + 1
     live.close()

@@ -102,3 +102,40 @@ def test_datasets_are_mounted_read_only_in_the_container(docker_stack, tmp_path)
     result = user("run", str(entry), "-d", "rows")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "/podium/datasets 5,6" in result.stdout and "read-only" in result.stdout
+
+
+def test_a_stranger_runs_code_only_inside_a_container(docker_stack, tmp_path):
+    import requests
+
+    signed_up = requests.post(
+        docker_stack.url + "/api/v1/auth/users",
+        json={"username": "stranger", "password": "correct horse"},
+        timeout=10,
+    )
+    assert signed_up.status_code == 201 and signed_up.json()["level"] == "user"
+    mallory = User(docker_stack, tmp_path / "home")
+    mallory.login("stranger", "correct horse")
+    entry = script(
+        tmp_path / "code",
+        f"""
+        import os
+        print("uid", os.getuid(), flush=True)
+        # The processes it can see: its own container's only, never the node agent.
+        for pid in sorted(p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                print("process", open(f"/proc/{{pid}}/cmdline", "rb").read(), flush=True)
+            except OSError:
+                pass
+        try:
+            open({str(docker_stack.instance / "config.py")!r}, "rb").read()
+            print("GOT the instance's config", flush=True)
+        except OSError as exc:
+            print("no config:", type(exc).__name__, flush=True)
+    """,
+    )
+    result = mallory("run", str(entry))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "uid 0" not in result.stdout and "GOT" not in result.stdout
+    assert "no config: FileNotFoundError" in result.stdout
+    processes = [line for line in result.stdout.splitlines() if line.startswith("process")]
+    assert processes and not any(b in line for line in processes for b in ("nodes", "gunicorn"))

@@ -15,14 +15,16 @@ import psutil
 import requests
 
 from portal.redis_server import free_port
+from tests.conftest import make_passable
 
 PODIUM = str(Path(sys.executable).with_name("podium"))
 
 
 class Stack:
-    def __init__(self, root: Path, **environment: str):
+    def __init__(self, root: Path, *, demo: bool = True, **environment: str):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        make_passable(root)
         self.instance = root / "instance"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -41,7 +43,7 @@ class Stack:
                 sys.executable,
                 "-m",
                 "portal.stack",
-                "--demo",
+                *(["--demo"] if demo else []),
                 "--port",
                 str(self.port),
                 "--instance",

@@ -1,8 +1,8 @@
 from datetime import timedelta
 
 import pytest
-from rq import Queue
 
+from portal import node_work
 from portal.extensions import db
 from portal.models import Allocation, Node, SessionStatus
 from portal.services import nodes
@@ -28,8 +28,8 @@ def test_a_pass_places_by_best_fit_with_gpu_indices_and_queues_the_start(app, re
     assert third.status_reason == "first in line for 8 GPUs, 1 CPU, 1024 MiB (eight is held for it)"
     assert second.node.name == "eight"
     assert db.session.query(Allocation).count() == 6
-    assert Queue("node.four", connection=redis).job_ids == [f"start-{first.id}"]
-    assert Queue("node.eight", connection=redis).job_ids == [f"start-{second.id}"]
+    assert [job["id"] for job in node_work.take(redis, "four")] == [f"start-{first.id}"]
+    assert [job["id"] for job in node_work.take(redis, "eight")] == [f"start-{second.id}"]
 
 
 def test_a_second_pass_places_nothing_twice(app, redis):
@@ -40,7 +40,7 @@ def test_a_second_pass_places_nothing_twice(app, redis):
     scheduler = Scheduler(app, redis)
     assert len(scheduler.run_pass()) == 1
     assert scheduler.run_pass() == []
-    assert Queue("node.one", connection=redis).count == 1
+    assert len(node_work.take(redis, "one")) == 1
 
 
 def test_a_session_that_became_impossible_is_rejected_with_the_reason(app, redis):
@@ -156,9 +156,7 @@ def test_a_session_is_placed_once_whatever_two_schedulers_do(app, redis):
 
 
 def test_reconciliation_requeues_a_lost_start_and_fails_an_ignored_one(app, redis):
-    from rq.job import Job
-
-    from scheduler.loop import start_job_id
+    from portal.node_work import start_job_id
 
     ada = factories.user("ada")
     factories.node("n", gpus=0)
@@ -169,15 +167,12 @@ def test_reconciliation_requeues_a_lost_start_and_fails_an_ignored_one(app, redi
         run.scheduled_at = utcnow() - timedelta(minutes=5)
     db.session.commit()
     redis.flushdb()  # Redis lost everything
-    Job.create(
-        "nodes.jobs.start_session",
-        args=(ignored.id,),
-        id=start_job_id(ignored.id),
-        connection=redis,
-        status="finished",
-    ).save()
+    # ...but the node had taken the other start, and done it without starting it.
+    node_work.push(redis, "n", node_work.START, job_id=start_job_id(ignored.id), session_id=0)
+    node_work.take(redis, "n")
+    assert node_work.complete(redis, "n", start_job_id(ignored.id), {"started": False})
     scheduler.reconcile()
-    assert Queue("node.n", connection=redis).job_ids == [start_job_id(lost.id)]
+    assert [job["id"] for job in node_work.take(redis, "n")] == [start_job_id(lost.id)]
     assert lost.state is SessionStatus.SCHEDULED
     assert ignored.state is SessionStatus.FAILED
     assert "took its start but never ran it" in ignored.status_reason
@@ -205,3 +200,61 @@ def test_a_session_runs_only_on_the_gpu_models_it_allows(app, redis):
     assert [p.node for _, p in Scheduler(app, redis).run_pass()] == ["v100-box"]
     with pytest.raises(ApiError, match="asks for GPU models A100, which no node has"):
         service.create_session(ada, request("A100"))
+
+
+def test_a_strangers_code_goes_only_to_a_node_that_runs_it_in_containers(app, redis):
+    from portal.errors import ApiError
+    from portal.models import Level
+
+    stranger = factories.user("sam", level=Level.USER)
+    factories.node("host", cpus=64)  # local processes: the roomiest node, best fit's pick
+    with pytest.raises(ApiError) as refused:
+        factories.session(stranger)
+    assert refused.value.status == 422
+    assert "needs a node that runs sessions in containers" in refused.value.message
+    factories.node("boxed", runtime="docker", cpus=2)
+    run = factories.session(stranger)
+    Scheduler(app, redis).run_pass()
+    assert run.state is SessionStatus.SCHEDULED and run.node.name == "boxed"
+
+
+def test_a_node_that_names_its_operators_runs_only_their_sessions(app, redis):
+    ada, bob = factories.user("ada"), factories.user("bob")
+    factories.node("laptop", operators=["ada"])
+    factories.node("shared", runtime="docker", cpus=2)
+    mine, theirs = factories.session(ada, cpus=4), factories.session(bob)
+    Scheduler(app, redis).run_pass()
+    assert mine.node.name == "laptop"
+    assert theirs.node.name == "shared"
+
+
+def test_a_session_whose_only_node_turned_non_isolating_is_rejected(app, redis):
+    from portal.models import Level
+
+    stranger = factories.user("sam", level=Level.USER)
+    node, _ = factories.node("boxed", runtime="docker")
+    run = factories.session(stranger)
+    node.runtime = "local"  # the agent came back with the local runtime
+    db.session.commit()
+    Scheduler(app, redis).run_pass()
+    assert run.state is SessionStatus.REJECTED
+    assert "needs a node that runs sessions in containers" in run.status_reason
+
+
+def test_the_leader_collects_stored_files_nothing_uses(app, redis):
+    import io
+    import os
+    import time
+
+    from portal.api.code import artifact_store
+
+    store = artifact_store()
+    unused, _ = store.put(io.BytesIO(b"uploaded, never used"), max_bytes=100)
+    used, _ = store.put(io.BytesIO(b"a session's code"), max_bytes=100)
+    factories.session(factories.user("ada"), code_digest=used)
+    hour_ago = time.time() - 3600
+    for digest in (unused, used):
+        os.utime(store.path(digest), (hour_ago, hour_ago))
+    Scheduler(app, redis).sweep_store()
+    assert not store.exists(unused)
+    assert store.exists(used)

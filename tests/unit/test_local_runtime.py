@@ -12,8 +12,9 @@ from nodes.runtime import RunSpec, get_runtime
 
 
 def spec(tmp_path: Path, script: str, *, memory_mb: int = 512, gpus=()) -> RunSpec:
-    code = tmp_path / "code"
-    code.mkdir(exist_ok=True)
+    code, output = tmp_path / "session" / "code", tmp_path / "session" / "output"
+    code.mkdir(parents=True, exist_ok=True)
+    output.mkdir(exist_ok=True)
     (code / "main.py").write_text(script)
     return RunSpec(
         session_id=1,
@@ -21,7 +22,7 @@ def spec(tmp_path: Path, script: str, *, memory_mb: int = 512, gpus=()) -> RunSp
         entry="main.py",
         args=["--flag", "a b"],
         code_dir=code,
-        output_dir=tmp_path,
+        output_dir=output,
         gpu_indices=list(gpus),
         cpus=1,
         memory_mb=memory_mb,
@@ -120,3 +121,32 @@ def test_a_run_over_its_time_limit_is_killed(tmp_path):
     info = run.wait()
     assert info.timed_out and info.exit_code == -9
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sessions change users only under a root agent")
+def test_a_session_runs_as_its_own_user_and_leaves_nothing_running_after_it(tmp_path):
+    runtime = get_runtime("local")
+    script = (
+        "import os, subprocess, sys\n"
+        "print(os.getuid(), os.getgroups(), flush=True)\n"
+        # A process that leaves the session's group and would wait for the next session
+        # given the same uid.
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],\n"
+        "                 start_new_session=True)\n"
+    )
+    run = runtime.start(spec(tmp_path, script))
+    uid_text, groups = next(run.output()).split(" ", 1)
+    uid = int(uid_text)
+    assert uid in range(62000, 63000) and groups == "[]"
+    assert run.wait().exit_code == 0
+
+    def alive_as(uid: int) -> bool:
+        return any(
+            p.info["uids"].real == uid and p.info["status"] != psutil.STATUS_ZOMBIE
+            for p in psutil.process_iter(["uids", "status"])
+        )
+
+    assert alive_as(uid)
+    runtime.finished(run)
+    assert not alive_as(uid)
+    assert (tmp_path / "session" / "code").stat().st_uid == os.geteuid()
