@@ -200,14 +200,14 @@ def populate(app, teams: int, submissions: int, files: dict[str, bytes]) -> dict
     from sqlalchemy import insert
 
     from portal.extensions import db
-    from portal.models import CompetitionTeam, Submission
+    from portal.models import CompetitionTeam, Level, Submission
     from portal.services import auth
     from portal.services import competitions as service
     from portal.services.artifacts import ArtifactStore
 
     started = time.perf_counter()
     with app.app_context():
-        organiser = auth.create_user("organiser", "organiser-password")
+        organiser = auth.create_user("organiser", "organiser-password", level=Level.ORGANISER)
         now = datetime.now(UTC)
         spec = {
             "slug": SLUG,

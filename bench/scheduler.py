@@ -133,15 +133,16 @@ def live_loop(redis_url: str, sessions: int) -> dict:
             for index in range(160):
                 nodes.register_node(
                     "bench",
+                    "",
                     "bench",
                     name=f"node-{index:02d}",
                     hostname="x",
                     cpu_count=256,
                     memory_mb=10**7,
-                    runtime="local",
+                    runtime="docker",
                     gpus=[{"index": i, "simulated": True} for i in range(8)],
                 )
-            users = [auth.create_user(f"user{u}", "password") for u in range(10)]
+            users = [auth.create_user(f"user{u}", "password") for u in range(10)]  # any level
             for number in range(sessions):
                 session_service.create_session(
                     users[number % 10],
