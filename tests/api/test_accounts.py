@@ -155,3 +155,54 @@ def test_levels_are_granted_by_administrators_only(client):
         u["username"]: u["level"] for u in client.get("/api/v1/users", headers=admin).get_json()
     }
     assert listed == {"nia": "organiser", "root": "admin"}
+
+
+def _log_in(client, username: str, password: str) -> str:
+    """Logs in through the form; the page's CSRF token for later forms."""
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    answer = client.post(
+        "/login", data={"username": username, "password": password, "csrf_token": token}
+    )
+    assert answer.status_code == 302
+    return token
+
+
+def test_administrators_approve_and_set_levels_on_the_accounts_page(
+    tmp_path, database_url, redis_url, redis
+):
+    from portal.models import Level
+
+    app = _portal(tmp_path, database_url, redis_url, SIGNUP="approval")
+    with app.app_context():
+        factories.user("root", admin=True)
+        factories.user("ada", level=Level.USER)
+        client = app.test_client()
+        assert client.post(
+            "/api/v1/auth/users", json={"username": "nia", "password": "long-enough"}
+        ).get_json() == {
+            "username": "nia",
+            "is_admin": False,
+            "level": "user",
+            "active": False,
+            "email": None,
+        }
+        # Not a page for others: it answers as if it did not exist.
+        _log_in(client, "ada", "ada-password")
+        assert client.get("/admin/users").status_code == 404
+        client.post("/logout", data={"csrf_token": _log_in(client, "ada", "ada-password")})
+        token = _log_in(client, "root", "root-password")
+        page = client.get("/admin/users").get_data(as_text=True)
+        assert "waiting for approval" in page and "account-nia" in page
+        approve = {"csrf_token": token, "level": "user", "active": "1"}
+        assert client.post("/admin/users/nia", data=approve).status_code == 302
+        promote = {"csrf_token": token, "level": "trusted"}
+        assert client.post("/admin/users/nia", data=promote).status_code == 302
+        nia = db.session.scalar(db.select(User).where(User.username == "nia"))
+        db.session.refresh(nia)
+        assert nia.active and nia.level == "trusted"
+        refused = client.post("/admin/users/root", data={"csrf_token": token, "level": "user"})
+        assert refused.status_code == 302
+        assert "last administrator" in client.get("/admin/users").get_data(as_text=True)
+        db.session.remove()
+        db.engine.dispose()
