@@ -133,3 +133,55 @@ def test_the_baselines():
     assert place(Request(gpus=1), nodes, "best-fit").node == "b"
     chosen = {place(Request(gpus=3), nodes, "random", rng=random.Random(s)).node for s in range(30)}
     assert chosen == {"a", "c"}
+
+
+locality_nodes = st.lists(
+    st.builds(
+        lambda name, total, taken, images, datasets, isolating: NodeView(
+            f"n{name}",
+            total,
+            tuple(i for i in range(total) if i not in taken),
+            16.0,
+            16.0,
+            65536,
+            65536,
+            images=frozenset(images),
+            datasets=frozenset(datasets),
+            isolating=isolating,
+        ),
+        st.integers(0, 10_000),
+        st.integers(0, 8),
+        st.sets(st.integers(0, 7)),
+        st.sets(st.sampled_from(["env:a", "env:b", "env:c"]), max_size=2),
+        st.sets(st.sampled_from(["mnist:1", "mnist:2", "cifar:1"]), max_size=2),
+        st.booleans(),
+    ),
+    max_size=30,
+    unique_by=lambda n: n.name,
+)
+locality_requests = st.builds(
+    Request,
+    gpus=st.integers(0, 8),
+    image=st.sampled_from(["", "env:a", "env:b", "env:z"]),
+    datasets=st.sets(st.sampled_from(["mnist:1", "cifar:1", "imagenet:1"])).map(frozenset),
+    trusted=st.booleans(),
+)
+
+
+@given(locality_nodes, locality_requests)
+def test_the_locality_index_decides_as_scoring_every_node_would(nodes, request):
+    from scheduler.policy import DEFAULT_WEIGHTS, Cluster, locality
+
+    cluster = Cluster.of(nodes)
+    fast = cluster._best_with_locality(request, DEFAULT_WEIGHTS, frozenset())
+    scan = cluster._best_with_locality_by_scan(request, DEFAULT_WEIGHTS, frozenset())
+    assert (fast is None) == (scan is None)
+    if fast is None or scan is None:
+        return
+
+    def merit(node):
+        return (locality(node, request, DEFAULT_WEIGHTS), len(node.free_gpus))
+
+    assert merit(fast) == merit(scan)
+    if merit(scan)[0] > 0:  # ties among nodes with locality go by name, as before
+        assert fast.name == scan.name
