@@ -212,8 +212,7 @@ class Cluster:
         fitting = [
             node
             for name in candidates - exclude
-            if fits_now(node := self.nodes[name], request)
-            and locality(node, request, weights) > 0
+            if fits_now(node := self.nodes[name], request) and locality(node, request, weights) > 0
         ]
         if fitting:
             return min(
