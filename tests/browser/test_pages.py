@@ -79,9 +79,14 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
         timeout=20000,
     )
     page.screenshot(path=str(tmp_path / "session.png"), full_page=True)
-    # Once the session has ended the page stops polling for it.
+    # Once the session has ended the page stops polling for it: after at most one more
+    # look for log lines (the last answer that brought lines asks again), nothing.
     polls: list[str] = []
     page.on("request", lambda request: polls.append(request.url))
+    page.wait_for_timeout(2500)
+    draining = [url for url in polls if "live.json" in url]
+    assert len(draining) <= 1 and not [url for url in polls if "scalars.json" in url]
+    polls.clear()
     page.wait_for_timeout(3000)
     assert [url for url in polls if "scalars.json" in url or "live.json" in url] == []
 
