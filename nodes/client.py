@@ -29,9 +29,8 @@ class PortalClient:
         headers = kwargs.pop("headers", {})
         if self.node_token:
             headers["Authorization"] = f"Bearer {self.node_token}"
-        response = self.http.request(
-            method, self.api + path, headers=headers, timeout=self.timeout, **kwargs
-        )
+        kwargs.setdefault("timeout", self.timeout)
+        response = self.http.request(method, self.api + path, headers=headers, **kwargs)
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]["message"]
@@ -87,15 +86,10 @@ class PortalClient:
 
     def take_work(self, wait: float) -> list[dict[str, Any]]:
         """This node's next jobs, waiting up to `wait` seconds for one."""
-        response = self.http.post(
-            self.api + "/internal/nodes/work",
-            json={"wait": wait},
-            headers={"Authorization": f"Bearer {self.node_token}"},
-            timeout=wait + self.timeout,
+        answer = self._call(
+            "POST", "/internal/nodes/work", json={"wait": wait}, timeout=wait + self.timeout
         )
-        if response.status_code >= 400:
-            raise PortalError(f"taking work: {response.status_code}", response.status_code)
-        return response.json()["jobs"]
+        return answer.json()["jobs"]
 
     def job_done(self, job_id: str, result: dict[str, Any]) -> None:
         self._call("POST", f"/internal/nodes/work/{job_id}/result", json={"result": result})

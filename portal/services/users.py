@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
@@ -48,10 +48,13 @@ def change(user: User, *, level: str | None = None, active: bool | None = None) 
 
 
 def _admins() -> int:
-    return len(
-        db.session.scalars(
-            select(User.id).where(User.level == Level.ADMIN.value, User.active.is_(True))
-        ).all()
+    return (
+        db.session.scalar(
+            select(func.count(User.id)).where(
+                User.level == Level.ADMIN.value, User.active.is_(True)
+            )
+        )
+        or 0
     )
 
 
