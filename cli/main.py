@@ -609,4 +609,4 @@ def main() -> None:
 
 
 # Command groups by noun live in their own modules and register on `cli` when imported.
-from cli import compete, nodes, teams, users  # noqa: E402, F401
+from cli import compete, envs, nodes, teams, users  # noqa: E402, F401

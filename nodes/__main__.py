@@ -14,6 +14,7 @@ from nodes.client import PortalClient
 from nodes.jobs import WorkLoop
 from nodes.probe import Nvml, ResourceProbe, parse_declared_gpus
 from nodes.runtime import RUNTIMES, get_runtime
+from nodes.runtime.environments import PackageSettings
 from nodes.runtime.local import LocalRuntime, session_uid_range
 
 
@@ -64,6 +65,19 @@ def parse_args() -> argparse.Namespace:
         help="FIRST-LAST: the uids a root agent runs local sessions as (default 62000-62999)",
     )
     parser.add_argument(
+        "--environments-gb",
+        type=float,
+        default=float(env("PODIUM_NODE_ENVIRONMENTS_GB", "100")),
+        help="room for environment images (Docker runtime); the least recently used "
+        "go first, never one in use",
+    )
+    parser.add_argument(
+        "--build-timeout",
+        type=float,
+        default=float(env("PODIUM_NODE_BUILD_TIMEOUT_SECONDS", "1800")),
+        help="seconds an environment's build may take",
+    )
+    parser.add_argument(
         "--heartbeat", type=float, default=float(env("PODIUM_NODE_HEARTBEAT_SECONDS", "2"))
     )
     return parser.parse_args()
@@ -71,7 +85,15 @@ def parse_args() -> argparse.Namespace:
 
 def runtime_for(args: argparse.Namespace):
     if args.runtime == "docker":
-        return get_runtime("docker", node=args.name, default_image=args.image)
+        return get_runtime(
+            "docker",
+            node=args.name,
+            default_image=args.image,
+            packages=PackageSettings.from_environ(os.environ),
+            environments_file=args.workdir.resolve() / "environments.json",
+            environments_budget_bytes=int(args.environments_gb * 2**30),
+            build_timeout_s=args.build_timeout,
+        )
     return get_runtime(
         args.runtime, node=args.name, session_uids=session_uid_range(args.session_uids)
     )

@@ -19,6 +19,7 @@ from nodes.cache import DatasetCache
 from nodes.client import PortalClient, PortalError
 from nodes.probe import ResourceProbe
 from nodes.runtime import ExitInfo, Run, RunSpec, Runtime
+from nodes.runtime.environments import BuildFailed
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,9 @@ class Agent:
         self.stop_grace_seconds = stop_grace_seconds
         self.operators = sorted(set(operators or []))
         self.sessions: dict[int, Tracked] = {}
+        # Sessions being made ready (an environment may build for minutes): whether a
+        # stop was asked for meanwhile.
+        self._starting: dict[int, bool] = {}
         self.cache = DatasetCache(workdir / "cache", cache_bytes, client.download_dataset)
         self._lock = threading.Lock()
         self._report_lock = threading.Lock()
@@ -232,18 +236,43 @@ class Agent:
         except PortalError as exc:
             log.error("cannot read session %s: %s", session_id, exc)
             return False
-        if spec["status"] != "scheduled" or session_id in self.sessions:
-            log.info("session %s is %s; not starting it", session_id, spec["status"])
-            return False
+        with self._lock:
+            busy = session_id in self.sessions or session_id in self._starting
+            if spec["status"] != "scheduled" or busy:
+                log.info("session %s is %s; not starting it", session_id, spec["status"])
+                return False
+            self._starting[session_id] = False
+        try:
+            return self._start(session_id, spec)
+        finally:
+            with self._lock:
+                self._starting.pop(session_id, None)
+
+    def _start(self, session_id: int, spec: dict) -> bool:
         refusal = self.refusal(spec)
         if refusal:
             log.warning("refusing session %s: %s", session_id, refusal)
             self.client.report_state(session_id, "failed", reason=refusal)
             return False
+        # The shipper opens first: an environment's build shows in the session's log.
+        shipper = LogShipper(self.client, session_id)
         try:
-            run = self.runtime.start(self._prepare(spec))
+            run_spec = self.runtime.prepare(self._prepare(spec), shipper.add)
+            with self._lock:
+                stopped = self._starting.get(session_id, False)
+            if stopped:  # `podium stop` came while its environment was building
+                shipper.close()
+                self.client.report_state(session_id, "stopped", reason="stopped on request")
+                return False
+            run = self.runtime.start(run_spec)
+        except BuildFailed as exc:
+            log.warning("session %s: %s", session_id, exc)
+            shipper.close()
+            self.client.report_state(session_id, "failed", reason=str(exc))
+            return False
         except Exception as exc:
             log.exception("session %s could not start", session_id)
+            shipper.close()
             self.client.report_state(session_id, "failed", reason=f"could not start: {exc}")
             return False
         self._write_pid(session_id, run)
@@ -252,7 +281,7 @@ class Agent:
             with self._lock:
                 self.sessions[session_id] = entry
             self.client.report_state(session_id, "running")
-        self._watch(session_id, entry)
+        self._watch(session_id, entry, shipper)
         return True
 
     def refusal(self, spec: dict) -> str | None:
@@ -276,12 +305,12 @@ class Agent:
             entry = Tracked(run)
             with self._lock:
                 self.sessions[session_id] = entry
-            self._watch(session_id, entry)
+            self._watch(session_id, entry, LogShipper(self.client, session_id))
 
-    def _watch(self, session_id: int, entry: Tracked) -> None:
+    def _watch(self, session_id: int, entry: Tracked, shipper: LogShipper) -> None:
         monitor = threading.Thread(
             target=self._monitor,
-            args=(session_id, entry),
+            args=(session_id, entry, shipper),
             name=f"session-{session_id}",
             daemon=True,
         )
@@ -291,6 +320,10 @@ class Agent:
     def stop_session(self, session_id: int) -> None:
         with self._lock:
             entry = self.sessions.get(session_id)
+            if entry is None and session_id in self._starting:
+                self._starting[session_id] = True
+                log.info("stop of %s: it stops before it starts", session_id)
+                return
         if entry is None:
             log.info("stop of %s: not running here", session_id)
             return
@@ -366,6 +399,7 @@ class Agent:
             grading=inputs is not None,
             inputs=inputs,
             time_limit_s=float(grading["time_limit_s"]) if grading else None,
+            trusted=bool(spec.get("trusted", False)),
         )
 
     def _grading_inputs(self, session_id: int, grading: dict, session_dir: Path) -> Path:
@@ -418,8 +452,7 @@ class Agent:
             for mount in spec.get("datasets", [])
         }
 
-    def _monitor(self, session_id: int, entry: Tracked) -> None:
-        shipper = LogShipper(self.client, session_id)
+    def _monitor(self, session_id: int, entry: Tracked, shipper: LogShipper) -> None:
         threading.Thread(target=self._reap_stragglers, args=(entry.run,), daemon=True).start()
         # A copy on the node's disk: the log survives a portal that is down for longer
         # than the shipper retries.
@@ -506,6 +539,7 @@ class Agent:
                         self.running_ids(),
                         images=self.runtime.images(),
                         datasets=self.cache.held(),
+                        environments=self.runtime.environments(),
                     )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)

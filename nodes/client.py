@@ -80,8 +80,15 @@ class PortalClient:
         running: list[int],
         images: list[str] | None = None,
         datasets: list[str] | None = None,
+        environments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        payload = {"sample": sample, "running": running, "images": images, "datasets": datasets}
+        payload = {
+            "sample": sample,
+            "running": running,
+            "images": images,
+            "datasets": datasets,
+            "environments": environments,
+        }
         return self._call("POST", "/internal/nodes/heartbeat", json=payload).json()
 
     def take_work(self, wait: float) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
 """The work a node takes from the portal (`/internal/nodes/work`, with its node token).
 
 Each job kind names one method of the agent, and nothing else runs: a job is data
-(`{"id", "kind", "session_id", ...}`), never a function to call. Starts run one after
-another on a thread of their own (a start may copy datasets for minutes); stops and
-execs run at once, each on its own thread. Every job's outcome goes back to the portal.
+(`{"id", "kind", "session_id", ...}`), never a function to call. Starts run a few at a
+time on threads of their own (a start may copy datasets or build an environment for
+minutes, and must not hold up the others); stops and execs run at once, each on its own
+thread. Every job's outcome goes back to the portal.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nodes.client import PortalClient, PortalError
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 20.0
+CONCURRENT_STARTS = 4
 
 
 def _start(agent: Agent, job: dict) -> dict:
@@ -90,8 +92,17 @@ class WorkLoop:
             threading.Thread(target=self._run, args=(job,), daemon=True).start()
 
     def _start_loop(self) -> None:
+        slots = threading.BoundedSemaphore(CONCURRENT_STARTS)
         while True:
-            self._run(self.starts.get())
+            job = self.starts.get()
+            slots.acquire()
+            threading.Thread(target=self._start_one, args=(job, slots), daemon=True).start()
+
+    def _start_one(self, job: dict, slots: threading.BoundedSemaphore) -> None:
+        try:
+            self._run(job)
+        finally:
+            slots.release()
 
     def _run(self, job: dict) -> None:
         try:

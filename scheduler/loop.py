@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from nodes import environment
 from portal import node_work
 from portal.extensions import db
 from portal.models import (
@@ -97,13 +98,6 @@ def _as_dict(rows) -> dict[str, int]:
     return {key: value for key, value in rows}
 
 
-def normalize_image(name: str) -> str:
-    """`podium/base` and `podium/base:latest` are one image."""
-    if not name or "@" in name or ":" in name.rsplit("/", 1)[-1]:
-        return name
-    return f"{name}:latest"
-
-
 def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Request:
     return Request(
         gpus=session.gpus,
@@ -111,7 +105,12 @@ def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Requ
         memory_mb=session.memory_mb,
         gpu_models=session.gpu_model_set,
         datasets=datasets,
-        image=normalize_image(session.image),
+        # Its environment's image when it has one: the node holding it starts at once.
+        image=(
+            environment.image_tag(session.environment)
+            if session.environment
+            else environment.normalise(session.image)
+        ),
         user=session.user.username,
         trusted=session.user.is_trusted,
     )

@@ -1,15 +1,20 @@
 """`python -m nodes.images build` (what `podium image build` runs).
 
-Builds the session base image in two steps, with no registry:
-1. the root image: `debootstrap --variant=minbase` of a Debian suite with Python 3 and
-   requests, from the distribution's packages as this machine's package manager reaches
-   them, imported with `docker import` (skipped when the root image exists);
+Builds a session base image in two steps, with no registry:
+1. the root image: `debootstrap --variant=minbase` of a Debian suite with Python 3 (and,
+   for the scientific variant, numpy, scipy, scikit-learn and pandas), from the
+   distribution's packages as this machine's package manager reaches them, imported with
+   `docker import`; its tag names the suite and a digest of the package list, so a
+   changed list builds a new one, and an existing one is reused;
 2. the base image: `nodes/images/base.Dockerfile` on top of it, with the SDK inside.
+
+Variants: `minimal` → podium/base:latest, `scientific` → podium/scientific:latest.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -22,17 +27,37 @@ from docker.errors import APIError, BuildError, DockerException, ImageNotFound
 
 HERE = Path(__file__).resolve().parent
 SDK_PACKAGE = HERE.parent.parent / "cli"
-PACKAGES = "python3,python3-requests,ca-certificates"
+MINIMAL = ["python3", "python3-venv", "python3-requests", "ca-certificates"]
+VARIANTS = {
+    "minimal": ("podium/base:latest", MINIMAL),
+    "scientific": (
+        "podium/scientific:latest",
+        [*MINIMAL, "python3-numpy", "python3-scipy", "python3-sklearn", "python3-pandas"],
+    ),
+}
+ROOT_REPOSITORY = "podium/debian-root"
 
 
-def build_root(client, tag: str, suite: str) -> None:
+def root_tag(suite: str, packages: list[str], mirror: str) -> str:
+    digest = hashlib.sha256(f"{suite}\0{mirror}\0{','.join(packages)}".encode()).hexdigest()
+    return f"{ROOT_REPOSITORY}:{suite}-{digest[:12]}"
+
+
+def build_root(client, tag: str, suite: str, packages: list[str], mirror: str) -> None:
     if shutil.which("debootstrap") is None:
         raise SystemExit("podium image build: debootstrap is missing (apt-get install debootstrap)")
     with tempfile.TemporaryDirectory(prefix="podium-root-") as folder:
         root = Path(folder) / "root"
-        print(f"debootstrap {suite} (minbase, {PACKAGES}) …", flush=True)
+        print(f"debootstrap {suite} (minbase, {','.join(packages)}) …", flush=True)
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(root)],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(packages)}",
+                suite,
+                str(root),
+                *([mirror] if mirror else []),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -64,12 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build the session base image")
-    build.add_argument("--tag", default="podium/base:latest")
-    build.add_argument("--root", default="podium/debian-root:bookworm")
+    build = commands.add_parser("build", help="build a session base image")
+    build.add_argument("--variant", choices=sorted(VARIANTS), default="minimal")
+    build.add_argument("--tag", help="the image's tag (default: the variant's)")
     build.add_argument("--suite", default="bookworm")
+    build.add_argument(
+        "--mirror",
+        default="",
+        help="the Debian mirror debootstrap and the image's apt-get use (default: "
+        "debootstrap's own)",
+    )
     build.add_argument("--rebuild-root", action="store_true")
     args = parser.parse_args(argv)
+    default_tag, packages = VARIANTS[args.variant]
+    tag = args.tag or default_tag
+    root = root_tag(args.suite, packages, args.mirror)
     try:
         client = docker.from_env()
         client.ping()
@@ -80,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.rebuild_root:
                 raise ImageNotFound("rebuild")
-            client.images.get(args.root)
+            client.images.get(root)
         except ImageNotFound:
-            build_root(client, args.root, args.suite)
-        build_base(client, args.tag, args.root)
+            build_root(client, root, args.suite, packages, args.mirror)
+        build_base(client, tag, root)
     except (subprocess.CalledProcessError, BuildError, APIError) as exc:
         print(f"podium image build: {exc}", file=sys.stderr)
         return 1
-    print(f"built {args.tag}", flush=True)
+    print(f"built {tag}", flush=True)
     return 0
 
 

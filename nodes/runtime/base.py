@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class RunSpec:
     inputs: Path | None = None  # a grading run's test inputs, mounted read-only
     time_limit_s: float | None = None  # wall time, after which the run is killed
     datasets: dict[str, Path] = field(default_factory=dict)  # mount name -> cached copy
+    trusted: bool = False  # its owner's code may run beside the agent (and build as root)
+
+
+Say = Callable[[str], None]  # a line for the session's log
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,15 @@ class Runtime(abc.ABC):
     def images(self) -> list[str] | None:
         """Images this node holds, for the scheduler's locality; None: not applicable."""
         return None
+
+    def environments(self) -> list[dict[str, Any]] | None:
+        """The environment images this node holds (`podium env ls`); None: none apply."""
+        return None
+
+    def prepare(self, spec: RunSpec, say: Say) -> RunSpec:
+        """Make ready what the session needs before it starts (its environment), telling
+        the session's log how it goes; the spec to start. Raises what stops it."""
+        return spec
 
     def check_memory(self, run: Run) -> bool:
         """Enforce the memory limit where the runtime has no kernel-side limit.

@@ -20,12 +20,15 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from requests.exceptions import RequestException
 
-from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, remaining
+from nodes import environment
+from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, Say, remaining
+from nodes.runtime.environments import BuildFailed, EnvironmentBuilder, PackageSettings
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,10 @@ class DockerRuntime(Runtime):
         node: str = "",
         default_image: str = DEFAULT_IMAGE,
         network_mode: str = "host",
+        packages: PackageSettings | None = None,
+        environments_file: Path | None = None,
+        environments_budget_bytes: int | None = None,
+        build_timeout_s: float = 1800.0,
     ):
         import docker
 
@@ -128,10 +135,44 @@ class DockerRuntime(Runtime):
         self.default_image = default_image
         # Training sessions reach the portal's API from inside: the host's network.
         self.network_mode = network_mode
+        self.builder = EnvironmentBuilder(
+            self.client,
+            node=node,
+            settings=packages or PackageSettings(),
+            state_file=environments_file,
+            budget_bytes=environments_budget_bytes,
+            timeout_s=build_timeout_s,
+        )
 
     def images(self) -> list[str]:
         """Image tags present on this node, for the scheduler's locality."""
         return sorted(tag for image in self.client.images.list() for tag in image.tags)
+
+    def environments(self) -> list[dict[str, Any]]:
+        return [
+            {k: v for k, v in row.items() if not k.startswith("_")} for row in self.builder.held()
+        ]
+
+    def prepare(self, spec: RunSpec, say: Say) -> RunSpec:
+        """The session's image: its environment's, built here first if this node has
+        none yet; `--image` of anything but a Podium base image is taken as it is."""
+        if spec.image and not environment.is_base(spec.image):
+            return spec
+        files = {}
+        for name in environment.FILES:
+            path = spec.code_dir / name
+            if path.is_file() and not path.is_symlink():
+                files[name] = path.read_bytes()[: environment.MAX_FILE_BYTES + 1]
+        try:
+            wanted = environment.Environment.from_files(files, base=spec.image)
+        except environment.InvalidEnvironment as exc:
+            raise BuildFailed("of this session", str(exc)) from None
+        if wanted is None:
+            return spec
+        refusal = wanted.refusal(spec.trusted)
+        if refusal:
+            raise BuildFailed(wanted.tag, refusal)
+        return replace(spec, image=self.builder.ensure(wanted, spec.code_dir, say))
 
     def _environment(self, spec: RunSpec) -> dict[str, str]:
         env = {k: v for k, v in spec.env.items() if k.startswith("PODIUM_")}
@@ -196,6 +237,7 @@ class DockerRuntime(Runtime):
         container = None
         try:
             container = self.client.containers.create(**options)
+            self.builder.release(options["image"])
             container.start()
         except self.docker.errors.ImageNotFound:
             self._discard(container)

@@ -18,6 +18,7 @@ def register_api(app: Flask) -> None:
         code,
         competitions,
         datasets,
+        environments,
         health,
         internal,
         nodes,
@@ -37,6 +38,7 @@ def register_api(app: Flask) -> None:
         teams,
         competitions,
         nodes,
+        environments,
         users,
         internal,
     ):

@@ -127,6 +127,7 @@ def heartbeat(payload):
         payload["running"],
         images=payload["images"],
         datasets=payload["datasets"],
+        environments=payload["environments"],
     )
     return {"lost": [s.id for s in lost], "ended": ended}
 
@@ -161,6 +162,7 @@ def session_spec(session_id: int):
         "cpus": session.cpus,
         "memory_mb": session.memory_mb,
         "image": session.image,
+        "environment": session.environment,
         "token": token,
         "resume": session.resume_checkpoint,
         "api_url": api_url + "/api/v1",

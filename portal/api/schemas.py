@@ -118,6 +118,7 @@ class SessionOut(Schema):
     cpus = fields.Float()
     memory_mb = fields.Integer()
     image = fields.String()
+    environment = fields.String(metadata={"description": "podium/env:<digest>, or empty"})
     gpu_models = fields.List(fields.String())
     datasets = fields.List(fields.String())
     memo = fields.String()
@@ -284,11 +285,29 @@ class NodeRemovedOut(Schema):
     lost = fields.List(fields.String())
 
 
+class EnvironmentImageIn(Schema):
+    tag = fields.String(required=True, validate=validate.Length(max=256))
+    size_bytes = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    last_used_at = fields.String(load_default="", validate=validate.Length(max=40))
+    in_use = fields.Boolean(load_default=False)
+
+
+class EnvironmentImageOut(Schema):
+    node = fields.String()
+    tag = fields.String()
+    size_bytes = fields.Integer()
+    last_used_at = fields.String()
+    in_use = fields.Boolean()
+
+
 class HeartbeatIn(Schema):
     sample = fields.Dict(load_default=dict)
     running = fields.List(fields.Integer(), load_default=list)
     images = fields.List(fields.String(), load_default=None, allow_none=True)
     datasets = fields.List(fields.String(), load_default=None, allow_none=True)
+    environments = fields.List(
+        fields.Nested(EnvironmentImageIn), load_default=None, allow_none=True
+    )
 
 
 class HeartbeatOut(Schema):
@@ -325,6 +344,7 @@ class SessionSpecOut(Schema):
     cpus = fields.Float()
     memory_mb = fields.Integer()
     image = fields.String()
+    environment = fields.String()
     token = fields.String()
     resume = fields.String()
     api_url = fields.String()

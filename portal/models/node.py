@@ -36,6 +36,8 @@ class Node(db.Model):  # type: ignore[name-defined]
     # What the node holds already, for locality: image names, dataset versions.
     images: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     datasets: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    # The environment images it holds: [{"tag", "size_bytes", "last_used_at", "in_use"}].
+    environments: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     # Usernames whose sessions alone this node runs, when it cannot isolate sessions
     # from its agent (a local-runtime agent that is not root); empty: anyone's it may.
     operators: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")

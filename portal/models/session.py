@@ -63,6 +63,9 @@ class Session(db.Model):  # type: ignore[name-defined]
     cpus: Mapped[float] = mapped_column(Float, default=1.0)
     memory_mb: Mapped[int] = mapped_column(default=2048)
     image: Mapped[str] = mapped_column(String(256), default="")
+    # The digest of the environment its code folder asks for (requirements.txt, apt.txt,
+    # Dockerfile), built on nodes as podium/env:<digest>; empty: none.
+    environment: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # GPU models it may run on, "|"-separated as in cluster traces; empty: any.
     gpu_models: Mapped[str] = mapped_column(String(256), default="", server_default="")
     memo: Mapped[str] = mapped_column(Text, default="")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from portal.errors import ApiError
@@ -32,6 +32,9 @@ class Manifest:
     files: tuple[str, ...]
     unpacked_bytes: int
     content_digest: str
+    # The bytes of the top-level files asked for by name (`keep`), up to `keep_bytes`
+    # and one more, so that a caller sees a file was too long.
+    kept: dict[str, bytes] = field(default_factory=dict)
 
 
 def _inside(name: str) -> str | None:
@@ -44,8 +47,16 @@ def _inside(name: str) -> str | None:
     return normal
 
 
-def inspect(archive: Path, *, max_unpacked_bytes: int, max_files: int) -> Manifest:
+def inspect(
+    archive: Path,
+    *,
+    max_unpacked_bytes: int,
+    max_files: int,
+    keep: tuple[str, ...] = (),
+    keep_bytes: int = 64 * 1024,
+) -> Manifest:
     files: list[str] = []
+    kept: dict[str, bytes] = {}
     entries: list[tuple[str, str, str]] = []
     unpacked = 0
     try:
@@ -73,7 +84,12 @@ def inspect(archive: Path, *, max_unpacked_bytes: int, max_files: int) -> Manife
                 digest = hashlib.sha256()
                 source = tar.extractfile(member)
                 assert source is not None
+                wanted = name in keep
+                if wanted:  # a later member of the same name replaces it, as on unpacking
+                    kept[name] = b""
                 while chunk := source.read(CHUNK):
+                    if wanted:
+                        kept[name] = (kept.get(name, b"") + chunk)[: keep_bytes + 1]
                     unpacked += len(chunk)
                     if unpacked > max_unpacked_bytes:
                         raise UnsafeArchive(
@@ -89,4 +105,4 @@ def inspect(archive: Path, *, max_unpacked_bytes: int, max_files: int) -> Manife
     content = hashlib.sha256()
     for name, kind, detail in sorted(entries):
         content.update(f"{kind}\0{name}\0{detail}\n".encode())
-    return Manifest(tuple(sorted(files)), unpacked, content.hexdigest())
+    return Manifest(tuple(sorted(files)), unpacked, content.hexdigest(), kept)

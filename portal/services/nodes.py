@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from nodes import environment
 from portal import trust
 from portal.errors import ApiError, Conflict, Forbidden, NotFound, Unauthorized
 from portal.extensions import db
@@ -153,6 +154,7 @@ def heartbeat(
     *,
     images: list[str] | None = None,
     datasets: list[str] | None = None,
+    environments: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Session], list[int]]:
     """Record a heartbeat (with what the node holds, for locality, when it says).
 
@@ -166,6 +168,11 @@ def heartbeat(
         node.images = sorted(set(images))
     if datasets is not None:
         node.datasets = sorted(set(datasets))
+    if environments is not None:
+        node.environments = sorted(
+            (e for e in environments if e["tag"].startswith(f"{environment.ENV_REPOSITORY}:")),
+            key=lambda e: e["tag"],
+        )
     if node.status == NodeStatus.LOST.value:
         node.status = NodeStatus.READY.value
     db.session.commit()
@@ -301,6 +308,29 @@ def admits(node: Node, user: User) -> bool:
         username=user.username,
         trusted=user.is_trusted,
     )
+
+
+def environment_images(viewer: User) -> list[dict[str, Any]]:
+    """The environment images each node holds: all of them for administrators, those of
+    the viewer's own sessions for everyone else."""
+    rows = [
+        {"node": node.name, **image}
+        for node in db.session.scalars(
+            select(Node).where(Node.status != NodeStatus.REMOVED.value).order_by(Node.name)
+        )
+        for image in node.environments or []
+    ]
+    if viewer.is_admin:
+        return rows
+    own = {
+        environment.image_tag(digest)
+        for digest in db.session.scalars(
+            select(Session.environment)
+            .where(Session.user_id == viewer.id, Session.environment != "")
+            .distinct()
+        )
+    }
+    return [row for row in rows if row["tag"] in own]
 
 
 def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import selectinload
 
+from nodes import environment
 from portal import node_work
 from portal.errors import ApiError, Conflict, Forbidden, NotFound
 from portal.extensions import db
@@ -49,6 +50,7 @@ class SessionRequest:
     gpu_models: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()  # NAME or NAME:VERSION, each mounted at DATASET_PATH/NAME
     memo: str = ""
+    environment: str = ""  # a digest, for sessions made from another's code (forks)
 
 
 UPLOAD_MEMORY_SECONDS = 86400
@@ -108,14 +110,39 @@ def validate_request(request: SessionRequest, owner: User | None = None) -> None
         )
 
 
-def check_code(archive: Path, entry: str, *, max_unpacked_bytes: int) -> None:
-    """The code must be a safe archive holding the entry point: say so now, not on a
-    node."""
+def check_code(
+    archive: Path, entry: str, *, max_unpacked_bytes: int, image: str = "", owner: User
+) -> str:
+    """The code must be a safe archive holding the entry point, and the environment it
+    asks for one that can be built: say so now, not on a node. Returns the environment's
+    digest, or "" for none."""
     manifest = archives.inspect(
-        archive, max_unpacked_bytes=max_unpacked_bytes, max_files=MAX_CODE_FILES
+        archive,
+        max_unpacked_bytes=max_unpacked_bytes,
+        max_files=MAX_CODE_FILES,
+        keep=environment.FILES,
+        keep_bytes=environment.MAX_FILE_BYTES,
     )
     if entry not in manifest.files:
         raise ApiError(f"the code has no file {entry}", code="invalid_input")
+    return environment_of(manifest.kept, image, owner)
+
+
+def environment_of(files: dict[str, bytes], image: str, owner: User) -> str:
+    """The digest of the environment the code's files ask for. `--image` names the image
+    outright, unless it is a Podium base image, which the environment then builds on."""
+    if image and not environment.is_base(image):
+        return ""
+    try:
+        wanted = environment.Environment.from_files(files, base=image)
+    except environment.InvalidEnvironment as exc:
+        raise ApiError(str(exc), code="invalid_environment", status=422) from None
+    if wanted is None:
+        return ""
+    refusal = wanted.refusal(owner.is_trusted)
+    if refusal:
+        raise ApiError(refusal, code="invalid_environment", status=422)
+    return wanted.digest
 
 
 def create_session(
@@ -126,8 +153,15 @@ def create_session(
     max_unpacked_bytes: int = 8 * 2**30,
 ) -> Session:
     validate_request(request, user)
+    environment_digest = request.environment
     if archive is not None:
-        check_code(archive, request.entry, max_unpacked_bytes=max_unpacked_bytes)
+        environment_digest = check_code(
+            archive,
+            request.entry,
+            max_unpacked_bytes=max_unpacked_bytes,
+            image=request.image,
+            owner=user,
+        )
     versions = [dataset_service.find_version(user, ref) for ref in request.datasets]
     mounts = [v.dataset.name for v in versions]
     if len(set(mounts)) != len(mounts):
@@ -152,6 +186,7 @@ def create_session(
         cpus=request.cpus,
         memory_mb=request.memory_mb,
         image=request.image,
+        environment=environment_digest,
         gpu_models="|".join(sorted(set(request.gpu_models))),
         memo=request.memo,
         status=SessionStatus.PENDING.value,
@@ -240,6 +275,7 @@ def fork(
         cpus=source.cpus,
         memory_mb=source.memory_mb,
         image=source.image,
+        environment=source.environment,
         gpu_models=tuple(sorted(source.gpu_model_set)),
         datasets=tuple(dataset_refs(source)),
         memo=f"forked from {source.ident}",
@@ -451,6 +487,7 @@ def session_dict(session: Session) -> dict[str, Any]:
         "cpus": session.cpus,
         "memory_mb": session.memory_mb,
         "image": session.image,
+        "environment": environment.image_tag(session.environment) if session.environment else "",
         "gpu_models": sorted(session.gpu_model_set),
         "datasets": dataset_refs(session),
         "memo": session.memo,

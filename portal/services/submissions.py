@@ -212,6 +212,7 @@ def submit_session(
         cpus=1.0,
         memory_mb=round_.memory_mb,
         image=source.image,
+        environment=source.environment,
         gpu_models=tuple(sorted(source.gpu_model_set)),
         memo=f"grading {source.ident}:{checkpoint.name} for {competition.slug} round "
         f"{round_.number}",
