@@ -190,7 +190,12 @@ def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple
 @click.option("-g", "--gpus", default=0, type=click.IntRange(min=0), help="whole GPUs")
 @click.option("-c", "--cpus", type=click.FloatRange(min=0.1), help="CPU cores [default: 1]")
 @click.option("-m", "--memory", help="memory limit, e.g. 4G [default: 2G]")
-@click.option("--image", default="", help="container image (Docker runtime)")
+@click.option(
+    "--image",
+    default="",
+    help="container image (Docker runtime); on a Podium base image (podium/base, "
+    "podium/scientific) the code folder's requirements.txt and apt.txt are built on top",
+)
 @click.option(
     "--gpu-model",
     "gpu_models",

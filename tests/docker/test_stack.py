@@ -1,8 +1,12 @@
 """A whole stack whose node runs sessions in Docker containers."""
 
+from pathlib import Path
+
 import pytest
 
+from tests.integration.accounts import create_user
 from tests.integration.stack import Stack, User
+from tests.integration.test_competitions import wait_scored
 from tests.integration.test_sessions import script
 
 
@@ -67,8 +71,6 @@ def test_exec_and_sh_run_inside_the_sessions_container(docker_stack, tmp_path):
     shell = user("sh", ident, input="pwd\nls /podium\nexit\n")
     assert "/podium/code" in shell.stdout and "output" in shell.stdout
     other = User(docker_stack, tmp_path / "admin-not")
-    from tests.integration.accounts import create_user
-
     create_user(docker_stack, "mallory", "mallory-pw")
     other.login("mallory", "mallory-pw")
     refused = other("exec", ident, "--", "id")
@@ -139,3 +141,64 @@ def test_a_stranger_runs_code_only_inside_a_container(docker_stack, tmp_path):
     assert "no config: FileNotFoundError" in result.stdout
     processes = [line for line in result.stdout.splitlines() if line.startswith("process")]
     assert processes and not any(b in line for line in processes for b in ("nodes", "gunicorn"))
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_pytorch_example_trains_in_its_environment_and_is_graded_in_a_container(
+    docker_stack, tmp_path
+):
+    """examples/mnist_cnn names torch in requirements.txt: the node builds that
+    environment, trains in it, and grades the checkpoint in it (no network, read-only
+    root, the round's limits)."""
+    demo = User(docker_stack, tmp_path / "demo", cwd=tmp_path)
+    demo.login("demo", "demo")
+    example = EXAMPLES / "mnist_cnn" / "train.py"
+    trained = demo("run", str(example), "-d", "digits-train", "-a", "--epochs 8", timeout=900)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    lines = trained.stdout.splitlines()
+    ident = lines[0]
+    assert any(line.startswith("podium: building environment podium/env:") for line in lines)
+    assert "torch 2." in trained.stdout and "epoch 8:" in trained.stdout
+    session = demo.session(ident)
+    assert session["environment"].startswith("podium/env:")
+    last = next(line for line in lines if line.startswith("epoch 8:"))
+    accuracy = float(last.rsplit("=", 1)[1])
+    assert accuracy > 0.9
+
+    submitted = demo.json("submit", f"{ident}:8", "-C", "digits")
+    entry = wait_scored(demo, "digits", submitted["id"], timeout=300)
+    assert entry["status"] == "scored", entry
+    assert entry["public_score"] > 0.9  # the CNN, scored on hidden labels
+
+    # The node reports the environment it holds; the owner sees it, a stranger does not.
+    listed = demo.json("env", "ls")
+    assert [row["tag"] for row in listed] == [session["environment"]]
+    create_user(docker_stack, "eve", "eve-password")
+    eve = User(docker_stack, tmp_path / "eve")
+    eve.login("eve", "eve-password")
+    assert eve.json("env", "ls") == []
+
+    # Run again: the environment is there, the session starts at once.
+    again = demo("run", str(example), "-a", "--epochs 1", timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"podium: environment {session['environment']} is on this node already" in again.stdout
+
+
+def test_a_bad_environment_fails_the_session_with_the_builds_last_lines(docker_stack, tmp_path):
+    demo = User(docker_stack, tmp_path / "demo")
+    demo.login("demo", "demo")
+    entry = script(tmp_path / "code", "print('never')")
+    (entry.parent / "Dockerfile").write_text("FROM podium/base\nRUN echo about-to-fail && false\n")
+    result = demo("run", str(entry))
+    assert result.returncode == 1
+    assert "did not build: its Dockerfile failed" in result.stderr
+    assert "about-to-fail" in result.stderr  # the build's last lines are the reason
+    ident = result.stdout.splitlines()[0]
+    logs = demo("logs", ident).stdout
+    assert "Step 1/" in logs and "about-to-fail" in logs  # the whole build, in its log
+    (entry.parent / "Dockerfile").write_text("FROM debian:bookworm\n")
+    refused = demo("run", str(entry))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "FROM debian:bookworm: an environment builds on a Podium base image" in refused.stderr
