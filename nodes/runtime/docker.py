@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -135,6 +136,7 @@ class DockerRuntime(Runtime):
         self.default_image = default_image
         # Training sessions reach the portal's API from inside: the host's network.
         self.network_mode = network_mode
+        self._gpu_refusal: str | None = None
         self.builder = EnvironmentBuilder(
             self.client,
             node=node,
@@ -147,6 +149,26 @@ class DockerRuntime(Runtime):
     def images(self) -> list[str]:
         """Image tags present on this node, for the scheduler's locality."""
         return sorted(tag for image in self.client.images.list() for tag in image.tags)
+
+    def gpu_refusal(self) -> str | None:
+        """Why this engine cannot hand GPUs to containers, or None. Device requests for
+        GPUs need NVIDIA's container toolkit: its runtime registered with the engine, or
+        its hook on the engine's PATH."""
+        if self._gpu_refusal is None:
+            try:
+                runtimes = self.client.info().get("Runtimes") or {}
+            except Exception:  # the engine will say more when the container is made
+                runtimes = {}
+            hook = shutil.which("nvidia-container-runtime-hook")
+            self._gpu_refusal = (
+                ""
+                if "nvidia" in runtimes or hook
+                else f"node {self.node}'s Docker engine cannot pass GPUs to containers: "
+                "install NVIDIA Container Toolkit (`nvidia-ctk runtime configure "
+                "--runtime=docker`, then restart dockerd), or run GPU sessions on a "
+                "local-runtime node"
+            )
+        return self._gpu_refusal or None
 
     def environments(self) -> list[dict[str, Any]]:
         return [
@@ -229,6 +251,9 @@ class DockerRuntime(Runtime):
         if spec.grading:
             options.update(read_only=True, tmpfs={"/tmp": "rw,size=256m"})
         if spec.gpu_indices:
+            refusal = self.gpu_refusal()
+            if refusal:
+                raise DockerError(refusal)
             options["device_requests"] = [
                 self.docker.types.DeviceRequest(
                     device_ids=[str(i) for i in spec.gpu_indices], capabilities=[["gpu"]]

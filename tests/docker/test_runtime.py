@@ -207,3 +207,11 @@ def test_a_run_over_its_time_limit_is_killed(runtime, tmp_path):
     assert info.timed_out and info.exit_code != 0
     assert run.wait().timed_out  # a second waiter (the agent has two) hears the same
     runtime.finished(run)
+
+
+def test_gpus_without_nvidias_toolkit_fail_in_plain_words(runtime, docker_client, tmp_path):
+    if runtime.gpu_refusal() is None:
+        pytest.skip("this engine has NVIDIA's container toolkit")
+    with pytest.raises(DockerError, match="install NVIDIA Container Toolkit"):
+        runtime.start(replace(spec(tmp_path, "print(1)"), gpu_indices=[0]))
+    assert containers(docker_client) == []
