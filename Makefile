@@ -45,9 +45,10 @@ lint: $(VENV)/.dev-installed
 test: lint passable
 	$(BIN)/pytest -p no:cacheprovider
 
-## images: the Docker runtime's base image, built offline (needs dockerd and debootstrap)
+## images: the Docker runtime's base images, built offline (needs dockerd and debootstrap)
 images: $(VENV)/.dev-installed
 	$(BIN)/podium image build
+	$(BIN)/podium image build --variant scientific
 
 ## bench: the time from `podium run` to the script's first line
 bench: $(VENV)/.dev-installed

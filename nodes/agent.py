@@ -10,6 +10,7 @@ import stat
 import tarfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +151,8 @@ class Agent:
         # Sessions being made ready (an environment may build for minutes): whether a
         # stop was asked for meanwhile.
         self._starting: dict[int, bool] = {}
+        self._claimed: dict[int, set[str]] = {}  # dataset copies given to starting sessions
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
         self.cache = DatasetCache(workdir / "cache", cache_bytes, client.download_dataset)
         self._lock = threading.Lock()
         self._report_lock = threading.Lock()
@@ -247,6 +250,7 @@ class Agent:
         finally:
             with self._lock:
                 self._starting.pop(session_id, None)
+                self._claimed.pop(session_id, None)
 
     def _start(self, session_id: int, spec: dict) -> bool:
         refusal = self.refusal(spec)
@@ -264,7 +268,10 @@ class Agent:
                 shipper.close()
                 self.client.report_state(session_id, "stopped", reason="stopped on request")
                 return False
-            run = self.runtime.start(run_spec)
+            # Started from one long-lived thread: the kernel's parent-death signal,
+            # which ends local sessions with a crashed agent, fires when the thread that
+            # forked them ends, and start jobs run on threads that come and go.
+            run = self._spawner.submit(self.runtime.start, run_spec).result()
         except BuildFailed as exc:
             log.warning("session %s: %s", session_id, exc)
             shipper.close()
@@ -434,23 +441,29 @@ class Agent:
                 time.sleep(min(0.2 * 2**attempt, 5))
 
     def _datasets(self, spec: dict) -> dict[str, Path]:
-        """Each dataset the session mounts, from the node's cache (copied on first use)."""
-        with self._lock:
-            busy = {
-                path.name
-                for entry in self.sessions.values()
-                for path in entry.run.spec.datasets.values()
-            }
-        return {
-            mount["mount"]: self.cache.ensure(
+        """Each dataset the session mounts, from the node's cache (copied on first use).
+        What running sessions mount, and what sessions still starting have been given,
+        is never evicted to make room."""
+        held = {}
+        for mount in spec.get("datasets", []):
+            with self._lock:
+                busy = {
+                    path.name
+                    for entry in self.sessions.values()
+                    for path in entry.run.spec.datasets.values()
+                }
+                busy.update(*self._claimed.values())
+            path = self.cache.ensure(
                 digest=mount["digest"],
                 content_digest=mount["content_digest"],
                 ref=mount["ref"],
                 size_bytes=mount["size_bytes"],
                 in_use=busy,
             )
-            for mount in spec.get("datasets", [])
-        }
+            with self._lock:
+                self._claimed.setdefault(spec["session_id"], set()).add(path.name)
+            held[mount["mount"]] = path
+        return held
 
     def _monitor(self, session_id: int, entry: Tracked, shipper: LogShipper) -> None:
         threading.Thread(target=self._reap_stragglers, args=(entry.run,), daemon=True).start()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.integration.accounts import create_user
 from tests.integration.stack import Stack, User
 from tests.integration.test_competitions import wait_scored
@@ -202,3 +203,22 @@ def test_a_bad_environment_fails_the_session_with_the_builds_last_lines(docker_s
     refused = demo("run", str(entry))
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "FROM debian:bookworm: an environment builds on a Podium base image" in refused.stderr
+
+
+def test_the_digits_example_runs_on_the_scientific_image(docker_stack, docker_client, tmp_path):
+    """examples/digits asks for scikit-learn: on `podium/scientific` Debian's copy
+    satisfies it, and its environment builds without fetching a package."""
+    try:
+        docker_client.images.get("podium/scientific:latest")
+    except Exception:
+        require(
+            "PODIUM_REQUIRE_DOCKER",
+            "no podium/scientific: `podium image build --variant scientific`",
+        )
+    demo = User(docker_stack, tmp_path / "demo")
+    demo.login("demo", "demo")
+    example = EXAMPLES / "digits" / "train.py"
+    result = demo("run", str(example), "--image", "podium/scientific", "-a", "--epochs 3 --lr 0.1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Requirement already satisfied: scikit-learn" in result.stdout
+    assert "epoch 3: train/loss=" in result.stdout
