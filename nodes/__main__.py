@@ -78,6 +78,17 @@ def parse_args() -> argparse.Namespace:
         help="seconds an environment's build may take",
     )
     parser.add_argument(
+        "--build-network",
+        default=env("PODIUM_NODE_BUILD_NETWORK", "bridge"),
+        help="the Docker network environment builds reach the package registries through",
+    )
+    parser.add_argument(
+        "--build-memory-mb",
+        type=int,
+        default=int(env("PODIUM_NODE_BUILD_MEMORY_MB", "4096")),
+        help="memory an environment build may use",
+    )
+    parser.add_argument(
         "--heartbeat", type=float, default=float(env("PODIUM_NODE_HEARTBEAT_SECONDS", "2"))
     )
     return parser.parse_args()
@@ -93,6 +104,8 @@ def runtime_for(args: argparse.Namespace):
             environments_file=args.workdir.resolve() / "environments.json",
             environments_budget_bytes=int(args.environments_gb * 2**30),
             build_timeout_s=args.build_timeout,
+            build_network=args.build_network,
+            build_memory_mb=args.build_memory_mb,
         )
     return get_runtime(
         args.runtime, node=args.name, session_uids=session_uid_range(args.session_uids)

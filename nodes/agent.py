@@ -287,8 +287,11 @@ class Agent:
         with self._report_lock:
             with self._lock:
                 self.sessions[session_id] = entry
+                stopped = self._starting.get(session_id, False)
             self.client.report_state(session_id, "running")
         self._watch(session_id, entry, shipper)
+        if stopped:  # asked to stop while it started: the stop found no entry yet
+            self.stop_session(session_id)
         return True
 
     def refusal(self, spec: dict) -> str | None:
@@ -407,6 +410,7 @@ class Agent:
             inputs=inputs,
             time_limit_s=float(grading["time_limit_s"]) if grading else None,
             trusted=bool(spec.get("trusted", False)),
+            environment=spec.get("environment") or "",
         )
 
     def _grading_inputs(self, session_id: int, grading: dict, session_dir: Path) -> Path:
@@ -447,6 +451,8 @@ class Agent:
         held = {}
         for mount in spec.get("datasets", []):
             with self._lock:
+                # Claimed before the copy: another start making room cannot evict it.
+                self._claimed.setdefault(spec["session_id"], set()).add(mount["content_digest"])
                 busy = {
                     path.name
                     for entry in self.sessions.values()
@@ -460,8 +466,6 @@ class Agent:
                 size_bytes=mount["size_bytes"],
                 in_use=busy,
             )
-            with self._lock:
-                self._claimed.setdefault(spec["session_id"], set()).add(path.name)
             held[mount["mount"]] = path
         return held
 

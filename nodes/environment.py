@@ -35,7 +35,6 @@ DIGEST_VERSION = "podium-env-1"
 
 _APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 _COMMENT = re.compile(r"(^|\s)#.*$")
-_FROM = re.compile(r"^\s*FROM\s+(?P<rest>.+)$", re.IGNORECASE)
 
 
 class InvalidEnvironment(ValueError):
@@ -61,6 +60,20 @@ def is_base(image: str) -> bool:
     return repository_of(image) in BASE_REPOSITORIES
 
 
+# Images a node makes for itself: never named outright (an environment image would run
+# one user's build as another's; a root image holds no SDK).
+INTERNAL_REPOSITORIES = (ENV_REPOSITORY, "podium/debian-root")
+
+
+def image_refusal(image: str) -> str | None:
+    if repository_of(image) in INTERNAL_REPOSITORIES:
+        return (
+            f"{image} is made by the nodes: name a base image and let the code folder's "
+            f"{REQUIREMENTS}, {APT} or {DOCKERFILE} say what goes on it"
+        )
+    return None
+
+
 def _lines(text: str) -> list[tuple[int, str]]:
     found = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -70,26 +83,64 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """requirements.txt as pip reads it: a line ending in a backslash goes on with the
+    next (even inside a comment, where pip would swallow the next line: refused)."""
+    found: list[tuple[int, str]] = []
+    pending, first = "", 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.rstrip().endswith("\\"):
+            if _COMMENT.search(raw):
+                raise InvalidEnvironment(
+                    f"{REQUIREMENTS} line {number}: a comment ending in a backslash hides "
+                    "the next line"
+                )
+            pending, first = pending + raw.rstrip()[:-1] + " ", first or number
+            continue
+        line = _COMMENT.sub("", pending + raw).strip()
+        if line:
+            found.append((first or number, line))
+        pending, first = "", 0
+    if pending.strip():
+        found.append((first, pending.strip()))
+    return found
+
+
+# Options pip takes in a requirements file that change how, never where from.
+HARMLESS_OPTIONS = ("--pre", "--prefer-binary", "--only-binary", "--require-hashes")
+_HASH = re.compile(r"\s--hash[=\s]+(sha256|sha384|sha512):[0-9a-fA-F]+")
+_ARCHIVE = re.compile(r"\.(whl|zip|tar|tar\.gz|tgz|tar\.bz2|tar\.xz)$", re.IGNORECASE)
+
+
 def check_requirements(text: str) -> list[str]:
-    """Each line a plain requirement: pip may fetch packages from the site's index and
-    nothing else (no URLs, no options that name another index or file)."""
+    """Each line a requirement (name, version, extras, markers, `--hash`es) or one of
+    the harmless options: pip fetches packages from the site's index and nothing else
+    (no URL, path, other file or index)."""
     names = []
-    for number, line in _lines(text):
+    for number, line in _logical_lines(text):
         where = f"{REQUIREMENTS} line {number}"
-        if line.startswith("-") or line.endswith("\\"):
+        if line.startswith("-"):
+            option = line.split("=", 1)[0].split()[0]
+            if option in HARMLESS_OPTIONS:
+                continue
             raise InvalidEnvironment(
-                f"{where}: {line!r}: options are not accepted; the node's package index "
-                "is configured by the site"
+                f"{where}: {line!r}: pip options other than {', '.join(HARMLESS_OPTIONS)} "
+                "are not accepted (indexes are the site's; other files and editable "
+                "installs are not installed)"
             )
+        requirement_text = _HASH.sub("", f" {line}").strip()
+        if "--" in requirement_text:
+            raise InvalidEnvironment(f"{where}: {line!r}: only --hash may follow a requirement")
         try:
-            requirement = Requirement(line)
+            requirement = Requirement(requirement_text)
         except InvalidRequirement as exc:
             raise InvalidEnvironment(
                 f"{where}: {line!r} is not a requirement ({str(exc).splitlines()[0]})"
             ) from None
-        if requirement.url:
+        if requirement.url or _ARCHIVE.search(requirement.name) or "/" in requirement_text:
             raise InvalidEnvironment(
-                f"{where}: {line!r} names a URL; packages come from the package index only"
+                f"{where}: {line!r} names a URL or a file; packages come from the package "
+                "index only"
             )
         names.append(str(requirement))
     return names
@@ -99,7 +150,7 @@ def check_apt(text: str) -> list[str]:
     packages = []
     for number, line in _lines(text):
         for word in line.split():
-            if not _APT_PACKAGE.match(word):
+            if not _APT_PACKAGE.match(word) or word.endswith("-"):
                 raise InvalidEnvironment(
                     f"{APT} line {number}: {word!r} is not a Debian package name"
                 )
@@ -107,28 +158,59 @@ def check_apt(text: str) -> list[str]:
     return packages
 
 
-def dockerfile_bases(text: str) -> list[str]:
-    """The images a Dockerfile's stages start from (not the earlier stages it names)."""
-    stages: set[str] = set()
-    bases = []
-    # Continuation lines join the instruction they continue.
-    joined = re.sub(r"\\\r?\n", " ", text)
-    for _number, line in enumerate(joined.splitlines(), start=1):
-        match = _FROM.match(line)
-        if not match:
+def _instructions(text: str) -> list[str]:
+    """A Dockerfile's instructions as the builder reads them: comment lines dropped
+    first (also inside a continued instruction), then continuations joined."""
+    if re.search(r"^\s*#\s*escape\s*=", text, re.IGNORECASE | re.MULTILINE):
+        raise InvalidEnvironment(f"{DOCKERFILE}: the escape directive is not accepted")
+    kept = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    instructions, pending = [], ""
+    for line in kept:
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
             continue
-        words = [w for w in match.group("rest").split() if not w.startswith("--")]
-        if not words:
-            raise InvalidEnvironment(f"{DOCKERFILE}: a FROM without an image")
-        image = words[0]
-        if "$" in image:
-            raise InvalidEnvironment(
-                f"{DOCKERFILE}: FROM {image}: the base image must be named, not a variable"
-            )
-        if len(words) >= 3 and words[1].lower() == "as":
-            stages.add(words[2].lower())
-        if image.lower() not in stages:
-            bases.append(image)
+        instructions.append(pending + line)
+        pending = ""
+    if pending:
+        instructions.append(pending)
+    return [i.strip() for i in instructions if i.strip()]
+
+
+def dockerfile_bases(text: str) -> list[str]:
+    """The images a Dockerfile's stages start from, and those it copies from (not the
+    earlier stages it names)."""
+    stages: list[str] = []
+    bases = []
+    for instruction in _instructions(text):
+        keyword, _, rest = instruction.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            if not words:
+                raise InvalidEnvironment(f"{DOCKERFILE}: a FROM without an image")
+            image = words[0]
+            if "$" in image:
+                raise InvalidEnvironment(
+                    f"{DOCKERFILE}: FROM {image}: the base image must be named, not a variable"
+                )
+            if image.lower() not in stages:
+                bases.append(image)
+            stages.append(words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else "")
+        elif keyword in ("COPY", "ADD", "RUN"):
+            for source in re.findall(r"--(?:from|mount=[^\s]*from)=([^\s,]+)", rest):
+                if source.isdigit() and int(source) < len(stages):
+                    continue
+                if source.lower() in stages:
+                    continue
+                if "$" in source:
+                    raise InvalidEnvironment(
+                        f"{DOCKERFILE}: --from={source}: the image must be named"
+                    )
+                bases.append(source)
+            if keyword == "ADD" and re.search(r"\b(https?|git)://|git@", rest):
+                raise InvalidEnvironment(
+                    f"{DOCKERFILE}: ADD of a URL: packages come from the package index only"
+                )
     if not bases:
         raise InvalidEnvironment(f"{DOCKERFILE}: it has no FROM line")
     return bases
@@ -152,7 +234,7 @@ class Environment:
             if len(data) > MAX_FILE_BYTES:
                 raise InvalidEnvironment(f"{name} is larger than {MAX_FILE_BYTES // 1024} KiB")
             try:
-                texts[name] = data.decode("utf-8")
+                texts[name] = data.decode("utf-8-sig")
             except UnicodeDecodeError:
                 raise InvalidEnvironment(f"{name} is not UTF-8 text") from None
         environment = cls(
@@ -178,7 +260,8 @@ class Environment:
                 if not is_base(image):
                     raise InvalidEnvironment(
                         f"{DOCKERFILE}: FROM {image}: an environment builds on a Podium "
-                        f"base image ({', '.join(BASE_REPOSITORIES)})"
+                        f"base image ({', '.join(BASE_REPOSITORIES)}) and copies from "
+                        "nothing else"
                     )
         elif not is_base(self.base):
             raise InvalidEnvironment(

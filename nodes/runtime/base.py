@@ -26,6 +26,7 @@ class RunSpec:
     time_limit_s: float | None = None  # wall time, after which the run is killed
     datasets: dict[str, Path] = field(default_factory=dict)  # mount name -> cached copy
     trusted: bool = False  # its owner's code may run beside the agent (and build as root)
+    environment: str = ""  # the digest of the environment the portal read at submission
 
 
 Say = Callable[[str], None]  # a line for the session's log

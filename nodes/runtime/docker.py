@@ -127,6 +127,8 @@ class DockerRuntime(Runtime):
         environments_file: Path | None = None,
         environments_budget_bytes: int | None = None,
         build_timeout_s: float = 1800.0,
+        build_network: str = "bridge",
+        build_memory_mb: int = 4096,
     ):
         import docker
 
@@ -144,6 +146,8 @@ class DockerRuntime(Runtime):
             state_file=environments_file,
             budget_bytes=environments_budget_bytes,
             timeout_s=build_timeout_s,
+            network=build_network,
+            memory_mb=build_memory_mb,
         )
 
     def images(self) -> list[str]:
@@ -178,23 +182,34 @@ class DockerRuntime(Runtime):
     def prepare(self, spec: RunSpec, say: Say) -> RunSpec:
         """The session's image: its environment's, built here first if this node has
         none yet; `--image` of anything but a Podium base image is taken as it is."""
+        refusal = environment.image_refusal(spec.image)
+        if refusal:
+            raise BuildFailed("of this session", refusal)
         if spec.image and not environment.is_base(spec.image):
             return spec
         files = {}
         for name in environment.FILES:
             path = spec.code_dir / name
-            if path.is_file() and not path.is_symlink():
+            if path.is_symlink() or (path.exists() and not path.is_file()):
+                raise BuildFailed("of this session", f"{name} is not a plain file")
+            if path.is_file():
                 files[name] = path.read_bytes()[: environment.MAX_FILE_BYTES + 1]
         try:
             wanted = environment.Environment.from_files(files, base=spec.image)
         except environment.InvalidEnvironment as exc:
             raise BuildFailed("of this session", str(exc)) from None
+        # The node builds what it unpacked, and only what the portal read at submission.
+        if (wanted.digest if wanted else "") != spec.environment:
+            raise BuildFailed(
+                "of this session",
+                "the code's environment files are not those read when it was submitted",
+            )
         if wanted is None:
             return spec
         refusal = wanted.refusal(spec.trusted)
         if refusal:
             raise BuildFailed(wanted.tag, refusal)
-        return replace(spec, image=self.builder.ensure(wanted, spec.code_dir, say))
+        return replace(spec, image=self.builder.ensure(wanted, say))
 
     def _environment(self, spec: RunSpec) -> dict[str, str]:
         env = {k: v for k, v in spec.env.items() if k.startswith("PODIUM_")}

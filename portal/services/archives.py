@@ -67,6 +67,8 @@ def inspect(
                     raise UnsafeArchive(f"{member.name}: a path outside the tree")
                 if member.isdev() or member.isfifo():
                     raise UnsafeArchive(f"{member.name}: device files and pipes are refused")
+                if (member.issym() or member.islnk()) and name in keep:
+                    raise UnsafeArchive(f"{member.name}: this file must be a plain file")
                 if member.issym() or member.islnk():
                     base = posixpath.dirname(name) if member.issym() else ""
                     target = _inside(posixpath.join(base, member.linkname))

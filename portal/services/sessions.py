@@ -95,6 +95,9 @@ def validate_request(request: SessionRequest, owner: User | None = None) -> None
         raise ApiError(
             "the entry point must be a relative path inside the code folder", code="invalid_input"
         )
+    refusal = environment.image_refusal(request.image)
+    if refusal:
+        raise ApiError(refusal, code="invalid_input")
     try:
         shlex.split(request.args)
     except ValueError as exc:

@@ -3,6 +3,9 @@ nodes build it under, the scheduler's locality, `podium env ls`."""
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pytest
 
 from nodes.environment import Environment
@@ -127,3 +130,27 @@ def test_env_ls_shows_each_user_their_own_environments(client, app, ada):
     everything = client.get("/api/v1/environments", headers=admin).get_json()
     assert [row["tag"] for row in everything] == sorted([mine["environment"], other])
     assert client.get("/api/v1/environments").status_code == 401
+
+
+def test_nodes_images_are_never_named_outright_nor_environment_files_linked(client, ada):
+    files = {"train.py": "", "requirements.txt": "numpy\n"}
+    taken = submit(client, ada, files, image=Environment(requirements="numpy\n").tag)
+    assert taken.status_code == 400
+    assert "is made by the nodes" in taken.get_json()["error"]["message"]
+    # A requirements.txt that is a link would read one way here and another on a node.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        entry = tarfile.TarInfo("train.py")
+        tar.addfile(entry, io.BytesIO(b""))
+        link = tarfile.TarInfo("requirements.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "train.py"
+        tar.addfile(link)
+    digest = client.put("/api/v1/code", data=buffer.getvalue(), headers=ada).get_json()["digest"]
+    linked = client.post(
+        "/api/v1/sessions", json={"entry": "train.py", "code_digest": digest}, headers=ada
+    )
+    assert linked.status_code == 422
+    assert (
+        "requirements.txt: this file must be a plain file" in linked.get_json()["error"]["message"]
+    )
+    assert db.session.query(Session).count() == 0

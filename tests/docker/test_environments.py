@@ -10,11 +10,12 @@ import os
 import tempfile
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from nodes.environment import Environment
+from nodes.environment import Environment, is_base
 from nodes.runtime import RunSpec, get_runtime
 from nodes.runtime.environments import BuildFailed, PackageSettings
 
@@ -73,13 +74,19 @@ def runtime_with(docker_client, packages, tmp_path, **options):
     )
 
 
-def session(tmp_path: Path, files: dict[str, str], *, number=1, trusted=True) -> RunSpec:
+def session(tmp_path: Path, files: dict[str, str], *, number=1, trusted=True, image="") -> RunSpec:
     code = tmp_path / f"s{number}" / "code"
     output = tmp_path / f"s{number}" / "output"
     code.mkdir(parents=True)
     output.mkdir()
     for name, text in {"main.py": "print('hello')\n", **files}.items():
         (code / name).write_text(text)
+    # What the portal read at submission (an image named outright takes none).
+    wanted = (
+        None
+        if image and not is_base(image)
+        else Environment.from_files({n: t.encode() for n, t in files.items()}, base=image)
+    )
     return RunSpec(
         session_id=number,
         ident=f"ada/{number}",
@@ -91,6 +98,8 @@ def session(tmp_path: Path, files: dict[str, str], *, number=1, trusted=True) ->
         cpus=1,
         memory_mb=256,
         trusted=trusted,
+        image=image,
+        environment=wanted.digest if wanted else "",
     )
 
 
@@ -122,7 +131,10 @@ def test_a_requirements_file_builds_once_and_the_session_runs_in_it(
     assert second.image == prepared.image
     assert again == [f"podium: environment {prepared.image} is on this node already"]
     (held,) = [row for row in runtime.environments() if row["tag"] == prepared.image]
-    assert held["size_bytes"] > 0 and not held["in_use"]
+    assert held["size_bytes"] > 0 and held["in_use"]  # handed to session 2, not yet started
+    runtime.builder.release(second.image)
+    (held,) = [row for row in runtime.environments() if row["tag"] == prepared.image]
+    assert not held["in_use"]
     assert build_containers(docker_client) == []
 
 
@@ -208,9 +220,27 @@ def test_only_trusted_users_dockerfiles_are_built(docker_client, packages, tmp_p
 
 def test_an_image_named_outright_is_not_built_on(docker_client, packages, tmp_path):
     runtime = runtime_with(docker_client, packages, tmp_path)
+    spec = session(tmp_path, {"requirements.txt": f"{PACKAGE}\n"}, image="lab/cuda:12")
+    assert spec.environment == ""
+    assert runtime.prepare(spec, lambda line: None) is spec
+    # Environment images are the nodes' own: one user's cannot be named by another.
+    taken = replace(spec, image=Environment(requirements=f"{PACKAGE}\n").tag)
+    with pytest.raises(BuildFailed, match="is made by the nodes"):
+        runtime.prepare(taken, lambda line: None)
+
+
+def test_the_node_builds_only_what_the_portal_read(docker_client, packages, tmp_path):
+    """Files that differ from those digested at submission (an archive whose links the
+    portal and the node would read differently) stop the session."""
+    runtime = runtime_with(docker_client, packages, tmp_path)
     spec = session(tmp_path, {"requirements.txt": f"{PACKAGE}\n"})
-    outright = RunSpec(**{**spec.__dict__, "image": "podium/debian-root:anything"})
-    assert runtime.prepare(outright, lambda line: None) is outright
+    (spec.code_dir / "Dockerfile").write_text("FROM podium/base\nRUN id\n")
+    with pytest.raises(BuildFailed, match="not those read when it was submitted"):
+        runtime.prepare(spec, lambda line: None)
+    plain = session(tmp_path, {}, number=2)
+    (plain.code_dir / "requirements.txt").symlink_to("/etc/hostname")
+    with pytest.raises(BuildFailed, match=r"requirements\.txt is not a plain file"):
+        runtime.prepare(plain, lambda line: None)
 
 
 def test_old_environments_go_first_and_never_one_in_use(docker_client, packages, tmp_path, built):
@@ -219,7 +249,7 @@ def test_old_environments_go_first_and_never_one_in_use(docker_client, packages,
         session(tmp_path, {"requirements.txt": f"{PACKAGE}==1.0  # first\n"}), lambda _: None
     )
     built.append(first.image)
-    holder = runtime.start(RunSpec(**{**first.__dict__, "entry": "main.py"}))
+    holder = runtime.start(first)
     second = runtime.prepare(
         session(tmp_path, {"requirements.txt": f"{PACKAGE}==2.0  # second\n"}, number=2),
         lambda _: None,

@@ -56,3 +56,44 @@ def test_image_names_are_normalised():
     assert normalise("podium/base") == "podium/base:latest"
     assert normalise("registry:5000/lab/img") == "registry:5000/lab/img:latest"
     assert normalise("lab/img@sha256:abc") == "lab/img@sha256:abc"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "message"),
+    [
+        # Docker drops a comment line inside a continued instruction: the next FROM counts.
+        ("FROM podium/base\n# note \\\nFROM evil/image\n", "FROM evil/image"),
+        ("FROM podium/base\nCOPY --from=evil/image /bin/x /x\n", "FROM evil/image"),
+        ("FROM podium/base\nRUN --mount=type=bind,from=evil/image true\n", "FROM evil/image"),
+        ("# escape=`\nFROM podium/base\n", "escape directive"),
+        ("FROM podium/base\nADD https://example.org/x.tgz /x\n", "ADD of a URL"),
+    ],
+)
+def test_a_dockerfile_starts_and_copies_from_podium_bases_only(dockerfile, message):
+    with pytest.raises(InvalidEnvironment, match=message):
+        Environment.from_files({"Dockerfile": dockerfile.encode()})
+
+
+def test_requirements_files_as_tools_write_them():
+    hashed = (
+        "\ufeffnumpy==2.1.0 \\\n"
+        "    --hash=sha256:0123456789abcdef \\\n"
+        "    --hash=sha256:fedcba9876543210\n"
+        "--prefer-binary\n"
+        "torch[opt]==2.13.0 ; python_version >= '3.11'\n"
+    )
+    assert check_requirements(hashed.lstrip("\ufeff")) == [
+        "numpy==2.1.0",
+        'torch[opt]==2.13.0; python_version >= "3.11"',
+    ]
+    assert Environment.from_files({"requirements.txt": hashed.encode()}) is not None
+    for line, message in [
+        ("numpy  # pinned later \\\nevil", "hides the next line"),
+        ("local-build.whl", "names a URL or a file"),
+        ("-e .", "pip options other than"),
+        ("numpy --global-option=x", "only --hash may follow"),
+    ]:
+        with pytest.raises(InvalidEnvironment, match=message):
+            check_requirements(line)
+    with pytest.raises(InvalidEnvironment, match="not a Debian package name"):
+        Environment.from_files({"apt.txt": b"libgomp1 curl-\n"})
