@@ -1,9 +1,11 @@
 """A whole stack whose node runs sessions in Docker containers."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
+from nodes.environment import Environment
 from tests.conftest import require
 from tests.integration.accounts import create_user
 from tests.integration.stack import Stack, User
@@ -148,14 +150,17 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_the_pytorch_example_trains_in_its_environment_and_is_graded_in_a_container(
-    docker_stack, tmp_path
+    docker_stack, docker_client, tmp_path
 ):
     """examples/mnist_cnn names torch in requirements.txt: the node builds that
     environment, trains in it, and grades the checkpoint in it (no network, read-only
     root, the round's limits)."""
+    example = EXAMPLES / "mnist_cnn" / "train.py"
+    requirements = (example.parent / "requirements.txt").read_text()
+    with contextlib.suppress(Exception):  # built by an earlier run: build it again
+        docker_client.images.remove(Environment(requirements=requirements).tag, force=True)
     demo = User(docker_stack, tmp_path / "demo", cwd=tmp_path)
     demo.login("demo", "demo")
-    example = EXAMPLES / "mnist_cnn" / "train.py"
     trained = demo("run", str(example), "-d", "digits-train", "-a", "--epochs 8", timeout=900)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     lines = trained.stdout.splitlines()
