@@ -181,6 +181,34 @@ def choose_runtime(*, demo: bool) -> str:
     return "docker" if docker_answers() else "local"
 
 
+BASE_IMAGE = "podium/base:latest"
+
+
+def ensure_base_image(image: str = BASE_IMAGE, build: list[str] | None = None, client=None) -> bool:
+    """The Docker runtime's sessions start from `image`: built here first (once, about
+    a minute: debootstrap and `docker build`, no registry) when the engine lacks it.
+    Returns True when it had to be built."""
+    import docker
+
+    try:
+        client = client or docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:
+        raise SystemExit(
+            f"podium up: --runtime docker, but no Docker engine answers ({exc.__class__.__name__})"
+        ) from None
+    try:
+        client.images.get(image)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
+    print(f"podium up: building {image} for the Docker runtime (once) …", flush=True)
+    command = build or [sys.executable, "-m", "nodes.images", "build"]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise SystemExit(f"podium up: the Docker runtime needs {image}, and building it failed")
+    return True
+
+
 def runtime_warnings(runtime: str, *, demo: bool) -> list[str]:
     if runtime == "docker" or demo:
         return []
@@ -259,6 +287,8 @@ class Stack:
         runtime = self.args.runtime or choose_runtime(demo=self.args.demo)
         if not port_is_free(self.host, self.args.port):
             raise SystemExit(f"podium up: port {self.args.port} is in use; pass --port")
+        if runtime == "docker":
+            ensure_base_image()
         redis_url = self.start_redis(secrets_["EMBEDDED_REDIS_PASSWORD"])
         os.environ["REDIS_URL"] = redis_url
         self.warnings = runtime_warnings(runtime, demo=self.args.demo)

@@ -1,6 +1,7 @@
 """The Docker runtime against a real engine and Podium's own base image."""
 
 import socket
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -128,6 +129,7 @@ def test_a_grading_container_has_no_network_and_writes_only_its_output(runtime, 
             tmp_path,
             f"""
 import socket
+import sys
 from dataclasses import replace
 for host in ("127.0.0.1", "1.1.1.1"):
     try:
@@ -215,3 +217,16 @@ def test_gpus_without_nvidias_toolkit_fail_in_plain_words(runtime, docker_client
     with pytest.raises(DockerError, match="install NVIDIA Container Toolkit"):
         runtime.start(replace(spec(tmp_path, "print(1)"), gpu_indices=[0]))
     assert containers(docker_client) == []
+
+
+def test_podium_up_builds_the_base_image_only_when_the_engine_lacks_it(docker_client, capsys):
+    from portal.stack import ensure_base_image
+
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    # Present: nothing is built (the failing build would say so).
+    assert ensure_base_image("podium/base:latest", failing, client=docker_client) is False
+    with pytest.raises(SystemExit, match="needs podium/none-such:0, and building it failed"):
+        ensure_base_image("podium/none-such:0", failing, client=docker_client)
+    assert "building podium/none-such:0 for the Docker runtime" in capsys.readouterr().out
+    built = [sys.executable, "-c", "print('built')"]
+    assert ensure_base_image("podium/none-such:0", built, client=docker_client) is True
