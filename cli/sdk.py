@@ -84,56 +84,117 @@ def _grade() -> None:
 
 
 class _Reporter:
-    """Batches scalars and posts them from a daemon thread; flushed at exit."""
+    """Sends what `report` hands it from a daemon thread, in requests of at most
+    MAX_POINTS points, numbered (`stream`, `seq`) so that a retry whose answer was lost
+    is not stored twice. Nothing is dropped: a failed request is retried until it is
+    stored (with a growing pause), and when more than MAX_PENDING reports wait, `report`
+    waits for room (bounded memory) instead of dropping any. Everything is sent before
+    the process exits."""
+
+    MAX_PENDING = 100_000  # report() calls waiting to be sent
+    MAX_POINTS = 50_000  # points in one request
 
     def __init__(self, api: str, token: str, session: str, interval: float = 0.5):
+        import uuid
+
         import requests
 
         self.url = f"{api}/sessions/{session}/events"
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.interval = interval
-        self._buffer: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._done = threading.Event()
+        self.stream = uuid.uuid4().hex[:16]
+        self.seq = 0
+        self._pending: list[tuple[int, float, dict[str, Any]]] = []
+        self._room = threading.Condition()
+        self._closing = threading.Event()
+        self._given_up = False
         self._thread = threading.Thread(target=self._loop, name="podium-report", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
-    def add(self, events: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._buffer.extend(events)
-        self._wake.set()
+    def add(self, step: int, wall: float, scalars: dict[str, Any]) -> None:
+        with self._room:
+            while len(self._pending) >= self.MAX_PENDING and not self._given_up:
+                self._room.wait(0.5)  # back-pressure: the sender makes room
+            self._pending.append((step, wall, scalars))
 
-    def _send(self) -> None:
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-        for attempt in range(5):
-            if not batch:
-                return
+    def _take(self) -> list[tuple[int, float, dict[str, Any]]]:
+        with self._room:
+            taken, points = 0, 0
+            for _step, _wall, scalars in self._pending:
+                if taken and points + len(scalars) > self.MAX_POINTS:
+                    break
+                taken += 1
+                points += len(scalars)
+            batch, self._pending = self._pending[:taken], self._pending[taken:]
+            self._room.notify_all()
+        return batch
+
+    @staticmethod
+    def _columns(batch: list[tuple[int, float, dict[str, Any]]]) -> dict[str, dict[str, list]]:
+        columns: dict[str, dict[str, list]] = {}
+        for step, wall, scalars in batch:
+            for tag, value in scalars.items():
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    number = math.nan
+                if not math.isfinite(number):
+                    print(
+                        f"podium: {tag}={value!r} at step {step} is not a finite number; skipped",
+                        file=sys.stderr,
+                    )
+                    continue
+                column = columns.get(tag)
+                if column is None:
+                    column = columns[tag] = {"step": [], "value": [], "wall_time": []}
+                column["step"].append(int(step))
+                column["value"].append(number)
+                column["wall_time"].append(wall)
+        return columns
+
+    def _post(self, columns: dict[str, dict[str, list]]) -> None:
+        """Until it is stored, or refused for good (an ended session, bad data)."""
+        self.seq += 1
+        body = {"stream": self.stream, "seq": self.seq, "scalars": columns}
+        attempt = 0
+        while True:
             try:
-                response = self.http.post(self.url, json={"events": batch}, timeout=30)
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        print(f"podium: events refused: {response.text[:200]}", file=sys.stderr)
+                response = self.http.post(self.url, json=body, timeout=60)
+                if response.status_code < 400:
+                    return
+                if response.status_code < 500 and response.status_code != 429:
+                    print(f"podium: events refused: {response.text[:200]}", file=sys.stderr)
                     return
             except Exception as exc:  # the network must never break training
-                print(f"podium: sending events failed: {exc}", file=sys.stderr)
-            time.sleep(0.2 * 2**attempt)
+                if attempt == 0:
+                    print(f"podium: sending events failed ({exc}); retrying", file=sys.stderr)
+            attempt += 1
+            if self._given_up:
+                print("podium: the portal did not answer; unsent events lost", file=sys.stderr)
+                return
+            time.sleep(min(0.2 * 2**attempt, 5.0))
 
     def _loop(self) -> None:
-        while not self._done.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            self._send()
-            self._done.wait(self.interval)
-        self._send()
+        while True:
+            closing = self._closing.wait(self.interval)
+            while batch := self._take():
+                columns = self._columns(batch)
+                if columns:
+                    self._post(columns)
+            if closing:
+                return
 
-    def close(self) -> None:
-        self._done.set()
-        self._wake.set()
-        self._thread.join(timeout=30)
+    def close(self, timeout: float = 600.0) -> None:
+        """Send everything before the process ends (waiting up to `timeout` for a
+        portal that does not answer)."""
+        self._closing.set()
+        self._thread.join(timeout=timeout)
+        if self._thread.is_alive():
+            with self._room:
+                self._given_up = True
+                self._room.notify_all()
 
 
 _reporter: _Reporter | None = None
@@ -147,9 +208,13 @@ def _remote() -> _Reporter | None:
 
 
 def report(step: int, **scalars: float) -> None:
-    """Record scalars at `step`, e.g. `report(step=3, **{"train/loss": 0.2})`."""
-    now = time.time()
-    events = []
+    """Record scalars at `step`, e.g. `report(step=3, **{"train/loss": 0.2})`. In a
+    session this only hands them to the sending thread (a few microseconds)."""
+    reporter = _reporter or _remote()
+    if reporter is not None:
+        reporter.add(step, time.time(), scalars)
+        return
+    shown = []
     for tag, value in scalars.items():
         number = float(value)
         if not math.isfinite(number):
@@ -158,13 +223,8 @@ def report(step: int, **scalars: float) -> None:
                 file=sys.stderr,
             )
             continue
-        events.append({"tag": tag, "step": int(step), "value": number, "wall_time": now})
-    reporter = _remote()
-    if reporter is None:
-        shown = " ".join(f"{e['tag']}={e['value']:.6g}" for e in events)
-        print(f"[step {step}] {shown}", flush=True)
-    else:
-        reporter.add(events)
+        shown.append(f"{tag}={number:.6g}")
+    print(f"[step {step}] {' '.join(shown)}", flush=True)
 
 
 def _pack(folder: Path) -> bytes:

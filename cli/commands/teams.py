@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from cli import config
-from cli.main import cli, client, listing
+from cli.context import client
+from cli.output import listing
 
 
-@cli.group()
+@click.group()
 def team() -> None:
     """Teams that share sessions and datasets: members are invited and accept."""
 
@@ -94,3 +95,6 @@ def team_ls(as_json: bool) -> None:
         ["TEAM", "MEMBERS"],
         lambda t: [t["name"], ", ".join(t["members"])],
     )
+
+
+COMMANDS = [team]

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cli.main import cli, client, listing
+from cli.context import client
+from cli.output import human_size, listing
 
 
-def _size(size_bytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size_bytes < 1024 or unit == "GiB":
-            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.1f} {unit}"
-        size_bytes /= 1024  # type: ignore[assignment]
-    return str(size_bytes)
-
-
-@cli.group("env")
+@click.group("env")
 def env() -> None:
     """Session environments (built from requirements.txt, apt.txt or a Dockerfile)."""
 
@@ -32,8 +25,11 @@ def env_ls(as_json: bool) -> None:
         lambda e: [
             e["node"],
             e["tag"],
-            _size(e["size_bytes"]),
+            human_size(e["size_bytes"]),
             e["last_used_at"] or "-",
             "yes" if e["in_use"] else "",
         ],
     )
+
+
+COMMANDS = [env]

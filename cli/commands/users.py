@@ -1,16 +1,18 @@
 """`podium user ...`: accounts, their levels and approval, and sign-up invitations
-(administrators)."""
+(administrators); and `podium credit`, an account's GPU credit."""
 
 from __future__ import annotations
 
 import click
 
-from cli.main import cli, client, emit_json, listing
+from cli import config
+from cli.context import client
+from cli.output import emit_json, listing
 
 LEVELS = ("user", "organiser", "trusted", "admin")
 
 
-@cli.group()
+@click.group()
 def user() -> None:
     """Accounts (administrators): levels, approval, invitations."""
 
@@ -74,3 +76,25 @@ def user_invite(uses: int, days: int, as_json: bool) -> None:
         emit_json(body)
     else:
         click.echo(body["code"])
+
+
+@click.command()
+@click.argument("username", required=False)
+@click.option("--add", "add_hours", type=float, help="GPU-hours to add (administrators)")
+@click.option("--json", "as_json", is_flag=True)
+def credit(username: str | None, add_hours: float | None, as_json: bool) -> None:
+    """GPU credit left, in GPU-hours: yours, or USER's."""
+    credentials = config.load()
+    username = username or (credentials.username if credentials else "")
+    api = client()
+    if add_hours is None:
+        body = api.get(f"/users/{username}/credit")
+    else:
+        body = api.post(f"/users/{username}/credit", json={"add_gpu_hours": add_hours})
+    if as_json:
+        emit_json(body)
+    else:
+        click.echo(f"{body['username']}: {body['credit_gpu_hours']:.2f} GPU-hours")
+
+
+COMMANDS = [user, credit]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cli.main import cli, client, emit_json, listing
+from cli.context import client
+from cli.output import emit_json, listing
 
 
-@cli.group()
+@click.group()
 def node() -> None:
     """Compute nodes (administrators)."""
 
@@ -89,3 +90,6 @@ def node_queue(as_json: bool) -> None:
         ["SESSION", "GPUS", "WAITING BECAUSE"],
         lambda s: [s["id"], str(s["gpus"]), s["status_reason"]],
     )
+
+
+COMMANDS = [node]

@@ -11,22 +11,9 @@ from typing import Any
 import click
 import yaml
 
-from cli import config
-from cli.client import ApiClient, CliError
-from cli.main import cli, client, emit_json, listing, table
-
-
-def _anyone() -> ApiClient:
-    """Logged in if possible; else anonymous, on the last portal used or PODIUM_URL."""
-    credentials = config.load()
-    if credentials is not None:
-        return ApiClient(credentials.url, credentials.token)
-    import os
-
-    url = os.environ.get("PODIUM_URL")
-    if not url:
-        raise CliError("no portal: log in with `podium login --url URL`, or set PODIUM_URL")
-    return ApiClient(url)
+from cli.client import CliError
+from cli.context import client, client_or_anonymous
+from cli.output import emit_json, listing, table
 
 
 def _score(value: float | None) -> str:
@@ -41,7 +28,7 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"cannot send {value!r} in a spec")
 
 
-@cli.group()
+@click.group()
 def competition() -> None:
     """Competitions: create, teams, submissions, final selections, moderation."""
 
@@ -83,7 +70,7 @@ def competition_create(spec: Path) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def competition_ls(as_json: bool) -> None:
     """Competitions you can see."""
-    items = _anyone().get("/competitions")
+    items = client_or_anonymous().get("/competitions")
     listing(
         items,
         as_json,
@@ -103,7 +90,7 @@ def competition_ls(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def competition_show(slug: str, as_json: bool) -> None:
     """A competition's rounds, and your team."""
-    api = _anyone()
+    api = client_or_anonymous()
     body = api.get(f"/competitions/{slug}")
     if as_json:
         emit_json(body)
@@ -318,7 +305,7 @@ def competition_export(slug: str, round_: int) -> None:
     sys.stdout.write(response.text)
 
 
-@cli.command()
+@click.command()
 @click.argument("source", required=False)
 @click.option("-C", "--competition", "slug", required=True, help="the competition's slug")
 @click.option(
@@ -368,7 +355,7 @@ def submit(
         click.echo(f"submission {body['id']} to {slug} round {body['round']}: {body['status']}")
 
 
-@cli.command()
+@click.command()
 @click.argument("slug")
 @click.option("--round", "round_", type=int, help="the round (default: the open one)")
 @click.option("--private", is_flag=True, help="the final board (once the round has ended)")
@@ -381,7 +368,9 @@ def leaderboard(slug: str, round_: int | None, private: bool, limit: int, as_jso
         if round_
         else (f"/competitions/{slug}/leaderboard")
     )
-    body = _anyone().get(path, params={"board": "private" if private else "public", "limit": limit})
+    body = client_or_anonymous().get(
+        path, params={"board": "private" if private else "public", "limit": limit}
+    )
     if as_json:
         emit_json(body)
         return
@@ -402,3 +391,6 @@ def leaderboard(slug: str, round_: int | None, private: bool, limit: int, as_jso
         ],
         ["RANK", "TEAM", "SCORE", "ENTRIES", "LAST"],
     )
+
+
+COMMANDS = [competition, submit, leaderboard]
