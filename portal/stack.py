@@ -121,6 +121,16 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def node_port(host: str, port: int) -> int:
+    """The port of the portal process that answers nodes: the next one when it is free,
+    else any free one."""
+    if port_is_free(host, port + 1):
+        return port + 1
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def migrate_and_seed(instance: Path, *, demo: bool, grader_public_key: str = "") -> str:
     """Apply the migrations and seed users; returns how to log in."""
     from flask_migrate import upgrade
@@ -304,6 +314,8 @@ class Stack:
             PODIUM_URL=self.url,
             PYTHONUNBUFFERED="1",
         )
+        # Sessions talk to the portal users reach, whichever process answered their node.
+        env.setdefault("PODIUM_PUBLIC_URL", self.url)
         # The node agent gets no server credential: it talks to the portal with its own
         # node token, which it gets with the join token the first time.
         node_env = {
@@ -343,6 +355,31 @@ class Stack:
             ],
             env,
         )
+        # Nodes get a portal process of their own: a heavy read that holds the users'
+        # workers (a comparison of a hundred sessions) never delays a heartbeat, after
+        # which a node and all its sessions would be declared lost.
+        nodes_port = node_port(self.host, self.args.port)
+        nodes_url = f"http://127.0.0.1:{nodes_port}"
+        self.spawn(
+            "portal-nodes",
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "1",
+                "--worker-class",
+                "gevent",
+                "--worker-connections",
+                "1000",
+                "--bind",
+                f"{self.host}:{nodes_port}",
+                "--access-logfile",
+                "-",
+                "wsgi:app",
+            ],
+            env,
+        )
         for number in range(1, self.args.schedulers + 1):
             name = "scheduler" if number == 1 else f"scheduler-{number}"
             self.spawn(name, [python, "-m", "scheduler"], env)
@@ -358,7 +395,7 @@ class Stack:
                 "-m",
                 "nodes",
                 "--url",
-                self.url,
+                nodes_url,
                 "--gpus",
                 self.args.gpus,
                 *node_options,

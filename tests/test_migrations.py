@@ -26,3 +26,40 @@ def test_the_migrations_build_exactly_the_models(app):
 def test_downgrade_to_base_removes_everything(app):
     downgrade(revision="base")
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+
+
+def test_scalars_reported_before_the_metrics_store_are_all_kept(app):
+    """Revision 0008 moves every point of the old one-row-per-point table into series."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from portal.models import Session
+    from portal.services import metrics
+    from tests import factories
+
+    run_id = factories.session(factories.user("ada")).id
+    db.session.close()
+    downgrade(revision="0007_environments")
+    points = [(step, step * 0.5, 1000.0 + step) for step in range(3000)] + [(5, 9.0, 1.0)]
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO scalars (session_id, tag, step, value, wall_time) "
+                "VALUES (:s, :t, :step, :value, :wall)"
+            ),
+            [
+                {"s": run_id, "t": tag, "step": step, "value": value, "wall": wall}
+                for tag in ("loss", "acc")
+                for step, value, wall in points
+            ],
+        )
+    upgrade()
+    run = db.session.get(Session, run_id)
+    assert metrics.tags(run) == ["acc", "loss"]
+    steps, values, _walls = metrics.raw(run, "loss")
+    assert steps.size == 3001
+    assert sorted(zip(steps.tolist(), values.tolist(), strict=True)) == sorted(
+        (step, value) for step, value, _ in points
+    )
+    line = metrics.line(run, "loss", points=100)
+    assert line["step"][-1] == 2999 and line["value"][-1] == 1499.5

@@ -16,6 +16,7 @@ def register_api(app: Flask) -> None:
     from portal.api import (
         auth,
         code,
+        compare,
         competitions,
         datasets,
         environments,
@@ -34,6 +35,7 @@ def register_api(app: Flask) -> None:
         auth,
         code,
         sessions,
+        compare,
         datasets,
         teams,
         competitions,

@@ -157,15 +157,18 @@ class LogsOut(Schema):
     lines = fields.List(fields.Nested(LogLineOut))
 
 
-class EventIn(Schema):
-    tag = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    step = fields.Integer(required=True, validate=validate.Range(min=-BIGINT, max=BIGINT))
-    value = fields.Float(required=True, allow_nan=False)
-    wall_time = fields.Float(required=True, allow_nan=False)
-
-
 class EventsIn(Schema):
-    events = fields.List(fields.Nested(EventIn), required=True, validate=validate.Length(max=10000))
+    """Checked by `portal/services/metrics.py` with numpy, not field by field here: this
+    is the hottest write path."""
+
+    scalars = fields.Raw(
+        load_default=None, metadata={"description": "{TAG: {step, value, wall_time}}"}
+    )
+    events = fields.Raw(
+        load_default=None, metadata={"description": "[{tag, step, value, wall_time}]"}
+    )
+    stream = fields.String(load_default=None, allow_none=True)
+    seq = fields.Integer(load_default=None, allow_none=True)
 
 
 class EventsArgs(Schema):
@@ -174,7 +177,6 @@ class EventsArgs(Schema):
 
 
 class EventOut(Schema):
-    id = fields.Integer()
     tag = fields.String()
     step = fields.Integer()
     value = fields.Float()
@@ -183,6 +185,25 @@ class EventOut(Schema):
 
 class EventsOut(Schema):
     events = fields.List(fields.Nested(EventOut))
+    cursor = fields.Integer()
+
+
+class ScalarsArgs(Schema):
+    tag = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    points = fields.Integer(load_default=None, validate=validate.Range(min=2, max=20000))
+    start = fields.Integer(load_default=None)
+    end = fields.Integer(load_default=None)
+
+
+class SeriesOut(Schema):
+    tag = fields.String()
+    count = fields.Integer()
+    first_step = fields.Integer()
+    last_step = fields.Integer()
+    last_value = fields.Float()
+    min_value = fields.Float()
+    max_value = fields.Float()
+    last_wall_time = fields.Float()
 
 
 class AcceptedOut(Schema):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from flask import current_app, g, request, send_file
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -18,6 +20,8 @@ from portal.api.schemas import (
     ForkIn,
     LogsArgs,
     LogsOut,
+    ScalarsArgs,
+    SeriesOut,
     SessionIn,
     SessionListArgs,
     SessionOut,
@@ -26,7 +30,7 @@ from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.models import Checkpoint, Session
 from portal.queue import redis_connection
-from portal.services import checkpoints
+from portal.services import checkpoints, metrics
 from portal.services import sessions as service
 
 PREFIX = "/sessions"
@@ -175,9 +179,42 @@ def logs(args, username: str, number: int):
 @blp.response(200, EventsOut)
 @token_required(session_scope=True)
 def list_events(args, username: str, number: int):
-    """Reported scalars, optionally of one tag, with ids after `after`."""
+    """Reported scalars stored after the cursor `after` (0: from the start), optionally
+    of one tag, with the cursor to ask with next."""
     session = _find(username, number)
-    return {"events": service.read_scalars(session, tag=args["tag"], after_id=args["after"])}
+    events, cursor = metrics.after(session, args["after"], tag=args["tag"])
+    return {"events": events, "cursor": cursor}
+
+
+@blp.route(SESSION + "/series", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, SeriesOut(many=True))
+@token_required(session_scope=True)
+def list_series(username: str, number: int):
+    """Each reported tag: points, first and last step, last value, minimum, maximum."""
+    return [metrics.series_dict(s) for s in metrics.series_of(_find(username, number))]
+
+
+@blp.route(SESSION + "/scalars", methods=["GET"])
+@blp.doc(
+    security=BEARER,
+    responses={200: {"description": "columns step, value and wall_time of one tag"}},
+)
+@blp.arguments(ScalarsArgs, location="query")
+@token_required(session_scope=True)
+def read_scalars(args, username: str, number: int):
+    """One tag's points as columns, within [start, end] when given; with `points`,
+    downsampled to about that many buckets (each one's minimum and maximum, the last
+    point exact)."""
+    session = _find(username, number)
+    if args["points"]:
+        line = metrics.line(session, args["tag"], args["points"], args["start"], args["end"])
+    else:
+        line = metrics.columns(session, args["tag"], args["start"], args["end"])
+    if line is None:
+        raise NotFound(f"session {session.ident} reported no {args['tag']!r}")
+    # Not through a schema: this is the hot read path.
+    return current_app.response_class(json.dumps(line), mimetype="application/json")
 
 
 @blp.route(SESSION + "/events", methods=["POST"])
@@ -186,9 +223,11 @@ def list_events(args, username: str, number: int):
 @blp.response(201, AcceptedOut)
 @token_required(session_scope=True)
 def report_events(payload, username: str, number: int):
-    """Record scalars (the SDK's `report`)."""
+    """Record scalars (the SDK's `report`): as columns per tag (`scalars`), or as rows
+    (`events`); a batch numbered (`stream`, `seq`) at or below the last one stored of its
+    stream was stored already and is not stored again."""
     session = _find(username, number, change=True)
-    return {"accepted": service.record_scalars(session, payload["events"])}
+    return {"accepted": metrics.record(session, payload)}
 
 
 @blp.route(SESSION + "/checkpoints", methods=["GET"])

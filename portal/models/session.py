@@ -3,7 +3,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -66,6 +76,9 @@ class Session(db.Model):  # type: ignore[name-defined]
     # The digest of the environment its code folder asks for (requirements.txt, apt.txt,
     # Dockerfile), built on nodes as podium/env:<digest>; empty: none.
     environment: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # The SDK's last batch of scalars stored: a retried batch is not stored twice.
+    events_stream: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    events_seq: Mapped[int] = mapped_column(BigInteger, default=-1, server_default="-1")
     # GPU models it may run on, "|"-separated as in cluster traces; empty: any.
     gpu_models: Mapped[str] = mapped_column(String(256), default="", server_default="")
     memo: Mapped[str] = mapped_column(Text, default="")
@@ -134,18 +147,45 @@ class LogLine(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Scalar(db.Model):  # type: ignore[name-defined]
-    """A value the session reported with `sdk.report`: one tag at one step."""
+class ScalarChunk(db.Model):  # type: ignore[name-defined]
+    """Points of one series (session, tag) as they arrived: steps, values and wall times
+    as zlib-compressed numpy arrays (`portal/services/metrics.py`). Its id orders
+    arrivals: a client following a session asks for the chunks after the last it read."""
 
-    __tablename__ = "scalars"
-    __table_args__ = (Index("ix_scalars_session_tag_step", "session_id", "tag", "step"),)
+    __tablename__ = "scalar_chunks"
+    __table_args__ = (Index("ix_scalar_chunks_series", "session_id", "tag", "first_step"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
+    )
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     tag: Mapped[str] = mapped_column(String(128))
-    step: Mapped[int]
-    value: Mapped[float] = mapped_column(Float)
-    wall_time: Mapped[float] = mapped_column(Float)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ScalarSeries(db.Model):  # type: ignore[name-defined]
+    """One series' totals and its plot summary, kept up to date as points arrive."""
+
+    __tablename__ = "scalar_series"
+
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    small_chunks: Mapped[int] = mapped_column(default=0)
+    first_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_value: Mapped[float] = mapped_column(Float, default=0.0)
+    first_wall: Mapped[float] = mapped_column(Float, default=0.0)
+    last_wall: Mapped[float] = mapped_column(Float, default=0.0)
+    min_value: Mapped[float] = mapped_column(Float, default=0.0)
+    max_value: Mapped[float] = mapped_column(Float, default=0.0)
+    bucket_width: Mapped[int] = mapped_column(BigInteger, default=1)
+    summary: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
 
 
 class Checkpoint(db.Model):  # type: ignore[name-defined]

@@ -19,14 +19,13 @@ from portal.extensions import db
 from portal.models import (
     Checkpoint,
     LogLine,
-    Scalar,
     Session,
     SessionDataset,
     SessionStatus,
     User,
 )
 from portal.queue import code_upload_key, wake_scheduler
-from portal.services import archives, blobs
+from portal.services import archives, blobs, metrics
 from portal.services import datasets as dataset_service
 from portal.services import nodes as node_service
 from portal.services.lifecycle import finish
@@ -390,8 +389,9 @@ def remove_session(session: Session, store=None) -> None:
     digests.update(
         db.session.scalars(select(Checkpoint.digest).where(Checkpoint.session_id == session.id))
     )
-    for model in (LogLine, Scalar, Checkpoint):
+    for model in (LogLine, Checkpoint):
         db.session.execute(delete(model).where(model.session_id == session.id))
+    metrics.remove(session.id)
     db.session.delete(session)
     db.session.commit()
     if store is not None:
@@ -439,41 +439,6 @@ def tail_logs(session: Session, lines: int = 200) -> list[LogLine]:
         )
     )
     return newest[::-1]
-
-
-def record_scalars(session: Session, events: list[dict[str, Any]]) -> int:
-    if session.state.is_final:
-        raise Conflict(f"session {session.ident} has ended; it takes no more events")
-    db.session.add_all(
-        Scalar(
-            session_id=session.id,
-            tag=str(e["tag"]),
-            step=int(e["step"]),
-            value=float(e["value"]),
-            wall_time=float(e["wall_time"]),
-        )
-        for e in events
-    )
-    db.session.commit()
-    return len(events)
-
-
-def read_scalars(session: Session, tag: str | None = None, after_id: int = 0) -> list[Scalar]:
-    query = select(Scalar).where(Scalar.session_id == session.id, Scalar.id > after_id)
-    if tag:
-        query = query.where(Scalar.tag == tag)
-    return list(db.session.scalars(query.order_by(Scalar.tag, Scalar.step, Scalar.id)))
-
-
-def scalar_tags(session: Session) -> list[str]:
-    return list(
-        db.session.scalars(
-            select(Scalar.tag)
-            .where(Scalar.session_id == session.id)
-            .distinct()
-            .order_by(Scalar.tag)
-        )
-    )
 
 
 def session_dict(session: Session) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from flask_login import current_user, login_required
 
 from portal.errors import NotFound
+from portal.services import metrics
 from portal.services import sessions as service
 from portal.web.assets import bokeh_resources
 from portal.web.auth import LogoutForm
@@ -46,7 +47,7 @@ def detail(username: str, number: int):
         run=session,
         info=service.session_dict(session),
         lines=service.tail_logs(session),
-        tags=service.scalar_tags(session),
+        tags=metrics.tags(session),
         bokeh=bokeh_resources(),
     )
 
@@ -61,7 +62,7 @@ def live(username: str, number: int):
     return jsonify(
         session=service.session_dict(session),
         lines=[{"seq": line.seq, "text": line.text} for line in lines],
-        tags=service.scalar_tags(session),
+        tags=metrics.tags(session),
     )
 
 
@@ -72,15 +73,17 @@ def scalars(username: str, number: int):
     tag = request.args.get("tag")
     if not tag:
         raise NotFound("name a tag")
-    points = service.read_scalars(session, tag=tag)
-    return jsonify(step=[p.step for p in points], value=[p.value for p in points])
+    line = metrics.line(session, tag, points=request.args.get("points", 1000, type=int))
+    if line is None:
+        raise NotFound(f"session {session.ident} reported no {tag}")
+    return jsonify(step=line["step"], value=line["value"])
 
 
 @bp.route(SESSION + "/plot.json")
 @login_required
 def plot(username: str, number: int):
     session = _find(username, number)
-    tags = service.scalar_tags(session)
+    tags = metrics.tags(session)
     if not tags:
         return jsonify(None)
     item = scalars_plot(

@@ -72,10 +72,13 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
     )
     expect(page.locator("#status")).to_have_text("completed", timeout=30000)
     expect(page.locator("#log")).to_contain_text("step 12")
+    # The ended session's plot replaces the live one: its sources load once, poll never.
     page.wait_for_function(
-        """() => Bokeh.documents.some(d => {
-            const s = d.get_model_by_name("scalars:valid/acc");
-            return s && s.data.step.length === 12; })""",
+        """() => Bokeh.documents.length > 0 && Bokeh.documents.every(d =>
+            [...d.all_models].every(m => !("polling_interval" in m) || m.polling_interval == null))
+            && Bokeh.documents.some(d => {
+                const s = d.get_model_by_name("scalars:valid/acc");
+                return s && s.data.step.length === 12; })""",
         timeout=20000,
     )
     page.screenshot(path=str(tmp_path / "session.png"), full_page=True)

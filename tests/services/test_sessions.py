@@ -5,7 +5,7 @@ import pytest
 from portal.errors import ApiError, Conflict, NotFound, Unauthorized
 from portal.extensions import db
 from portal.models import ApiToken, Session, SessionStatus
-from portal.services import auth, sessions
+from portal.services import auth, metrics, sessions
 from portal.services.lifecycle import finish, mark_running
 from portal.timeutil import utcnow
 from tests import factories
@@ -56,7 +56,7 @@ def test_only_ended_sessions_can_be_removed_with_everything_they_hold(app):
     with pytest.raises(Conflict, match="stop it first"):
         sessions.remove_session(run)
     sessions.append_logs(run, [{"seq": 0, "text": "hello"}])
-    sessions.record_scalars(run, [{"tag": "loss", "step": 1, "value": 0.5, "wall_time": 1.0}])
+    metrics.record(run, {"events": [{"tag": "loss", "step": 1, "value": 0.5, "wall_time": 1.0}]})
     finish(run, SessionStatus.COMPLETED, exit_code=0)
     sessions.remove_session(run)
     assert db.session.query(Session).count() == 0

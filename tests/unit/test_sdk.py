@@ -57,7 +57,12 @@ class SlowPortal(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         time.sleep(1.0)
-        type(self).batches.append((self.headers["Authorization"], body["events"]))
+        events = [
+            {"tag": tag, "step": step}
+            for tag, column in body["scalars"].items()
+            for step in column["step"]
+        ]
+        type(self).batches.append((self.headers["Authorization"], events))
         self._answer(201, b'{"accepted": 1}')
 
     def do_PUT(self):
@@ -98,6 +103,71 @@ def test_report_batches_in_the_background_and_never_waits_for_the_portal(tmp_pat
     assert {auth for auth, _ in SlowPortal.batches} == {"Bearer pdm_x"}
     assert "/api/v1/sessions/ada/7/checkpoints/1" in SlowPortal.checkpoints
     assert "loaded 42" in result.stdout
+
+
+class FlakyPortal(BaseHTTPRequestHandler):
+    """Fails one request in three: before storing it (503), or after (the answer is
+    lost: 500 once the batch is stored), as a portal behind a flaky network does."""
+
+    stored: dict = {}
+    requests = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        cls.requests += 1
+        if cls.requests % 3 == 1:
+            return self._answer(503, b"{}")
+        key = (body["stream"], body["seq"])
+        cls.stored.setdefault(key, body["scalars"])  # a retried batch is stored once
+        self._answer(500 if cls.requests % 3 == 2 else 201, b"{}")
+
+    _answer = SlowPortal._answer
+
+    def log_message(self, *args):
+        pass
+
+
+MANY = textwrap.dedent(
+    """
+    import time
+    from cli import sdk
+    sdk._Reporter.MAX_PENDING = 5000  # small: report() must wait for room, not drop
+    sdk._Reporter.MAX_POINTS = 20000
+    started = time.monotonic()
+    for step in range(50_000):
+        sdk.report(step=step, a=step, b=-step, bad=float("nan") if step == 7 else 1.0)
+    print("reported", flush=True)
+    """
+)
+
+
+def test_nothing_reported_is_lost_when_requests_fail_or_the_buffer_fills(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyPortal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}/api/v1"
+    (tmp_path / "many.py").write_text(MANY)
+    try:
+        done = subprocess.run(
+            [sys.executable, "many.py"],
+            cwd=tmp_path,
+            env={**os.environ, "PODIUM_SESSION": "ada/1", "PODIUM_API": api},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    points: dict = {}
+    for scalars in FlakyPortal.stored.values():
+        for tag, column in scalars.items():
+            points.setdefault(tag, []).extend(column["step"])
+    assert sorted(points["a"]) == list(range(50_000))
+    assert sorted(points["b"]) == list(range(50_000))
+    assert len(points["bad"]) == 49_999  # the one NaN was skipped, and said so
+    assert "bad=nan at step 7 is not a finite number" in done.stderr
+    assert FlakyPortal.requests > len(FlakyPortal.stored)  # it did retry
 
 
 GRADED = textwrap.dedent(

@@ -1,0 +1,570 @@
+"""Scalars: the series a session reports with `sdk.report`, stored for fast appends and
+fast plots.
+
+A series is one (session, tag). Points arrive in batches; each batch of a series is one
+`scalar_chunks` row holding three numpy arrays (steps int64, values and wall times
+float64), zlib-compressed: one INSERT per tag per batch, written with `executemany`.
+Small chunks are merged into one once a series has `MERGE_AFTER` of them, so a long
+series is read in a few rows. Each series also has a `scalar_series` row: count, first
+and last point, minimum and maximum, and a summary of at most `BUCKETS` buckets
+(per bucket: points, first and last step, the minimum and maximum with their steps, the
+last value and wall times), updated as points arrive. A plot of the whole series is
+drawn from the summary alone; a zoomed one from the chunks that overlap the range.
+Either way a line never ships more than about twice the plot's width in points, and its
+last point is exact.
+
+Duplicates: the SDK numbers its batches (`stream`, `seq`); a batch at or below the
+session's last accepted number of the same stream was stored already (a retry whose
+answer was lost) and is acknowledged without being stored again.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+
+from portal.errors import ApiError, Conflict
+from portal.extensions import db
+from portal.models import ScalarChunk, ScalarSeries, Session
+
+BUCKETS = 1024
+MERGE_AFTER = 32  # small chunks of a series before they are merged into one
+SMALL_CHUNK = 4096  # points
+MAX_TAG = 128
+MAX_POINTS_PER_BATCH = 100_000
+# Summary columns, one row per bucket.
+N, FIRST_STEP, LAST_STEP, MIN, MIN_STEP, MAX, MAX_STEP, LAST, FIRST_WALL, LAST_WALL = range(10)
+WIDTH = 10
+
+
+class InvalidScalars(ApiError):
+    def __init__(self, message: str):
+        super().__init__(message, code="invalid_input", status=422)
+
+
+@dataclass
+class Batch:
+    """One tag's points of a batch, sorted by step (a stable sort: for equal steps the
+    order they were reported in)."""
+
+    tag: str
+    steps: np.ndarray
+    values: np.ndarray
+    walls: np.ndarray
+
+
+def _pack(steps: np.ndarray, values: np.ndarray, walls: np.ndarray) -> bytes:
+    return zlib.compress(
+        steps.astype("<i8").tobytes()
+        + values.astype("<f8").tobytes()
+        + walls.astype("<f8").tobytes(),
+        1,
+    )
+
+
+def _unpack(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    raw = zlib.decompress(data)
+    steps = np.frombuffer(raw, dtype="<i8", count=count)
+    values = np.frombuffer(raw, dtype="<f8", count=count, offset=8 * count)
+    walls = np.frombuffer(raw, dtype="<f8", count=count, offset=16 * count)
+    return steps, values, walls
+
+
+# Parsing -----------------------------------------------------------------------------
+
+
+def parse(body: Any) -> list[Batch]:
+    """The points of a request: `{"scalars": {TAG: {"step": [...], "value": [...],
+    "wall_time": [...]}}}` (columns, as the SDK sends them), or `{"events": [{"tag",
+    "step", "value", "wall_time"}, ...]}` (rows)."""
+    if not isinstance(body, dict):
+        raise InvalidScalars("the body must be a JSON object")
+    columns: dict[str, dict[str, list]] = {}
+    events = body.get("events")
+    if events is not None:
+        if not isinstance(events, list):
+            raise InvalidScalars("events must be a list")
+        for index, event in enumerate(events):
+            if not isinstance(event, dict) or not {"tag", "step", "value", "wall_time"} <= set(
+                event
+            ):
+                raise InvalidScalars(f"events[{index}] needs tag, step, value and wall_time")
+            column = columns.setdefault(event["tag"], {"step": [], "value": [], "wall_time": []})
+            for key in ("step", "value", "wall_time"):
+                column[key].append(event[key])
+    scalars = body.get("scalars") or {}
+    if not isinstance(scalars, dict):
+        raise InvalidScalars("scalars must map tags to columns")
+    for tag, column in scalars.items():
+        if not isinstance(column, dict):
+            raise InvalidScalars(f"{tag!r}: columns step, value and wall_time are needed")
+        merged = columns.setdefault(tag, {"step": [], "value": [], "wall_time": []})
+        for key in ("step", "value", "wall_time"):
+            given = column.get(key)
+            if not isinstance(given, list):
+                raise InvalidScalars(f"{tag!r}: {key} must be a list")
+            merged[key].extend(given)
+    batches = []
+    total = 0
+    for tag, column in columns.items():
+        if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG:
+            raise InvalidScalars(f"a tag is a name of 1 to {MAX_TAG} characters, not {tag!r}")
+        lengths = {len(column[key]) for key in ("step", "value", "wall_time")}
+        if len(lengths) != 1:
+            raise InvalidScalars(f"{tag!r}: step, value and wall_time differ in length")
+        try:
+            steps = np.asarray(column["step"], dtype=np.int64)
+            values = np.asarray(column["value"], dtype=np.float64)
+            walls = np.asarray(column["wall_time"], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidScalars(
+                f"{tag!r}: steps must be integers, values and wall times numbers"
+            ) from None
+        if steps.ndim != 1 or values.ndim != 1 or walls.ndim != 1:
+            raise InvalidScalars(f"{tag!r}: each column is a flat list")
+        if not (np.isfinite(values).all() and np.isfinite(walls).all()):
+            raise InvalidScalars(f"{tag!r}: values and wall times must be finite numbers")
+        if steps.size == 0:
+            continue
+        order = np.argsort(steps, kind="stable")
+        batches.append(Batch(tag, steps[order], values[order], walls[order]))
+        total += steps.size
+    if total > MAX_POINTS_PER_BATCH:
+        raise InvalidScalars(f"{total} points in one request; send at most {MAX_POINTS_PER_BATCH}")
+    return batches
+
+
+# Writing -----------------------------------------------------------------------------
+
+
+def _claim_batch(session: Session, stream: str | None, seq: int | None) -> bool:
+    """False when this numbered batch was stored already."""
+    if stream is None or seq is None:
+        return True
+    claimed = db.session.execute(  # type: ignore[attr-defined]
+        update(Session)
+        .where(
+            Session.id == session.id,
+            (Session.events_stream != stream) | (Session.events_seq < seq),
+        )
+        .values(events_stream=stream, events_seq=seq)
+    ).rowcount
+    return bool(claimed)
+
+
+def record(session: Session, body: Any) -> int:
+    """Store a request's points; returns how many were stored (0 for a batch stored
+    before)."""
+    if session.state.is_final:
+        raise Conflict(f"session {session.ident} has ended; it takes no more events")
+    batches = parse(body)
+    stream, seq = body.get("stream"), body.get("seq")
+    if stream is not None and (not isinstance(stream, str) or len(stream) > 64):
+        raise InvalidScalars("stream is a name of at most 64 characters")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+        raise InvalidScalars("seq is a number of 0 or more")
+    if not _claim_batch(session, stream, seq):
+        db.session.rollback()
+        return 0
+    if not batches:
+        db.session.commit()
+        return 0
+    db.session.execute(
+        insert(ScalarChunk),
+        [
+            {
+                "session_id": session.id,
+                "tag": batch.tag,
+                "first_step": int(batch.steps[0]),
+                "last_step": int(batch.steps[-1]),
+                "count": int(batch.steps.size),
+                "data": _pack(batch.steps, batch.values, batch.walls),
+            }
+            for batch in batches
+        ],
+    )
+    existing = {
+        series.tag: series
+        for series in db.session.scalars(
+            select(ScalarSeries)
+            .where(
+                ScalarSeries.session_id == session.id,
+                ScalarSeries.tag.in_([batch.tag for batch in batches]),
+            )
+            .with_for_update()
+        )
+    }
+    for batch in batches:
+        series = existing.get(batch.tag)
+        if series is None:
+            series = ScalarSeries(session_id=session.id, tag=batch.tag, count=0, small_chunks=0)
+            db.session.add(series)
+            existing[batch.tag] = series
+        _summarise(series, batch)
+        series.small_chunks += 1 if batch.steps.size < SMALL_CHUNK else 0
+    db.session.flush()
+    for series in existing.values():
+        if series.small_chunks >= MERGE_AFTER:
+            _merge_small_chunks(session.id, series)
+    db.session.commit()
+    return sum(int(batch.steps.size) for batch in batches)
+
+
+def _bucket_rows(batch: Batch, width: int, origin: int) -> np.ndarray:
+    """The batch's points as summary rows, one per bucket of `width` steps from
+    `origin`."""
+    keys = (batch.steps - origin) // width
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], keys.size]
+    rows = np.empty((starts.size, WIDTH))
+    rows[:, N] = ends - starts
+    rows[:, FIRST_STEP] = batch.steps[starts]
+    rows[:, LAST_STEP] = batch.steps[ends - 1]
+    minimum = np.minimum.reduceat(batch.values, starts)
+    maximum = np.maximum.reduceat(batch.values, starts)
+    rows[:, MIN] = minimum
+    rows[:, MAX] = maximum
+    # The step of each bucket's first minimum and maximum.
+    bucket_of = np.repeat(np.arange(starts.size), ends - starts)
+    is_min = batch.values == minimum[bucket_of]
+    is_max = batch.values == maximum[bucket_of]
+    rows[:, MIN_STEP] = batch.steps[_first_true(is_min, starts, ends)]
+    rows[:, MAX_STEP] = batch.steps[_first_true(is_max, starts, ends)]
+    rows[:, LAST] = batch.values[ends - 1]
+    rows[:, FIRST_WALL] = batch.walls[starts]
+    rows[:, LAST_WALL] = batch.walls[ends - 1]
+    return rows
+
+
+def _first_true(flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    positions = np.where(flags, np.arange(flags.size), flags.size)
+    return np.minimum.reduceat(positions, starts).clip(max=ends - 1)
+
+
+def _combine(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Summary rows (sorted by key, then step) merged into one per key."""
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], keys.size]
+    out = np.empty((starts.size, WIDTH))
+    out[:, N] = np.add.reduceat(rows[:, N], starts)
+    out[:, FIRST_STEP] = np.minimum.reduceat(rows[:, FIRST_STEP], starts)
+    out[:, LAST_STEP] = np.maximum.reduceat(rows[:, LAST_STEP], starts)
+    out[:, MIN] = np.minimum.reduceat(rows[:, MIN], starts)
+    out[:, MAX] = np.maximum.reduceat(rows[:, MAX], starts)
+    bucket_of = np.repeat(np.arange(starts.size), ends - starts)
+    out[:, MIN_STEP] = rows[
+        _first_true(rows[:, MIN] == out[bucket_of, MIN], starts, ends), MIN_STEP
+    ]
+    out[:, MAX_STEP] = rows[
+        _first_true(rows[:, MAX] == out[bucket_of, MAX], starts, ends), MAX_STEP
+    ]
+    # The last by step (ties: the later row, as reported later).
+    last = np.lexsort((np.arange(keys.size), rows[:, LAST_STEP], keys))
+    last_rows = rows[last]
+    out[:, LAST] = last_rows[ends - 1, LAST]
+    out[:, LAST_WALL] = np.maximum.reduceat(rows[:, LAST_WALL], starts)
+    out[:, FIRST_WALL] = np.minimum.reduceat(rows[:, FIRST_WALL], starts)
+    return out
+
+
+@dataclass
+class Summary:
+    """A series' totals and its summary of at most BUCKETS buckets of `bucket_width`
+    steps each, counted from `first_step` (the width doubles as the series grows)."""
+
+    count: int = 0
+    first_step: int = 0
+    last_step: int = 0
+    last_value: float = 0.0
+    first_wall: float = 0.0
+    last_wall: float = 0.0
+    min_value: float = 0.0
+    max_value: float = 0.0
+    bucket_width: int = 1
+    rows: np.ndarray = field(default_factory=lambda: np.empty((0, WIDTH)))
+
+    @classmethod
+    def empty(cls) -> Summary:
+        return cls()
+
+    @classmethod
+    def of(cls, series: ScalarSeries) -> Summary:
+        if not series.count:
+            return cls()
+        return cls(
+            **{name: getattr(series, name) for name in SERIES_COLUMNS},
+            rows=np.frombuffer(series.summary, dtype="<f8").reshape(-1, WIDTH),
+        )
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in SERIES_COLUMNS},
+            "summary": self.rows.astype("<f8").tobytes(),
+        }
+
+    def apply(self, series: ScalarSeries) -> None:
+        for name, value in self.columns().items():
+            setattr(series, name, value)
+
+    def add(self, batch: Batch) -> None:
+        first = int(batch.steps[0])
+        if self.count == 0:
+            self.first_step, self.first_wall = first, float(batch.walls[0])
+            self.min_value = float(batch.values.min())
+            self.max_value = float(batch.values.max())
+        else:
+            self.min_value = min(self.min_value, float(batch.values.min()))
+            self.max_value = max(self.max_value, float(batch.values.max()))
+            if first < self.first_step:  # a step before the first: the grid starts there
+                self.first_step = first
+            self.first_wall = min(self.first_wall, float(batch.walls[0]))
+        # The last point: the highest step, and of equal ones the last reported.
+        last_index = int(batch.steps.size - 1)
+        if self.count == 0 or int(batch.steps[-1]) >= self.last_step:
+            self.last_step = int(batch.steps[-1])
+            self.last_value = float(batch.values[last_index])
+            self.last_wall = float(batch.walls[last_index])
+        self.count += int(batch.steps.size)
+        width = self.bucket_width
+        while (self.last_step - self.first_step) // width >= BUCKETS:
+            width *= 2
+        rows = np.vstack([self.rows, _bucket_rows(batch, width, self.first_step)])
+        keys = (rows[:, FIRST_STEP].astype(np.int64) - self.first_step) // width
+        order = np.lexsort((rows[:, FIRST_STEP], keys))
+        self.bucket_width = width
+        self.rows = _combine(rows[order], keys[order])
+
+
+SERIES_COLUMNS = (
+    "count",
+    "first_step",
+    "last_step",
+    "last_value",
+    "first_wall",
+    "last_wall",
+    "min_value",
+    "max_value",
+    "bucket_width",
+)
+
+
+def _summarise(series: ScalarSeries, batch: Batch) -> None:
+    summary = Summary.of(series)
+    summary.add(batch)
+    summary.apply(series)
+
+
+def _merge_small_chunks(session_id: int, series: ScalarSeries) -> None:
+    chunks = list(
+        db.session.execute(
+            select(ScalarChunk.id, ScalarChunk.count, ScalarChunk.data)
+            .where(
+                ScalarChunk.session_id == session_id,
+                ScalarChunk.tag == series.tag,
+                ScalarChunk.count < SMALL_CHUNK,
+            )
+            .order_by(ScalarChunk.id)
+        )
+    )
+    if len(chunks) < 2:
+        series.small_chunks = len(chunks)
+        return
+    parts = [_unpack(data, count) for _, count, data in chunks]
+    steps = np.concatenate([p[0] for p in parts])
+    order = np.argsort(steps, kind="stable")
+    values = np.concatenate([p[1] for p in parts])[order]
+    walls = np.concatenate([p[2] for p in parts])[order]
+    steps = steps[order]
+    db.session.execute(delete(ScalarChunk).where(ScalarChunk.id.in_([c[0] for c in chunks])))
+    db.session.add(
+        ScalarChunk(
+            session_id=session_id,
+            tag=series.tag,
+            first_step=int(steps[0]),
+            last_step=int(steps[-1]),
+            count=int(steps.size),
+            data=_pack(steps, values, walls),
+        )
+    )
+    series.small_chunks = 1 if steps.size < SMALL_CHUNK else 0
+
+
+# Reading -----------------------------------------------------------------------------
+
+
+def series_of(session: Session) -> list[ScalarSeries]:
+    return list(
+        db.session.scalars(
+            select(ScalarSeries)
+            .where(ScalarSeries.session_id == session.id)
+            .order_by(ScalarSeries.tag)
+        )
+    )
+
+
+def tags(session: Session) -> list[str]:
+    return list(
+        db.session.scalars(
+            select(ScalarSeries.tag)
+            .where(ScalarSeries.session_id == session.id)
+            .order_by(ScalarSeries.tag)
+        )
+    )
+
+
+def raw(
+    session: Session,
+    tag: str,
+    start: int | None = None,
+    end: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every point of a series (within [start, end] when given), sorted by step."""
+    query = select(ScalarChunk.count, ScalarChunk.data).where(
+        ScalarChunk.session_id == session.id, ScalarChunk.tag == tag
+    )
+    if start is not None:
+        query = query.where(ScalarChunk.last_step >= start)
+    if end is not None:
+        query = query.where(ScalarChunk.first_step <= end)
+    parts = [
+        _unpack(data, count) for count, data in db.session.execute(query.order_by(ScalarChunk.id))
+    ]
+    if not parts:
+        empty = np.empty(0)
+        return empty.astype(np.int64), empty, empty
+    steps = np.concatenate([p[0] for p in parts])
+    order = np.argsort(steps, kind="stable")
+    steps, values, walls = (
+        steps[order],
+        np.concatenate([p[1] for p in parts])[order],
+        np.concatenate([p[2] for p in parts])[order],
+    )
+    keep = np.ones(steps.size, dtype=bool)
+    if start is not None:
+        keep &= steps >= start
+    if end is not None:
+        keep &= steps <= end
+    return steps[keep], values[keep], walls[keep]
+
+
+def columns(
+    session: Session, tag: str, start: int | None = None, end: int | None = None
+) -> dict[str, list] | None:
+    """Every point of a series (within [start, end]) as columns; None: no such series."""
+    exists = db.session.scalar(
+        select(ScalarSeries.count).where(
+            ScalarSeries.session_id == session.id, ScalarSeries.tag == tag
+        )
+    )
+    if exists is None:
+        return None
+    steps, values, walls = raw(session, tag, start, end)
+    return {"step": steps.tolist(), "value": values.tolist(), "wall_time": walls.tolist()}
+
+
+def series_dict(series: ScalarSeries) -> dict[str, Any]:
+    return {
+        "tag": series.tag,
+        "count": series.count,
+        "first_step": series.first_step,
+        "last_step": series.last_step,
+        "last_value": series.last_value,
+        "min_value": series.min_value,
+        "max_value": series.max_value,
+        "last_wall_time": series.last_wall,
+    }
+
+
+def after(session: Session, cursor: int, tag: str | None = None, limit: int = 100_000):
+    """Points stored after `cursor` (a chunk id), as rows, and the cursor to ask with
+    next: what a client following a session reads."""
+    query = select(ScalarChunk.id, ScalarChunk.tag, ScalarChunk.count, ScalarChunk.data).where(
+        ScalarChunk.session_id == session.id, ScalarChunk.id > cursor
+    )
+    if tag:
+        query = query.where(ScalarChunk.tag == tag)
+    rows: list[dict[str, Any]] = []
+    last = cursor
+    for chunk_id, chunk_tag, count, data in db.session.execute(query.order_by(ScalarChunk.id)):
+        if rows and len(rows) + count > limit:
+            break
+        steps, values, walls = _unpack(data, count)
+        rows.extend(
+            {"tag": chunk_tag, "step": s, "value": v, "wall_time": w}
+            for s, v, w in zip(steps.tolist(), values.tolist(), walls.tolist(), strict=True)
+        )
+        last = chunk_id
+    return rows, last
+
+
+def downsample(
+    steps: np.ndarray, values: np.ndarray, walls: np.ndarray, points: int
+) -> dict[str, list]:
+    """At most about twice `points` points: per bucket of steps, its minimum and its
+    maximum (in step order); the last point exact."""
+    if steps.size <= 2 * points:
+        return {"step": steps.tolist(), "value": values.tolist(), "wall_time": walls.tolist()}
+    edges = np.linspace(steps[0], steps[-1], points + 1)
+    keys = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, points - 1)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], keys.size]
+    bucket_of = np.repeat(np.arange(starts.size), ends - starts)
+    minimum = np.minimum.reduceat(values, starts)
+    maximum = np.maximum.reduceat(values, starts)
+    low = _first_true(values == minimum[bucket_of], starts, ends)
+    high = _first_true(values == maximum[bucket_of], starts, ends)
+    chosen = np.unique(np.r_[low, high, steps.size - 1])
+    return {
+        "step": steps[chosen].tolist(),
+        "value": values[chosen].tolist(),
+        "wall_time": walls[chosen].tolist(),
+    }
+
+
+def summary_line(series: ScalarSeries, points: int) -> dict[str, list]:
+    """A plot line of the whole series from its summary (no chunk is read)."""
+    rows = np.frombuffer(series.summary, dtype="<f8").reshape(-1, WIDTH)
+    if len(rows) > points:
+        keys = np.minimum((np.arange(len(rows)) * points) // len(rows), points - 1)
+        rows = _combine(rows, keys)
+    # Each bucket: its minimum and maximum, in step order; then the exact last point.
+    steps = np.r_[rows[:, MIN_STEP], rows[:, MAX_STEP], series.last_step]
+    values = np.r_[rows[:, MIN], rows[:, MAX], series.last_value]
+    walls = np.r_[rows[:, FIRST_WALL], rows[:, LAST_WALL], series.last_wall]
+    steps, first = np.unique(steps, return_index=True)
+    return {
+        "step": steps.astype(np.int64).tolist(),
+        "value": values[first].tolist(),
+        "wall_time": walls[first].tolist(),
+    }
+
+
+def line(
+    session: Session,
+    tag: str,
+    points: int = 1000,
+    start: int | None = None,
+    end: int | None = None,
+) -> dict[str, list] | None:
+    """A plot line of a series, downsampled to about `points` buckets: from the summary
+    for the whole series, from the chunks for a range. None: no such series."""
+    series = db.session.scalar(
+        select(ScalarSeries).where(ScalarSeries.session_id == session.id, ScalarSeries.tag == tag)
+    )
+    if series is None:
+        return None
+    whole = (start is None or start <= series.first_step) and (
+        end is None or end >= series.last_step
+    )
+    if whole and series.count > 2 * points:
+        return summary_line(series, points)
+    return downsample(*raw(session, tag, start, end), points)
+
+
+def remove(session_id: int) -> None:
+    db.session.execute(delete(ScalarChunk).where(ScalarChunk.session_id == session_id))
+    db.session.execute(delete(ScalarSeries).where(ScalarSeries.session_id == session_id))
