@@ -9,7 +9,7 @@ from portal.models import User
 
 
 def register_web(app: Flask) -> None:
-    from portal.web import admin, assets, auth, competitions, datasets, sessions
+    from portal.web import admin, assets, auth, compare, competitions, datasets, sessions
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
@@ -24,7 +24,7 @@ def register_web(app: Flask) -> None:
             return error_response(401, "unauthorized", "log in again")
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
-    for module in (assets, auth, sessions, datasets, competitions, admin):
+    for module in (assets, auth, sessions, compare, datasets, competitions, admin):
         app.register_blueprint(module.bp)
 
     from portal.timeutil import isoformat, shown

@@ -6,12 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from bokeh.embed import json_item
-from bokeh.layouts import gridplot
-from bokeh.models import AjaxDataSource, BasicTicker, HoverTool
-from bokeh.palettes import Category10_10
+from bokeh.layouts import column, gridplot
+from bokeh.models import (
+    AjaxDataSource,
+    BasicTicker,
+    ColumnDataSource,
+    CustomJS,
+    HoverTool,
+)
+from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
 POLL_MS = 1000
+PALETTE = Category20_20
 
 
 def scalar_source_name(tag: str) -> str:
@@ -52,3 +59,69 @@ def scalars_plot(tags: list[str], data_url_for_tag, *, live: bool) -> dict[str, 
         toolbar_options={"logo": None},
     )
     return dict(json_item(layout))
+
+
+def compare_plot(lines_by_tag: dict[str, list[dict[str, Any]]], order: list[str]) -> dict[str, Any]:
+    """The comparison: per tag a figure with every session's line in its stable colour
+    (its place in `order`), and a twin with a log y axis, hidden until asked for. The
+    page's script switches x between step and time, smooths, and highlights."""
+    colors = {ident: PALETTE[i % len(PALETTE)] for i, ident in enumerate(order)}
+    figures = []
+    for tag, lines in lines_by_tag.items():
+        pair = []
+        for axis in ("linear", "log"):
+            plot = figure(
+                title=tag,
+                name=f"figure:{tag}:{axis}",
+                height=280,
+                sizing_mode="stretch_width",
+                x_axis_label="step",
+                y_axis_type=axis,
+                visible=axis == "linear",
+                tools="pan,wheel_zoom,box_zoom,reset,save",
+            )
+            renderers: list[Any] = []
+            for line in lines:
+                ident = line["session"]
+                walls = line["wall_time"]
+                start = walls[0] if walls else 0.0
+                source = ColumnDataSource(
+                    name=f"source:{ident}:{tag}:{axis}",
+                    data={
+                        "step": line["step"],
+                        "time": [w - start for w in walls],
+                        "x": line["step"],
+                        "raw": line["value"],
+                        "y": line["value"],
+                        "session": [ident] * len(line["step"]),
+                    },
+                )
+                renderers.append(
+                    plot.line(
+                        "x",
+                        "y",
+                        source=source,
+                        name=f"line:{ident}",
+                        line_width=2,
+                        color=colors[ident],
+                        legend_label=ident,
+                    )
+                )
+            plot.add_tools(
+                HoverTool(
+                    renderers=renderers,
+                    tooltips=[("session", "@session"), ("step", "@step"), (tag, "@y{0.0000}")],
+                    line_policy="nearest",
+                    callback=CustomJS(
+                        code="if (window.podiumHighlight && cb_data.index.line_indices.length)"
+                        " window.podiumHighlight(cb_data.renderer.name.slice(5));"
+                    ),
+                )
+            )
+            plot.legend.click_policy = "hide"
+            plot.legend.location = "top_right"
+            plot.toolbar.logo = None
+            pair.append(plot)
+        figures.append(column(*pair, sizing_mode="stretch_width"))
+    grid: list[list[Any]] = [figures[i : i + 2] for i in range(0, len(figures), 2)]
+    return dict(json_item(gridplot(grid, sizing_mode="stretch_width", merge_tools=False)))
