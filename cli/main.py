@@ -8,7 +8,19 @@ from typing import Any
 import click
 
 from cli.client import CliError
-from cli.commands import auth, competitions, datasets, envs, nodes, server, sessions, teams, users
+from cli.commands import (
+    auth,
+    compare,
+    competitions,
+    datasets,
+    envs,
+    models,
+    nodes,
+    server,
+    sessions,
+    teams,
+    users,
+)
 
 
 class PodiumGroup(click.Group):
@@ -32,7 +44,19 @@ def cli() -> None:
     """Podium: training sessions on a shared GPU cluster, and competitions."""
 
 
-for module in (auth, sessions, datasets, teams, competitions, nodes, users, envs, server):
+for module in (
+    auth,
+    sessions,
+    models,
+    compare,
+    datasets,
+    teams,
+    competitions,
+    nodes,
+    users,
+    envs,
+    server,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -21,6 +21,7 @@ from nodes.client import PortalClient, PortalError
 from nodes.probe import ResourceProbe
 from nodes.runtime import ExitInfo, Run, RunSpec, Runtime
 from nodes.runtime.environments import BuildFailed
+from nodes.tensorboard import TensorBoardFollower, TensorBoardTail
 
 log = logging.getLogger(__name__)
 
@@ -469,7 +470,30 @@ class Agent:
             held[mount["mount"]] = path
         return held
 
+    def _follow_tensorboard(self, session_id: int, spec: RunSpec) -> TensorBoardFollower | None:
+        """Scalars the session writes as TensorBoard event files (a new session's only:
+        an adopted one's files would be read again from their start)."""
+        if not spec.code_dir.parts or spec.code_dir == Path("."):
+            return None
+        roots = [spec.code_dir, spec.output_dir]
+
+        def send(body: dict) -> None:
+            for attempt in range(10):
+                try:
+                    self.client.ship_scalars(session_id, body)
+                    return
+                except PortalError as exc:
+                    if exc.status is not None and exc.status < 500:
+                        log.warning("TensorBoard scalars of %s refused: %s", session_id, exc)
+                        return
+                except Exception as exc:
+                    log.warning("shipping TensorBoard scalars of %s failed: %s", session_id, exc)
+                time.sleep(min(0.2 * 2**attempt, 5))
+
+        return TensorBoardFollower(TensorBoardTail(roots, send))
+
     def _monitor(self, session_id: int, entry: Tracked, shipper: LogShipper) -> None:
+        tensorboard = self._follow_tensorboard(session_id, entry.run.spec)
         threading.Thread(target=self._reap_stragglers, args=(entry.run,), daemon=True).start()
         # A copy on the node's disk: the log survives a portal that is down for longer
         # than the shipper retries.
@@ -485,6 +509,8 @@ class Agent:
         finally:
             log_copy.close()
             shipper.close()
+        if tensorboard is not None:  # the last of it, before the end is reported
+            tensorboard.finish()
         status, reason = self._verdict(entry, info)
         if status == "completed":
             self._upload_predictions(session_id, entry)

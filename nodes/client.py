@@ -136,5 +136,8 @@ class PortalClient:
             json={"status": status, "exit_code": exit_code, "reason": reason},
         )
 
+    def ship_scalars(self, session_id: int, body: dict[str, Any]) -> None:
+        self._call("POST", f"/internal/sessions/{session_id}/scalars", json=body)
+
     def ship_logs(self, session_id: int, lines: list[dict[str, Any]]) -> None:
         self._call("POST", f"/internal/sessions/{session_id}/logs", json={"lines": lines})

@@ -1,5 +1,6 @@
-"""Sessions: `podium run`, `fork`, `ps`, `logs`, `stop`, `rm`, `events`, `command`, `exec`
-and `sh`, with what they share: session ids, code upload, and following a log."""
+"""Sessions: `podium run`, `fork`, `resume`, `ps`, `logs`, `stop`, `rm`, `events`,
+`eventlen`, `memo`, `command`, `exec` and `sh`, with what they share: session ids, code
+upload, and following a log."""
 
 from __future__ import annotations
 
@@ -206,7 +207,7 @@ def ps(everyone: bool, as_json: bool) -> None:
     listing(
         sessions,
         as_json,
-        ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND", "NOTE"],
+        ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND", "MEMO", "NOTE"],
         lambda s: [
             s["id"],
             s["status"],
@@ -214,6 +215,7 @@ def ps(everyone: bool, as_json: bool) -> None:
             ",".join(map(str, s["gpu_indices"])) or (f"{s['gpus']} wanted" if s["gpus"] else "-"),
             (s["created_at"] or "").replace("T", " ").removesuffix("Z"),
             s["command"],
+            s["memo"][:40],
             s["status_reason"][:60],
         ],
     )
@@ -269,14 +271,62 @@ def rm(sessions: tuple[str, ...]) -> None:
 @click.option("--tag", help="only this tag")
 @click.option("--json", "as_json", is_flag=True)
 def events(session: str, tag: str | None, as_json: bool) -> None:
-    """The scalars a session reported."""
-    body = client().get(session_path(session) + "/events", params={"tag": tag} if tag else {})
+    """The scalars a session reported, in the order they arrived."""
+    api, found, cursor = client(), [], 0
+    while True:
+        params: dict[str, Any] = {"after": cursor, **({"tag": tag} if tag else {})}
+        body = api.get(session_path(session) + "/events", params=params)
+        if not body["events"]:
+            break
+        found.extend(body["events"])
+        cursor = body["cursor"]
     listing(
-        body["events"],
+        found,
         as_json,
         ["STEP", "TAG", "VALUE"],
         lambda e: [str(e["step"]), e["tag"], f"{e['value']:.6g}"],
     )
+
+
+@click.command()
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True)
+def eventlen(session: str, as_json: bool) -> None:
+    """How many points a session reported, per tag."""
+    listing(
+        client().get(session_path(session) + "/series"),
+        as_json,
+        ["TAG", "POINTS", "STEPS", "LAST"],
+        lambda s: [
+            s["tag"],
+            str(s["count"]),
+            f"{s['first_step']}..{s['last_step']}",
+            f"{s['last_value']:.6g}",
+        ],
+    )
+
+
+@click.command()
+@click.argument("session")
+@click.argument("text")
+def memo(session: str, text: str) -> None:
+    """Set SESSION's memo (`""` clears it)."""
+    body = client().call("PATCH", session_path(session), json={"memo": text}).json()
+    click.echo(f"{body['id']}: {body['memo'] or '(no memo)'}")
+
+
+@click.command()
+@click.argument("session")
+@click.option("--checkpoint", help="this checkpoint rather than the last one saved")
+@click.option("--detach", is_flag=True, help="print the new session's id and return")
+def resume(session: str, checkpoint: str | None, detach: bool) -> None:
+    """Go on from a stopped, failed, killed or lost SESSION's last checkpoint, as a new
+    session linked to it (its code reads the checkpoint's name in sdk.RESUME)."""
+    api = client()
+    body = api.post(session_path(session) + "/resume", json={"checkpoint": checkpoint})
+    click.echo(body["id"])
+    if not detach:
+        sys.exit(follow(api, body["id"]))
 
 
 @click.command()
@@ -330,4 +380,4 @@ def sh(session: str) -> None:
         click.echo(body["output"], nl=False)
 
 
-COMMANDS = [run, fork, ps, logs, stop, rm, events, command, exec_, sh]
+COMMANDS = [run, fork, resume, ps, logs, stop, rm, events, eventlen, memo, command, exec_, sh]

@@ -15,6 +15,7 @@ from portal.api.code import artifact_store
 from portal.api.guards import BEARER, node_required
 from portal.api.schemas import (
     AcceptedOut,
+    EventsIn,
     HeartbeatIn,
     HeartbeatOut,
     LogsIn,
@@ -38,7 +39,7 @@ from portal.models import (
     SessionStatus,
 )
 from portal.queue import node_wake_channel, redis_connection
-from portal.services import auth, nodes, sessions, submissions
+from portal.services import auth, metrics, nodes, sessions, submissions
 from portal.services.lifecycle import finish, mark_running
 
 PREFIX = "/internal"
@@ -284,6 +285,16 @@ def report_state(payload, session_id: int):
     if session.stop_requested and status is not SessionStatus.COMPLETED:
         status, payload["reason"] = SessionStatus.STOPPED, payload["reason"] or "stopped"
     return {"accepted": int(finish(session, status, payload["reason"], payload["exit_code"]))}
+
+
+@blp.route("/sessions/<int:session_id>/scalars", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(EventsIn)
+@blp.response(200, AcceptedOut)
+@node_required
+def ship_scalars(payload, session_id: int):
+    """Scalars the agent read from a session's TensorBoard event files."""
+    return {"accepted": metrics.record(_node_session(session_id), payload)}
 
 
 @blp.route("/sessions/<int:session_id>/logs", methods=["POST"])

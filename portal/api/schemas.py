@@ -137,6 +137,15 @@ class SessionOut(Schema):
 class SessionListArgs(Schema):
     all = fields.Boolean(load_default=False)
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    status = fields.String(load_default=None)
+    user = fields.String(load_default=None)
+    entry = fields.String(load_default=None)
+    memo = fields.String(load_default=None)
+    arg = fields.String(load_default=None, metadata={"description": "NAME=VALUE"})
+    metric = fields.String(load_default=None, metadata={"description": "order by this tag"})
+    by = fields.String(load_default="last", validate=validate.OneOf(["last", "min", "max"]))
+    order = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
 
 
 class LogLineOut(Schema):
@@ -219,6 +228,16 @@ class CheckpointOut(Schema):
     size = fields.Integer()
     digest = fields.String()
     created_at = fields.String()
+    step = fields.Integer(allow_none=True)
+    scalars = fields.Dict(keys=fields.String(), values=fields.Float())
+
+
+class SessionPatchIn(Schema):
+    memo = fields.String(required=True)
+
+
+class ResumeIn(Schema):
+    checkpoint = fields.String(load_default=None, validate=validate.Length(max=128))
 
 
 class NodeGpuOut(Schema):

@@ -20,11 +20,13 @@ from portal.api.schemas import (
     ForkIn,
     LogsArgs,
     LogsOut,
+    ResumeIn,
     ScalarsArgs,
     SeriesOut,
     SessionIn,
     SessionListArgs,
     SessionOut,
+    SessionPatchIn,
 )
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
@@ -86,9 +88,12 @@ def create_session(payload):
 @blp.response(200, SessionOut(many=True))
 @token_required()
 def list_sessions(args):
-    """My sessions, newest first; `all=true` lists everyone's (administrators)."""
-    found = service.list_sessions(g.user, everyone=args["all"], limit=args["limit"])
-    return [service.session_dict(s) for s in found]
+    """My sessions, newest first; `all=true` lists everyone's (administrators). Filters:
+    status, user (administrators), a part of the entry or memo, an argument's value
+    (`arg=lr=0.1`); `metric=TAG&by=last|min|max&order=asc|desc` orders by a metric;
+    `offset` and `limit` page (the total is in the `X-Total-Count` header)."""
+    found, total = service.search_sessions(g.user, service.filter_from(args))
+    return [service.session_dict(s) for s in found], 200, {"X-Total-Count": str(total)}
 
 
 @blp.route(SESSION, methods=["GET"])
@@ -107,6 +112,50 @@ def get_session(username: str, number: int):
 def remove_session(username: str, number: int):
     """Remove an ended session with its logs, events and checkpoints."""
     service.remove_session(_find(username, number, change=True), store=artifact_store())
+
+
+@blp.route(SESSION, methods=["PATCH"])
+@blp.doc(security=BEARER)
+@blp.arguments(SessionPatchIn)
+@blp.response(200, SessionOut)
+@token_required()
+def patch_session(payload, username: str, number: int):
+    """Change a session's memo."""
+    session = service.set_memo(_find(username, number, change=True), payload["memo"])
+    return service.session_dict(session)
+
+
+@blp.route(SESSION + "/resume", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ResumeIn)
+@blp.response(201, SessionOut)
+@token_required()
+def resume_session(payload, username: str, number: int):
+    """Go on from a stopped, failed, killed or lost session's last checkpoint (or the one
+    named), as a new session linked to it."""
+    session = service.resume(
+        g.user,
+        _find(username, number, change=True),
+        checkpoint=payload["checkpoint"],
+        store=artifact_store(),
+        redis=redis_connection(),
+    )
+    return service.session_dict(session)
+
+
+@blp.route(SESSION + "/code", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, description="the session's code archive, a gzipped tar")
+@token_required()
+def download_code(username: str, number: int):
+    """The code a session ran (for `podium diff`)."""
+    session = _find(username, number)
+    return send_file(
+        artifact_store().path(session.code_digest),
+        mimetype="application/gzip",
+        as_attachment=True,
+        download_name=f"{username}-{number}-code.tar.gz",
+    )
 
 
 @blp.route(SESSION + "/stop", methods=["POST"])
@@ -237,7 +286,9 @@ def report_events(payload, username: str, number: int):
 def list_checkpoints(username: str, number: int):
     """The checkpoints a session saved."""
     session = _find(username, number)
-    return [checkpoints.checkpoint_dict(c) for c in checkpoints.list_checkpoints(session)]
+    return [
+        checkpoints.checkpoint_dict(c, scalars=True) for c in checkpoints.list_checkpoints(session)
+    ]
 
 
 @blp.route(SESSION + "/checkpoints/<name>", methods=["PUT"])

@@ -7,9 +7,10 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
-from portal.errors import ApiError
+from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.models import Checkpoint, Session
+from portal.services import metrics
 from portal.services.artifacts import ArtifactStore
 from portal.timeutil import isoformat
 
@@ -44,10 +45,26 @@ def list_checkpoints(session: Session) -> list[Checkpoint]:
     )
 
 
-def checkpoint_dict(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {
+def find_checkpoint(session: Session, name: str) -> Checkpoint:
+    found = db.session.scalar(
+        select(Checkpoint).where(Checkpoint.session_id == session.id, Checkpoint.name == name)
+    )
+    if found is None:
+        raise NotFound(f"session {session.ident} has no checkpoint {name!r}")
+    return found
+
+
+def checkpoint_dict(checkpoint: Checkpoint, scalars: bool = False) -> dict[str, Any]:
+    """With `scalars`: the step a checkpoint named by a number was saved at (`sdk.save(
+    epoch)`), and what the session reported at that step."""
+    body: dict[str, Any] = {
         "name": checkpoint.name,
         "size": checkpoint.size,
         "digest": checkpoint.digest,
         "created_at": isoformat(checkpoint.created_at),
     }
+    if scalars:
+        step = int(checkpoint.name) if checkpoint.name.lstrip("-").isdigit() else None
+        body["step"] = step
+        body["scalars"] = metrics.values_at(checkpoint.session_id, step) if step is not None else {}
+    return body

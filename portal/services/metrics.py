@@ -466,6 +466,25 @@ def columns(
     return {"step": steps.tolist(), "value": values.tolist(), "wall_time": walls.tolist()}
 
 
+def values_at(session_id: int, step: int) -> dict[str, float]:
+    """Each tag's value at `step` (the last reported there), for the tags that have one."""
+    found = {}
+    for tag, count, data in db.session.execute(
+        select(ScalarChunk.tag, ScalarChunk.count, ScalarChunk.data)
+        .where(
+            ScalarChunk.session_id == session_id,
+            ScalarChunk.first_step <= step,
+            ScalarChunk.last_step >= step,
+        )
+        .order_by(ScalarChunk.id)
+    ):
+        steps, values, _ = _unpack(data, count)
+        at = np.flatnonzero(steps == step)
+        if at.size:
+            found[tag] = float(values[at[-1]])
+    return dict(sorted(found.items()))
+
+
 def series_dict(series: ScalarSeries) -> dict[str, Any]:
     return {
         "tag": series.tag,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from nodes import environment
@@ -19,6 +19,7 @@ from portal.extensions import db
 from portal.models import (
     Checkpoint,
     LogLine,
+    ScalarSeries,
     Session,
     SessionDataset,
     SessionStatus,
@@ -306,16 +307,156 @@ def fork(
     return session
 
 
-def list_sessions(viewer: User, *, everyone: bool = False, limit: int = 200) -> list[Session]:
-    query = (
-        select(Session)
-        .options(selectinload(Session.user), selectinload(Session.node))
-        .order_by(Session.id.desc())
-        .limit(limit)
-    )
-    if not (everyone and viewer.is_admin):
+MAX_MEMO = 2000
+
+
+def lineage(viewer: User, session: Session) -> dict[str, Any]:
+    """Where a session came from and what came of it: the session it was forked or
+    resumed from, and the sessions forked or resumed from it that the viewer may see."""
+    children = [
+        child
+        for child in db.session.scalars(
+            select(Session)
+            .where(Session.forked_from == session.ident)
+            .options(selectinload(Session.user))
+            .order_by(Session.id)
+        )
+        if viewer.is_admin or child.user_id == viewer.id or teammates(viewer, child.user)
+    ]
+    return {"parent": session.forked_from or None, "children": children}
+
+
+def duration(session: Session) -> float | None:
+    """Seconds it ran (so far, while it runs)."""
+    if session.started_at is None:
+        return None
+    end = session.ended_at or utcnow()
+    return max(0.0, (end - session.started_at).total_seconds())
+
+
+def set_memo(session: Session, memo: str) -> Session:
+    if len(memo) > MAX_MEMO:
+        raise ApiError(f"a memo holds at most {MAX_MEMO} characters", code="invalid_input")
+    session.memo = memo
+    db.session.commit()
+    return session
+
+
+RESUMABLE = (SessionStatus.STOPPED, SessionStatus.FAILED, SessionStatus.LOST, SessionStatus.KILLED)
+
+
+def resume(viewer: User, source: Session, *, checkpoint: str | None, store, redis=None) -> Session:
+    """Go on from where a session that did not complete stopped: a new session of the
+    same code, data and arguments, from its last checkpoint (or the one named), linked to
+    it (forked from it, and its memo says so)."""
+    if source.state not in RESUMABLE:
+        raise Conflict(
+            f"session {source.ident} is {source.status}: only a stopped, failed, killed or "
+            "lost session is resumed (fork one that completed)"
+        )
+    if checkpoint is None:
+        last = db.session.scalar(
+            select(Checkpoint)
+            .where(Checkpoint.session_id == source.id)
+            .order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc())
+            .limit(1)
+        )
+        if last is None:
+            raise Conflict(f"session {source.ident} saved no checkpoint to resume from")
+        checkpoint = last.name
+    session = fork(viewer, source, args=None, checkpoint=checkpoint, store=store, redis=redis)
+    session.memo = f"resumed {source.ident} from checkpoint {checkpoint}"
+    db.session.commit()
+    return session
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """What the sessions list shows: filters, the order, one page."""
+
+    everyone: bool = False  # administrators: everyone's sessions
+    status: str | None = None
+    user: str | None = None
+    entry: str | None = None  # a part of the entry point
+    memo: str | None = None  # a part of the memo
+    argument: str | None = None  # NAME=VALUE: `--NAME VALUE` or `--NAME=VALUE`
+    metric: str | None = None  # order by this tag's value ...
+    by: str = "last"  # ... its last, min or max
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+
+def search_sessions(viewer: User, want: SessionFilter) -> tuple[list[Session], int]:
+    """One page of the sessions the viewer may list, and how many there are in all."""
+    query = select(Session)
+    if not (want.everyone and viewer.is_admin):
         query = query.where(Session.user_id == viewer.id)
-    return list(db.session.scalars(query))
+    elif want.user:
+        query = query.join(User, Session.user_id == User.id).where(User.username == want.user)
+    if want.status:
+        query = query.where(Session.status == want.status)
+    if want.entry:
+        query = query.where(Session.entry.contains(want.entry, autoescape=True))
+    if want.memo:
+        query = query.where(Session.memo.contains(want.memo, autoescape=True))
+    if want.argument:
+        name, equals, value = want.argument.partition("=")
+        if not equals or not name.strip():
+            raise ApiError("an argument filter reads NAME=VALUE, e.g. lr=0.1", code="invalid_input")
+        name = name.strip().lstrip("-")
+        padded = " " + Session.args + " "
+        query = query.where(
+            padded.contains(f" --{name} {value} ", autoescape=True)
+            | padded.contains(f" --{name}={value} ", autoescape=True)
+            | padded.contains(f" -{name} {value} ", autoescape=True)
+        )
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if want.metric:
+        column = {
+            "last": ScalarSeries.last_value,
+            "min": ScalarSeries.min_value,
+            "max": ScalarSeries.max_value,
+        }.get(want.by)
+        if column is None:
+            raise ApiError("order by a metric's last, min or max", code="invalid_input")
+        query = query.outerjoin(
+            ScalarSeries,
+            (ScalarSeries.session_id == Session.id) & (ScalarSeries.tag == want.metric),
+        ).order_by(
+            ScalarSeries.session_id.is_(None),  # sessions without the metric last
+            column.desc() if want.descending else column.asc(),
+            Session.id.desc(),
+        )
+    else:
+        query = query.order_by(Session.id.desc() if want.descending else Session.id.asc())
+    found = db.session.scalars(
+        query.options(selectinload(Session.user), selectinload(Session.node))
+        .offset(want.offset)
+        .limit(want.limit)
+    )
+    return list(found), total
+
+
+def filter_from(args: dict[str, Any]) -> SessionFilter:
+    """The filter a request's query asks for (API and pages read the same names)."""
+    return SessionFilter(
+        everyone=bool(args.get("all")),
+        status=args.get("status") or None,
+        user=args.get("user") or None,
+        entry=args.get("entry") or None,
+        memo=args.get("memo") or None,
+        argument=args.get("arg") or None,
+        metric=args.get("metric") or None,
+        by=args.get("by") or "last",
+        descending=(args.get("order") or "desc") == "desc",
+        offset=int(args.get("offset") or 0),
+        limit=int(args.get("limit") or 50),
+    )
+
+
+def list_sessions(viewer: User, *, everyone: bool = False, limit: int = 200) -> list[Session]:
+    return search_sessions(viewer, SessionFilter(everyone=everyone, limit=limit))[0]
 
 
 def queue() -> list[Session]:

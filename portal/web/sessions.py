@@ -2,17 +2,33 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import Length
 
-from portal.errors import NotFound
-from portal.services import metrics
+from portal.api.code import artifact_store
+from portal.errors import ApiError, NotFound
+from portal.models import SessionStatus
+from portal.services import checkpoints, metrics
 from portal.services import sessions as service
 from portal.web.assets import bokeh_resources
 from portal.web.auth import LogoutForm
 from portal.web.plots import scalars_plot
 
 bp = Blueprint("sessions", __name__)
+PAGE = 50
 SESSION = "/sessions/<username>/<int:number>"
 
 
@@ -34,14 +50,39 @@ def root():
 @login_required
 def index():
     everyone = current_user.is_admin and request.args.get("mine") != "1"
-    found = service.list_sessions(current_user, everyone=everyone)
-    return render_template("sessions/list.html", sessions=found, everyone=everyone)
+    page = max(request.args.get("page", 1, type=int), 1)
+    args = {**request.args.to_dict(), "all": everyone, "offset": (page - 1) * PAGE, "limit": PAGE}
+    try:
+        found, total = service.search_sessions(current_user, service.filter_from(args))
+        problem = None
+    except ApiError as exc:
+        found, total, problem = [], 0, exc.message
+    return render_template(
+        "sessions/list.html",
+        sessions=found,
+        everyone=everyone,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE)),
+        filters=request.args,
+        problem=problem,
+        statuses=[status.value for status in SessionStatus],
+    )
+
+
+class MemoForm(FlaskForm):
+    memo = StringField("Memo", validators=[Length(max=service.MAX_MEMO)])
+
+
+class ActionForm(FlaskForm):
+    """Stop, fork, resume: a button each, with the CSRF token."""
 
 
 @bp.route(SESSION)
 @login_required
 def detail(username: str, number: int):
     session = _find(username, number)
+    memo_form = MemoForm(memo=session.memo)
     return render_template(
         "sessions/detail.html",
         run=session,
@@ -49,6 +90,67 @@ def detail(username: str, number: int):
         lines=service.tail_logs(session),
         tags=metrics.tags(session),
         bokeh=bokeh_resources(),
+        checkpoints=checkpoints.list_checkpoints(session),
+        mounted=service.mounted(session),
+        lineage=service.lineage(current_user, session),
+        duration=service.duration(session),
+        owner=session.user_id == current_user.id,
+        memo_form=memo_form,
+        action_form=ActionForm(),
+    )
+
+
+@bp.route(SESSION + "/memo", methods=["POST"])
+@login_required
+def set_memo(username: str, number: int):
+    session = service.find_session(current_user, f"{username}/{number}", change=True)
+    form = MemoForm()
+    if form.validate_on_submit():
+        service.set_memo(session, form.memo.data or "")
+        flash("memo saved", "info")
+    return redirect(url_for("sessions.detail", username=username, number=number))
+
+
+@bp.route(SESSION + "/<action>", methods=["POST"])
+@login_required
+def act(username: str, number: int, action: str):
+    """The page's stop, fork and resume buttons: the same service calls as the API."""
+    if action not in ("stop", "fork", "resume") or not ActionForm().validate_on_submit():
+        raise NotFound("no such action")
+    session = service.find_session(current_user, f"{username}/{number}", change=action != "fork")
+    redis = current_app.extensions.get("redis")
+    try:
+        if action == "stop":
+            target = service.request_stop(session, redis=redis)
+        elif action == "fork":
+            target = service.fork(
+                current_user,
+                session,
+                args=None,
+                checkpoint=None,
+                store=artifact_store(),
+                redis=redis,
+            )
+        else:
+            target = service.resume(
+                current_user, session, checkpoint=None, store=artifact_store(), redis=redis
+            )
+    except ApiError as exc:
+        flash(exc.message, "error")
+        target = session
+    return redirect(url_for("sessions.detail", username=target.user.username, number=target.number))
+
+
+@bp.route(SESSION + "/checkpoints/<name>.tar.gz")
+@login_required
+def checkpoint_file(username: str, number: int, name: str):
+    session = _find(username, number)
+    found = checkpoints.find_checkpoint(session, name)
+    return send_file(
+        artifact_store().path(found.digest),
+        mimetype="application/gzip",
+        as_attachment=True,
+        download_name=f"{username}-{number}-{name}.tar.gz",
     )
 
 

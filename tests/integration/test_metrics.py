@@ -95,3 +95,28 @@ def test_heavy_reads_starve_no_node(demo: User, stack, tmp_path):
     for session in running:  # not lost: they ran on, and ended as they meant to
         ended = demo.wait_for(session, {"completed", "lost", "failed"}, timeout=90)
         assert ended["status"] == "completed", ended
+
+
+def test_tensorboard_scalars_arrive_with_no_code_change(demo: User, tmp_path):
+    entry = script(
+        tmp_path / "tb",
+        """
+        import time
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter("runs/exp")  # under the working folder, as usual
+        for step in range(50):
+            writer.add_scalar("train/loss", 1.0 / (step + 1), step)
+            if step == 25:
+                writer.flush()
+                time.sleep(2)  # read while it runs, too
+        writer.close()
+        """,
+    )
+    done = demo("run", str(entry), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ident = done.stdout.splitlines()[0]
+    (series,) = demo.api("GET", f"/sessions/{ident}/series").json()
+    assert series["tag"] == "train/loss" and series["count"] == 50
+    body = demo.api("GET", f"/sessions/{ident}/scalars", params={"tag": "train/loss"}).json()
+    assert body["step"] == list(range(50))
+    assert abs(body["value"][9] - 0.1) < 1e-6
