@@ -383,7 +383,7 @@ def main() -> None:
     result: dict = {"benchmark": "metrics path, Podium beside MLflow"}
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as folder:
         root = Path(folder)
-        stack = Stack(root / "stack", PODIUM_AUTH_RATE_LIMIT="100000 per minute")
+        stack = Stack(root / "stack")
         server = MlflowServer(root)
         try:
             user = User(stack, root / "home", cwd=root)

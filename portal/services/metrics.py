@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from portal.errors import ApiError, Conflict
 from portal.extensions import db
@@ -173,7 +173,9 @@ def record(session: Session, body: Any) -> int:
     if not batches:
         db.session.commit()
         return 0
-    db.session.execute(
+    # Core statements on the session's connection: no ORM bookkeeping on the hot path.
+    connection = db.session.connection()
+    connection.execute(
         insert(ScalarChunk),
         [
             {
@@ -187,10 +189,12 @@ def record(session: Session, body: Any) -> int:
             for batch in batches
         ],
     )
+    # The series rows, read and written as plain rows: this runs for every request.
+    columns = [getattr(ScalarSeries, name) for name in (*SERIES_COLUMNS, "small_chunks")]
     existing = {
-        series.tag: series
-        for series in db.session.scalars(
-            select(ScalarSeries)
+        row.tag: row
+        for row in connection.execute(
+            select(ScalarSeries.tag, ScalarSeries.summary, *columns)
             .where(
                 ScalarSeries.session_id == session.id,
                 ScalarSeries.tag.in_([batch.tag for batch in batches]),
@@ -198,18 +202,34 @@ def record(session: Session, body: Any) -> int:
             .with_for_update()
         )
     }
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    to_merge: list[str] = []
     for batch in batches:
-        series = existing.get(batch.tag)
-        if series is None:
-            series = ScalarSeries(session_id=session.id, tag=batch.tag, count=0, small_chunks=0)
-            db.session.add(series)
-            existing[batch.tag] = series
-        _summarise(series, batch)
-        series.small_chunks += 1 if batch.steps.size < SMALL_CHUNK else 0
-    db.session.flush()
-    for series in existing.values():
-        if series.small_chunks >= MERGE_AFTER:
-            _merge_small_chunks(session.id, series)
+        row = existing.get(batch.tag)
+        summary = Summary.from_row(row) if row is not None else Summary()
+        summary.add(batch)
+        small = (row.small_chunks if row is not None else 0) + (
+            1 if batch.steps.size < SMALL_CHUNK else 0
+        )
+        values = {"session_id": session.id, "tag": batch.tag, "small_chunks": small}
+        values.update(summary.columns())
+        (updates if row is not None else inserts).append(values)
+        if small >= MERGE_AFTER:
+            to_merge.append(batch.tag)
+    if inserts:
+        connection.execute(insert(ScalarSeries), inserts)
+    if updates:
+        table = ScalarSeries.__table__
+        connection.execute(
+            table.update().where(
+                (table.c.session_id == bindparam("key_session"))
+                & (table.c.tag == bindparam("key_tag"))
+            ),
+            [{**u, "key_session": u["session_id"], "key_tag": u["tag"]} for u in updates],
+        )
+    for tag in to_merge:
+        _merge_small_chunks(session.id, tag)
     db.session.commit()
     return sum(int(batch.steps.size) for batch in batches)
 
@@ -292,12 +312,12 @@ class Summary:
         return cls()
 
     @classmethod
-    def of(cls, series: ScalarSeries) -> Summary:
-        if not series.count:
+    def from_row(cls, row: Any) -> Summary:
+        if not row.count:
             return cls()
         return cls(
-            **{name: getattr(series, name) for name in SERIES_COLUMNS},
-            rows=np.frombuffer(series.summary, dtype="<f8").reshape(-1, WIDTH),
+            **{name: getattr(row, name) for name in SERIES_COLUMNS},
+            rows=np.frombuffer(row.summary, dtype="<f8").reshape(-1, WIDTH),
         )
 
     def columns(self) -> dict[str, Any]:
@@ -306,12 +326,9 @@ class Summary:
             "summary": self.rows.astype("<f8").tobytes(),
         }
 
-    def apply(self, series: ScalarSeries) -> None:
-        for name, value in self.columns().items():
-            setattr(series, name, value)
-
     def add(self, batch: Batch) -> None:
         first = int(batch.steps[0])
+        grid_start = self.first_step
         if self.count == 0:
             self.first_step, self.first_wall = first, float(batch.walls[0])
             self.min_value = float(batch.values.min())
@@ -332,11 +349,17 @@ class Summary:
         width = self.bucket_width
         while (self.last_step - self.first_step) // width >= BUCKETS:
             width *= 2
-        rows = np.vstack([self.rows, _bucket_rows(batch, width, self.first_step)])
+        added = _bucket_rows(batch, width, self.first_step)
+        grid_kept = width == self.bucket_width and first >= grid_start
+        if grid_kept and len(self.rows) and added[0, FIRST_STEP] >= self.rows[-1, FIRST_STEP]:
+            # The common case, steps that go on: only the last bucket can take more.
+            head, rows = self.rows[:-1], np.vstack([self.rows[-1:], added])
+        else:
+            head, rows = self.rows[:0], np.vstack([self.rows, added])
         keys = (rows[:, FIRST_STEP].astype(np.int64) - self.first_step) // width
         order = np.lexsort((rows[:, FIRST_STEP], keys))
         self.bucket_width = width
-        self.rows = _combine(rows[order], keys[order])
+        self.rows = np.vstack([head, _combine(rows[order], keys[order])])
 
 
 SERIES_COLUMNS = (
@@ -352,45 +375,46 @@ SERIES_COLUMNS = (
 )
 
 
-def _summarise(series: ScalarSeries, batch: Batch) -> None:
-    summary = Summary.of(series)
-    summary.add(batch)
-    summary.apply(series)
-
-
-def _merge_small_chunks(session_id: int, series: ScalarSeries) -> None:
+def _merge_small_chunks(session_id: int, tag: str) -> None:
     chunks = list(
         db.session.execute(
             select(ScalarChunk.id, ScalarChunk.count, ScalarChunk.data)
             .where(
                 ScalarChunk.session_id == session_id,
-                ScalarChunk.tag == series.tag,
+                ScalarChunk.tag == tag,
                 ScalarChunk.count < SMALL_CHUNK,
             )
             .order_by(ScalarChunk.id)
         )
     )
-    if len(chunks) < 2:
-        series.small_chunks = len(chunks)
-        return
-    parts = [_unpack(data, count) for _, count, data in chunks]
-    steps = np.concatenate([p[0] for p in parts])
-    order = np.argsort(steps, kind="stable")
-    values = np.concatenate([p[1] for p in parts])[order]
-    walls = np.concatenate([p[2] for p in parts])[order]
-    steps = steps[order]
-    db.session.execute(delete(ScalarChunk).where(ScalarChunk.id.in_([c[0] for c in chunks])))
-    db.session.add(
-        ScalarChunk(
-            session_id=session_id,
-            tag=series.tag,
-            first_step=int(steps[0]),
-            last_step=int(steps[-1]),
-            count=int(steps.size),
-            data=_pack(steps, values, walls),
+    small = len(chunks)
+    if len(chunks) >= 2:
+        parts = [_unpack(data, count) for _, count, data in chunks]
+        steps = np.concatenate([p[0] for p in parts])
+        order = np.argsort(steps, kind="stable")
+        values = np.concatenate([p[1] for p in parts])[order]
+        walls = np.concatenate([p[2] for p in parts])[order]
+        steps = steps[order]
+        db.session.execute(delete(ScalarChunk).where(ScalarChunk.id.in_([c[0] for c in chunks])))
+        db.session.execute(
+            insert(ScalarChunk),
+            [
+                {
+                    "session_id": session_id,
+                    "tag": tag,
+                    "first_step": int(steps[0]),
+                    "last_step": int(steps[-1]),
+                    "count": int(steps.size),
+                    "data": _pack(steps, values, walls),
+                }
+            ],
         )
+        small = 1 if steps.size < SMALL_CHUNK else 0
+    db.session.execute(
+        update(ScalarSeries)
+        .where(ScalarSeries.session_id == session_id, ScalarSeries.tag == tag)
+        .values(small_chunks=small)
     )
-    series.small_chunks = 1 if steps.size < SMALL_CHUNK else 0
 
 
 # Reading -----------------------------------------------------------------------------
