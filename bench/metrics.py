@@ -122,6 +122,17 @@ class MlflowServer:
             self.process.kill()
 
 
+def detach(user: User, entry: Path, *options: str) -> str:
+    """`podium run ENTRY --detach`: the new session's id."""
+    return subprocess.run(
+        [PODIUM, "run", str(entry), "--detach", *options],
+        env=dict(os.environ, PODIUM_HOME=str(user.home)),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def batches():
     """10 tags x 20,000 steps as requests of 1,000 points (100 steps x 10 tags)."""
     per = BATCH // TAGS
@@ -197,14 +208,8 @@ def podium_end_to_end(user: User, root: Path) -> dict:
     code = root / "reporter"
     code.mkdir()
     (code / "report.py").write_text(REPORTER)
-    env = dict(os.environ, PODIUM_HOME=str(user.home))
-    ident = subprocess.run(
-        [PODIUM, "run", str(code / "report.py"), "--detach"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    dict(os.environ, PODIUM_HOME=str(user.home))
+    ident = detach(user, code / "report.py")
     summary = None
     deadline = time.monotonic() + 300
     while summary is None:
@@ -289,18 +294,10 @@ def podium_compare(user: User, sessions: int) -> dict:
     code = user.stack.root / "compare-code"
     code.mkdir(exist_ok=True)
     (code / "idle.py").write_text("import time\ntime.sleep(3600)\n")
-    env = dict(os.environ, PODIUM_HOME=str(user.home))
+    dict(os.environ, PODIUM_HOME=str(user.home))
     idents = []
     for _ in range(sessions):
-        idents.append(
-            subprocess.run(
-                [PODIUM, "run", str(code / "idle.py"), "--detach", "-m", "64M", "-c", "0.1"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
+        idents.append(detach(user, code / "idle.py", "-m", "64M", "-c", "0.1"))
     steps = list(range(COMPARE_POINTS))
     for index, ident in enumerate(idents):
         values = [((step * 7919 + index) % 1000) / 1000 for step in steps]
@@ -391,14 +388,8 @@ def main() -> None:
             idle = root / "idle"
             idle.mkdir()
             (idle / "idle.py").write_text("import time\ntime.sleep(600)\n")
-            env = dict(os.environ, PODIUM_HOME=str(user.home))
-            ident = subprocess.run(
-                [PODIUM, "run", str(idle / "idle.py"), "--detach"],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
+            dict(os.environ, PODIUM_HOME=str(user.home))
+            ident = detach(user, idle / "idle.py")
             podium_rate = podium_api_ingest(user, ident)
             mlflow_rate = mlflow_api_ingest(server, server.new_run())
             result["api_ingestion"] = {

@@ -10,6 +10,7 @@ import stat
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,22 @@ def read_session_file(path: Path, limit: int = MAX_PREDICTIONS_BYTES) -> bytes |
             log.warning("%s is not a plain file the session wrote: not read", path)
             return None
         return opened.read(limit + 1)[:limit]
+
+
+def deliver(send: Callable[[], object], what: str, attempts: int = 10) -> None:
+    """Send something to the portal, retrying (with a growing pause) what failed on the
+    way or on the portal's side; what the portal refuses (4xx) is not sent again."""
+    for attempt in range(attempts):
+        try:
+            send()
+            return
+        except PortalError as exc:
+            if exc.status is not None and exc.status < 500:
+                log.warning("%s refused: %s", what, exc)
+                return
+        except Exception as exc:
+            log.warning("sending %s failed (%s)", what, exc)
+        time.sleep(min(0.2 * 2**attempt, 5))
 
 
 @dataclass
@@ -432,18 +449,10 @@ class Agent:
         predictions = read_session_file(entry.run.spec.output_dir / "predictions.csv")
         if predictions is None:
             return
-        for attempt in range(10):
-            try:
-                self.client.upload_predictions(session_id, predictions)
-                return
-            except PortalError as exc:
-                if exc.status is not None and exc.status < 500:
-                    log.warning("predictions of %s refused: %s", session_id, exc)
-                    return
-                time.sleep(min(0.2 * 2**attempt, 5))
-            except Exception as exc:
-                log.warning("uploading predictions of %s failed (%s)", session_id, exc)
-                time.sleep(min(0.2 * 2**attempt, 5))
+        deliver(
+            lambda: self.client.upload_predictions(session_id, predictions),
+            f"the predictions of {session_id}",
+        )
 
     def _datasets(self, spec: dict) -> dict[str, Path]:
         """Each dataset the session mounts, from the node's cache (copied on first use).
@@ -478,17 +487,10 @@ class Agent:
         roots = [spec.code_dir, spec.output_dir]
 
         def send(body: dict) -> None:
-            for attempt in range(10):
-                try:
-                    self.client.ship_scalars(session_id, body)
-                    return
-                except PortalError as exc:
-                    if exc.status is not None and exc.status < 500:
-                        log.warning("TensorBoard scalars of %s refused: %s", session_id, exc)
-                        return
-                except Exception as exc:
-                    log.warning("shipping TensorBoard scalars of %s failed: %s", session_id, exc)
-                time.sleep(min(0.2 * 2**attempt, 5))
+            deliver(
+                lambda: self.client.ship_scalars(session_id, body),
+                f"TensorBoard scalars of {session_id}",
+            )
 
         return TensorBoardFollower(TensorBoardTail(roots, send))
 
