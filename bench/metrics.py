@@ -208,7 +208,6 @@ def podium_end_to_end(user: User, root: Path) -> dict:
     code = root / "reporter"
     code.mkdir()
     (code / "report.py").write_text(REPORTER)
-    dict(os.environ, PODIUM_HOME=str(user.home))
     ident = detach(user, code / "report.py")
     summary = None
     deadline = time.monotonic() + 300
@@ -294,7 +293,6 @@ def podium_compare(user: User, sessions: int) -> dict:
     code = user.stack.root / "compare-code"
     code.mkdir(exist_ok=True)
     (code / "idle.py").write_text("import time\ntime.sleep(3600)\n")
-    dict(os.environ, PODIUM_HOME=str(user.home))
     idents = []
     for _ in range(sessions):
         idents.append(detach(user, code / "idle.py", "-m", "64M", "-c", "0.1"))
@@ -388,7 +386,6 @@ def main() -> None:
             idle = root / "idle"
             idle.mkdir()
             (idle / "idle.py").write_text("import time\ntime.sleep(600)\n")
-            dict(os.environ, PODIUM_HOME=str(user.home))
             ident = detach(user, idle / "idle.py")
             podium_rate = podium_api_ingest(user, ident)
             mlflow_rate = mlflow_api_ingest(server, server.new_run())
