@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from portal.errors import ApiError, Conflict
 from portal.extensions import db
@@ -209,7 +209,7 @@ def record(session: Session, body: Any) -> int:
         row = existing.get(batch.tag)
         summary = Summary.from_row(row) if row is not None else Summary()
         summary.add(batch)
-        small = (row.small_chunks if row is not None else 0) + (
+        small = (row._mapping["small_chunks"] if row is not None else 0) + (
             1 if batch.steps.size < SMALL_CHUNK else 0
         )
         values = {"session_id": session.id, "tag": batch.tag, "small_chunks": small}
@@ -313,11 +313,13 @@ class Summary:
 
     @classmethod
     def from_row(cls, row: Any) -> Summary:
-        if not row.count:
+        # By key: "count" is also a method of a row.
+        values = row._mapping
+        if not values["count"]:
             return cls()
         return cls(
-            **{name: getattr(row, name) for name in SERIES_COLUMNS},
-            rows=np.frombuffer(row.summary, dtype="<f8").reshape(-1, WIDTH),
+            **{name: values[name] for name in SERIES_COLUMNS},
+            rows=np.frombuffer(values["summary"], dtype="<f8").reshape(-1, WIDTH),
         )
 
     def columns(self) -> dict[str, Any]:
@@ -542,6 +544,38 @@ def after(session: Session, cursor: int, tag: str | None = None, limit: int = 10
         )
         last = chunk_id
     return rows, last
+
+
+def cursor_now(session: Session) -> int:
+    """The newest chunk's id: points stored later come after it."""
+    return int(
+        db.session.scalar(
+            select(func.max(ScalarChunk.id)).where(ScalarChunk.session_id == session.id)
+        )
+        or 0
+    )
+
+
+def new_points(
+    session: Session, cursor: int, limit: int = 5000
+) -> tuple[dict[str, dict[str, list]], int, bool]:
+    """What an open page lacks: the points stored after `cursor`, as columns per tag, the
+    cursor to ask with next, and False when there were more than `limit` (the page then
+    loads its downsampled lines again rather than millions of points)."""
+    rows = db.session.execute(
+        select(ScalarChunk.id, ScalarChunk.tag, ScalarChunk.count, ScalarChunk.data)
+        .where(ScalarChunk.session_id == session.id, ScalarChunk.id > cursor)
+        .order_by(ScalarChunk.id)
+    ).all()
+    if sum(count for _, _, count, _ in rows) > limit:
+        return {}, rows[-1][0], False
+    columns: dict[str, dict[str, list]] = {}
+    for _chunk_id, tag, count, data in rows:
+        steps, values, _ = _unpack(data, count)
+        column = columns.setdefault(tag, {"step": [], "value": []})
+        column["step"].extend(steps.tolist())
+        column["value"].extend(values.tolist())
+    return columns, (rows[-1][0] if rows else cursor), True
 
 
 def downsample(

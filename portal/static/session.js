@@ -8,28 +8,43 @@
   let tags = config.tags.join("\n");
   let active = config.active;
 
-  // A plot is replaced when new tags appear and when the session ends: the old one's
-  // data sources must stop polling and its views go, not only its elements.
+  // The plot's points after `cursor` come with each poll and are streamed onto its
+  // sources; it is built anew (downsampled by the portal) when new tags appear or when
+  // more arrived than a page should hold.
+  let cursor = null;
+
   function dropPlots() {
-    for (const doc of Bokeh.documents) {
-      for (const model of doc.all_models) {
-        if ("polling_interval" in model && model.interval != null) {
-          clearInterval(model.interval);
-          model.interval = null;
-        }
-      }
-      doc.clear();
-    }
+    for (const doc of Bokeh.documents) doc.clear();
     Bokeh.documents.length = 0;
   }
 
   async function embedPlot() {
     const response = await fetch(config.plot, { headers: { Accept: "application/json" } });
-    const item = await response.json();
-    if (!item) return;
+    const body = await response.json();
+    if (!body) return;
     dropPlots();
     document.getElementById("plot").innerHTML = "";
-    await Bokeh.embed.embed_item(item, "plot");
+    await Bokeh.embed.embed_item(body.item, "plot");
+    cursor = body.cursor;
+  }
+
+  function streamPoints(points) {
+    for (const [tag, columns] of Object.entries(points)) {
+      for (const doc of Bokeh.documents) {
+        const source = doc.get_model_by_name("scalars:" + tag);
+        if (!source) continue;
+        // Points the plot was built with may come again: only later steps are added.
+        const steps = source.data.step;
+        const last = steps.length ? steps[steps.length - 1] : -Infinity;
+        const keep = columns.step.map((step, i) => (step > last ? i : -1)).filter((i) => i >= 0);
+        if (keep.length) {
+          source.stream({
+            step: keep.map((i) => columns.step[i]),
+            value: keep.map((i) => columns.value[i]),
+          });
+        }
+      }
+    }
   }
 
   function setText(id, value) {
@@ -38,7 +53,8 @@
   }
 
   async function poll() {
-    const response = await fetch(config.live + "?after=" + after, {
+    const query = "?after=" + after + (cursor === null ? "" : "&cursor=" + cursor);
+    const response = await fetch(config.live + query, {
       headers: { Accept: "application/json" },
     });
     if (!response.ok) return;
@@ -58,9 +74,12 @@
     setText("exit-code", session.exit_code);
     const nowActive = ["pending", "scheduled", "running"].includes(session.status);
     const newTags = body.tags.join("\n");
-    if (newTags !== tags || (active && !nowActive)) {
+    if (newTags !== tags || body.refresh) {
       tags = newTags;
       await embedPlot();
+    } else if (body.points && cursor !== null) {
+      streamPoints(body.points);
+      cursor = body.cursor;
     }
     active = nowActive;
     return nowActive || body.lines.length > 0;

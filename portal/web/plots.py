@@ -1,5 +1,5 @@
-"""Bokeh plots of reported scalars: one figure per tag, each fed by an AjaxDataSource
-that polls the portal, so the curves grow while the session runs."""
+"""Bokeh plots of reported scalars: a session's (one figure per tag, which its page
+grows as points arrive) and a comparison's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from bokeh.embed import json_item
 from bokeh.layouts import column, gridplot
 from bokeh.models import (
-    AjaxDataSource,
     BasicTicker,
     ColumnDataSource,
     CustomJS,
@@ -17,7 +16,6 @@ from bokeh.models import (
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
 
-POLL_MS = 1000
 PALETTE = Category20_20
 
 
@@ -25,17 +23,14 @@ def scalar_source_name(tag: str) -> str:
     return f"scalars:{tag}"
 
 
-def scalars_plot(tags: list[str], data_url_for_tag, *, live: bool) -> dict[str, Any]:
-    """A JSON item for `Bokeh.embed.embed_item`; `data_url_for_tag(tag)` gives each feed."""
+def scalars_plot(lines: dict[str, dict[str, list]]) -> dict[str, Any]:
+    """A JSON item for `Bokeh.embed.embed_item`: a figure per tag, each line downsampled
+    (`metrics.line`); the page streams new points onto the sources named
+    `scalars:TAG` as they arrive."""
     figures = []
-    for position, tag in enumerate(tags):
-        source = AjaxDataSource(
-            name=scalar_source_name(tag),
-            data_url=data_url_for_tag(tag),
-            method="GET",
-            mode="replace",
-            polling_interval=POLL_MS if live else None,
-            data={"step": [], "value": []},
+    for position, (tag, line) in enumerate(lines.items()):
+        source = ColumnDataSource(
+            name=scalar_source_name(tag), data={"step": line["step"], "value": line["value"]}
         )
         plot = figure(
             title=tag,

@@ -157,15 +157,21 @@ def checkpoint_file(username: str, number: int, name: str):
 @bp.route(SESSION + "/live.json")
 @login_required
 def live(username: str, number: int):
-    """What the open page needs each second: new log lines, state, known tags."""
+    """What the open page needs each second: new log lines, state, known tags, and the
+    points stored after the page's cursor (or `refresh`: too many, load the plot anew)."""
     session = _find(username, number)
     after = request.args.get("after", default=-1, type=int)
+    cursor = request.args.get("cursor", default=None, type=int)
     lines = service.read_logs(session, after=after, limit=2000)
-    return jsonify(
-        session=service.session_dict(session),
-        lines=[{"seq": line.seq, "text": line.text} for line in lines],
-        tags=metrics.tags(session),
-    )
+    body: dict = {
+        "session": service.session_dict(session),
+        "lines": [{"seq": line.seq, "text": line.text} for line in lines],
+        "tags": metrics.tags(session),
+    }
+    if cursor is not None:
+        points, body["cursor"], complete = metrics.new_points(session, cursor)
+        body["points"], body["refresh"] = points, not complete
+    return jsonify(body)
 
 
 @bp.route(SESSION + "/scalars.json")
@@ -184,15 +190,18 @@ def scalars(username: str, number: int):
 @bp.route(SESSION + "/plot.json")
 @login_required
 def plot(username: str, number: int):
+    """The session's curves, downsampled, and the cursor after which `live.json` sends
+    what is new."""
     session = _find(username, number)
+    cursor = metrics.cursor_now(session)
     tags = metrics.tags(session)
     if not tags:
         return jsonify(None)
-    item = scalars_plot(
-        tags,
-        lambda tag: url_for("sessions.scalars", username=username, number=number, tag=tag),
-        live=session.state.is_active,
-    )
+    lines = {
+        tag: metrics.line(session, tag, points=1000) or {"step": [], "value": []} for tag in tags
+    }
+    item = scalars_plot(lines)
     # Not jsonify: it sorts keys, and BokehJS needs each model defined before the
     # references to it, in the order Bokeh wrote them.
-    return current_app.response_class(json.dumps(item), mimetype="application/json")
+    body = json.dumps({"cursor": cursor, "item": item})
+    return current_app.response_class(body, mimetype="application/json")

@@ -70,6 +70,14 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
         arg=max(first, 1),
         timeout=20000,
     )
+    # While it runs, new points come with the page's poll: no plot is fetched again.
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    before = points(page, "train/loss")
+    page.wait_for_timeout(2000)
+    if page.locator("#status").inner_text() == "running":
+        assert not [url for url in seen if "plot.json" in url or "scalars.json" in url]
+        assert points(page, "train/loss") > before
     expect(page.locator("#status")).to_have_text("completed", timeout=30000)
     expect(page.locator("#log")).to_contain_text("step 12")
     # The ended session's plot replaces the live one: its sources load once, poll never.

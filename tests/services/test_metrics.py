@@ -101,3 +101,17 @@ def test_bad_points_are_refused_and_nothing_is_stored(run, body, message):
     with pytest.raises(metrics.InvalidScalars, match=message):
         metrics.record(run, body)
     assert db.session.query(ScalarChunk).count() == 0
+
+
+def test_an_open_page_gets_only_what_is_new(run):
+    metrics.record(run, columns({"loss": [(1, 0.5), (2, 0.4)]}))
+    cursor = metrics.cursor_now(run)
+    assert metrics.new_points(run, cursor) == ({}, cursor, True)
+    metrics.record(run, columns({"loss": [(3, 0.3)], "acc": [(3, 0.9)]}))
+    points, after, complete = metrics.new_points(run, cursor)
+    assert complete and after > cursor
+    assert points == {"loss": {"step": [3], "value": [0.3]}, "acc": {"step": [3], "value": [0.9]}}
+    metrics.record(run, columns({"loss": [(s, 0.1) for s in range(4, 100)]}))
+    points, latest, complete = metrics.new_points(run, after, limit=50)
+    assert (points, complete) == ({}, False)  # too many: the page loads its plot anew
+    assert latest == metrics.cursor_now(run)
