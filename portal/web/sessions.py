@@ -174,19 +174,6 @@ def live(username: str, number: int):
     return jsonify(body)
 
 
-@bp.route(SESSION + "/scalars.json")
-@login_required
-def scalars(username: str, number: int):
-    session = _find(username, number)
-    tag = request.args.get("tag")
-    if not tag:
-        raise NotFound("name a tag")
-    line = metrics.line(session, tag, points=request.args.get("points", 1000, type=int))
-    if line is None:
-        raise NotFound(f"session {session.ident} reported no {tag}")
-    return jsonify(step=line["step"], value=line["value"])
-
-
 @bp.route(SESSION + "/plot.json")
 @login_required
 def plot(username: str, number: int):

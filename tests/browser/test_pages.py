@@ -76,7 +76,7 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
     before = points(page, "train/loss")
     page.wait_for_timeout(2000)
     if page.locator("#status").inner_text() == "running":
-        assert not [url for url in seen if "plot.json" in url or "scalars.json" in url]
+        assert not [url for url in seen if "plot.json" in url]
         assert points(page, "train/loss") > before
     expect(page.locator("#status")).to_have_text("completed", timeout=30000)
     expect(page.locator("#log")).to_contain_text("step 12")
@@ -96,10 +96,10 @@ def test_a_running_session_page_grows_its_log_and_curves(page, stack, tmp_path):
     page.on("request", lambda request: polls.append(request.url))
     page.wait_for_timeout(2500)
     draining = [url for url in polls if "live.json" in url]
-    assert len(draining) <= 1 and not [url for url in polls if "scalars.json" in url]
+    assert len(draining) <= 1 and not [url for url in polls if "plot.json" in url]
     polls.clear()
     page.wait_for_timeout(3000)
-    assert [url for url in polls if "scalars.json" in url or "live.json" in url] == []
+    assert [url for url in polls if "plot.json" in url or "live.json" in url] == []
 
 
 def test_an_admin_sees_every_session_and_the_nodes(page, stack, tmp_path):
