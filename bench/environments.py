@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,35 +33,17 @@ import contextlib
 
 import docker
 
+from bench.startup import one_run
 from nodes.environment import Environment
-from tests.integration.stack import PODIUM, Stack, User
+from tests.integration.stack import Stack, User
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist_cnn"
 PROBE = "import time; print(repr(time.time()), flush=True)\n"
 
 
 def first_line(user: User, entry: Path) -> float:
-    """Seconds from `podium run` to the script's first line (Podium's own lines about the
-    environment, before it, are skipped)."""
-    env = dict(os.environ, PODIUM_HOME=str(user.home))
-    started = time.time()
-    process = subprocess.Popen(
-        [PODIUM, "run", str(entry)],
-        stdout=subprocess.PIPE,
-        text=True,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        cwd=user.cwd,
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # the session id
-    line = process.stdout.readline()
-    while line.startswith("podium: "):
-        line = process.stdout.readline()
-    value = float(line) - started
-    process.wait(timeout=60)
-    assert process.returncode == 0
-    return value
+    """Seconds from `podium run` to the script's first line."""
+    return one_run(user, entry)["first_line"]
 
 
 def wait_scored(user: User, ids: set[int], timeout: float) -> list[dict]:

@@ -43,7 +43,10 @@ def one_run(user: User, entry: Path) -> dict[str, float]:
     )
     assert process.stdout is not None
     ident = process.stdout.readline().strip()
-    first_line = float(process.stdout.readline())
+    line = process.stdout.readline()
+    while line.startswith("podium: "):  # Podium's own lines (an environment) come first
+        line = process.stdout.readline()
+    first_line = float(line)
     echoed = time.time()
     process.wait(timeout=60)
     assert process.returncode == 0, ident

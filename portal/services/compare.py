@@ -118,10 +118,11 @@ def arguments(sessions: list[Session]) -> dict[str, Any]:
 
 def metric_columns(sessions: list[Session], tag: str, higher_is_better: bool) -> dict[str, Any]:
     """Each session's best and last value of `tag`."""
-    found = {}
-    for session in sessions:
-        for series in metrics.series_of(session):
-            if series.tag == tag:
-                best = series.max_value if higher_is_better else series.min_value
-                found[session.ident] = {"best": best, "last": series.last_value}
-    return found
+    idents = {session.id: session.ident for session in sessions}
+    return {
+        idents[series.session_id]: {
+            "best": series.max_value if higher_is_better else series.min_value,
+            "last": series.last_value,
+        }
+        for series in metrics.series_named(list(idents), tag)
+    }

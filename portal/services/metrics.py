@@ -432,6 +432,17 @@ def series_of(session: Session) -> list[ScalarSeries]:
     )
 
 
+def series_named(session_ids: list[int], tag: str) -> list[ScalarSeries]:
+    """The series of `tag` of each of these sessions that reported it, in one query."""
+    return list(
+        db.session.scalars(
+            select(ScalarSeries).where(
+                ScalarSeries.session_id.in_(session_ids), ScalarSeries.tag == tag
+            )
+        )
+    )
+
+
 def tags(session: Session) -> list[str]:
     return list(
         db.session.scalars(

@@ -455,10 +455,6 @@ def filter_from(args: dict[str, Any]) -> SessionFilter:
     )
 
 
-def list_sessions(viewer: User, *, everyone: bool = False, limit: int = 200) -> list[Session]:
-    return search_sessions(viewer, SessionFilter(everyone=everyone, limit=limit))[0]
-
-
 def queue() -> list[Session]:
     """Pending sessions in arrival order, each with the reason it waits."""
     return list(

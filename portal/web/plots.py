@@ -118,5 +118,5 @@ def compare_plot(lines_by_tag: dict[str, list[dict[str, Any]]], order: list[str]
             plot.toolbar.logo = None
             pair.append(plot)
         figures.append(column(*pair, sizing_mode="stretch_width"))
-    grid: list[list[Any]] = [figures[i : i + 2] for i in range(0, len(figures), 2)]
-    return dict(json_item(gridplot(grid, sizing_mode="stretch_width", merge_tools=False)))
+    # One plot a row, full width: readable on a phone as on a wide screen.
+    return dict(json_item(column(*figures, sizing_mode="stretch_width")))
