@@ -6,6 +6,7 @@ from __future__ import annotations
 from portal import node_work
 from portal.extensions import db
 from portal.models import SessionStatus
+from portal.services import metrics
 from scheduler.loop import Scheduler
 from tests import factories
 from tests.api.test_api import code_archive
@@ -130,6 +131,13 @@ def test_a_node_reads_no_session_placed_elsewhere(client, app, redis):
             f"/api/v1/internal/sessions/{run.id}/{path}", headers=factories.headers(other)
         )
         assert response.status_code == 404, path
+    # Nor writes scalars into it (what the agent reads from TensorBoard files).
+    body = {"scalars": {"loss": {"step": [1], "value": [9.0], "wall_time": [1.0]}}}
+    forged = client.post(
+        f"/api/v1/internal/sessions/{run.id}/scalars", json=body, headers=factories.headers(other)
+    )
+    assert forged.status_code == 404
+    assert metrics.tags(run) == []
 
 
 def test_health_tells_no_database_secret(tmp_path, redis_url):
