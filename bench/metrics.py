@@ -5,7 +5,8 @@ server (SQLite backend, 2 workers) from a virtual environment of its own
 (`.bench/mlflow`, made with `pip install mlflow` on the first run), and measures:
 
 - ingestion through each one's HTTP API, one client, 10 tags x 20,000 steps in
-  requests of 1,000 points: points per second, and the ratio;
+  requests of 1,000 points, three rounds of each, alternating: the median points per
+  second of each, and their ratio;
 - the same end to end through each one's own client: Podium's `sdk.report` in a running
   session until the last point reads back, MLflow's `log_batch` until
   `get_metric_history` returns it;
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 MLFLOW_VENV = ROOT / ".bench" / "mlflow"
 TAGS, STEPS, BATCH = 10, 20_000, 1_000
+ROUNDS = 3  # ingestion rounds, Podium and MLflow alternating; the medians are compared
 COMPARE_POINTS = 100_000
 
 
@@ -133,23 +135,23 @@ def detach(user: User, entry: Path, *options: str) -> str:
     ).stdout.strip()
 
 
-def batches():
+def batches(prefix: str = "tag"):
     """10 tags x 20,000 steps as requests of 1,000 points (100 steps x 10 tags)."""
     per = BATCH // TAGS
     for first in range(0, STEPS, per):
         yield [
-            (f"tag{t}", step, step * 0.001 + t)
+            (f"{prefix}{t}", step, step * 0.001 + t)
             for step in range(first, first + per)
             for t in range(TAGS)
         ]
 
 
-def podium_api_ingest(user: User, ident: str) -> float:
+def podium_api_ingest(user: User, ident: str, prefix: str = "tag") -> float:
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {user.token()}"
     url = f"{user.stack.url}/api/v1/sessions/{ident}/events"
     started = time.perf_counter()
-    for seq, batch in enumerate(batches()):
+    for seq, batch in enumerate(batches(prefix)):
         columns: dict[str, dict[str, list]] = {}
         now = time.time()
         for tag, step, value in batch:
@@ -158,7 +160,7 @@ def podium_api_ingest(user: User, ident: str) -> float:
             column["value"].append(value)
             column["wall_time"].append(now)
         response = http.post(
-            url, json={"stream": "bench", "seq": seq, "scalars": columns}, timeout=60
+            url, json={"stream": prefix, "seq": seq, "scalars": columns}, timeout=60
         )
         response.raise_for_status()
     return TAGS * STEPS / (time.perf_counter() - started)
@@ -387,21 +389,34 @@ def main() -> None:
             idle.mkdir()
             (idle / "idle.py").write_text("import time\ntime.sleep(600)\n")
             ident = detach(user, idle / "idle.py")
-            podium_rate = podium_api_ingest(user, ident)
-            mlflow_rate = mlflow_api_ingest(server, server.new_run())
+            # Both servers and the session have started (MLflow's workers and job
+            # consumer take seconds of CPU after its first answer): let the machine settle,
+            # then alternate, so that noise falls on both alike.
+            time.sleep(10)
+            podium_rates, mlflow_rates = [], []
+            for round_ in range(ROUNDS):
+                podium_rates.append(podium_api_ingest(user, ident, f"r{round_}tag"))
+                mlflow_rates.append(mlflow_api_ingest(server, server.new_run()))
+            podium_rate = statistics.median(podium_rates)
+            mlflow_rate = statistics.median(mlflow_rates)
             result["api_ingestion"] = {
                 "points": TAGS * STEPS,
+                "rounds": ROUNDS,
                 "podium_points_per_s": round(podium_rate),
                 "mlflow_points_per_s": round(mlflow_rate),
+                "podium_rounds": [round(r) for r in podium_rates],
+                "mlflow_rounds": [round(r) for r in mlflow_rates],
                 "ratio": round(podium_rate / mlflow_rate, 1),
                 "goal_ratio": 10,
             }
             podium_db = stack.instance / "podium.db"
-            podium_bytes = table_bytes(podium_db, ("scalar_chunks", "scalar_series"))
+            podium_bytes = table_bytes(
+                podium_db, ("scalar_chunks", "scalar_series", "scalar_summary_blocks")
+            )
             mlflow_bytes = table_bytes(server.db, ("metrics", "latest_metrics"))
             result["bytes_per_point"] = {
-                "podium": round(podium_bytes / (TAGS * STEPS), 2),
-                "mlflow": round(mlflow_bytes / (TAGS * STEPS), 2),
+                "podium": round(podium_bytes / (ROUNDS * TAGS * STEPS), 2),
+                "mlflow": round(mlflow_bytes / (ROUNDS * TAGS * STEPS), 2),
             }
             user("stop", ident)
             podium_e2e = podium_end_to_end(user, root)

@@ -97,7 +97,10 @@ def _move_scalars():
                 ":last_step, :last_value, :first_wall, :last_wall, :min_value, :max_value, "
                 ":bucket_width, :summary)"
             ),
-            {"session_id": session_id, "tag": tag, **summary.columns()},
+            {
+                "session_id": session_id, "tag": tag, "summary": summary.rows.astype("<f8").tobytes(),
+                **{name: getattr(summary, name) for name in metrics.SERIES_COLUMNS},
+            },
         )
 
 

@@ -167,7 +167,9 @@ class ScalarChunk(db.Model):  # type: ignore[name-defined]
 
 
 class ScalarSeries(db.Model):  # type: ignore[name-defined]
-    """One series' totals and its plot summary, kept up to date as points arrive."""
+    """One series' totals and its plot summary, kept up to date as points arrive: the
+    summary's last rows (`summary_tail`, the only ones most batches change) here, the
+    rows before them in `summary_blocks` full blocks of `ScalarSummaryBlock`."""
 
     __tablename__ = "scalar_series"
 
@@ -185,7 +187,22 @@ class ScalarSeries(db.Model):  # type: ignore[name-defined]
     min_value: Mapped[float] = mapped_column(Float, default=0.0)
     max_value: Mapped[float] = mapped_column(Float, default=0.0)
     bucket_width: Mapped[int] = mapped_column(BigInteger, default=1)
-    summary: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    summary_blocks: Mapped[int] = mapped_column(default=0)
+    summary_tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+class ScalarSummaryBlock(db.Model):  # type: ignore[name-defined]
+    """A full block of a series' summary rows (`portal/services/metrics.py`): written
+    once, rewritten only when the series' buckets widen or a step lands before them."""
+
+    __tablename__ = "scalar_summary_blocks"
+
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+    block: Mapped[int] = mapped_column(primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Checkpoint(db.Model):  # type: ignore[name-defined]

@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.errors import ApiError, Conflict, Forbidden, Unauthorized
@@ -164,7 +165,11 @@ def issue_token(
 
 def resolve_token(secret: str) -> ApiToken:
     """The live token for `secret`, or Unauthorized saying why not."""
-    token = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    token = db.session.scalar(
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))  # every caller needs its user: one query
+        .where(ApiToken.token_hash == hash_token(secret))
+    )
     if token is None:
         raise Unauthorized("invalid token: log in again with `podium login`", code="bad_token")
     if token.revoked_at is not None:

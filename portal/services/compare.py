@@ -45,12 +45,12 @@ def lines(
     end: int | None = None,
 ) -> list[dict[str, Any]]:
     """Each session's line of `tag` (sessions that did not report it are left out)."""
-    found = []
-    for session in sessions:
-        line = metrics.line(session, tag, points, start, end)
-        if line is not None:
-            found.append({"session": session.ident, **line})
-    return found
+    found = metrics.lines([session.id for session in sessions], tag, points, start, end)
+    return [
+        {"session": session.ident, **found[session.id]}
+        for session in sessions
+        if session.id in found
+    ]
 
 
 def parse_arguments(text: str) -> dict[str, str]:

@@ -8,8 +8,12 @@ Small chunks are merged into one once a series has `MERGE_AFTER` of them, so a l
 series is read in a few rows. Each series also has a `scalar_series` row: count, first
 and last point, minimum and maximum, and a summary of at most `BUCKETS` buckets
 (per bucket: points, first and last step, the minimum and maximum with their steps, the
-last value and wall times), updated as points arrive. A plot of the whole series is
-drawn from the summary alone; a zoomed one from the chunks that overlap the range.
+last value and wall times), updated as points arrive. Most batches change only the
+summary's last rows: the row keeps those (`summary_tail`), and the rows before them lie
+in full blocks of `BLOCK_ROWS` (`scalar_summary_blocks`), written once and rewritten
+only when the buckets widen or a batch reaches back before the tail. A plot of the
+whole series is drawn from the summary alone; a zoomed one from the chunks that overlap
+the range.
 Either way a line never ships more than about twice the plot's width in points, and its
 last point is exact.
 
@@ -29,10 +33,11 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from portal.errors import ApiError, Conflict
 from portal.extensions import db
-from portal.models import ScalarChunk, ScalarSeries, Session
+from portal.models import ScalarChunk, ScalarSeries, ScalarSummaryBlock, Session
 
 BUCKETS = 1024
-MERGE_AFTER = 32  # small chunks of a series before they are merged into one
+BLOCK_ROWS = 64  # summary rows per stored block
+MERGE_AFTER = 64  # small chunks of a series before they are merged into one
 SMALL_CHUNK = 4096  # points
 MAX_TAG = 128
 MAX_POINTS_PER_BATCH = 100_000
@@ -145,15 +150,25 @@ def _claim_batch(session: Session, stream: str | None, seq: int | None) -> bool:
     """False when this numbered batch was stored already."""
     if stream is None or seq is None:
         return True
-    claimed = db.session.execute(  # type: ignore[attr-defined]
-        update(Session)
-        .where(
-            Session.id == session.id,
-            (Session.events_stream != stream) | (Session.events_seq < seq),
-        )
-        .values(events_stream=stream, events_seq=seq)
-    ).rowcount
+    claimed = (
+        db.session.connection()
+        .execute(_CLAIM, {"claim_id": session.id, "claim_stream": stream, "claim_seq": seq})
+        .rowcount
+    )
     return bool(claimed)
+
+
+_sessions = Session.__table__
+# Built once: a Core statement, compiled once, on the hottest write path.
+_CLAIM = (
+    _sessions.update()
+    .where(
+        _sessions.c.id == bindparam("claim_id"),
+        (_sessions.c.events_stream != bindparam("claim_stream"))
+        | (_sessions.c.events_seq < bindparam("claim_seq")),
+    )
+    .values(events_stream=bindparam("claim_stream"), events_seq=bindparam("claim_seq"))
+)
 
 
 def record(session: Session, body: Any) -> int:
@@ -190,11 +205,11 @@ def record(session: Session, body: Any) -> int:
         ],
     )
     # The series rows, read and written as plain rows: this runs for every request.
-    columns = [getattr(ScalarSeries, name) for name in (*SERIES_COLUMNS, "small_chunks")]
+    columns = [getattr(ScalarSeries, name) for name in SERIES_ROW_COLUMNS]
     existing = {
         row.tag: row
         for row in connection.execute(
-            select(ScalarSeries.tag, ScalarSeries.summary, *columns)
+            select(ScalarSeries.tag, *columns)
             .where(
                 ScalarSeries.session_id == session.id,
                 ScalarSeries.tag.in_([batch.tag for batch in batches]),
@@ -202,12 +217,32 @@ def record(session: Session, body: Any) -> int:
             .with_for_update()
         )
     }
+    summaries = {
+        batch.tag: Summary.from_row(existing[batch.tag]) if batch.tag in existing else Summary()
+        for batch in batches
+    }
+    reaching = [batch.tag for batch in batches if summaries[batch.tag].reaches_back(batch)]
+    if reaching:
+        stored: dict[str, list[bytes]] = {tag: [] for tag in reaching}
+        for tag, data in connection.execute(
+            select(ScalarSummaryBlock.tag, ScalarSummaryBlock.data)
+            .where(
+                ScalarSummaryBlock.session_id == session.id,
+                ScalarSummaryBlock.tag.in_(reaching),
+            )
+            .order_by(ScalarSummaryBlock.tag, ScalarSummaryBlock.block)
+        ):
+            stored[tag].append(data)
+        for tag, blocks in stored.items():
+            summaries[tag].with_blocks(blocks)
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
+    rewritten: list[str] = []
     to_merge: list[str] = []
     for batch in batches:
         row = existing.get(batch.tag)
-        summary = Summary.from_row(row) if row is not None else Summary()
+        summary = summaries[batch.tag]
         summary.add(batch)
         small = (row._mapping["small_chunks"] if row is not None else 0) + (
             1 if batch.steps.size < SMALL_CHUNK else 0
@@ -215,8 +250,24 @@ def record(session: Session, body: Any) -> int:
         values = {"session_id": session.id, "tag": batch.tag, "small_chunks": small}
         values.update(summary.columns())
         (updates if row is not None else inserts).append(values)
+        stored_blocks = row._mapping["summary_blocks"] if row is not None else 0
+        if summary.rewritten and stored_blocks:
+            rewritten.append(batch.tag)
+        blocks.extend(
+            {"session_id": session.id, "tag": batch.tag, "block": number, "data": data}
+            for number, data in summary.blocks(stored_blocks).items()
+        )
         if small >= MERGE_AFTER:
             to_merge.append(batch.tag)
+    if rewritten:
+        connection.execute(
+            delete(ScalarSummaryBlock).where(
+                ScalarSummaryBlock.session_id == session.id,
+                ScalarSummaryBlock.tag.in_(rewritten),
+            )
+        )
+    if blocks:
+        connection.execute(insert(ScalarSummaryBlock), blocks)
     if inserts:
         connection.execute(insert(ScalarSeries), inserts)
     if updates:
@@ -238,8 +289,7 @@ def _bucket_rows(batch: Batch, width: int, origin: int) -> np.ndarray:
     """The batch's points as summary rows, one per bucket of `width` steps from
     `origin`."""
     keys = (batch.steps - origin) // width
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], keys.size]
+    starts, ends = _runs(keys)
     rows = np.empty((starts.size, WIDTH))
     rows[:, N] = ends - starts
     rows[:, FIRST_STEP] = batch.steps[starts]
@@ -260,6 +310,14 @@ def _bucket_rows(batch: Batch, width: int, origin: int) -> np.ndarray:
     return rows
 
 
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal keys starts and ends (sorted keys: each key's rows)."""
+    starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = np.concatenate((np.zeros(1, dtype=starts.dtype), starts))
+    ends = np.append(starts[1:], keys.size)
+    return starts, ends
+
+
 def _first_true(flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     positions = np.where(flags, np.arange(flags.size), flags.size)
     return np.minimum.reduceat(positions, starts).clip(max=ends - 1)
@@ -267,8 +325,7 @@ def _first_true(flags: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
 
 def _combine(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Summary rows (sorted by key, then step) merged into one per key."""
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], keys.size]
+    starts, ends = _runs(keys)
     out = np.empty((starts.size, WIDTH))
     out[:, N] = np.add.reduceat(rows[:, N], starts)
     out[:, FIRST_STEP] = np.minimum.reduceat(rows[:, FIRST_STEP], starts)
@@ -291,10 +348,22 @@ def _combine(rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return out
 
 
+def _width_for(first_step: int, last_step: int, width: int) -> int:
+    """The bucket width (a power of two, never narrower than `width`) that spans the
+    steps in at most BUCKETS buckets."""
+    while (last_step - first_step) // width >= BUCKETS:
+        width *= 2
+    return width
+
+
 @dataclass
 class Summary:
     """A series' totals and its summary of at most BUCKETS buckets of `bucket_width`
-    steps each, counted from `first_step` (the width doubles as the series grows)."""
+    steps each, counted from `first_step` (the width doubles as the series grows).
+
+    `rows` holds the summary from row `offset` on: all of it (offset 0), or only the
+    tail a stored series keeps in its own row, the full blocks before it left unread.
+    `rewritten` says that rows before the tail changed: every block is written anew."""
 
     count: int = 0
     first_step: int = 0
@@ -306,6 +375,8 @@ class Summary:
     max_value: float = 0.0
     bucket_width: int = 1
     rows: np.ndarray = field(default_factory=lambda: np.empty((0, WIDTH)))
+    offset: int = 0
+    rewritten: bool = False
 
     @classmethod
     def empty(cls) -> Summary:
@@ -313,22 +384,64 @@ class Summary:
 
     @classmethod
     def from_row(cls, row: Any) -> Summary:
+        """The series as stored, its summary's tail only (see `load_blocks`)."""
         # By key: "count" is also a method of a row.
         values = row._mapping
         if not values["count"]:
             return cls()
         return cls(
             **{name: values[name] for name in SERIES_COLUMNS},
-            rows=np.frombuffer(values["summary"], dtype="<f8").reshape(-1, WIDTH),
+            rows=_rows(values["summary_tail"]),
+            offset=values["summary_blocks"] * BLOCK_ROWS,
         )
 
+    def reaches_back(self, batch: Batch) -> bool:
+        """Whether adding `batch` changes rows before the tail: it widens the buckets,
+        or has a step before the tail's first bucket."""
+        if self.offset == 0:
+            return False
+        first = int(batch.steps[0])
+        if first < self.first_step:
+            return True
+        last = max(self.last_step, int(batch.steps[-1]))
+        if _width_for(self.first_step, last, self.bucket_width) != self.bucket_width:
+            return True
+        tail_first = int(self.rows[0, FIRST_STEP])
+        width = self.bucket_width
+        return (first - self.first_step) // width < (tail_first - self.first_step) // width
+
+    def with_blocks(self, blocks: list[bytes]) -> None:
+        """Complete the summary with the blocks stored before its tail."""
+        self.rows = np.vstack([*(_rows(data) for data in blocks), self.rows])
+        self.offset = 0
+
     def columns(self) -> dict[str, Any]:
+        """The series row's columns, but for its blocks (see `blocks`)."""
+        total = self.offset + len(self.rows)
+        full = max(total - 1, 0) // BLOCK_ROWS  # the tail keeps at least the last row
         return {
             **{name: getattr(self, name) for name in SERIES_COLUMNS},
-            "summary": self.rows.astype("<f8").tobytes(),
+            "summary_blocks": full,
+            "summary_tail": self.rows[full * BLOCK_ROWS - self.offset :].astype("<f8").tobytes(),
+        }
+
+    def blocks(self, stored: int) -> dict[int, bytes]:
+        """The full blocks to write, by number: those after the `stored` ones, or all of
+        them when rows before the tail were rewritten."""
+        total = self.offset + len(self.rows)
+        full = max(total - 1, 0) // BLOCK_ROWS
+        first = 0 if self.rewritten else stored
+        return {
+            number: self.rows[
+                number * BLOCK_ROWS - self.offset : (number + 1) * BLOCK_ROWS - self.offset
+            ]
+            .astype("<f8")
+            .tobytes()
+            for number in range(first, full)
         }
 
     def add(self, batch: Batch) -> None:
+        """Add a batch's points (after `with_blocks` where `reaches_back` said so)."""
         first = int(batch.steps[0])
         grid_start = self.first_step
         if self.count == 0:
@@ -348,20 +461,52 @@ class Summary:
             self.last_value = float(batch.values[last_index])
             self.last_wall = float(batch.walls[last_index])
         self.count += int(batch.steps.size)
-        width = self.bucket_width
-        while (self.last_step - self.first_step) // width >= BUCKETS:
-            width *= 2
+        width = _width_for(self.first_step, self.last_step, self.bucket_width)
         added = _bucket_rows(batch, width, self.first_step)
         grid_kept = width == self.bucket_width and first >= grid_start
         if grid_kept and len(self.rows) and added[0, FIRST_STEP] >= self.rows[-1, FIRST_STEP]:
             # The common case, steps that go on: only the last bucket can take more.
-            head, rows = self.rows[:-1], np.vstack([self.rows[-1:], added])
-        else:
-            head, rows = self.rows[:0], np.vstack([self.rows, added])
+            last = self.rows[-1]
+            if (int(last[FIRST_STEP]) - self.first_step) // width == (
+                int(added[0, FIRST_STEP]) - self.first_step
+            ) // width:
+                added[0] = _combine_pair(last, added[0])
+                self.rows = np.vstack([self.rows[:-1], added])
+            else:
+                self.rows = np.vstack([self.rows, added])
+            return
+        # Rows before the tail change only where `reaches_back` had the blocks read.
+        if self.offset and not grid_kept:
+            raise ValueError("the summary's blocks are needed: see reaches_back")
+        rows = np.vstack([self.rows, added])
+        self.rewritten = self.rewritten or self.offset == 0
         keys = (rows[:, FIRST_STEP].astype(np.int64) - self.first_step) // width
         order = np.lexsort((rows[:, FIRST_STEP], keys))
         self.bucket_width = width
-        self.rows = np.vstack([head, _combine(rows[order], keys[order])])
+        self.rows = _combine(rows[order], keys[order])
+
+
+def _combine_pair(earlier: np.ndarray, later: np.ndarray) -> list[float]:
+    """Two summary rows of one bucket as one (`_combine` for two rows in step order, in
+    plain Python: a batch that goes on does this once per series)."""
+    a, b = earlier.tolist(), later.tolist()
+    row = list(a)
+    row[N] = a[N] + b[N]
+    row[FIRST_STEP] = min(a[FIRST_STEP], b[FIRST_STEP])
+    row[LAST_STEP] = max(a[LAST_STEP], b[LAST_STEP])
+    if b[MIN] < a[MIN]:
+        row[MIN], row[MIN_STEP] = b[MIN], b[MIN_STEP]
+    if b[MAX] > a[MAX]:
+        row[MAX], row[MAX_STEP] = b[MAX], b[MAX_STEP]
+    if b[LAST_STEP] >= a[LAST_STEP]:
+        row[LAST] = b[LAST]
+    row[FIRST_WALL] = min(a[FIRST_WALL], b[FIRST_WALL])
+    row[LAST_WALL] = max(a[LAST_WALL], b[LAST_WALL])
+    return row
+
+
+def _rows(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f8").reshape(-1, WIDTH)
 
 
 SERIES_COLUMNS = (
@@ -375,6 +520,7 @@ SERIES_COLUMNS = (
     "max_value",
     "bucket_width",
 )
+SERIES_ROW_COLUMNS = (*SERIES_COLUMNS, "small_chunks", "summary_blocks", "summary_tail")
 
 
 def _merge_small_chunks(session_id: int, tag: str) -> None:
@@ -460,8 +606,14 @@ def raw(
     end: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every point of a series (within [start, end] when given), sorted by step."""
+    return _raw(session.id, tag, start, end)
+
+
+def _raw(
+    session_id: int, tag: str, start: int | None, end: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     query = select(ScalarChunk.count, ScalarChunk.data).where(
-        ScalarChunk.session_id == session.id, ScalarChunk.tag == tag
+        ScalarChunk.session_id == session_id, ScalarChunk.tag == tag
     )
     if start is not None:
         query = query.where(ScalarChunk.last_step >= start)
@@ -598,8 +750,7 @@ def downsample(
         return {"step": steps.tolist(), "value": values.tolist(), "wall_time": walls.tolist()}
     edges = np.linspace(steps[0], steps[-1], points + 1)
     keys = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, points - 1)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], keys.size]
+    starts, ends = _runs(keys)
     bucket_of = np.repeat(np.arange(starts.size), ends - starts)
     minimum = np.minimum.reduceat(values, starts)
     maximum = np.maximum.reduceat(values, starts)
@@ -613,9 +764,20 @@ def downsample(
     }
 
 
-def summary_line(series: ScalarSeries, points: int) -> dict[str, list]:
-    """A plot line of the whole series from its summary (no chunk is read)."""
-    rows = np.frombuffer(series.summary, dtype="<f8").reshape(-1, WIDTH)
+def summary_rows(series: ScalarSeries) -> np.ndarray:
+    """The series' whole summary: its stored blocks, then its tail."""
+    blocks = db.session.scalars(
+        select(ScalarSummaryBlock.data)
+        .where(
+            ScalarSummaryBlock.session_id == series.session_id, ScalarSummaryBlock.tag == series.tag
+        )
+        .order_by(ScalarSummaryBlock.block)
+    )
+    return np.vstack([*(_rows(data) for data in blocks), _rows(series.summary_tail)])
+
+
+def summary_line(series: ScalarSeries, rows: np.ndarray, points: int) -> dict[str, list]:
+    """A plot line of the whole series from its summary `rows` (no chunk is read)."""
     if len(rows) > points:
         keys = np.minimum((np.arange(len(rows)) * points) // len(rows), points - 1)
         rows = _combine(rows, keys)
@@ -637,22 +799,55 @@ def line(
     points: int = 1000,
     start: int | None = None,
     end: int | None = None,
-) -> dict[str, list] | None:
+) -> dict[str, Any] | None:
     """A plot line of a series, downsampled to about `points` buckets: from the summary
-    for the whole series, from the chunks for a range. None: no such series."""
-    series = db.session.scalar(
-        select(ScalarSeries).where(ScalarSeries.session_id == session.id, ScalarSeries.tag == tag)
-    )
-    if series is None:
-        return None
-    whole = (start is None or start <= series.first_step) and (
-        end is None or end >= series.last_step
-    )
-    if whole and series.count > 2 * points:
-        return summary_line(series, points)
-    return downsample(*raw(session, tag, start, end), points)
+    for the whole series, from the chunks for a range; with the series' first wall time.
+    None: no such series."""
+    return lines([session.id], tag, points, start, end).get(session.id)
+
+
+def lines(
+    session_ids: list[int],
+    tag: str,
+    points: int = 1000,
+    start: int | None = None,
+    end: int | None = None,
+) -> dict[int, dict[str, Any]]:
+    """`line` of `tag` for each of these sessions that reported it, by session id: the
+    series and the summaries' blocks in one query each."""
+    found_series = series_named(session_ids, tag)
+    summarised = {
+        series.session_id
+        for series in found_series
+        if (start is None or start <= series.first_step)
+        and (end is None or end >= series.last_step)
+        and series.count > 2 * points
+    }
+    blocks: dict[int, list[bytes]] = {session_id: [] for session_id in summarised}
+    if summarised:
+        for session_id, data in db.session.execute(
+            select(ScalarSummaryBlock.session_id, ScalarSummaryBlock.data)
+            .where(ScalarSummaryBlock.session_id.in_(summarised), ScalarSummaryBlock.tag == tag)
+            .order_by(ScalarSummaryBlock.session_id, ScalarSummaryBlock.block)
+        ):
+            blocks[session_id].append(data)
+    found = {}
+    for series in found_series:
+        if series.session_id in summarised:
+            rows = np.vstack(
+                [*(_rows(data) for data in blocks[series.session_id]), _rows(series.summary_tail)]
+            )
+            drawn = summary_line(series, rows, points)
+        else:
+            drawn = downsample(*_raw(series.session_id, tag, start, end), points)
+        # Times on a plot count from the series' first point, whatever range is shown.
+        found[series.session_id] = {**drawn, "first_wall_time": series.first_wall}
+    return found
 
 
 def remove(session_id: int) -> None:
     db.session.execute(delete(ScalarChunk).where(ScalarChunk.session_id == session_id))
+    db.session.execute(
+        delete(ScalarSummaryBlock).where(ScalarSummaryBlock.session_id == session_id)
+    )
     db.session.execute(delete(ScalarSeries).where(ScalarSeries.session_id == session_id))

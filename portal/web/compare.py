@@ -51,3 +51,16 @@ def plot():
     )
     # Not jsonify: BokehJS needs the models in the order Bokeh wrote them.
     return current_app.response_class(json.dumps(item), mimetype="application/json")
+
+
+@bp.route("/compare/lines.json")
+@login_required
+def lines():
+    """One tag's lines within the steps [start, end] a zoomed plot shows (the whole
+    lines without them)."""
+    sessions = compare.resolve(current_user, _named())
+    tag = request.args.get("tag", "")
+    start = request.args.get("start", type=int)
+    end = request.args.get("end", type=int)
+    found = compare.lines(sessions, tag, 1000, start, end)
+    return current_app.response_class(json.dumps({"lines": found}), mimetype="application/json")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bokeh.embed import json_item
+from bokeh.events import Reset
 from bokeh.layouts import column, gridplot
 from bokeh.models import (
     BasicTicker,
@@ -21,6 +22,25 @@ PALETTE = Category20_20
 
 def scalar_source_name(tag: str) -> str:
     return f"scalars:{tag}"
+
+
+def _zoomable(plot: Any, tag: str) -> None:
+    """Zooming or panning calls the page's `podiumZoom(tag, start, end)`, which fetches
+    the finer line of the range it shows; a reset calls it with no range, for the whole
+    line again."""
+    plot.x_range.js_on_change(
+        "end",
+        CustomJS(
+            args={"tag": tag},
+            code="if (window.podiumZoom) window.podiumZoom(tag, cb_obj.start, cb_obj.end);",
+        ),
+    )
+    plot.js_on_event(
+        Reset,
+        CustomJS(
+            args={"tag": tag}, code="if (window.podiumZoom) window.podiumZoom(tag, null, null);"
+        ),
+    )
 
 
 def scalars_plot(lines: dict[str, dict[str, list]]) -> dict[str, Any]:
@@ -45,6 +65,7 @@ def scalars_plot(lines: dict[str, dict[str, list]]) -> dict[str, Any]:
         plot.add_tools(HoverTool(tooltips=[("step", "@step"), (tag, "@value{0.0000}")]))
         plot.xaxis.ticker = BasicTicker(min_interval=1)  # steps are whole numbers
         plot.toolbar.logo = None
+        _zoomable(plot, tag)
         figures.append(plot)
     layout = gridplot(
         list(figures),
@@ -79,7 +100,7 @@ def compare_plot(lines_by_tag: dict[str, list[dict[str, Any]]], order: list[str]
             for line in lines:
                 ident = line["session"]
                 walls = line["wall_time"]
-                start = walls[0] if walls else 0.0
+                start = line.get("first_wall_time", walls[0] if walls else 0.0)
                 source = ColumnDataSource(
                     name=f"source:{ident}:{tag}:{axis}",
                     data={
@@ -113,6 +134,7 @@ def compare_plot(lines_by_tag: dict[str, list[dict[str, Any]]], order: list[str]
                     ),
                 )
             )
+            _zoomable(plot, tag)
             plot.legend.click_policy = "hide"
             plot.legend.location = "top_right"
             plot.toolbar.logo = None

@@ -174,6 +174,24 @@ def live(username: str, number: int):
     return jsonify(body)
 
 
+@bp.route(SESSION + "/line.json")
+@login_required
+def line(username: str, number: int):
+    """One tag's line within the steps [start, end] a zoomed plot shows (the whole line
+    without them)."""
+    session = _find(username, number)
+    found = metrics.line(
+        session,
+        request.args.get("tag", ""),
+        points=1000,
+        start=request.args.get("start", type=int),
+        end=request.args.get("end", type=int),
+    )
+    if found is None:
+        raise NotFound(f"session {session.ident} reported no {request.args.get('tag', '')!r}")
+    return current_app.response_class(json.dumps(found), mimetype="application/json")
+
+
 @bp.route(SESSION + "/plot.json")
 @login_required
 def plot(username: str, number: int):

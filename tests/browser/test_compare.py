@@ -93,3 +93,51 @@ def test_a_comparison_refuses_what_it_cannot_show(page, stack, tmp_path):
     response = page.goto(stack.url + "/compare?s=" + many)
     assert response.status == 400
     expect(page.locator("body")).to_contain_text("at most 100")
+
+
+LONG = """
+    from cli import sdk
+    for step in range(20_000):
+        sdk.report(step, loss=(step % 1000) / 1000)
+"""
+
+RANGE_STEPS = """tag => Bokeh.documents.flatMap(d => [...d.all_models])
+    .filter(m => m.name && (m.name.startsWith("source:") || m.name.startsWith("scalars:"))
+        && m.name.includes(tag))[0].data.step"""
+
+
+def zoom_to(page, start: int, end: int) -> None:
+    """Set the shown x range as a zoom does; the page fetches the range's finer line."""
+    page.evaluate(
+        """([start, end]) => Bokeh.documents.flatMap(d => [...d.all_models])
+            .filter(m => m.name && m.name.startsWith("figure:") && m.visible
+                || m.type === "Figure" && m.title && m.title.text === "loss")
+            .forEach(f => f.x_range.setv({start: start, end: end}))""",
+        [start, end],
+    )
+    page.wait_for_function(
+        f"() => document.getElementById('plot').dataset.zoomed === '{start}-{end}'"
+    )
+
+
+def test_zooming_fetches_the_finer_range_and_a_reset_the_whole_line(page, stack, tmp_path):
+    user = User(stack, tmp_path / "home")
+    user.login("demo", "demo")
+    done = user("run", str(script(tmp_path / "code", LONG)))
+    assert done.returncode == 0, done.stderr
+    ident = done.stdout.splitlines()[0]
+    log_in(page, stack, "demo", "demo")
+    username, number = ident.split("/")
+    for url in (f"/compare?s={ident}", f"/sessions/{username}/{number}"):
+        page.goto(stack.url + url)
+        page.wait_for_function(
+            "() => Bokeh.documents.length && Bokeh.documents[0].all_models.size > 0"
+        )
+        whole = page.evaluate(RANGE_STEPS, "loss")
+        assert len(whole) <= 2 * 1000 + 1  # downsampled
+        assert len([s for s in whole if 5_000 <= s <= 5_100]) < 10
+        zoom_to(page, 5_000, 5_100)
+        assert page.evaluate(RANGE_STEPS, "loss") == list(range(5_000, 5_101))
+        page.locator(".bk-tool-icon-reset").first.click()
+        page.wait_for_function("() => document.getElementById('plot').dataset.zoomed === 'whole'")
+        assert len(page.evaluate(RANGE_STEPS, "loss")) == len(whole)

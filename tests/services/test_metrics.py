@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from portal.extensions import db
-from portal.models import ScalarChunk, ScalarSeries
+from portal.models import ScalarChunk, ScalarSeries, ScalarSummaryBlock
 from portal.services import metrics
 from tests import factories
 
@@ -84,6 +85,75 @@ def test_a_plot_line_is_small_keeps_the_extremes_and_ends_exactly(run):
     zoomed = metrics.line(run, "loss", points=100, start=20_000, end=20_150)
     assert zoomed["step"] == list(range(20_000, 20_151))  # fewer than twice the points: all
     assert metrics.line(run, "nothing") is None
+
+
+def test_a_summary_kept_in_blocks_is_the_summary_of_all_points(run):
+    """Batches out of order, reaching back before the tail, and far ahead (the buckets
+    widen): what is stored, blocks and tail, is the summary of every point at once. (The
+    first step comes first: the buckets are counted from it.)"""
+    rng = np.random.default_rng(7)
+    steps = rng.permutation(np.r_[np.arange(5_000, 25_000), np.arange(1, 300)])
+    parts = [np.array([0])] + [np.sort(steps[i : i + n]) for i, n in _cuts(len(steps), rng)]
+    steps = np.r_[0, steps]
+    parts.append(np.array([40_000, 40_001]))  # far ahead: the buckets widen
+    parts.append(np.arange(1_000, 1_100))  # back before the tail
+    values = {int(s): float(v) for s, v in zip(steps, rng.normal(size=len(steps)), strict=True)}
+    values.update({40_000: 3.0, 40_001: -3.0})
+    values.update({s: float(s) for s in range(1_000, 1_100)})
+    for part in parts:
+        metrics.record(run, columns({"loss": [(int(s), values[int(s)]) for s in part]}))
+    everything = np.array(sorted(values))
+    whole = metrics.Summary()
+    whole.add(
+        metrics.Batch(
+            "loss",
+            everything,
+            np.array([values[s] for s in everything.tolist()]),
+            np.ones(everything.size),
+        )
+    )
+    series = db.session.get(ScalarSeries, (run.id, "loss"))
+    stored = metrics.summary_rows(series)
+    walls = [metrics.FIRST_WALL, metrics.LAST_WALL]
+    np.testing.assert_array_equal(np.delete(stored, walls, 1), np.delete(whole.rows, walls, 1))
+    assert series.summary_blocks == (len(whole.rows) - 1) // metrics.BLOCK_ROWS > 0
+
+
+def _cuts(total: int, rng) -> list[tuple[int, int]]:
+    cuts, at = [], 0
+    while at < total:
+        size = int(rng.integers(1, 3_000))
+        cuts.append((at, size))
+        at += size
+    return cuts
+
+
+def test_a_batch_that_goes_on_rewrites_only_the_summary_tail(run):
+    for first in range(0, 50_000, 1_000):
+        metrics.record(run, columns({"loss": [(s, s * 0.1) for s in range(first, first + 1_000)]}))
+    written: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        written.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        metrics.record(run, columns({"loss": [(s, 1.0) for s in range(50_000, 50_100)]}))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    # The summary bytes written (a driver may wrap them: psycopg's Binary holds `obj`).
+    blobs = [
+        len(bytes(getattr(value, "obj", value)))
+        for statement, parameters in written
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+        and "scalar_chunks" not in statement
+        for row in (parameters if isinstance(parameters, list) else [parameters])
+        for value in (row.values() if isinstance(row, dict) else row)
+        if isinstance(getattr(value, "obj", value), bytes | memoryview)
+    ]
+    assert db.session.query(ScalarSummaryBlock).count() > 1
+    assert blobs and sum(blobs) <= metrics.BLOCK_ROWS * metrics.WIDTH * 8
+    assert not any("DELETE FROM scalar_summary_blocks" in s for s, _ in written)
 
 
 @pytest.mark.parametrize(
