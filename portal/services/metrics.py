@@ -233,8 +233,8 @@ def record(session: Session, body: Any) -> int:
             .order_by(ScalarSummaryBlock.tag, ScalarSummaryBlock.block)
         ):
             stored[tag].append(data)
-        for tag, blocks in stored.items():
-            summaries[tag].with_blocks(blocks)
+        for tag, datas in stored.items():
+            summaries[tag].with_blocks(datas)
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
     blocks: list[dict[str, Any]] = []
