@@ -202,8 +202,8 @@ def populate(app, teams: int, submissions: int, files: dict[str, bytes]) -> dict
     from portal.extensions import db
     from portal.models import CompetitionTeam, Level, Submission
     from portal.services import auth
-    from portal.services import competitions as service
     from portal.services.artifacts import ArtifactStore
+    from portal.services.competitions import specs
 
     started = time.perf_counter()
     with app.app_context():
@@ -226,7 +226,7 @@ def populate(app, teams: int, submissions: int, files: dict[str, bytes]) -> dict
             ],
         }
         store = ArtifactStore(app.config["ARTIFACT_ROOT"])
-        competition = service.create(organiser, spec, files, store, app.config["GRADER_PUBLIC_KEY"])
+        competition = specs.create(organiser, spec, files, store, app.config["GRADER_PUBLIC_KEY"])
         round_ = competition.rounds[0]
         info = {
             "competition_id": competition.id,
@@ -451,7 +451,7 @@ def publish(app, redis, info: dict, team_id: int, score: float) -> tuple[float, 
 
     from portal.extensions import db
     from portal.models import Submission
-    from portal.services import leaderboard as boards
+    from portal.services.competitions import boards
 
     with app.app_context():
         created = datetime.now(UTC).replace(tzinfo=None)

@@ -222,8 +222,7 @@ def live_loop(redis_url: str, sessions: int) -> dict:
 def failover(redis_url: str, kills: int) -> dict:
     from flask_migrate import upgrade
 
-    from portal import create_app
-    from scheduler.leader import LEADER_KEY
+    from portal import create_app, keys
 
     redis = Redis.from_url(redis_url)
     with tempfile.TemporaryDirectory() as folder:
@@ -256,7 +255,7 @@ def failover(redis_url: str, kills: int) -> dict:
             )
 
         def leader() -> int | None:
-            holder = redis.get(LEADER_KEY)
+            holder = redis.get(keys.SCHEDULER_LEADER)
             return int(holder.decode().split(":")[1]) if holder else None
 
         processes = {p.pid: p for p in (start(), start())}

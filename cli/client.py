@@ -6,6 +6,8 @@ from typing import Any
 
 import requests
 
+from cli.envelope import error_message
+
 
 class CliError(Exception):
     """Printed as one line on stderr; the command exits non-zero."""
@@ -48,10 +50,3 @@ class ApiClient:
             return response.json()
         except ValueError:
             raise CliError(f"{self.url} does not answer like a Podium portal") from None
-
-
-def error_message(response: requests.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"the portal answered {response.status_code} {response.reason}"

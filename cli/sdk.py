@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.envelope import error_message
+
 SESSION = os.environ.get("PODIUM_SESSION")
 DATASET_PATH = os.environ.get("PODIUM_DATASET_PATH", os.path.join(os.getcwd(), "data"))
 OUTPUT_PATH = os.environ.get("PODIUM_OUTPUT", os.getcwd())
@@ -165,7 +167,7 @@ class _Reporter:
                 if response.status_code < 400:
                     return
                 if response.status_code < 500 and response.status_code != 429:
-                    print(f"podium: events refused: {response.text[:200]}", file=sys.stderr)
+                    print(f"podium: events refused: {error_message(response)}", file=sys.stderr)
                     return
             except Exception as exc:  # the network must never break training
                 if attempt == 0:
@@ -261,7 +263,7 @@ def save(name: str | int) -> None:
         timeout=600,
     )
     if response.status_code >= 400:
-        raise RuntimeError(f"saving checkpoint {name} failed: {response.text[:200]}")
+        raise RuntimeError(f"saving checkpoint {name} failed: {error_message(response)}")
 
 
 def load(name: str | int, session: str | None = None) -> Any:
@@ -280,7 +282,9 @@ def load(name: str | int, session: str | None = None) -> Any:
         timeout=600,
     )
     if response.status_code >= 400:
-        raise RuntimeError(f"loading checkpoint {name} of {source} failed: {response.text[:200]}")
+        raise RuntimeError(
+            f"loading checkpoint {name} of {source} failed: {error_message(response)}"
+        )
     with tempfile.TemporaryDirectory(prefix="podium-load-") as folder:
         with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
             tar.extractall(folder, filter="data")

@@ -21,8 +21,8 @@ from portal import create_app
 from portal.extensions import db
 from portal.models import Round, Submission, SubmissionStatus
 from portal.queue import grader_queue
-from portal.services import leaderboard as boards
 from portal.services.artifacts import ArtifactStore
+from portal.services.competitions import boards, grading
 from portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def process(submission_id: int, redis: Redis, store: ArtifactStore) -> str:
             submission.created_at,
         )
     board.changed()
+    grading.team_changed(redis, submission.team_id)
     log.info("submission %s: %s %s", submission.id, submission.status, submission.public_score)
     return submission.status
 

@@ -20,8 +20,9 @@ import numpy as np
 from grader import sandbox
 from grader.metrics import METRICS
 from portal.models import Round
-from portal.services import competitions, sealing, tables
+from portal.services import sealing, tables
 from portal.services.artifacts import ArtifactStore
+from portal.services.competitions import core, rounds
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def truth(round_: Round, store: ArtifactStore) -> Truth:
     cache_key = (round_.id, round_.revision, round_.labels_digest)
     if cache_key in _truths:
         return _truths[cache_key]
-    ids = competitions.read_ids(store, round_)
+    ids = rounds.read_ids(store, round_)
     labels = sealing.unseal(key_file(), store.path(round_.labels_digest).read_bytes())
     metric = METRICS.get(round_.metric)
     values = tables.read_column(
@@ -66,7 +67,7 @@ def truth(round_: Round, store: ArtifactStore) -> Truth:
         what="labels file",
         numeric=bool(metric and metric.numeric),
     )
-    order = sorted(range(len(ids)), key=lambda i: competitions.split_key(round_.split_salt, ids[i]))
+    order = sorted(range(len(ids)), key=lambda i: core.split_key(round_.split_salt, ids[i]))
     public = np.zeros(len(ids), dtype=bool)
     public[order[: max(1, round(round_.public_fraction * len(ids)))]] = True
     numeric = np.array(values, dtype=float) if metric and metric.numeric else None
@@ -79,7 +80,7 @@ def truth(round_: Round, store: ArtifactStore) -> Truth:
 
 
 def _score(round_: Round, store: ArtifactStore, labels, predictions) -> float:
-    if round_.metric == competitions.CUSTOM:
+    if round_.metric == core.CUSTOM:
         return run_scorer(store.path(round_.scorer_digest), list(labels), list(predictions))
     try:
         value = METRICS[round_.metric].function(labels, predictions)

@@ -9,6 +9,8 @@ from typing import Any
 
 import requests
 
+from cli.envelope import error_message
+
 log = logging.getLogger(__name__)
 
 
@@ -32,10 +34,7 @@ class PortalClient:
         kwargs.setdefault("timeout", self.timeout)
         response = self.http.request(method, self.api + path, headers=headers, **kwargs)
         if response.status_code >= 400:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:200]
+            message = error_message(response)
             raise PortalError(
                 f"{method} {path}: {response.status_code} {message}", response.status_code
             )

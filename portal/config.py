@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from portal import keys
+
 DEFAULTS: dict[str, Any] = {
     "MAX_CODE_BYTES": 100 * 1024 * 1024,
     # What a code archive may unpack to: a node refuses more, so the portal does first.
@@ -90,6 +92,7 @@ def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> d
     # Rate-limit counters live in Redis, shared by every gunicorn worker.
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    config.setdefault("RATELIMIT_KEY_PREFIX", keys.RATE_LIMITS)
     # Werkzeug's cap on any request body; each upload route applies its own limit.
     config["MAX_CONTENT_LENGTH"] = max(
         config["MAX_CODE_BYTES"], config["MAX_CHECKPOINT_BYTES"], config["MAX_DATASET_BYTES"]

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import Competition, CompetitionMember, Submission, User
-from portal.services import competitions, submissions
 from portal.services import datasets as dataset_service
 from portal.services.artifacts import ArtifactStore
 from portal.services.auth import create_user
+from portal.services.competitions import entrants, grading, specs, submissions
 from portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ Recognise handwritten digits from 8x8 grey-level images (scikit-learn's bundled 
 * Round 1 ranks by **accuracy**; its top 3 teams advance to round 2 (macro F1).
 
 Try it: `podium run examples/digits/train.py -d digits-train`, then
-`podium submit demo/1 -C digits` — or send a CSV with `podium submit --file preds.csv -C digits`.
+`podium submit demo/1 -C digits` (the session's checkpoint, graded in a sandbox). Or
+download the test inputs (`podium competition data digits`, or the link on this page),
+predict every row, and send the CSV: `podium submit --file preds.csv -C digits`.
 """
 TEAMS = {"owls": ["alice", "bob"], "larks": ["carol"], "herons": ["dave"], "finches": ["erin"]}
 ACCURACY = {"owls": 0.97, "larks": 0.93, "herons": 0.88, "finches": 0.80}
@@ -117,6 +119,8 @@ def seed_competition(public_key: str) -> bool:
         "final_selections": 2,
         "time_limit_s": 300,
         "memory_mb": 2048,
+        "publish_inputs": True,
+        "accepts": "both",
     }
     spec = {
         "slug": SLUG,
@@ -142,7 +146,7 @@ def seed_competition(public_key: str) -> bool:
             },
         ],
     }
-    competition = competitions.create(
+    competition = specs.create(
         organiser, spec, {"test.csv": inputs, "labels.csv": hidden}, store, public_key
     )
     _seed_entries(competition, truth, store)
@@ -159,7 +163,7 @@ def _seed_entries(competition: Competition, truth: dict[str, int], store: Artifa
         for username in members:
             user = db.session.scalar(select(User).where(User.username == username))
             users.append(user or create_user(username, "podium"))
-        team = competitions.create_team(users[0], competition, team_name)
+        team = entrants.create_team(users[0], competition, team_name)
         for user in users[1:]:
             team.members.append(CompetitionMember(competition_id=competition.id, user_id=user.id))
         db.session.commit()
@@ -180,4 +184,4 @@ def _seed_entries(competition: Competition, truth: dict[str, int], store: Artifa
     # Queued now that their times are set; the grader scores them as it starts.
     redis = current_app.extensions.get("redis")
     for submission in db.session.scalars(select(Submission).order_by(Submission.id)):
-        submissions._enqueue_scoring(redis, submission)
+        grading.enqueue_scoring(redis, submission)

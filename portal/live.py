@@ -16,9 +16,9 @@ from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
 
-log = logging.getLogger(__name__)
+from portal import keys
 
-PATTERNS = ("podium:lb:*", "podium:node:*:wake")
+log = logging.getLogger(__name__)
 
 
 class Broadcaster:
@@ -47,7 +47,7 @@ class Broadcaster:
         while not self._stopping.is_set():
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(*PATTERNS)
+                pubsub.psubscribe(*keys.LIVE_PATTERNS)
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "pmessage":

@@ -4,7 +4,7 @@ and taken by each agent over HTTP with its own node token (`/internal/nodes/work
 Node hosts hold no Redis credential at all: whoever runs one can take only its own
 node's jobs, and can neither read another node's queue nor write to any queue. A job
 is JSON, `{"id", "kind", "session_id", ...}`, and an agent runs only the kinds it
-knows (`nodes/jobs.py`). Each job's state lives beside it (`node_job_key`): queued,
+knows (`nodes/jobs.py`). Each job's state lives beside it (`keys.node_job`): queued,
 taken, then done with the agent's result, so the scheduler can tell a start that
 Redis lost from one a node took and never ran, and `podium exec` can wait for its
 output.
@@ -19,7 +19,7 @@ from typing import Any
 
 from redis import Redis
 
-from portal.queue import node_job_key, node_wake_channel, node_work_key
+from portal import keys
 
 START, STOP, EXEC = "start", "stop", "exec"
 KINDS = (START, STOP, EXEC)
@@ -38,8 +38,7 @@ return seq
 """
 
 
-def _seq_key(node_name: str) -> str:
-    return node_work_key(node_name) + ":seq"
+_seq_key = keys.node_work_seq
 
 
 def start_job_id(session_id: int) -> str:
@@ -64,13 +63,13 @@ def push(
     redis.eval(
         _PUSH,
         3,
-        node_job_key(job_id),
-        node_work_key(node_name),
+        keys.node_job(job_id),
+        keys.node_work(node_name),
         _seq_key(node_name),
         json.dumps(state),
         ttl,
         json.dumps(job),
-        node_wake_channel(node_name),
+        keys.node_wake(node_name),
     )
     return job_id
 
@@ -82,7 +81,7 @@ def sequence(redis: Redis, node_name: str) -> int:
 
 def take(redis: Redis, node_name: str, limit: int = MAX_TAKEN) -> list[dict[str, Any]]:
     """The node's next jobs, marked taken."""
-    raw: list = redis.lpop(node_work_key(node_name), limit) or []  # type: ignore[assignment]
+    raw: list = redis.lpop(keys.node_work(node_name), limit) or []  # type: ignore[assignment]
     jobs = []
     for item in raw:
         try:
@@ -93,7 +92,7 @@ def take(redis: Redis, node_name: str, limit: int = MAX_TAKEN) -> list[dict[str,
         pipe = redis.pipeline()
         for job in jobs:
             pipe.set(
-                node_job_key(job["id"]),
+                keys.node_job(job["id"]),
                 json.dumps({"node": node_name, "state": TAKEN, "taken_at": time.time()}),
                 keepttl=True,
                 xx=True,
@@ -103,7 +102,7 @@ def take(redis: Redis, node_name: str, limit: int = MAX_TAKEN) -> list[dict[str,
 
 
 def state(redis: Redis, job_id: str) -> dict[str, Any] | None:
-    raw = redis.get(node_job_key(job_id))
+    raw = redis.get(keys.node_job(job_id))
     return json.loads(raw) if raw else None
 
 
@@ -113,13 +112,13 @@ def complete(redis: Redis, node_name: str, job_id: str, result: dict[str, Any]) 
     if current is None or current.get("node") != node_name:
         return False
     done = {"node": node_name, "state": DONE, "result": result}
-    redis.set(node_job_key(job_id), json.dumps(done), keepttl=True)
+    redis.set(keys.node_job(job_id), json.dumps(done), keepttl=True)
     return True
 
 
 def discard(redis: Redis, node_name: str) -> None:
     """Forget a removed node's queue."""
-    redis.delete(node_work_key(node_name), _seq_key(node_name))
+    redis.delete(keys.node_work(node_name), _seq_key(node_name))
 
 
 def wait_done(redis: Redis, job_id: str, timeout: float) -> dict[str, Any] | None:

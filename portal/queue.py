@@ -1,4 +1,4 @@
-"""The portal's Redis connection, the grader's queue, and the names of Podium's keys.
+"""The portal's Redis connection and the grader's queue (the keys' names: `portal/keys.py`).
 
 Redis carries queues, wake-ups and heartbeats only; the database is the source of
 truth, so anything lost here is rebuilt from it. Only server-side processes (portal,
@@ -13,38 +13,16 @@ from redis import BlockingConnectionPool, Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-SCHEDULER_WAKE_KEY = "podium:scheduler:wake"
-SCHEDULER_HEARTBEAT_KEY = "podium:scheduler:heartbeat"
-GRADER_QUEUE = "grader"
+from portal import keys
+
 # What a grader worker runs: nothing else, whatever a job names (grader/__main__.py).
 GRADER_JOBS = frozenset({"grader.jobs.score_submission", "grader.jobs.rescore_round"})
-
-
-def node_work_key(node_name: str) -> str:
-    """A node's queue of work: a list of JSON jobs it takes over HTTP."""
-    return f"podium:node:{node_name}:work"
-
-
-def node_wake_channel(node_name: str) -> str:
-    """Published when work is queued for the node, waking its waiting poll."""
-    return f"podium:node:{node_name}:wake"
-
-
-def node_job_key(job_id: str) -> str:
-    """A node job's state (queued, taken, done) and result."""
-    return f"podium:nodejob:{job_id}"
-
-
-def code_upload_key(user_id: int, digest: str) -> str:
-    """That a user uploaded a code archive (for a day): what lets them start a session of
-    it, besides a session of theirs that runs it already."""
-    return f"podium:upload:{user_id}:{digest}"
 
 
 def grader_queue(connection: Redis) -> Queue:
     """The grader's RQ queue. Jobs carry JSON (never pickles) and name their function by
     its dotted path, which the worker checks against GRADER_JOBS."""
-    return Queue(GRADER_QUEUE, connection=connection, serializer=JSONSerializer)
+    return Queue(keys.GRADER_QUEUE, connection=connection, serializer=JSONSerializer)
 
 
 # Connections one portal process opens to Redis at most; more callers at once wait for
@@ -75,6 +53,6 @@ def redis_connection() -> Redis:
 def wake_scheduler(connection: Redis) -> None:
     """Ask the scheduler for a pass now rather than at its next tick."""
     pipe = connection.pipeline()
-    pipe.lpush(SCHEDULER_WAKE_KEY, 1)
-    pipe.ltrim(SCHEDULER_WAKE_KEY, 0, 0)
+    pipe.lpush(keys.SCHEDULER_WAKE, 1)
+    pipe.ltrim(keys.SCHEDULER_WAKE, 0, 0)
     pipe.execute()

@@ -20,9 +20,10 @@ import uuid
 from redis import Redis
 from redis.exceptions import RedisError
 
+from portal import keys
+
 log = logging.getLogger(__name__)
 
-LEADER_KEY = "podium:scheduler:leader"
 
 # Extend the lease only if we still hold it; drop it only if we still hold it.
 _RENEW = (
@@ -45,7 +46,7 @@ class Lease:
         redis: Redis,
         *,
         holder: str | None = None,
-        key: str = LEADER_KEY,
+        key: str = keys.SCHEDULER_LEADER,
         ttl_seconds: float = 2.0,
         renew_seconds: float = 0.5,
     ):

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from nodes import environment
-from portal import node_work
+from portal import keys, node_work
 from portal.extensions import db
 from portal.models import (
     Allocation,
@@ -43,7 +43,6 @@ from portal.models import (
     SessionStatus,
     User,
 )
-from portal.queue import SCHEDULER_HEARTBEAT_KEY, SCHEDULER_WAKE_KEY
 from portal.services import blobs
 from portal.services.artifacts import ArtifactStore
 from portal.services.lifecycle import finish, transition
@@ -169,7 +168,7 @@ class Scheduler:
                 leading, reconciled_at = True, 0.0
             try:
                 self.redis.set(
-                    SCHEDULER_HEARTBEAT_KEY,
+                    keys.SCHEDULER_HEARTBEAT,
                     self.lease.holder,
                     ex=max(5, int(self.tick_seconds * 5)),
                 )
@@ -198,7 +197,7 @@ class Scheduler:
                     db.session.remove()
             # Sleep until the portal asks for a pass, or a tick passes.
             try:
-                self.redis.blpop([SCHEDULER_WAKE_KEY], timeout=self.tick_seconds)
+                self.redis.blpop([keys.SCHEDULER_WAKE], timeout=self.tick_seconds)
             except RedisError:
                 stop.wait(self.tick_seconds)
         keeper.join(timeout=5)

@@ -116,6 +116,46 @@ def competition_show(slug: str, as_json: bool) -> None:
     )
 
 
+@competition.command("data")
+@click.argument("slug")
+@click.option("--round", "round_number", type=int, help="the round (the open one by default)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+def competition_data(slug: str, round_number: int | None, output: Path | None) -> None:
+    """What a round takes, and its test inputs where it publishes them (into OUTPUT,
+    default SLUG-roundN-test.csv): a predictions file answers every row."""
+    api = client_or_anonymous()
+    body = api.get(f"/competitions/{slug}")
+    rounds = body["rounds"]
+    if not rounds:
+        raise CliError(f"{slug} has no rounds")
+    if round_number is None:
+        round_ = next((r for r in rounds if r["state"] == "open"), rounds[-1])
+    else:
+        round_ = next((r for r in rounds if r["number"] == round_number), None)
+        if round_ is None:
+            raise CliError(f"{slug} has no round {round_number}")
+    number = round_["number"]
+    takes = {
+        "files": "predictions files only",
+        "models": "models only: submit a session's checkpoint (podium submit USER/N -C SLUG)",
+        "both": "predictions files or models (a session's checkpoint)",
+    }[round_["accepts"]]
+    click.echo(f"round {number} ({round_['state']}): takes {takes}")
+    if round_["dataset"]:
+        click.echo(
+            f"train on the dataset {round_['dataset']} (podium run ... -d {round_['dataset']})"
+        )
+    if not round_["publish_inputs"]:
+        click.echo("its test inputs are not published")
+        return
+    target = output or Path(f"{slug}-round{number}-test.csv")
+    response = api.call("GET", f"/competitions/{slug}/rounds/{number}/inputs.csv", stream=True)
+    with target.open("wb") as out:
+        for chunk in response.iter_content(1024 * 1024):
+            out.write(chunk)
+    click.echo(f"test inputs ({round_['rows']} rows, no labels) → {target}")
+
+
 @competition.command("team")
 @click.argument("slug")
 @click.option("--create", "create_name", help="create a team of this name (you join it)")

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-import yaml
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, request, send_file
 from flask_smorest import Blueprint
-from marshmallow import ValidationError
 
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, token_optional, token_required
 from portal.api.schemas import (
     CompetitionEditIn,
     CompetitionOut,
-    CompetitionSpec,
     CompetitionTeamIn,
     CompetitionTeamOut,
     InviteIn,
@@ -32,10 +27,17 @@ from portal.api.schemas import (
     SubmitFileArgs,
     SubmitSessionIn,
 )
-from portal.errors import ApiError, Conflict, NotFound, first_problem
-from portal.services import competitions as service
-from portal.services import leaderboard as boards
-from portal.services import submissions
+from portal.errors import ApiError
+from portal.services.competitions import (
+    boards,
+    core,
+    entrants,
+    exports,
+    moderation,
+    rounds,
+    specs,
+    submissions,
+)
 
 PREFIX = "/competitions"
 blp = Blueprint("api_competitions", __name__, description="Competitions and leaderboards")
@@ -71,27 +73,7 @@ def _spec_from_form() -> tuple[dict, dict[str, bytes]]:
     if not text:
         raise ApiError("send the spec as the form field `spec`", code="invalid_input")
     files = {name: part.read() for name, part in request.files.items()}
-    return parse_spec(text), files
-
-
-def parse_spec(text: str) -> dict:
-    """A spec's YAML (or JSON) text, validated; ApiError names the first problem."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ApiError(f"the spec is not YAML or JSON: {exc}", code="invalid_spec") from exc
-    if not isinstance(raw, dict):
-        raise ApiError("the spec must be a mapping", code="invalid_spec")
-    try:
-        spec = CompetitionSpec().load(json.loads(json.dumps(raw, default=str)))
-    except ValidationError as exc:
-        raise ApiError(
-            f"the spec is invalid: {first_problem(exc.messages)}",
-            code="invalid_spec",
-            status=422,
-            details=exc.messages,
-        ) from exc
-    return spec
+    return specs.parse_spec(text), files
 
 
 @blp.route("")
@@ -100,7 +82,7 @@ def parse_spec(text: str) -> dict:
 @token_optional
 def list_competitions():
     """Public competitions, and those the caller organises or entered."""
-    return [service.competition_dict(c) for c in service.listed(g.user)]
+    return [specs.competition_dict(c) for c in core.listed(g.user)]
 
 
 @blp.route("", methods=["POST"])
@@ -110,10 +92,10 @@ def list_competitions():
 def create_competition():
     """Create a competition from a spec and its files; the caller organises it (which
     needs the organiser level)."""
-    service.require_organiser_level(g.user)  # before reading what they sent
+    core.require_organiser_level(g.user)  # before reading what they sent
     spec, files = _spec_from_form()
-    competition = service.create(g.user, spec, files, artifact_store(), _public_key())
-    return service.competition_dict(competition)
+    competition = specs.create(g.user, spec, files, artifact_store(), _public_key())
+    return specs.competition_dict(competition)
 
 
 @blp.route("/<slug>")
@@ -121,7 +103,7 @@ def create_competition():
 @blp.response(200, CompetitionOut)
 @token_optional
 def get_competition(slug: str):
-    return service.competition_dict(service.find(g.user, slug))
+    return specs.competition_dict(core.find(g.user, slug))
 
 
 @blp.route("/<slug>", methods=["PATCH"])
@@ -132,8 +114,8 @@ def get_competition(slug: str):
 def edit_competition(changes, slug: str):
     """Change the title, description or visibility (organisers); `private` is a draft
     only its organisers see."""
-    competition = service.find(g.user, slug)
-    return service.competition_dict(service.edit(g.user, competition, changes))
+    competition = core.find(g.user, slug)
+    return specs.competition_dict(core.edit(g.user, competition, changes))
 
 
 @blp.route("/<slug>/rounds/<int:number>", methods=["PATCH"])
@@ -144,11 +126,10 @@ def edit_competition(changes, slug: str):
 def edit_round(changes, slug: str, number: int):
     """Change a round before it starts; once started, only its metric (which scores
     every submission again)."""
-    competition = service.find(g.user, slug)
-    round_ = service.find_round(competition, number)
-    if service.edit_round(g.user, competition, round_, changes):
-        submissions.rescore(g.user, round_, _redis())
-    return service.round_dict(round_)
+    competition = core.find(g.user, slug)
+    return rounds.round_dict(
+        moderation.change_round(g.user, competition, number, changes, _redis())
+    )
 
 
 @blp.route("/<slug>/rounds/<int:number>/labels", methods=["PUT"])
@@ -157,12 +138,12 @@ def edit_round(changes, slug: str, number: int):
 @token_required()
 def replace_labels(slug: str, number: int):
     """Replace a round's hidden labels (`id,label`) and score every submission again."""
-    competition = service.find(g.user, slug)
-    service.require_organiser(g.user, competition)
-    round_ = service.find_round(competition, number)
-    service.set_labels(round_, request.get_data(cache=False), artifact_store(), _public_key())
-    round_.revision += 1
-    return {"queued": submissions.rescore(g.user, round_, _redis())}
+    competition = core.find(g.user, slug)
+    labels = request.get_data(cache=False)
+    queued = moderation.replace_labels(
+        g.user, competition, number, labels, artifact_store(), _public_key(), _redis()
+    )
+    return {"queued": queued}
 
 
 @blp.route("/<slug>/rounds/<int:number>/rescore", methods=["POST"])
@@ -171,10 +152,8 @@ def replace_labels(slug: str, number: int):
 @token_required()
 def rescore(slug: str, number: int):
     """Score every submission of the round again."""
-    competition = service.find(g.user, slug)
-    return {
-        "queued": submissions.rescore(g.user, service.find_round(competition, number), _redis())
-    }
+    competition = core.find(g.user, slug)
+    return {"queued": moderation.rescore_round(g.user, competition, number, _redis())}
 
 
 # Teams ------------------------------------------------------------------------------
@@ -186,11 +165,11 @@ def rescore(slug: str, number: int):
 @token_required()
 def my_team(slug: str):
     """The caller's team here (with its invite code), and the invitations waiting."""
-    competition = service.find(g.user, slug)
-    mine = service.membership(g.user, competition)
+    competition = core.find(g.user, slug)
+    mine = core.membership(g.user, competition)
     return {
-        "team": service.team_dict(mine.team, private=True) if mine else None,
-        "invitations": sorted(i.team.name for i in service.invites_for(g.user, competition)),
+        "team": entrants.team_dict(mine.team, private=True) if mine else None,
+        "invitations": sorted(i.team.name for i in entrants.invites_for(g.user, competition)),
     }
 
 
@@ -200,9 +179,9 @@ def my_team(slug: str):
 @blp.response(201, CompetitionTeamOut)
 @token_required()
 def create_team(payload, slug: str):
-    competition = service.find(g.user, slug)
-    return service.team_dict(
-        service.create_team(g.user, competition, payload["name"]), private=True
+    competition = core.find(g.user, slug)
+    return entrants.team_dict(
+        entrants.create_team(g.user, competition, payload["name"]), private=True
     )
 
 
@@ -213,9 +192,9 @@ def create_team(payload, slug: str):
 @token_required()
 def invite(payload, slug: str):
     """Invite a user into the caller's team; they accept with `join`."""
-    competition = service.find(g.user, slug)
-    invitation = service.invite(g.user, competition, payload["username"])
-    return service.team_dict(invitation.team, private=True)
+    competition = core.find(g.user, slug)
+    invitation = entrants.invite(g.user, competition, payload["username"])
+    return entrants.team_dict(invitation.team, private=True)
 
 
 @blp.route("/<slug>/team/join", methods=["POST"])
@@ -225,9 +204,9 @@ def invite(payload, slug: str):
 @token_required()
 def join(payload, slug: str):
     """Accept an invitation (`team`) or join with an invite code (`code`)."""
-    competition = service.find(g.user, slug)
-    team = service.join(g.user, competition, team=payload["team"], code=payload["code"])
-    return service.team_dict(team, private=True)
+    competition = core.find(g.user, slug)
+    team = entrants.join(g.user, competition, team=payload["team"], code=payload["code"])
+    return entrants.team_dict(team, private=True)
 
 
 @blp.route("/<slug>/team/leave", methods=["POST"])
@@ -235,7 +214,7 @@ def join(payload, slug: str):
 @blp.response(204)
 @token_required()
 def leave(slug: str):
-    service.leave(g.user, service.find(g.user, slug))
+    entrants.leave(g.user, core.find(g.user, slug))
 
 
 @blp.route("/<slug>/teams/<name>/disqualify", methods=["POST"])
@@ -245,10 +224,9 @@ def leave(slug: str):
 @token_required()
 def disqualify_team(payload, slug: str, name: str):
     """Disqualify a team (organisers); its members read the reason."""
-    competition = service.find(g.user, slug)
-    team = service.find_team(competition, name)
-    submissions.disqualify_team(g.user, competition, team, payload["reason"], _redis())
-    return service.team_dict(team)
+    competition = core.find(g.user, slug)
+    team = moderation.disqualify_team(g.user, competition, name, payload["reason"], _redis())
+    return entrants.team_dict(team)
 
 
 # Submissions ------------------------------------------------------------------------
@@ -261,7 +239,7 @@ def disqualify_team(payload, slug: str, name: str):
 @token_required()
 def submit_file(args, slug: str):
     """Submit a predictions CSV (`id,prediction`, one row per test id)."""
-    competition = service.find(g.user, slug)
+    competition = core.find(g.user, slug)
     submission = submissions.submit_file(
         g.user,
         competition,
@@ -281,7 +259,7 @@ def submit_file(args, slug: str):
 @token_required()
 def submit_session(payload, slug: str):
     """Submit a session's checkpoint: a grading session restores it and predicts."""
-    competition = service.find(g.user, slug)
+    competition = core.find(g.user, slug)
     submission = submissions.submit_session(
         g.user,
         competition,
@@ -300,20 +278,10 @@ def submit_session(payload, slug: str):
 @token_required()
 def list_submissions(args, slug: str):
     """The caller's team's submissions; organisers name any team."""
-    competition = service.find(g.user, slug)
-    round_ = service.find_round(competition, args["round"]) if args["round"] else None
-    organiser = service.is_organiser(g.user, competition)
-    if args["team"]:
-        team = service.find_team(competition, args["team"])
-        mine = service.membership(g.user, competition)
-        if not organiser and (mine is None or mine.team_id != team.id):
-            raise NotFound(f"no team {args['team']!r} of yours")
-    else:
-        team = service.team_of(g.user, competition)
-    return [
-        submissions.submission_dict(s, private=organiser)
-        for s in submissions.team_submissions(team, round_)
-    ]
+    competition = core.find(g.user, slug)
+    found = submissions.listed(g.user, competition, args["team"], args["round"])
+    organiser = core.is_organiser(g.user, competition)
+    return [submissions.submission_dict(s, private=organiser) for s in found]
 
 
 @blp.route("/<slug>/submissions/<int:submission_id>")
@@ -321,13 +289,9 @@ def list_submissions(args, slug: str):
 @blp.response(200, SubmissionOut)
 @token_required()
 def get_submission(slug: str, submission_id: int):
-    competition = service.find(g.user, slug)
-    submission = submissions.visible(
-        g.user, competition, submissions.find(competition, submission_id)
-    )
-    return submissions.submission_dict(
-        submission, private=service.is_organiser(g.user, competition)
-    )
+    competition = core.find(g.user, slug)
+    submission = submissions.shown(g.user, competition, submission_id)
+    return submissions.submission_dict(submission, private=core.is_organiser(g.user, competition))
 
 
 @blp.route("/<slug>/submissions/<int:submission_id>/select", methods=["POST"])
@@ -337,14 +301,10 @@ def get_submission(slug: str, submission_id: int):
 @token_required()
 def select(payload, slug: str, submission_id: int):
     """Select (or unselect) a submission for the final, private ranking."""
-    competition = service.find(g.user, slug)
-    submission = submissions.find(competition, submission_id)
-    mine = service.membership(g.user, competition)
-    if mine is None or mine.team_id != submission.team_id:
-        raise NotFound(f"no submission {submission_id} of your team")
-    submissions.select_final(g.user, submission, payload["selected"])
-    if _redis() is not None:
-        boards.board(_redis(), submission.round).changed()
+    competition = core.find(g.user, slug)
+    submission = submissions.select_final(
+        g.user, competition, submission_id, payload["selected"], _redis()
+    )
     return submissions.submission_dict(submission)
 
 
@@ -354,38 +314,14 @@ def select(payload, slug: str, submission_id: int):
 @blp.response(200, SubmissionOut)
 @token_required()
 def disqualify(payload, slug: str, submission_id: int):
-    competition = service.find(g.user, slug)
-    submission = submissions.find(competition, submission_id)
-    submissions.disqualify_submission(g.user, submission, payload["reason"], _redis())
+    competition = core.find(g.user, slug)
+    submission = moderation.disqualify_submission(
+        g.user, competition, submission_id, payload["reason"], _redis()
+    )
     return submissions.submission_dict(submission, private=True)
 
 
 # Leaderboards -----------------------------------------------------------------------
-
-
-def leaderboard_body(competition, round_, board: str, offset: int, limit: int) -> dict:
-    state = service.round_state(round_)
-    body = {
-        "competition": competition.slug,
-        "round": round_.number,
-        "board": board,
-        "state": state,
-        "metric": round_.metric,
-        "higher_is_better": round_.higher_is_better,
-    }
-    if board == "private":
-        if state != "ended" and not service.is_organiser(g.user, competition):
-            raise Conflict(f"the private leaderboard shows once round {round_.number} ends")
-        rows = boards.private_board(_redis(), round_)
-        return {
-            **body,
-            "total": len(rows),
-            "version": 0,
-            "rows": rows[offset : offset + limit],
-        }
-    if _redis() is None:
-        raise ApiError("the leaderboard needs Redis", code="unavailable", status=503)
-    return {**body, **boards.board(_redis(), round_).cached_page(offset, limit)}
 
 
 @blp.route("/<slug>/leaderboard")
@@ -397,23 +333,30 @@ def leaderboard_body(competition, round_, board: str, offset: int, limit: int) -
 def leaderboard(args, slug: str, number: int | None = None):
     """A round's leaderboard (the open round's by default): public scores live; the
     private board once the round has ended. Ties go to the earlier submission."""
-    competition = service.find(g.user, slug)
-    round_ = service.find_round(competition, number)
-    body = leaderboard_body(competition, round_, args["board"], args["offset"], args["limit"])
-    if args["board"] == "public":
-        # The most read document of the platform: serialised once per board version.
-        key = (round_.id, args["offset"], args["limit"], body["state"], body["version"])
-        text = _SERIALISED.get(key)
-        if text is None:
-            if len(_SERIALISED) > 1024:
-                _SERIALISED.clear()
-            text = _SERIALISED[key] = json.dumps(LeaderboardOut().dump(body))
+    competition = core.find(g.user, slug)
+    round_ = core.find_round(competition, number)
+    if args["board"] == boards.PUBLIC:
+        text = boards.public_json(competition, round_, args["offset"], args["limit"], _redis())
         return Response(text, mimetype="application/json")
-    return body
+    return boards.view(
+        g.user, competition, round_, args["board"], args["offset"], args["limit"], _redis()
+    )
 
 
-# (round id, offset, limit, state, version) -> the public board's JSON.
-_SERIALISED: dict[tuple, str] = {}
+@blp.route("/<slug>/rounds/<int:number>/inputs.csv")
+@blp.doc(security=[*BEARER, {}])
+@blp.response(200, description="the round's test inputs (ids and features, no labels)")
+@token_optional
+def test_inputs(slug: str, number: int):
+    """A round's test inputs, where it publishes them: what a predictions file answers."""
+    competition = core.find(g.user, slug)
+    path = rounds.published_inputs(core.find_round(competition, number), artifact_store())
+    return send_file(
+        path,
+        mimetype="text/csv",
+        as_attachment=True,
+        download_name=f"{slug}-round{number}-test.csv",
+    )
 
 
 @blp.route("/<slug>/rounds/<int:number>/ranking.csv")
@@ -422,11 +365,9 @@ _SERIALISED: dict[tuple, str] = {}
 @token_required()
 def ranking(slug: str, number: int):
     """The final (private) ranking, for organisers."""
-    competition = service.find(g.user, slug)
-    service.require_organiser(g.user, competition)
-    round_ = service.find_round(competition, number)
+    competition = core.find(g.user, slug)
     return Response(
-        submissions.ranking_csv(round_, _redis()),
+        exports.ranking(g.user, competition, number, _redis()),
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename={slug}-round{number}-ranking.csv"},
     )

@@ -8,9 +8,9 @@ from redis.exceptions import RedisError
 from rq import Worker
 from sqlalchemy import text
 
+from portal import keys
 from portal.api.schemas import HealthOut
 from portal.extensions import db
-from portal.queue import GRADER_QUEUE, SCHEDULER_HEARTBEAT_KEY
 from portal.services.nodes import live_nodes
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ def health():
             raise RedisError("REDIS_URL is not configured")
         redis.ping()
         parts["redis"] = {"ok": True}
-        parts["scheduler"] = {"ok": bool(redis.exists(SCHEDULER_HEARTBEAT_KEY))}
-        graders = [w for w in Worker.all(connection=redis) if GRADER_QUEUE in w.queue_names()]
+        parts["scheduler"] = {"ok": bool(redis.exists(keys.SCHEDULER_HEARTBEAT))}
+        graders = [w for w in Worker.all(connection=redis) if keys.GRADER_QUEUE in w.queue_names()]
         parts["grader"] = {"ok": bool(graders), "workers": len(graders)}
     except RedisError:
         log.exception("health: Redis does not answer")

@@ -10,7 +10,7 @@ from flask import current_app, g, request, send_file
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from portal import node_work
+from portal import keys, node_work
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, node_required
 from portal.api.schemas import (
@@ -38,8 +38,9 @@ from portal.models import (
     SessionKind,
     SessionStatus,
 )
-from portal.queue import node_wake_channel, redis_connection
-from portal.services import auth, metrics, nodes, sessions, submissions
+from portal.queue import redis_connection
+from portal.services import auth, metrics, nodes, sessions
+from portal.services.competitions import grading
 from portal.services.lifecycle import finish, mark_running
 
 PREFIX = "/internal"
@@ -98,7 +99,7 @@ def take_work(payload):
             return {"jobs": jobs}
         # Woken at once by the publish that queues work; the slice bounds the wait when
         # this process's subscription missed it (while it was starting, say).
-        broadcaster().wait(node_wake_channel(name), seen, min(left, 1.0))
+        broadcaster().wait(keys.node_wake(name), seen, min(left, 1.0))
 
 
 @blp.route("/nodes/work/<job_id>/result", methods=["POST"])
@@ -185,7 +186,7 @@ def session_spec(session_id: int):
 def _grading_spec(session: Session) -> dict | None:
     """A grading session gets no token (it has no network) but the checkpoint to
     restore and the round's hidden test inputs, which only grading sessions receive."""
-    submission = submissions.for_grading_session(session)
+    submission = grading.for_grading_session(session)
     checkpoint = db.session.scalar(
         select(Checkpoint).where(
             Checkpoint.session_id == session.id, Checkpoint.name == session.resume_checkpoint
@@ -223,7 +224,7 @@ def grading_predictions(session_id: int):
     """The predictions a grading session wrote; checked, then queued for scoring."""
     session = _node_session(session_id)
     data = request.get_data(cache=False)
-    submission = submissions.grading_predictions(
+    submission = grading.grading_predictions(
         session, data, artifact_store(), current_app.extensions.get("redis")
     )
     return {"accepted": int(submission.status == "scoring")}

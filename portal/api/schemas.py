@@ -4,6 +4,9 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from portal.services.competitions.entrants import TEAM_NAME, TEAM_NAME_RULE
+from portal.services.competitions.spec_schema import ACCEPTS, METRIC_NAMES
+
 
 class ErrorBody(Schema):
     code = fields.String(required=True)
@@ -512,43 +515,7 @@ class ForkIn(Schema):
 
 # Competitions -------------------------------------------------------------------------
 
-SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$", error="a slug is 2-63 of a-z, 0-9 and -")
-NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="use letters, digits, _ . -")
-METRIC_NAMES = ["accuracy", "macro_f1", "mse", "rmse", "mae", "roc_auc", "log_loss", "custom"]
-
-
-class RoundSpec(Schema):
-    name = fields.String(load_default="", validate=validate.Length(max=200))
-    starts_at = fields.AwareDateTime(required=True, default_timezone=UTC)
-    ends_at = fields.AwareDateTime(required=True, default_timezone=UTC)
-    dataset = fields.String(load_default="", validate=validate.Length(max=140))
-    test_inputs = fields.String(required=True)
-    labels = fields.String(required=True)
-    metric = fields.String(required=True, validate=validate.OneOf(METRIC_NAMES))
-    scorer = fields.String(load_default=None, allow_none=True)
-    higher_is_better = fields.Boolean(load_default=None, allow_none=True)
-    daily_quota = fields.Integer(load_default=5, validate=validate.Range(min=1))
-    total_quota = fields.Integer(load_default=100, validate=validate.Range(min=1))
-    public_fraction = fields.Float(
-        load_default=0.5, validate=validate.Range(min=0, max=1, min_inclusive=False)
-    )
-    final_selections = fields.Integer(load_default=2, validate=validate.Range(min=1, max=20))
-    advance_top = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
-    time_limit_s = fields.Integer(load_default=600, validate=validate.Range(min=1, max=86400))
-    memory_mb = fields.Integer(load_default=2048, validate=validate.Range(min=64, max=2**20))
-
-
-class CompetitionSpec(Schema):
-    slug = fields.String(required=True, validate=SLUG)
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    description = fields.String(load_default="", validate=validate.Length(max=100_000))
-    visibility = fields.String(
-        load_default="public", validate=validate.OneOf(["public", "unlisted", "private"])
-    )
-    team_size_limit = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
-    rounds = fields.List(
-        fields.Nested(RoundSpec), required=True, validate=validate.Length(min=1, max=20)
-    )
+NAME = validate.Regexp(TEAM_NAME, error=TEAM_NAME_RULE)
 
 
 class CompetitionEditIn(Schema):
@@ -571,6 +538,8 @@ class RoundEditIn(Schema):
     advance_top = fields.Integer(allow_none=True, validate=validate.Range(min=1))
     time_limit_s = fields.Integer(validate=validate.Range(min=1, max=86400))
     memory_mb = fields.Integer(validate=validate.Range(min=64, max=2**20))
+    publish_inputs = fields.Boolean()
+    accepts = fields.String(validate=validate.OneOf(ACCEPTS))
 
 
 class RoundOut(Schema):
@@ -590,6 +559,8 @@ class RoundOut(Schema):
     advance_top = fields.Integer(allow_none=True)
     time_limit_s = fields.Integer()
     memory_mb = fields.Integer()
+    publish_inputs = fields.Boolean()
+    accepts = fields.String()
 
 
 class CompetitionOut(Schema):
@@ -648,7 +619,12 @@ class SubmissionOut(Schema):
     user = fields.String()
     source = fields.String()
     session = fields.String(allow_none=True)
-    status = fields.String()
+    grading_session = fields.String(
+        allow_none=True, metadata={"description": "the session that graded a checkpoint"}
+    )
+    status = fields.String(
+        metadata={"description": "grading, scoring, scored, failed, invalid, or disqualified"}
+    )
     error = fields.String(allow_none=True)
     public_score = fields.Float(allow_none=True)
     private_score = fields.Float(allow_none=True)

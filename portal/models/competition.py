@@ -84,6 +84,11 @@ class Round(db.Model):  # type: ignore[name-defined]
     # Limits of a grading session.
     time_limit_s: Mapped[int] = mapped_column(default=600)
     memory_mb: Mapped[int] = mapped_column(default=2048)
+    # Whether anyone who may see the competition may download the test inputs (without
+    # labels), as file submissions need; and what the round takes: "files", "models"
+    # (a session's checkpoint, graded in a sandbox) or "both".
+    publish_inputs: Mapped[bool] = mapped_column(default=False)
+    accepts: Mapped[str] = mapped_column(String(8), default="both")
     # Bumped when labels or metric change: scores of an older revision are stale.
     revision: Mapped[int] = mapped_column(default=1)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
-from portal.models import Checkpoint, Session
+from portal.models import Checkpoint, Session, SessionKind, User
 from portal.services import metrics
 from portal.services.artifacts import ArtifactStore
 from portal.timeutil import isoformat
@@ -68,3 +68,18 @@ def checkpoint_dict(checkpoint: Checkpoint, scalars: bool = False) -> dict[str, 
         body["step"] = step
         body["scalars"] = metrics.values_at(checkpoint.session_id, step) if step is not None else {}
     return body
+
+
+def submittable(user: User, limit: int = 50) -> list[tuple[Session, Checkpoint]]:
+    """The user's own checkpoints a competition could grade, newest first: those of
+    their training sessions (a grading session's copy is never submitted again)."""
+    return [
+        (session, checkpoint)
+        for checkpoint, session in db.session.execute(
+            select(Checkpoint, Session)
+            .join(Session, Checkpoint.session_id == Session.id)
+            .where(Session.user_id == user.id, Session.kind != SessionKind.GRADING.value)
+            .order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc())
+            .limit(limit)
+        )
+    ]

@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, delete, update
 from portal.extensions import db
 from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionKind, SessionStatus, User
 from portal.services.auth import revoke_session_tokens
+from portal.services.competitions import grading
 from portal.timeutil import utcnow
 
 
@@ -76,7 +77,5 @@ def finish(
     db.session.commit()
     db.session.expire(session.user)
     if session.kind == SessionKind.GRADING.value:
-        from portal.services import submissions  # it imports this module
-
-        submissions.grading_ended(session)
+        grading.grading_ended(session)
     return True

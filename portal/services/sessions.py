@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import selectinload
 
 from nodes import environment
-from portal import node_work
+from portal import keys, node_work
 from portal.errors import ApiError, Conflict, Forbidden, NotFound
 from portal.extensions import db
 from portal.models import (
@@ -25,7 +25,7 @@ from portal.models import (
     SessionStatus,
     User,
 )
-from portal.queue import code_upload_key, wake_scheduler
+from portal.queue import wake_scheduler
 from portal.services import archives, blobs, metrics
 from portal.services import datasets as dataset_service
 from portal.services import nodes as node_service
@@ -60,7 +60,7 @@ def record_upload(redis, user: User, digest: str) -> None:
     """Remember that `user` uploaded this archive: they may start sessions of it."""
     if redis is not None:
         try:
-            redis.set(code_upload_key(user.id, digest), 1, ex=UPLOAD_MEMORY_SECONDS)
+            redis.set(keys.code_upload(user.id, digest), 1, ex=UPLOAD_MEMORY_SECONDS)
         except RedisError:
             log.warning("could not record an upload of %s", user.username, exc_info=True)
 
@@ -85,7 +85,7 @@ def may_use_code(user: User, digest: str, store, redis) -> bool:
     if runs_code(user, digest):
         return True
     try:
-        return bool(redis is not None and redis.exists(code_upload_key(user.id, digest)))
+        return bool(redis is not None and redis.exists(keys.code_upload(user.id, digest)))
     except RedisError:
         return False
 

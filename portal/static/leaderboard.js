@@ -17,15 +17,40 @@
     return td;
   }
 
+  // As the portal writes times: relative, the UTC time on hover.
+  const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+  const UNITS = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  function when(iso) {
+    const td = cell("", "when wide");
+    if (!iso) return td;
+    const seconds = (Date.parse(iso) - Date.now()) / 1000;
+    const time = document.createElement("time");
+    time.dateTime = iso;
+    time.title = iso.replace("T", " ").replace("Z", "") + " UTC";
+    const unit = UNITS.find(([, size]) => Math.abs(seconds) >= size);
+    time.textContent = unit ? relative.format(Math.round(seconds / unit[1]), unit[0]) : "just now";
+    td.append(time);
+    return td;
+  }
+
+  function team(row) {
+    const td = cell(row.team);
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = row.color || "";
+    td.prepend(swatch);
+    return td;
+  }
+
   function draw(board) {
     const rows = board.rows.map(function (row) {
       const tr = document.createElement("tr");
       tr.append(
         cell(String(row.rank)),
-        cell(row.team),
+        team(row),
         cell(row.score.toFixed(5)),
-        cell(String(row.submissions)),
-        cell(row.last_submission_at || "", "when"),
+        cell(String(row.submissions), "wide"),
+        when(row.last_submission_at),
       );
       return tr;
     });
@@ -56,6 +81,8 @@
       });
   }
 
+  loadPlot();
+  if (!table.dataset.stream) return; // a later page, or an ended round: not live
   const source = new EventSource(table.dataset.stream);
   source.addEventListener("board", function (event) {
     const board = JSON.parse(event.data);
@@ -67,5 +94,4 @@
   });
   source.onopen = function () { state.classList.remove("offline"); state.textContent = "live"; };
   source.onerror = function () { state.classList.add("offline"); state.textContent = "reconnecting"; };
-  loadPlot();
 })();

@@ -1,15 +1,31 @@
 """Server-rendered pages. Every asset, BokehJS included, is served by the portal itself,
 so the pages work on an air-gapped cluster."""
 
+from datetime import datetime
+
 from flask import Flask, redirect, request, url_for
+from markupsafe import Markup
 
 from portal.errors import error_response
 from portal.extensions import db, login_manager
 from portal.models import User
 
 
+def when(moment: datetime | str | None) -> Markup:
+    """A moment as pages show it: relative ("closes in 12 days"), the UTC time on hover,
+    and machine-readable for scripts and screen readers."""
+    from portal.timeutil import isoformat, parse, relative, shown
+
+    at = parse(moment)
+    if at is None:
+        return Markup("—")
+    return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
+        isoformat(at), shown(at), relative(at)
+    )
+
+
 def register_web(app: Flask) -> None:
-    from portal.web import admin, assets, auth, compare, competitions, datasets, sessions
+    from portal.web import admin, assets, auth, compare, competitions, datasets, home, sessions
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
@@ -24,10 +40,11 @@ def register_web(app: Flask) -> None:
             return error_response(401, "unauthorized", "log in again")
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
-    for module in (assets, auth, sessions, compare, datasets, competitions, admin):
+    for module in (assets, auth, home, sessions, compare, datasets, competitions, admin):
         app.register_blueprint(module.bp)
 
     from portal.timeutil import isoformat, shown
 
     app.jinja_env.filters["iso"] = isoformat
     app.jinja_env.filters["shown"] = shown
+    app.jinja_env.filters["when"] = when

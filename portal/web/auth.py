@@ -36,11 +36,11 @@ def auth_limit() -> str:
     return current_app.config["AUTH_RATE_LIMIT"]
 
 
-def _safe_next(target: str | None) -> str:
+def _safe_next(target: str | None, default: str = "home.index") -> str:
     # Only local paths: an absolute URL here would be an open redirect.
     if target and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("sessions.index")
+    return url_for(default)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -85,7 +85,8 @@ def signup():
             if not user.active:
                 return render_template("auth/signup.html", form=None, waiting=True, mode=mode)
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            # A new account lands on the competitions: what most come for.
+            return redirect(_safe_next(request.args.get("next"), "competitions.index"))
     elif form.errors:
         field, messages = next(iter(form.errors.items()))
         error = f"{getattr(form, field).label.text}: {messages[0]}"

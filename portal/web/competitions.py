@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -14,7 +15,7 @@ import markdown
 import nh3
 from bokeh.embed import json_item
 from bokeh.models import HoverTool
-from bokeh.palettes import Category10_10
+from bokeh.palettes import Category20_20
 from bokeh.plotting import figure
 from flask import (
     Blueprint,
@@ -23,6 +24,8 @@ from flask import (
     flash,
     redirect,
     render_template,
+    request,
+    send_file,
     stream_with_context,
     url_for,
 )
@@ -30,16 +33,17 @@ from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, MultipleFileField
 from markupsafe import Markup
-from wtforms import HiddenField
+from wtforms import HiddenField, SelectField, StringField
+from wtforms.validators import Length, Optional
 
-from portal.api.competitions import parse_spec
+from portal import keys
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.live import broadcaster
-from portal.services import competitions as service
-from portal.services import leaderboard as boards
-from portal.services import submissions
+from portal.models import CompetitionTeam
+from portal.services import checkpoints
 from portal.services.artifacts import ArtifactStore
+from portal.services.competitions import boards, core, entrants, rounds, specs, submissions
 from portal.web.assets import bokeh_resources
 
 bp = Blueprint("competitions", __name__, url_prefix="/competitions")
@@ -68,7 +72,7 @@ def render_markdown(text: str) -> Markup:
 
 @bp.route("")
 def index():
-    return render_template("competitions/list.html", competitions=service.listed(_viewer()))
+    return render_template("competitions/list.html", competitions=core.listed(_viewer()))
 
 
 class CreateForm(FlaskForm):
@@ -81,6 +85,108 @@ class SelectForm(FlaskForm):
     selected = HiddenField()
 
 
+class TeamForm(FlaskForm):
+    """Create a team (`name`), join one (its invite `code`, or the `team` whose
+    invitation one accepts), or leave one's team (nothing)."""
+
+    name = StringField("Team name", validators=[Optional(), Length(max=64)])
+    code = StringField("Invite code", validators=[Optional(), Length(max=64)])
+    team = HiddenField()
+
+
+class SubmitFileForm(FlaskForm):
+    predictions = FileField("Predictions (CSV: id,prediction)", validators=[FileRequired()])
+    memo = StringField("Memo", validators=[Optional(), Length(max=500)])
+
+
+class SubmitSessionForm(FlaskForm):
+    checkpoint = SelectField("Checkpoint", validate_choice=False)
+    memo = StringField("Memo", validators=[Optional(), Length(max=500)])
+
+
+def _act(slug: str, action) -> Response:
+    """Run a participant's action; its refusal is shown on the competition's page."""
+    try:
+        action()
+    except ApiError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+    return redirect(url_for("competitions.detail", slug=slug))
+
+
+@bp.route("/<slug>/team/<action>", methods=["POST"])
+@login_required
+def team_action(slug: str, action: str):
+    competition = core.find(current_user, slug)
+    form = TeamForm()
+    if not form.validate_on_submit():
+        flash(_form_problem(form), "error")
+        return redirect(url_for("competitions.detail", slug=slug))
+    actions = {
+        "create": lambda: entrants.create_team(
+            current_user, competition, (form.name.data or "").strip()
+        ),
+        "join": lambda: entrants.join(
+            current_user,
+            competition,
+            team=form.team.data or None,
+            code=(form.code.data or "").strip() or None,
+        ),
+        "leave": lambda: entrants.leave(current_user, competition),
+    }
+    if action not in actions:
+        raise NotFound(f"no team action {action!r}")
+    return _act(slug, actions[action])
+
+
+@bp.route("/<slug>/submit/<source>", methods=["POST"])
+@login_required
+def submit(slug: str, source: str):
+    """Submit a predictions file, or one of one's checkpoints for grading."""
+    competition = core.find(current_user, slug)
+    redis = current_app.extensions.get("redis")
+    if source == "file":
+        form: FlaskForm = SubmitFileForm()
+        if not form.validate_on_submit():
+            flash(_form_problem(form), "error")
+            return redirect(url_for("competitions.detail", slug=slug))
+        return _act(
+            slug,
+            lambda: submissions.submit_file(
+                current_user,
+                competition,
+                form.predictions.data.read(submissions.MAX_PREDICTIONS_BYTES + 1),
+                _store(),
+                redis,
+                memo=form.memo.data or "",
+            ),
+        )
+    if source == "session":
+        form = SubmitSessionForm()
+        if not form.validate_on_submit() or not form.checkpoint.data:
+            flash("pick a checkpoint to submit", "error")
+            return redirect(url_for("competitions.detail", slug=slug))
+        return _act(
+            slug,
+            lambda: submissions.submit_session(
+                current_user, competition, form.checkpoint.data, redis, memo=form.memo.data or ""
+            ),
+        )
+    raise NotFound(f"no submission source {source!r}")
+
+
+def _form_problem(form: FlaskForm) -> str:
+    if not form.errors:
+        return "the form was not complete"
+    field, messages = next(iter(form.errors.items()))
+    label = getattr(getattr(form, field, None), "label", None)
+    return f"{label.text if label else field}: {messages[0]}"
+
+
+def _store() -> ArtifactStore:
+    return ArtifactStore(current_app.config["ARTIFACT_ROOT"])
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @login_required
 def create():
@@ -91,9 +197,9 @@ def create():
         error = "Creating competitions needs the organiser level: ask an administrator to grant it."
     elif form.validate_on_submit():
         try:
-            spec = parse_spec(form.spec.data.read().decode("utf-8", errors="replace"))
+            spec = specs.parse_spec(form.spec.data.read().decode("utf-8", errors="replace"))
             files = {f.filename: f.read() for f in form.files.data or [] if f and f.filename}
-            competition = service.create(
+            competition = specs.create(
                 current_user,
                 spec,
                 files,
@@ -112,15 +218,17 @@ def create():
 @login_required
 def select(slug: str):
     """Select or unselect one of the team's submissions for the final ranking."""
-    competition = service.find(current_user, slug)
+    competition = core.find(current_user, slug)
     form = SelectForm()
     if form.validate_on_submit():
-        submission = submissions.find(competition, int(form.submission.data or 0))
-        mine = service.membership(current_user, competition)
-        if mine is None or mine.team_id != submission.team_id:
-            raise NotFound(f"no submission {submission.id} of your team")
         try:
-            submissions.select_final(current_user, submission, form.selected.data == "1")
+            submissions.select_final(
+                current_user,
+                competition,
+                int(form.submission.data or 0),
+                form.selected.data == "1",
+                current_app.extensions.get("redis"),
+            )
         except ApiError as exc:
             flash(exc.message, "error")
     return redirect(url_for("competitions.detail", slug=slug))
@@ -128,40 +236,150 @@ def select(slug: str):
 
 @bp.route("/<slug>")
 def detail(slug: str):
-    competition = service.find(_viewer(), slug)
     viewer = _viewer()
-    mine = service.membership(viewer, competition)
+    competition = core.find(viewer, slug)
+    mine = core.membership(viewer, competition)
+    current, state = core.current(competition)
+    session_form = SubmitSessionForm()
+    if viewer is not None:
+        session_form.checkpoint.choices = [
+            (
+                f"{s.ident}:{c.name}",
+                f"{s.ident}:{c.name} ({s.entry}{', ' + s.memo if s.memo else ''})",
+            )
+            for s, c in checkpoints.submittable(viewer)
+        ]
     return render_template(
         "competitions/detail.html",
         competition=competition,
         description=render_markdown(competition.description),
-        rounds=[service.round_dict(r) for r in competition.rounds],
-        team=service.team_dict(mine.team, private=True) if mine else None,
+        rounds=[rounds.round_dict(r) for r in competition.rounds],
+        current=rounds.round_dict(current) if current is not None else None,
+        team=entrants.team_dict(mine.team, private=True) if mine else None,
+        invitations=sorted(i.team.name for i in entrants.invites_for(viewer, competition))
+        if viewer is not None and mine is None
+        else [],
+        quota=submissions.quota(mine.team if mine else None, current)
+        if viewer is not None and current is not None and state == core.RoundState.OPEN
+        else None,
         entries=[submissions.submission_dict(s) for s in submissions.team_submissions(mine.team)]
         if mine
         else [],
-        organiser=service.is_organiser(viewer, competition),
+        organiser=core.is_organiser(viewer, competition),
         select_form=SelectForm(),
-        selectable={r.number for r in competition.rounds if service.round_state(r) != "ended"},
+        team_form=TeamForm(),
+        file_form=SubmitFileForm(),
+        session_form=session_form,
+        selectable={
+            r.number for r in competition.rounds if core.round_state(r) != core.RoundState.ENDED
+        },
     )
 
 
-def _live_rows(round_) -> dict:
-    return boards.board(_redis(), round_).cached_page(0, ROWS_SHOWN)
+def _team_rows(slug: str, team_id: int) -> str:
+    """The team's submissions as the rows of its table (one template for the page and
+    its live updates)."""
+    try:
+        team = db.session.get(CompetitionTeam, team_id)
+        competition = core.find(current_user, slug)
+        entries = [submissions.submission_dict(s) for s in submissions.team_submissions(team)]
+        return render_template(
+            "competitions/_submissions.html",
+            competition=competition,
+            entries=entries,
+            select_form=SelectForm(),
+            selectable={
+                r.number for r in competition.rounds if core.round_state(r) != core.RoundState.ENDED
+            },
+        )
+    finally:
+        db.session.remove()  # a stream lasts minutes: it holds no connection
+
+
+@bp.route("/<slug>/submissions/stream")
+@login_required
+def team_stream(slug: str):
+    """Server-sent events: the team's submissions now, then again at every change (a
+    new one, a state, a score, a selection), as the rows of their table."""
+    competition = core.find(current_user, slug)
+    mine = core.membership(current_user, competition)
+    if mine is None:
+        raise NotFound(f"you are in no team of {slug}")
+    team_id = mine.team_id
+    redis = _redis()
+    db.session.remove()
+    live = broadcaster()
+    channel = keys.team_submissions(team_id)
+
+    @stream_with_context
+    def events() -> Iterator[str]:
+        seen = int(redis.get(keys.team_version(team_id)) or 0)
+        shown = _team_rows(slug, team_id)
+        yield "retry: 1000\n" + _rows_event(seen, shown)
+        deadline = time.monotonic() + STREAM_SECONDS
+        while time.monotonic() < deadline:
+            woken = live.wait(channel, seen, KEEPALIVE_SECONDS)
+            seen = woken if woken is not None else seen
+            rows = _team_rows(slug, team_id)  # looked at anyway: a change may be missed
+            if rows != shown:
+                shown = rows
+                yield _rows_event(seen, rows)
+            else:
+                yield ": keepalive\n\n"
+
+    return Response(
+        events(),  # type: ignore[call-arg]
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _rows_event(version: int, rows: str) -> str:
+    return f"id: {version}\nevent: submissions\ndata: {json.dumps({'rows': rows})}\n\n"
+
+
+@bp.route("/<slug>/rounds/<int:number>/test.csv")
+def test_inputs(slug: str, number: int):
+    """A round's published test inputs, for file submissions."""
+    competition = core.find(_viewer(), slug)
+    path = rounds.published_inputs(core.find_round(competition, number), _store())
+    return send_file(
+        path,
+        mimetype="text/csv",
+        as_attachment=True,
+        download_name=f"{slug}-round{number}-test.csv",
+    )
 
 
 @bp.route(BOARD)
 def leaderboard(slug: str, number: int):
-    competition = service.find(_viewer(), slug)
-    round_ = service.find_round(competition, number)
-    state = service.round_state(round_)
-    final = boards.private_board(_redis(), round_) if state == "ended" else None
+    """A round's boards, `ROWS_SHOWN` rows a page: the public one (live on its first
+    page while the round is open), and the final, private one once it has ended."""
+    viewer = _viewer()
+    competition = core.find(viewer, slug)
+    round_ = core.find_round(competition, number)
+    state = core.round_state(round_)
+    page = max(request.args.get("page", 1, type=int), 1)
+    offset = (page - 1) * ROWS_SHOWN
+    redis = _redis()
+    board = boards.view(viewer, competition, round_, boards.PUBLIC, offset, ROWS_SHOWN, redis)
+    final = (
+        boards.view(viewer, competition, round_, boards.PRIVATE, offset, ROWS_SHOWN, redis)
+        if state == core.RoundState.ENDED
+        else None
+    )
+    total = max(board["total"], final["total"] if final else 0)
     return render_template(
         "competitions/leaderboard.html",
         competition=competition,
-        round=service.round_dict(round_),
-        final=final[:ROWS_SHOWN] if final is not None else None,
-        board=_live_rows(round_),
+        round=rounds.round_dict(round_),
+        final=final,
+        board=board,
+        live=page == 1 and state != core.RoundState.ENDED,
+        team_color=team_color,
+        page=page,
+        pages=max(1, -(-total // ROWS_SHOWN)),
+        offset=offset,
         bokeh=bokeh_resources(),
     )
 
@@ -169,8 +387,8 @@ def leaderboard(slug: str, number: int):
 @bp.route(BOARD + "/history.json")
 def history(slug: str, number: int):
     """A Bokeh JSON item: the top teams' best public score over time."""
-    competition = service.find(_viewer(), slug)
-    round_ = service.find_round(competition, number)
+    competition = core.find(_viewer(), slug)
+    round_ = core.find_round(competition, number)
     top = boards.board(_redis(), round_).cached_page(0, HISTORY_TEAMS)
     key = (round_.id, top["version"])
     with _HISTORY_LOCK:  # a change makes every open page ask at once: draw it once
@@ -189,6 +407,12 @@ _HISTORY_LOCK = threading.Lock()
 HISTORY_TEAMS = 10
 
 
+def team_color(team: str) -> str:
+    """A team's colour in every plot: from its name, not its rank, so that it keeps it
+    as the board moves."""
+    return Category20_20[zlib.crc32(team.encode()) % len(Category20_20)]
+
+
 def _history_plot(round_, team_ids: list[int]) -> str:
     series = submissions.history(round_, team_ids)
     plot = figure(
@@ -199,10 +423,10 @@ def _history_plot(round_, team_ids: list[int]) -> str:
         y_axis_label=f"best public {round_.metric}",
         tools="pan,wheel_zoom,box_zoom,reset,save",
     )
-    for position, entry in enumerate(series):
+    for entry in series:
         times = [datetime.fromisoformat(t.rstrip("Z")) for t, _ in entry["points"]]
         scores = [s for _, s in entry["points"]]
-        color = Category10_10[position % len(Category10_10)]
+        color = team_color(entry["team"])
         plot.step(
             times, scores, mode="after", line_width=2, color=color, legend_label=entry["team"]
         )
@@ -222,8 +446,8 @@ def _event(version: int, body: dict) -> str:
 @bp.route(BOARD + "/stream")
 def stream(slug: str, number: int):
     """Server-sent events: the board now, then again at every change."""
-    competition = service.find(_viewer(), slug)
-    round_ = service.find_round(competition, number)
+    competition = core.find(_viewer(), slug)
+    round_ = core.find_round(competition, number)
     redis = _redis()
     board = boards.board(redis, round_)
     # A stream lasts minutes: it must not hold a database connection (the pool has a
@@ -232,7 +456,12 @@ def stream(slug: str, number: int):
 
     def rows() -> dict:
         try:
-            return board.cached_page(0, ROWS_SHOWN)
+            page = board.cached_page(0, ROWS_SHOWN)
+            shown = [
+                {**boards.shown_row(row), "color": team_color(row["team"])}
+                for row in page["rows"]
+            ]
+            return {**page, "rows": shown}
         finally:
             db.session.remove()  # a rebuild from the database, if any, lets go at once
 

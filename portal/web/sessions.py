@@ -41,11 +41,6 @@ def layout_context():
     return {"logout_form": LogoutForm()}
 
 
-@bp.route("/")
-def root():
-    return redirect(url_for("sessions.index"))
-
-
 @bp.route("/sessions")
 @login_required
 def index():

@@ -108,7 +108,7 @@ def test_organise_from_the_web_then_select_a_final_submission(page, stack, tmp_p
         if "scored" in row.inner_text():
             break
         page.wait_for_timeout(200)
-    row.get_by_role("button", name="select").click()
-    expect(row.get_by_role("button", name="selected: undo")).to_be_visible()
+    row.get_by_role("button", name="Select").click()
+    expect(row.get_by_role("button", name="Selected ✓")).to_be_visible()
     chosen = user.json("competition", "submissions", "webtoy")[0]
     assert chosen["selected"] is True

@@ -11,7 +11,8 @@ from grader import jobs
 from portal.api.code import artifact_store
 from portal.extensions import db
 from portal.models import CompetitionTeam, Round, Submission
-from portal.services import competitions, sealing
+from portal.services import sealing
+from portal.services.competitions import core, rounds
 from portal.timeutil import utcnow
 from tests import factories
 
@@ -119,8 +120,8 @@ def test_scores_rank_and_ties_go_to_the_earlier_submission(setup, app, client, r
     assert [r["team"] for r in board["rows"]] == ["bob", "ann", "cid"]
     # Scores are the accuracy over the public rows, as scikit-learn computes it.
     round_ = db.session.scalar(db.select(Round))
-    ids = competitions.read_ids(artifact_store(), round_)
-    order = sorted(ids, key=lambda i: competitions.split_key(round_.split_salt, i))
+    ids = rounds.read_ids(artifact_store(), round_)
+    order = sorted(ids, key=lambda i: core.split_key(round_.split_salt, i))
     public = set(order[:20])
     truth = dict(line.split(",") for line in files["labels.csv"].decode().splitlines()[1:])
     guess = dict(
@@ -262,8 +263,8 @@ def test_disqualification_and_rescoring(setup, app, client, redis):
     jobs.rescore(db.session.scalar(db.select(Round.id)), redis, artifact_store())
     bob = client.get(f"{url}/submissions", headers=setup["bob"]).get_json()[0]
     round_ = db.session.scalar(db.select(Round))
-    ids = competitions.read_ids(artifact_store(), round_)
-    public = sorted(ids, key=lambda i: competitions.split_key(round_.split_salt, i))[:20]
+    ids = rounds.read_ids(artifact_store(), round_)
+    public = sorted(ids, key=lambda i: core.split_key(round_.split_salt, i))[:20]
     # bob's first 20 rows said the old labels, the others 9: now those are right.
     expected = np.mean([ids.index(i) >= 20 for i in public])
     assert bob["public_score"] == pytest.approx(expected)

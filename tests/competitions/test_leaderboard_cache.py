@@ -2,7 +2,8 @@
 
 from datetime import datetime, timedelta
 
-from portal.services.leaderboard import Board
+from portal import keys
+from portal.services.competitions.boards import Board
 
 
 def test_offers_keep_each_teams_best_and_ties_go_to_the_earlier(redis):
@@ -56,9 +57,10 @@ def test_one_subscription_wakes_every_waiting_page(redis):
     import time
 
     from portal.live import Broadcaster
-    from portal.services.leaderboard import channel
+    from portal.services.competitions.boards import channel
 
-    listening_before = sum(1 for c in redis.client_list() if c.get("psub") == "2")
+    patterns = str(len(keys.LIVE_PATTERNS))
+    listening_before = sum(1 for c in redis.client_list() if c.get("psub") == patterns)
     live = Broadcaster(redis)
     assert live.wait(channel(9), after=0, timeout=0.3) is None  # starts listening
     woken: list[int | None] = []
@@ -76,7 +78,7 @@ def test_one_subscription_wakes_every_waiting_page(redis):
         waiter.join(timeout=10)
     assert woken == [1] * 20
     assert time.monotonic() - started < 1
-    # One connection, subscribed to the patterns of boards and of node work.
-    clients = [c for c in redis.client_list() if c.get("psub") == "2"]
+    # One connection, subscribed to the patterns of boards, node work and teams.
+    clients = [c for c in redis.client_list() if c.get("psub") == patterns]
     assert len(clients) == listening_before + 1
     live.close()

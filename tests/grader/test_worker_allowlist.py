@@ -10,7 +10,8 @@ from rq import Queue
 from rq.job import JobStatus
 
 from grader.__main__ import worker
-from portal.queue import GRADER_QUEUE, grader_queue
+from portal.keys import GRADER_QUEUE
+from portal.queue import grader_queue
 
 
 def run_once(redis) -> None:

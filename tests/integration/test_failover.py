@@ -12,10 +12,9 @@ import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
+from portal import keys
 from portal.extensions import db
 from portal.models import Allocation, Session, SessionStatus
-from portal.queue import node_work_key
-from scheduler.leader import LEADER_KEY
 from tests import factories
 from tests.conftest import build_app
 
@@ -53,7 +52,7 @@ def start_scheduler(url, instance, redis_url):
 def leader_pid(redis: Redis, timeout: float = 15.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        holder = redis.get(LEADER_KEY)
+        holder = redis.get(keys.SCHEDULER_LEADER)
         if holder:
             return int(holder.decode().split(":")[1])
         time.sleep(0.02)
@@ -86,7 +85,7 @@ def test_the_standby_takes_over_within_3_seconds_and_places_each_session_once(
         os.kill(first, 9)
         killed_at = time.monotonic()
         while True:
-            holder = redis.get(LEADER_KEY)
+            holder = redis.get(keys.SCHEDULER_LEADER)
             if holder and int(holder.decode().split(":")[1]) != first:
                 break
             assert time.monotonic() - killed_at < 5, "the standby never took over"
@@ -112,7 +111,7 @@ def test_the_standby_takes_over_within_3_seconds_and_places_each_session_once(
 
         def queued() -> list[str]:
             return sorted(
-                json.loads(job)["id"] for job in redis.lrange(node_work_key("big"), 0, -1)
+                json.loads(job)["id"] for job in redis.lrange(keys.node_work("big"), 0, -1)
             )
 
         deadline = time.monotonic() + 10

@@ -27,14 +27,19 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import and_, func, select
 
+from portal import keys
+from portal.errors import ApiError, Conflict
 from portal.extensions import db
 from portal.models import (
     COUNTED_STATUSES,
+    Competition,
     CompetitionTeam,
     Round,
     Submission,
     SubmissionStatus,
+    User,
 )
+from portal.services.competitions.core import RoundState, is_organiser, round_state
 from portal.timeutil import isoformat
 
 REBUILD_LOCK_SECONDS = 120
@@ -83,12 +88,8 @@ return version
 """
 
 
-def channel(round_id: int) -> str:
-    return f"podium:lb:{round_id}"
-
-
-def _key(round_id: int, part: str) -> str:
-    return f"podium:lb:{round_id}:{part}"
+channel = keys.board
+_key = keys.board_part
 
 
 EPOCH = datetime(1970, 1, 1)
@@ -402,3 +403,70 @@ def private_board(redis: Redis | None, round_: Round) -> list[dict[str, Any]]:
     if redis is not None:
         redis.set(key, json.dumps(rows), ex=3600)
     return rows
+
+
+# What viewers see --------------------------------------------------------------------
+
+PUBLIC, PRIVATE = "public", "private"
+
+
+def shown_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A board's row as anyone may see it (without the team's internal id)."""
+    return {key: value for key, value in row.items() if key != "team_id"}
+
+
+def view(
+    viewer: User | None,
+    competition: Competition,
+    round_: Round,
+    which: str,
+    offset: int,
+    limit: int,
+    redis: Redis | None,
+) -> dict[str, Any]:
+    """A page of a round's leaderboard: the public one, live; the private one once the
+    round has ended (to its organisers at any time)."""
+    state = round_state(round_)
+    body: dict[str, Any] = {
+        "competition": competition.slug,
+        "round": round_.number,
+        "board": which,
+        "state": state.value,
+        "metric": round_.metric,
+        "higher_is_better": round_.higher_is_better,
+    }
+    if which == PRIVATE:
+        if state != RoundState.ENDED and not is_organiser(viewer, competition):
+            raise Conflict(f"the private leaderboard shows once round {round_.number} ends")
+        rows = private_board(redis, round_)
+        return {
+            **body,
+            "total": len(rows),
+            "version": 0,
+            "rows": [shown_row(row) for row in rows[offset : offset + limit]],
+        }
+    if redis is None:
+        raise ApiError("the leaderboard needs Redis", code="unavailable", status=503)
+    page = board(redis, round_).cached_page(offset, limit)
+    return {**body, **page, "rows": [shown_row(row) for row in page["rows"]]}
+
+
+def public_json(
+    competition: Competition, round_: Round, offset: int, limit: int, redis: Redis | None
+) -> str:
+    """The public page as JSON text: the most read document of the platform, serialised
+    once per board version and state."""
+    body = view(None, competition, round_, PUBLIC, offset, limit, redis)
+    key = (round_.id, offset, limit, body["state"], body["version"])
+    with _SERIALISED_LOCK:
+        text = _SERIALISED.get(key)
+        if text is None:
+            if len(_SERIALISED) > 1024:
+                _SERIALISED.clear()
+            text = _SERIALISED[key] = json.dumps(body)
+    return text
+
+
+# (round id, offset, limit, state, version) -> the public page's JSON.
+_SERIALISED: dict[tuple, str] = {}
+_SERIALISED_LOCK = threading.Lock()

@@ -1,15 +1,16 @@
-"""Submissions: a predictions file, or a session's checkpoint graded in a sandbox.
+"""Submissions: a predictions file, or a session's checkpoint graded in a sandbox; the
+quotas they count against, the final selections, and what a team sees of them.
 
 A file is checked before it is accepted: one that fails (not a CSV, wrong columns,
 missing or repeated ids, missing values, wrong row count) is refused with the first
 problem and does not count against the quotas. An accepted submission counts however
 it scores. A checkpoint is handed to a grading session (no network, time and memory
-limits) whose predictions are checked the same way when it ends.
+limits) whose predictions are checked the same way when it ends
+(`portal/services/competitions/grading.py`).
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 from datetime import datetime, timedelta
@@ -19,7 +20,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
-from grader.metrics import METRICS
 from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
 from portal.models import (
@@ -34,19 +34,27 @@ from portal.models import (
     SubmissionStatus,
     User,
 )
-from portal.queue import grader_queue
-from portal.services import competitions, tables
-from portal.services import leaderboard as boards
 from portal.services import sessions as session_service
 from portal.services.artifacts import ArtifactStore
+from portal.services.competitions import boards
+from portal.services.competitions.core import (
+    RoundState,
+    find_round,
+    is_organiser,
+    may_submit,
+    membership,
+    round_state,
+)
+from portal.services.competitions.entrants import find_team, team_of
+from portal.services.competitions.grading import (
+    MAX_PREDICTIONS_BYTES,
+    enqueue_scoring,
+    team_changed,
+    validate_predictions,
+)
 from portal.timeutil import isoformat, utcnow
 
 log = logging.getLogger(__name__)
-
-MAX_PREDICTIONS_BYTES = 64 * 1024 * 1024
-
-
-# Rules ---------------------------------------------------------------------------------
 
 
 def qualified(round_: Round, redis: Redis | None) -> set[int] | None:
@@ -59,90 +67,89 @@ def qualified(round_: Round, redis: Redis | None) -> set[int] | None:
     return {row["team_id"] for row in ranking[: previous.advance_top]}
 
 
+def quota(team: CompetitionTeam | None, round_: Round) -> dict[str, Any]:
+    """What a team has used of a round's quotas, and what is left: today's (UTC days)
+    and the round's. A user without a team has used nothing."""
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    total = today = 0
+    if team is not None:
+        counted = (
+            select(func.count(Submission.id))
+            .where(Submission.round_id == round_.id, Submission.team_id == team.id)
+            .where(Submission.status.in_(COUNTED_STATUSES))
+        )
+        total = db.session.scalar(counted) or 0
+        today = db.session.scalar(counted.where(Submission.created_at >= midnight)) or 0
+    return {
+        "round": round_.number,
+        "used_today": today,
+        "left_today": max(0, min(round_.daily_quota - today, round_.total_quota - total)),
+        "used": total,
+        "left": max(0, round_.total_quota - total),
+        "daily_quota": round_.daily_quota,
+        "total_quota": round_.total_quota,
+        "resets_at": isoformat(midnight + timedelta(days=1)),
+    }
+
+
 def _check_quota(team: CompetitionTeam, round_: Round) -> None:
     # Serialise submissions of one team (PostgreSQL row lock; SQLite has one writer).
     db.session.execute(
         select(CompetitionTeam.id).where(CompetitionTeam.id == team.id).with_for_update()
     )
-    counted = (
-        select(func.count(Submission.id))
-        .where(Submission.round_id == round_.id, Submission.team_id == team.id)
-        .where(Submission.status.in_(COUNTED_STATUSES))
-    )
-    total = db.session.scalar(counted) or 0
-    if total >= round_.total_quota:
+    used = quota(team, round_)
+    if used["left"] == 0:
         raise ApiError(
             f"team {team.name} has used all {round_.total_quota} submissions of round "
             f"{round_.number}",
             code="quota_exceeded",
             status=429,
         )
-    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    today = db.session.scalar(counted.where(Submission.created_at >= midnight)) or 0
-    if today >= round_.daily_quota:
+    if used["used_today"] >= round_.daily_quota:
         raise ApiError(
             f"team {team.name} has used its {round_.daily_quota} submissions of today "
-            f"(UTC); more from {isoformat(midnight + timedelta(days=1))}",
+            f"(UTC); more from {used['resets_at']}",
             code="quota_exceeded",
             status=429,
         )
 
 
 def _check_entry(
-    user: User, competition: Competition, round_number: int | None, redis: Redis | None
+    user: User,
+    competition: Competition,
+    round_number: int | None,
+    redis: Redis | None,
+    kind: str,
 ) -> tuple[CompetitionTeam | None, Round]:
     """The user's team (None if they have none yet) and the round, once the rules allow
-    a submission. Changes nothing: a refused submission leaves no team behind."""
-    round_ = competitions.find_round(competition, round_number)
-    mine = competitions.membership(user, competition)
+    a submission of this kind ("files" or "models"). Changes nothing: a refused
+    submission leaves no team behind."""
+    round_ = find_round(competition, round_number)
+    if round_.accepts not in (kind, "both"):
+        other = "a session's checkpoint" if kind == "files" else "a predictions file"
+        raise ApiError(
+            f"round {round_.number} takes {round_.accepts} only: submit {other}",
+            code="wrong_submission_kind",
+            status=422,
+        )
+    mine = membership(user, competition)
     team = mine.team if mine is not None else None
-    competitions.may_submit(team, round_, qualified(round_, redis))
+    may_submit(team, round_, qualified(round_, redis))
     if team is not None:
         _check_quota(team, round_)
     return team, round_
 
 
-def validate_predictions(
-    round_: Round, data: bytes, store: ArtifactStore, ids: list[str] | None = None
-) -> list[str]:
-    metric = METRICS.get(round_.metric)
-    return tables.read_column(
-        data,
-        ids if ids is not None else competitions.read_ids(store, round_),
-        columns=tables.PREDICTION_COLUMNS,
-        what="predictions file",
-        numeric=bool(metric and metric.numeric),
-        probabilities=bool(metric and metric.binary),
-    )
-
-
-def _enqueue_scoring(redis: Redis | None, submission: Submission) -> None:
-    if redis is None:
-        return
-    try:
-        grader_queue(redis).enqueue(
-            "grader.jobs.score_submission",
-            submission.id,
-            job_id=f"score-{submission.id}",
-            job_timeout=600,
-        )
-    except RedisError:
-        # The grader's sweep queues every submission left `scoring`: nothing is lost.
-        log.exception("could not queue the scoring of submission %s", submission.id)
-
-
 def _counted(redis: Redis | None, submission: Submission) -> None:
     if redis is None:
         return
+    team_changed(redis, submission.team_id)
     try:
         board = boards.board(redis, submission.round)
         board.count(submission.team_id, submission.team.name, submission.created_at)
         board.changed()
     except RedisError:
         log.exception("leaderboard cache not updated for submission %s", submission.id)
-
-
-# Submitting ----------------------------------------------------------------------------
 
 
 def submit_file(
@@ -157,9 +164,9 @@ def submit_file(
 ) -> Submission:
     if len(data) > MAX_PREDICTIONS_BYTES:
         raise ApiError("the predictions file is larger than 64 MiB", code="too_large", status=413)
-    team, round_ = _check_entry(user, competition, round_number, redis)
+    team, round_ = _check_entry(user, competition, round_number, redis, "files")
     validate_predictions(round_, data, store)
-    team = team or competitions.team_of(user, competition, create=True)
+    team = team or team_of(user, competition, create=True)
     digest, _ = store.put(io.BytesIO(data), max_bytes=MAX_PREDICTIONS_BYTES)
     submission = Submission(
         round_id=round_.id,
@@ -173,7 +180,7 @@ def submit_file(
     db.session.add(submission)
     db.session.commit()
     _counted(redis, submission)
-    _enqueue_scoring(redis, submission)
+    enqueue_scoring(redis, submission)
     return submission
 
 
@@ -189,6 +196,12 @@ def submit_session(
     """Grade `USER/N[:CHECKPOINT]` (the latest checkpoint without one)."""
     ident, _, checkpoint_name = ref.partition(":")
     source = session_service.find_session(user, ident)
+    if source.kind == SessionKind.GRADING.value:
+        raise ApiError(
+            f"{source.ident} is a grading session: submit the training session it graded "
+            f"({source.forked_from})",
+            code="grading_session",
+        )
     query = select(Checkpoint).where(Checkpoint.session_id == source.id)
     if checkpoint_name:
         query = query.where(Checkpoint.name == checkpoint_name)
@@ -201,8 +214,8 @@ def submit_session(
             if checkpoint_name
             else f"session {source.ident} has saved no checkpoint"
         )
-    team, round_ = _check_entry(user, competition, round_number, redis)
-    team = team or competitions.team_of(user, competition, create=True)
+    team, round_ = _check_entry(user, competition, round_number, redis, "models")
+    team = team or team_of(user, competition, create=True)
     request = session_service.SessionRequest(
         entry=source.entry,
         code_digest=source.code_digest,
@@ -247,49 +260,6 @@ def submit_session(
     return submission
 
 
-def for_grading_session(session: Session) -> Submission | None:
-    return db.session.scalar(select(Submission).where(Submission.grading_session_id == session.id))
-
-
-def grading_predictions(
-    session: Session, data: bytes, store: ArtifactStore, redis: Redis | None
-) -> Submission:
-    """A grading session's predictions: checked, then queued for scoring, or the
-    submission is invalid (and stops counting) with the first problem."""
-    submission = for_grading_session(session)
-    if submission is None or submission.status != SubmissionStatus.GRADING.value:
-        raise Conflict("this session grades no submission that waits for predictions")
-    try:
-        validate_predictions(submission.round, data, store)
-    except tables.TableError as exc:
-        submission.status = SubmissionStatus.INVALID.value
-        submission.error = exc.message
-        db.session.commit()
-        return submission
-    submission.predictions_digest, _ = store.put(io.BytesIO(data), max_bytes=MAX_PREDICTIONS_BYTES)
-    submission.status = SubmissionStatus.SCORING.value
-    db.session.commit()
-    _enqueue_scoring(redis, submission)
-    return submission
-
-
-def grading_ended(session: Session) -> None:
-    """Called once a grading session has its final state."""
-    submission = for_grading_session(session)
-    if submission is None or submission.status != SubmissionStatus.GRADING.value:
-        return
-    if session.status == "completed":
-        error = "the grading run wrote no predictions (did the code call sdk.bind(infer=...)?)"
-    else:
-        error = f"the grading run {session.status}: {session.status_reason}".rstrip(": ")
-    submission.status = SubmissionStatus.FAILED.value
-    submission.error = error
-    db.session.commit()
-
-
-# Choices and moderation ----------------------------------------------------------------
-
-
 def find(competition: Competition, submission_id: int) -> Submission:
     submission = db.session.get(Submission, submission_id)
     if submission is None or submission.round.competition_id != competition.id:
@@ -298,18 +268,31 @@ def find(competition: Competition, submission_id: int) -> Submission:
 
 
 def visible(user: User, competition: Competition, submission: Submission) -> Submission:
-    if competitions.is_organiser(user, competition):
+    if is_organiser(user, competition):
         return submission
-    mine = competitions.membership(user, competition)
+    mine = membership(user, competition)
     if mine is None or mine.team_id != submission.team_id:
         raise NotFound(f"no submission {submission.id} of your team")
     return submission
 
 
-def select_final(user: User, submission: Submission, selected: bool) -> Submission:
+def select_final(
+    user: User, competition: Competition, submission_id: int, selected: bool, redis: Redis | None
+) -> Submission:
+    """Select (or unselect) one of the user's team's scored submissions for the final,
+    private ranking, while its round is open; the board is marked changed."""
+    submission = find(competition, submission_id)
+    mine = membership(user, competition)
+    if mine is None or mine.team_id != submission.team_id:
+        raise NotFound(f"no submission {submission_id} of your team")
     round_ = submission.round
-    if competitions.round_state(round_) == "ended":
+    if round_state(round_) == RoundState.ENDED:
         raise Conflict(f"round {round_.number} has ended: final selections are closed")
+    if selected and submission.disqualified_reason:
+        raise Conflict(
+            f"submission {submission.id} is disqualified ({submission.disqualified_reason}): "
+            "it cannot be selected"
+        )
     if submission.status != SubmissionStatus.SCORED.value:
         raise Conflict(f"submission {submission.id} is {submission.status}, not scored")
     if selected and not submission.selected:
@@ -327,96 +310,51 @@ def select_final(user: User, submission: Submission, selected: bool) -> Submissi
             )
     submission.selected = selected
     db.session.commit()
+    _board_changed(redis, submission)
+    team_changed(redis, submission.team_id)
     return submission
 
 
-def disqualify_submission(
-    user: User, submission: Submission, reason: str, redis: Redis | None
-) -> None:
-    competitions.require_organiser(user, submission.round.competition)
-    submission.disqualified_reason = reason
-    db.session.commit()
-    if redis is not None:
-        boards.board(redis, submission.round).invalidate()
+def _board_changed(redis: Redis | None, submission: Submission) -> None:
+    if redis is None:
+        return
+    try:
+        boards.board(redis, submission.round).changed()
+    except RedisError:
+        log.exception("leaderboard cache not marked changed for submission %s", submission.id)
 
 
-def disqualify_team(
-    user: User, competition: Competition, team: CompetitionTeam, reason: str, redis: Redis | None
-) -> None:
-    competitions.require_organiser(user, competition)
-    team.disqualified_reason = reason
-    db.session.commit()
-    if redis is not None:
-        for round_ in competition.rounds:
-            boards.board(redis, round_).invalidate()
+def listed(
+    user: User, competition: Competition, team_name: str | None, round_number: int | None
+) -> list[Submission]:
+    """A team's submissions (the round's, with `round_number`): the user's own team's,
+    or, for organisers, any team's."""
+    round_ = find_round(competition, round_number) if round_number else None
+    if team_name:
+        team = find_team(competition, team_name)
+        mine = membership(user, competition)
+        if not is_organiser(user, competition) and (mine is None or mine.team_id != team.id):
+            raise NotFound(f"no team {team_name!r} of yours")
+    else:
+        team = team_of(user, competition)
+    return team_submissions(team, round_)
 
 
-def rescore(user: User, round_: Round, redis: Redis | None) -> int:
-    """Queue the scoring of every submission of the round with predictions again."""
-    competitions.require_organiser(user, round_.competition)
-    ids = list(
+def shown(user: User, competition: Competition, submission_id: int) -> Submission:
+    """One submission, to its team or the competition's organisers."""
+    return visible(user, competition, find(competition, submission_id))
+
+
+def recent(user: User, limit: int = 5) -> list[Submission]:
+    """The user's latest submissions, in any competition."""
+    return list(
         db.session.scalars(
-            select(Submission.id).where(
-                Submission.round_id == round_.id,
-                Submission.predictions_digest != "",
-                Submission.status.in_(
-                    [
-                        SubmissionStatus.SCORED.value,
-                        SubmissionStatus.FAILED.value,
-                        SubmissionStatus.SCORING.value,
-                    ]
-                ),
-            )
+            select(Submission)
+            .where(Submission.user_id == user.id)
+            .order_by(Submission.id.desc())
+            .limit(limit)
         )
     )
-    if ids:
-        db.session.execute(
-            Submission.__table__.update()
-            .where(Submission.id.in_(ids))
-            .values(status=SubmissionStatus.SCORING.value)
-        )
-    db.session.commit()
-    if redis is not None:
-        grader_queue(redis).enqueue("grader.jobs.rescore_round", round_.id, job_timeout=3600)
-    return len(ids)
-
-
-def ranking_csv(round_: Round, redis: Redis | None) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [
-            "rank",
-            "team",
-            "members",
-            "private_score",
-            "public_score",
-            "submission",
-            "submitted_at",
-            "submissions",
-        ]
-    )
-    teams = {
-        t.id: t
-        for t in db.session.scalars(
-            select(CompetitionTeam).where(CompetitionTeam.competition_id == round_.competition_id)
-        )
-    }
-    for row in boards.private_board(redis, round_):
-        members = " ".join(sorted(m.user.username for m in teams[row["team_id"]].members))
-        writer.writerow(
-            [
-                row["rank"],
-                row["team"],
-                members,
-                row["score"],
-                row["public_score"],
-                row["submission"],
-                row["best_at"],
-                row["submissions"],
-            ]
-        )
-    return out.getvalue()
 
 
 def team_submissions(team: CompetitionTeam, round_: Round | None = None) -> list[Submission]:
@@ -428,7 +366,12 @@ def team_submissions(team: CompetitionTeam, round_: Round | None = None) -> list
 
 def submission_dict(submission: Submission, *, private: bool = False) -> dict[str, Any]:
     round_ = submission.round
-    show_private = private or competitions.round_state(round_) == "ended"
+    show_private = private or round_state(round_) == RoundState.ENDED
+    grading = (
+        db.session.get(Session, submission.grading_session_id)
+        if submission.grading_session_id
+        else None
+    )
     return {
         "id": submission.id,
         "round": round_.number,
@@ -436,7 +379,9 @@ def submission_dict(submission: Submission, *, private: bool = False) -> dict[st
         "user": submission.user.username,
         "source": submission.source,
         "session": submission.session_ref or None,
-        "status": submission.status,
+        "grading_session": grading.ident if grading is not None else None,
+        # Disqualified reads so everywhere, whatever its grading came to.
+        "status": "disqualified" if submission.disqualified_reason else submission.status,
         "error": submission.error or None,
         "public_score": submission.public_score,
         "private_score": submission.private_score if show_private else None,

@@ -1,0 +1,91 @@
+"""Competitions from a spec (docs/competitions.md): its text checked, the competition
+and its rounds created with their files."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from portal.errors import ApiError, Conflict, first_problem
+from portal.extensions import db
+from portal.models import Competition, Round, User
+from portal.services import datasets as dataset_service
+from portal.services.artifacts import ArtifactStore
+from portal.services.competitions.core import SpecError, require_organiser_level
+from portal.services.competitions.rounds import _apply_round_fields, _round_files, round_dict
+from portal.services.competitions.spec_schema import CompetitionSpec
+
+
+def parse_spec(text: str) -> dict:
+    """A spec's YAML (or JSON) text, validated; ApiError names the first problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ApiError(f"the spec is not YAML or JSON: {exc}", code="invalid_spec") from exc
+    if not isinstance(raw, dict):
+        raise ApiError("the spec must be a mapping", code="invalid_spec")
+    try:
+        spec = CompetitionSpec().load(json.loads(json.dumps(raw, default=str)))
+    except ValidationError as exc:
+        raise ApiError(
+            f"the spec is invalid: {first_problem(exc.messages)}",
+            code="invalid_spec",
+            status=422,
+            details=exc.messages,
+        ) from exc
+    return spec
+
+
+def create(
+    organiser: User,
+    spec: Mapping[str, Any],
+    files: Mapping[str, bytes],
+    store: ArtifactStore,
+    public_key: str,
+) -> Competition:
+    """A competition from a validated spec (see docs/competitions.md) and its files."""
+    require_organiser_level(organiser)
+    if db.session.scalar(select(Competition.id).where(Competition.slug == spec["slug"])):
+        raise Conflict(f"a competition {spec['slug']!r} exists already")
+    competition = Competition(
+        slug=spec["slug"],
+        title=spec["title"],
+        description=spec.get("description", ""),
+        visibility=spec.get("visibility", "public"),
+        team_size_limit=spec.get("team_size_limit", 1),
+        organiser_id=organiser.id,
+    )
+    previous_end = None
+    for number, round_spec in enumerate(spec["rounds"], start=1):
+        what = f"round {number}"
+        if round_spec.get("dataset"):
+            dataset_service.find_version(organiser, round_spec["dataset"])  # must exist
+        round_ = Round(number=number, dataset=round_spec.get("dataset", ""))
+        round_.split_salt = secrets.token_hex(8)
+        _apply_round_fields(round_, round_spec, what)
+        if previous_end is not None and round_.starts_at < previous_end:
+            raise SpecError(f"{what}: it must start after round {number - 1} ends")
+        previous_end = round_.ends_at
+        _round_files(round_, round_spec, files, store, public_key, what)
+        competition.rounds.append(round_)
+    db.session.add(competition)
+    db.session.commit()
+    return competition
+
+
+def competition_dict(competition: Competition) -> dict[str, Any]:
+    return {
+        "slug": competition.slug,
+        "title": competition.title,
+        "description": competition.description,
+        "visibility": competition.visibility,
+        "team_size_limit": competition.team_size_limit,
+        "organiser": competition.organiser.username,
+        "rounds": [round_dict(r) for r in competition.rounds],
+    }

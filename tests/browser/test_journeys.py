@@ -1,0 +1,115 @@
+"""Whole journeys in the real headless Chromium, against a real stack seeded as `make
+run` seeds it; screenshots of the main pages at 1,400 and 390 px wide are kept in
+`artifacts/screenshots/` (PODIUM_ARTIFACTS to choose another folder)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("PODIUM_ARTIFACTS") or ROOT / "artifacts") / "screenshots"
+WIDTHS = (1400, 390)
+
+# WCAG AA for normal text: 4.5:1. Measured on what Chromium rendered.
+CONTRASTS = """selector => [...document.querySelectorAll(selector)].map(el => {
+    const rgb = s => (s.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    let node = el, bg = null;
+    while (node && node.nodeType === 1) {
+      const c = getComputedStyle(node).backgroundColor;
+      if (c && !c.startsWith("rgba(0, 0, 0, 0)") && c !== "transparent") { bg = c; break; }
+      node = node.parentElement;
+    }
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(rgb(bg || "rgb(255,255,255)"));
+    return [el.textContent.trim(), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+  })"""
+
+
+def shoot(page, name: str) -> None:
+    """The page at each width, whole; and nothing wider than the window at 390 px."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+        if width == 390:
+            overflow = page.evaluate(
+                "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} is {overflow} px wider than a 390 px screen"
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def readable(page, selector: str) -> None:
+    found = page.evaluate(CONTRASTS, selector)
+    assert found, f"nothing matches {selector}"
+    poor = [(text, round(ratio, 2)) for text, ratio in found if ratio < 4.5]
+    assert poor == [], f"below WCAG AA contrast: {poor}"
+
+
+def test_a_participant_from_sign_up_to_a_selected_final_submission(page, stack, tmp_path):
+    # A visitor sees what is open, not a login form.
+    page.goto(stack.url + "/")
+    expect(page.locator("#open-competitions")).to_contain_text("Handwritten digits")
+    expect(page.locator("#open-competitions time").first).to_have_text(re.compile(r"^in \d+ "))
+    shoot(page, "home")
+
+    # A new account lands on the competitions.
+    page.goto(stack.url + "/signup")
+    page.fill("input[name=username]", "nina")
+    page.fill("input[name=password]", "nina-password")
+    page.fill("input[name=confirm]", "nina-password")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/competitions$"))
+    page.get_by_role("link", name="Handwritten digits").click()
+    expect(page.locator("h1")).to_have_text("Handwritten digits")
+
+    # A team of her own.
+    name = page.locator("#team input[name=name]")
+    name.fill("nina's team")  # the browser holds it back, with the rule as its hint
+    assert name.evaluate("el => !el.validity.valid && el.title.startsWith('letters')")
+    page.fill("#team input[name=name]", "nightjars")
+    page.get_by_role("button", name="Create the team").click()
+    expect(page.locator("#team h2")).to_have_text("Your team: nightjars")
+    expect(page.locator("#quota")).to_contain_text("Left today: 10 of 10")
+
+    # The published test inputs, answered in a file, uploaded.
+    with page.expect_download() as download:
+        page.locator("#test-inputs").click()
+    inputs = Path(download.value.path()).read_text()
+    ids = [row["id"] for row in csv.DictReader(io.StringIO(inputs))]
+    assert len(ids) == 500 and "label" not in inputs.splitlines()[0]
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text(
+        "id,prediction\n" + "".join(f"{i},{n % 10}\n" for n, i in enumerate(ids))
+    )
+    page.set_input_files("input[name=predictions]", str(predictions))
+    page.get_by_role("button", name="Submit the file").click()
+    expect(page.locator("#quota")).to_contain_text("Left today: 9 of 10")
+    row = page.locator("#submissions tbody tr").first
+    # Graded while the page stays open: the state changes without a reload.
+    page.evaluate("() => { window.notReloaded = true; }")
+    expect(row.locator(".status")).to_have_text("scored", timeout=60000)
+    assert page.evaluate("() => window.notReloaded === true")
+    readable(page, ".status")
+    readable(page, "button.small, button.primary")
+    shoot(page, "competition")
+
+    # The final selection, with a visible button.
+    row.get_by_role("button", name="Select").click()
+    expect(page.locator("#submissions tbody tr").first.get_by_role("button")).to_have_text(
+        "Selected ✓"
+    )
+    readable(page, "button.small")
+
+    page.goto(stack.url + "/competitions/digits/rounds/1/leaderboard")
+    expect(page.locator("body")).to_contain_text("nightjars")
+    shoot(page, "leaderboard")

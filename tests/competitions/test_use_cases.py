@@ -1,0 +1,256 @@
+"""Each competition use case is one service function: the pages and the API that call
+it behave the same. Every test here runs once through the API and once through the
+page."""
+
+import html
+import io
+import json
+import re
+import sys
+
+import pytest
+import yaml
+
+from portal.extensions import db
+from portal.models import Competition, Level, Submission
+from tests import factories
+from tests.competitions.test_competitions_api import create, score_all, submit
+
+SLUG = "toy"
+URL = f"/api/v1/competitions/{SLUG}"
+
+
+def flash_error(page: str) -> str:
+    found = re.search(r'class="flash error"[^>]*>([^<]*)<', page)
+    return html.unescape(found.group(1)).strip() if found else ""
+
+
+class Browser:
+    """A user's browser: a test client whose every request runs in an app context of
+    its own, as a request to the portal does (the test's own app context would carry
+    one user's login into another's requests)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.client = app.test_client()
+
+    def get(self, *args, **kwargs):
+        with self.app.app_context():
+            return self.client.get(*args, **kwargs)
+
+    def post(self, *args, **kwargs):
+        with self.app.app_context():
+            return self.client.post(*args, **kwargs)
+
+
+def log_in(app, username: str) -> tuple[Browser, str]:
+    """A browser of `username`, logged in through the form, and the CSRF token its
+    forms carry."""
+    browser = Browser(app)
+    page = browser.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    answer = browser.post(
+        "/login",
+        data={"username": username, "password": f"{username}-password", "csrf_token": token},
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)[:3000]
+    return browser, token
+
+
+@pytest.fixture
+def contest(app, client, redis):
+    organiser = factories.user("olga")
+    spec = factories.competition_spec(SLUG, final_selections=1)
+    files = factories.competition_files()
+    headers = factories.headers(factories.token(organiser))
+    assert create(client, headers, spec=spec, files=files).status_code == 201
+    ann = factories.headers(factories.token(factories.user("ann")))
+    better = submit(client, ann, factories.predictions(files, 40)).get_json()["id"]
+    worse = submit(client, ann, factories.predictions(files, 10)).get_json()["id"]
+    score_all(app, redis)
+    return {"organiser": headers, "ann": ann, "better": better, "worse": worse}
+
+
+def select(app, client, contest, via: str, submission_id: int, selected: bool = True) -> str:
+    """Select as ann, through the API or the competition page; the error, if any."""
+    if via == "api":
+        answer = client.post(
+            f"{URL}/submissions/{submission_id}/select",
+            json={"selected": selected},
+            headers=contest["ann"],
+        )
+        return "" if answer.status_code == 200 else answer.get_json()["error"]["message"]
+    browser, token = log_in(app, "ann")
+    form = {"csrf_token": token, "submission": submission_id, "selected": "1" if selected else ""}
+    answer = browser.post(f"/competitions/{SLUG}/select", data=form, follow_redirects=True)
+    assert answer.status_code == 200
+    return flash_error(answer.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_select_marks_the_cached_private_board_changed(app, client, contest, via):
+    private = f"{URL}/leaderboard?board=private"
+    before = client.get(private, headers=contest["organiser"]).get_json()
+    assert before["rows"][0]["submission"] == contest["better"]  # cached now
+    assert select(app, client, contest, via, contest["worse"]) == ""
+    after = client.get(private, headers=contest["organiser"]).get_json()
+    assert after["rows"][0]["submission"] == contest["worse"]
+    assert db.session.get(Submission, contest["worse"]).selected
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_disqualified_submission_cannot_be_selected(app, client, contest, via):
+    client.post(
+        f"{URL}/submissions/{contest['worse']}/disqualify",
+        json={"reason": "copied"},
+        headers=contest["organiser"],
+    )
+    error = select(app, client, contest, via, contest["worse"])
+    assert "disqualified (copied)" in error
+    db.session.expire_all()
+    assert not db.session.get(Submission, contest["worse"]).selected
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_create_from_a_spec_takes_the_same_spec_and_gives_the_same_errors(app, client, via):
+    organiser = factories.user("olga", level=Level.ORGANISER)
+    spec = factories.competition_spec("same")
+    files = factories.competition_files()
+    browser, token = log_in(app, "olga") if via == "page" else (None, "")
+
+    def send(spec_text: str, files: dict[str, bytes]):
+        if via == "api":
+            data = {"spec": spec_text}
+            data.update({name: (io.BytesIO(body), name) for name, body in files.items()})
+            answer = client.post(
+                "/api/v1/competitions",
+                data=data,
+                headers=factories.headers(factories.token(organiser)),
+                content_type="multipart/form-data",
+            )
+            return "" if answer.status_code == 201 else answer.get_json()["error"]["message"]
+        assert browser is not None
+        data = {
+            "csrf_token": token,
+            "spec": (io.BytesIO(spec_text.encode()), "spec.yaml"),
+            "files": [(io.BytesIO(body), name) for name, body in files.items()],
+        }
+        answer = browser.post("/competitions/new", data=data, content_type="multipart/form-data")
+        if answer.status_code == 302:
+            return ""
+        return flash_error(answer.get_data(as_text=True))
+
+    broken = dict(spec, rounds=[dict(spec["rounds"][0], metric="nonsense")])
+    assert "metric" in send(yaml.safe_dump(broken), files)
+    missing = send(json.dumps(spec), {"test.csv": files["test.csv"]})
+    assert "labels.csv" in missing and "was not uploaded" in missing
+    assert db.session.scalar(db.select(db.func.count(Competition.id))) == 0
+    assert send(json.dumps(spec), files) == ""
+    assert db.session.scalar(db.select(Competition.title)) == "Same"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__]))
+
+
+def _submit_file(app, client, via: str, headers, username: str, body: bytes) -> str:
+    if via == "api":
+        answer = submit(client, headers, body)
+        return "" if answer.status_code == 201 else answer.get_json()["error"]["message"]
+    browser, token = log_in(app, username)
+    data = {"csrf_token": token, "predictions": (io.BytesIO(body), "preds.csv"), "memo": "m"}
+    answer = browser.post(
+        f"/competitions/{SLUG}/submit/file",
+        data=data,
+        content_type="multipart/form-data",
+        follow_redirects=True,
+    )
+    assert answer.status_code == 200
+    return flash_error(answer.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_submitting_a_file_counts_and_is_refused_alike(app, client, redis, via):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    files = factories.competition_files()
+    spec = factories.competition_spec(SLUG, daily_quota=1)
+    assert create(client, organiser, spec=spec, files=files).status_code == 201
+    ann = factories.headers(factories.token(factories.user("ann")))
+    assert "not a CSV" in _submit_file(app, client, via, ann, "ann", b"\x00\x01garbage")
+    assert _submit_file(app, client, via, ann, "ann", factories.predictions(files, 30)) == ""
+    refused = _submit_file(app, client, via, ann, "ann", factories.predictions(files, 30))
+    assert "used its 1 submissions of today" in refused
+    assert db.session.scalar(db.select(db.func.count(Submission.id))) == 1
+    body = client.get(f"{URL}/submissions", headers=ann).get_json()
+    assert [s["status"] for s in body] == ["scoring"]
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_models_only_round_refuses_files(app, client, redis, via):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    files = factories.competition_files()
+    spec = factories.competition_spec(SLUG, accepts="models")
+    assert create(client, organiser, spec=spec, files=files).status_code == 201
+    ann = factories.headers(factories.token(factories.user("ann")))
+    error = _submit_file(app, client, via, ann, "ann", factories.predictions(files, 30))
+    assert "takes models only" in error
+    assert db.session.scalar(db.select(db.func.count(Submission.id))) == 0
+
+
+def test_published_test_inputs_are_the_same_on_the_page_and_the_api(app, client, redis):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    files = factories.competition_files()
+    spec = factories.competition_spec(SLUG, publish_inputs=True)
+    spec["rounds"].append(dict(spec["rounds"][0], publish_inputs=False))
+    spec["rounds"][1]["starts_at"] = spec["rounds"][0]["ends_at"]
+    spec["rounds"][1]["ends_at"] = "2099-01-01T00:00:00+00:00"
+    assert create(client, organiser, spec=spec, files=files).status_code == 201
+    api = client.get(f"{URL}/rounds/1/inputs.csv")  # spectators too: no token
+    page = Browser(app).get(f"/competitions/{SLUG}/rounds/1/test.csv")
+    assert api.status_code == page.status_code == 200
+    assert api.data == page.data == files["test.csv"]
+    assert b"label" not in api.data.splitlines()[0]
+    hidden = client.get(f"{URL}/rounds/2/inputs.csv")
+    assert hidden.status_code == 404
+    assert "does not publish its test inputs" in hidden.get_json()["error"]["message"]
+    assert Browser(app).get(f"/competitions/{SLUG}/rounds/2/test.csv").status_code == 404
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_teams_are_created_joined_and_left_alike(app, client, redis, via):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    assert create(client, organiser).status_code == 201
+    ann = factories.headers(factories.token(factories.user("ann")))
+    bob = factories.headers(factories.token(factories.user("bob")))
+    browsers: dict = {}
+
+    def act(user: str, headers, action: str, **fields) -> str:
+        if via == "api":
+            path, body = {
+                "create": ("/teams", {"name": fields.get("name", "")}),
+                "join": ("/team/join", {"code": fields.get("code"), "team": None}),
+                "leave": ("/team/leave", None),
+            }[action]
+            answer = client.post(URL + path, json=body, headers=headers)
+            if answer.status_code < 300:
+                return ""
+            return answer.get_json()["error"]["message"]
+        if user not in browsers:
+            browsers[user] = log_in(app, user)
+        browser, token = browsers[user]
+        answer = browser.post(
+            f"/competitions/{SLUG}/team/{action}",
+            data={"csrf_token": token, **fields},
+            follow_redirects=True,
+        )
+        return flash_error(answer.get_data(as_text=True))
+
+    assert "team name" in act("ann", ann, "create", name="no spaces allowed")
+    assert act("ann", ann, "create", name="owls") == ""
+    code = client.get(f"{URL}/team", headers=ann).get_json()["team"]["invite_code"]
+    assert "no team" in act("bob", bob, "join", code="wrong")
+    assert act("bob", bob, "join", code=code) == ""
+    members = client.get(f"{URL}/team", headers=ann).get_json()["team"]["members"]
+    assert members == ["ann", "bob"]
+    assert act("bob", bob, "leave") == ""
+    assert client.get(f"{URL}/team", headers=bob).get_json()["team"] is None
