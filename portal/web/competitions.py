@@ -29,6 +29,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired, MultipleFileField
@@ -104,7 +105,7 @@ class SubmitSessionForm(FlaskForm):
     memo = StringField("Memo", validators=[Optional(), Length(max=500)])
 
 
-def _act(slug: str, action) -> Response:
+def _act(slug: str, action) -> ResponseReturnValue:
     """Run a participant's action; its refusal is shown on the competition's page."""
     try:
         action()
@@ -282,7 +283,8 @@ def _team_rows(slug: str, team_id: int) -> str:
     try:
         team = db.session.get(CompetitionTeam, team_id)
         competition = core.find(current_user, slug)
-        entries = [submissions.submission_dict(s) for s in submissions.team_submissions(team)]
+        found = submissions.team_submissions(team) if team is not None else []
+        entries = [submissions.submission_dict(s) for s in found]
         return render_template(
             "competitions/_submissions.html",
             competition=competition,
@@ -458,8 +460,7 @@ def stream(slug: str, number: int):
         try:
             page = board.cached_page(0, ROWS_SHOWN)
             shown = [
-                {**boards.shown_row(row), "color": team_color(row["team"])}
-                for row in page["rows"]
+                {**boards.shown_row(row), "color": team_color(row["team"])} for row in page["rows"]
             ]
             return {**page, "rows": shown}
         finally:

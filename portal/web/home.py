@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from flask_login import current_user
 
+from portal.models import Session, Submission
 from portal.services import sessions as session_service
 from portal.services.competitions import core, submissions
 
@@ -16,7 +17,8 @@ RECENT = 5
 @bp.route("/")
 def index():
     viewer = current_user if current_user.is_authenticated else None
-    sessions, mine = [], []
+    sessions: list[Session] = []
+    mine: list[Submission] = []
     if viewer is not None:
         sessions, _ = session_service.search_sessions(
             viewer, session_service.SessionFilter(limit=RECENT)
