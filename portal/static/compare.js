@@ -53,51 +53,32 @@
     }
   }
 
-  // Zooming (by step) fetches the finer lines of the range shown; a reset, the whole
-  // lines again. Only the newest answer for a tag is drawn.
-  const zoomTimers = {};
-  const zoomAsked = {};
-  window.podiumZoom = function (tag, start, end) {
-    if (start !== null && xMode !== "step") return;
-    clearTimeout(zoomTimers[tag]);
-    zoomTimers[tag] = setTimeout(() => zoom(tag, start, end), start === null ? 0 : 250);
-  };
-
-  async function zoom(tag, start, end) {
-    const asked = (zoomAsked[tag] || 0) + 1;
-    zoomAsked[tag] = asked;
-    const query = new URLSearchParams({ tag: tag });
-    if (start !== null) {
-      query.set("start", Math.floor(start));
-      query.set("end", Math.ceil(end));
-    }
-    const response = await fetch(config.lines + "&" + query, {
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok || zoomAsked[tag] !== asked) return;
-    const body = await response.json();
-    const byIdent = Object.fromEntries(body.lines.map((line) => [line.session, line]));
-    for (const ident of config.sessions) {
-      const line = byIdent[ident] || { step: [], value: [], wall_time: [], first_wall_time: 0 };
-      const time = line.wall_time.map((wall) => wall - line.first_wall_time);
-      const data = {
-        step: line.step,
-        time: time,
-        x: xMode === "step" ? line.step : time,
-        raw: line.value,
-        y: smoothed(line.value),
-        session: line.step.map(() => ident),
-      };
-      for (const axis of ["linear", "log"]) {
-        for (const doc of Bokeh.documents) {
-          const source = doc.get_model_by_name("source:" + ident + ":" + tag + ":" + axis);
-          if (source) source.data = { ...data };
+  // Zooming (by step) fetches the finer lines of the range shown (zoom.js).
+  window.podiumZoomer(
+    config.lines,
+    (tag, body) => {
+      const byIdent = Object.fromEntries(body.lines.map((line) => [line.session, line]));
+      for (const ident of config.sessions) {
+        const line = byIdent[ident] || { step: [], value: [], wall_time: [], first_wall_time: 0 };
+        const time = line.wall_time.map((wall) => wall - line.first_wall_time);
+        const data = {
+          step: line.step,
+          time: time,
+          x: xMode === "step" ? line.step : time,
+          raw: line.value,
+          y: smoothed(line.value),
+          session: line.step.map(() => ident),
+        };
+        for (const axis of ["linear", "log"]) {
+          for (const doc of Bokeh.documents) {
+            const source = doc.get_model_by_name("source:" + ident + ":" + tag + ":" + axis);
+            if (source) source.data = { ...data };
+          }
         }
       }
-    }
-    document.getElementById("plot").dataset.zoomed =
-      start === null ? "whole" : Math.floor(start) + "-" + Math.ceil(end);
-  }
+    },
+    () => xMode === "step",
+  );
 
   let highlighted = null;
   window.podiumHighlight = function (ident) {

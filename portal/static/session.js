@@ -47,35 +47,13 @@
     }
   }
 
-  // Zooming fetches the finer line of the range shown; a reset, the whole line again.
-  // Only the newest answer for a tag is drawn.
-  const zoomTimers = {};
-  const zoomAsked = {};
-  window.podiumZoom = function (tag, start, end) {
-    clearTimeout(zoomTimers[tag]);
-    zoomTimers[tag] = setTimeout(() => zoom(tag, start, end), start === null ? 0 : 250);
-  };
-
-  async function zoom(tag, start, end) {
-    const asked = (zoomAsked[tag] || 0) + 1;
-    zoomAsked[tag] = asked;
-    const query = new URLSearchParams({ tag: tag });
-    if (start !== null) {
-      query.set("start", Math.floor(start));
-      query.set("end", Math.ceil(end));
-    }
-    const response = await fetch(config.line + "?" + query, {
-      headers: { Accept: "application/json" },
-    });
-    if (!response.ok || zoomAsked[tag] !== asked) return;
-    const line = await response.json();
+  // Zooming fetches the finer line of the range shown (zoom.js).
+  window.podiumZoomer(config.line, (tag, line) => {
     for (const doc of Bokeh.documents) {
       const source = doc.get_model_by_name("scalars:" + tag);
       if (source) source.data = { step: line.step, value: line.value };
     }
-    document.getElementById("plot").dataset.zoomed =
-      start === null ? "whole" : Math.floor(start) + "-" + Math.ceil(end);
-  }
+  });
 
   function setText(id, value) {
     const element = document.getElementById(id);
