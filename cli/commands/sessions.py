@@ -209,7 +209,7 @@ def ps(everyone: bool, as_json: bool) -> None:
         as_json,
         ["SESSION", "STATUS", "NODE", "GPUS", "CREATED", "COMMAND", "MEMO", "NOTE"],
         lambda s: [
-            s["id"],
+            s["id"] + (" (grading)" if s.get("kind") == "grading" else ""),
             s["status"],
             s["node"] or "-",
             ",".join(map(str, s["gpu_indices"])) or (f"{s['gpus']} wanted" if s["gpus"] else "-"),

@@ -72,8 +72,8 @@ def _spec_from_form() -> tuple[dict, dict[str, bytes]]:
     text = request.form.get("spec")
     if not text:
         raise ApiError("send the spec as the form field `spec`", code="invalid_input")
-    files = {name: part.read() for name, part in request.files.items()}
-    return specs.parse_spec(text), files
+    spec = specs.parse_spec(text)
+    return spec, specs.uploaded([(name, part.read()) for name, part in request.files.items()])
 
 
 @blp.route("")

@@ -109,9 +109,10 @@ class SessionIn(Schema):
 
 
 class SessionOut(Schema):
-    id = fields.String()
+    id = fields.String(metadata={"description": "USER/N, or grade/ID for a grading session"})
     user = fields.String()
     number = fields.Integer()
+    kind = fields.String(metadata={"description": "training, or grading (a submission's)"})
     status = fields.String()
     status_reason = fields.String()
     entry = fields.String()

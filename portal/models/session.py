@@ -50,6 +50,10 @@ class SessionKind(enum.StrEnum):
     GRADING = "grading"  # scheduled ahead of training
 
 
+# The owner part of grading sessions' ids (grade/41): a name no user may take.
+GRADE = "grade"
+
+
 class Session(db.Model):  # type: ignore[name-defined]
     __tablename__ = "sessions"
     __table_args__ = (
@@ -103,8 +107,17 @@ class Session(db.Model):  # type: ignore[name-defined]
 
     @property
     def ident(self) -> str:
-        """The id users see and type: USER/N."""
-        return f"{self.user.username}/{self.number}"
+        """The id users see and type: USER/N; a grading session's is grade/ID (it is not
+        one of its owner's training sessions, and takes none of their numbers)."""
+        return f"{self.ident_owner}/{self.ident_number}"
+
+    @property
+    def ident_owner(self) -> str:
+        return GRADE if self.kind == SessionKind.GRADING.value else self.user.username
+
+    @property
+    def ident_number(self) -> int:
+        return self.id if self.kind == SessionKind.GRADING.value else self.number
 
     @property
     def gpu_model_set(self) -> frozenset[str]:

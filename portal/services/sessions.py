@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from portal.models import (
     SessionStatus,
     User,
 )
+from portal.models.session import GRADE, SessionKind
 from portal.queue import wake_scheduler
 from portal.services import archives, blobs, metrics
 from portal.services import datasets as dataset_service
@@ -51,6 +53,7 @@ class SessionRequest:
     datasets: tuple[str, ...] = ()  # NAME or NAME:VERSION, each mounted at DATASET_PATH/NAME
     memo: str = ""
     environment: str = ""  # a digest, for sessions made from another's code (forks)
+    kind: str = SessionKind.TRAINING.value
 
 
 UPLOAD_MEMORY_SECONDS = 86400
@@ -169,8 +172,13 @@ def create_session(
     mounts = [v.dataset.name for v in versions]
     if len(set(mounts)) != len(mounts):
         raise ApiError("a dataset can be mounted once per session", code="invalid_input")
+    grading = request.kind == SessionKind.GRADING.value
+    # A grading session takes none of its owner's numbers: it is grade/ID, and its number
+    # becomes -ID once the row has its id (a random negative one until then).
     number = (
-        db.session.execute(
+        -secrets.randbits(30) - 1
+        if grading
+        else db.session.execute(
             update(User)
             .where(User.id == user.id)
             .values(next_session_number=User.next_session_number + 1)
@@ -181,6 +189,7 @@ def create_session(
     session = Session(
         user_id=user.id,
         number=number,
+        kind=request.kind,
         entry=request.entry,
         args=request.args,
         code_digest=request.code_digest,
@@ -197,6 +206,8 @@ def create_session(
     )
     db.session.add(session)
     db.session.flush()
+    if grading:
+        session.number = -session.id
     db.session.add_all(
         SessionDataset(session_id=session.id, version_id=v.id, ref=v.ident, mount=v.dataset.name)
         for v in versions
@@ -250,9 +261,20 @@ def find_session(viewer: User, ident: str, *, change: bool = False) -> Session:
     team its owner is in; 404 otherwise, so ids do not leak. With `change`, teammates
     (who may look, and fork) are refused with 403."""
     username, number = parse_ident(ident, viewer)
-    session = db.session.scalar(
-        select(Session).join(User).where(User.username == username, Session.number == number)
-    )
+    if username == GRADE:
+        session = db.session.scalar(
+            select(Session).where(Session.id == number, Session.kind == SessionKind.GRADING.value)
+        )
+    else:
+        session = db.session.scalar(
+            select(Session)
+            .join(User)
+            .where(
+                User.username == username,
+                Session.number == number,
+                Session.kind == SessionKind.TRAINING.value,
+            )
+        )
     if session is None:
         raise NotFound(f"no session {username}/{number}")
     if viewer.is_admin or session.user_id == viewer.id:
@@ -582,7 +604,8 @@ def session_dict(session: Session) -> dict[str, Any]:
     return {
         "id": session.ident,
         "user": session.user.username,
-        "number": session.number,
+        "number": session.ident_number,
+        "kind": session.kind,
         "status": session.status,
         "status_reason": session.status_reason,
         "entry": session.entry,

@@ -133,7 +133,9 @@ def act(username: str, number: int, action: str):
     except ApiError as exc:
         flash(exc.message, "error")
         target = session
-    return redirect(url_for("sessions.detail", username=target.user.username, number=target.number))
+    return redirect(
+        url_for("sessions.detail", username=target.ident_owner, number=target.ident_number)
+    )
 
 
 @bp.route(SESSION + "/checkpoints/<name>.tar.gz")

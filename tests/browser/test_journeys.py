@@ -60,6 +60,8 @@ def test_a_participant_from_sign_up_to_a_selected_final_submission(page, stack, 
     page.goto(stack.url + "/")
     expect(page.locator("#open-competitions")).to_contain_text("Handwritten digits")
     expect(page.locator("#open-competitions time").first).to_have_text(re.compile(r"^in \d+ "))
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert page.request.get(stack.url + icon).headers["content-type"].startswith("image/svg")
     shoot(page, "home")
 
     # A new account lands on the competitions.
@@ -113,3 +115,107 @@ def test_a_participant_from_sign_up_to_a_selected_final_submission(page, stack, 
     page.goto(stack.url + "/competitions/digits/rounds/1/leaderboard")
     expect(page.locator("body")).to_contain_text("nightjars")
     shoot(page, "leaderboard")
+
+
+def test_an_organiser_from_an_empty_form_to_an_exported_ranking(page, stack, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    import yaml
+
+    from tests import factories
+    from tests.browser.test_pages import log_in
+    from tests.integration.stack import User
+
+    log_in(page, stack, "admin", "admin")
+    page.wait_for_url("**/sessions")
+    page.goto(stack.url + "/competitions/new")
+    spec_box = page.locator("textarea[name=spec_text]")
+    expect(spec_box).to_contain_text("slug: my-challenge")  # a template to start from
+    spec_box.fill("")
+    page.get_by_role("button", name="Create the competition").click()
+    expect(page.locator(".flash.error")).to_have_text(
+        "give the spec: write it in the box, or upload its file"
+    )
+    page.locator("textarea[name=spec_text]").fill("slug: [unclosed")
+    page.get_by_role("button", name="Create the competition").click()
+    expect(page.locator(".flash.error")).to_contain_text("the spec is not YAML or JSON")
+
+    # Two rounds, each with its own test.csv: the folder keeps them apart.
+    folder = tmp_path / "challenge"
+    now = datetime.now(UTC)
+    files = factories.competition_files(rows=30)
+    rounds = []
+    for number, (start, end) in enumerate(
+        [
+            (now - timedelta(hours=1), now + timedelta(days=5)),
+            (now + timedelta(days=6), now + timedelta(days=9)),
+        ],
+        start=1,
+    ):
+        (folder / f"round{number}").mkdir(parents=True)
+        for name, body in files.items():
+            (folder / f"round{number}" / name).write_bytes(body)
+        rounds.append(
+            {
+                "name": f"Round {number}",
+                "starts_at": start.isoformat(),
+                "ends_at": end.isoformat(),
+                "test_inputs": f"round{number}/test.csv",
+                "labels": f"round{number}/labels.csv",
+                "metric": "accuracy",
+                "publish_inputs": True,
+            }
+        )
+    spec = {"slug": "birds", "title": "Birds", "visibility": "private", "rounds": rounds}
+    page.locator("textarea[name=spec_text]").fill(yaml.safe_dump(spec))
+    page.set_input_files("input[name=folder]", str(folder))
+    page.get_by_role("button", name="Create the competition").click()
+    expect(page.locator("h1")).to_have_text("Birds")
+    page.get_by_role("link", name="Organiser's panel").click()
+    expect(page.locator("h1")).to_contain_text("Organise")
+
+    # Open the draft.
+    page.select_option("#visibility select", "public")
+    page.locator("#visibility").get_by_role("button").click()
+    expect(page.locator(".flash.done")).to_have_text("Birds is public now")
+
+    # Participants submit (from the CLI); the panel lists every team's submissions.
+    demo = User(stack, tmp_path / "demo", cwd=tmp_path)
+    demo.login("demo", "demo")
+    for correct in (30, 12):
+        (tmp_path / "preds.csv").write_bytes(factories.predictions(files, correct))
+        done = demo("submit", "--file", str(tmp_path / "preds.csv"), "-C", "birds")
+        assert done.returncode == 0, done.stderr
+    page.reload()
+    rows = page.locator("#all-submissions tbody tr")
+    expect(rows).to_have_count(2)
+    page.select_option("#all-submissions select[name=team]", "demo")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(2)
+
+    # A round that has started: its quota may change, its start may not.
+    round_one = page.locator("#round-1")
+    assert round_one.locator("input[name='r1-starts_at']").is_disabled()
+    round_one.locator("input[name='r1-daily_quota']").fill("9")
+    round_one.get_by_role("button", name="Save round 1").click()
+    expect(page.locator(".flash.done")).to_have_text("round 1 saved")
+    expect(page.locator("#round-1 input[name='r1-daily_quota']")).to_have_value("9")
+
+    # Disqualify the best submission, with a reason; it reads so everywhere.
+    best = page.locator("#all-submissions tbody tr").last
+    best.locator("input[name=reason]").fill("labels found online")
+    best.get_by_role("button", name="Disqualify").click()
+    expect(page.locator(".flash.done")).to_contain_text("is disqualified")
+    expect(page.locator("#all-submissions tbody tr").last.locator(".status")).to_have_text(
+        "disqualified"
+    )
+    listed = demo.json("competition", "submissions", "birds")
+    assert sorted(s["status"] for s in listed)[0] == "disqualified"
+    readable(page, ".status")
+    shoot(page, "organiser")
+
+    # The final ranking, exported.
+    with page.expect_download() as download:
+        page.locator("#ranking-1").click()
+    exported = Path(download.value.path()).read_text()
+    assert exported.splitlines()[0].startswith("rank,team,members")

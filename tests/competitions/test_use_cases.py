@@ -254,3 +254,86 @@ def test_teams_are_created_joined_and_left_alike(app, client, redis, via):
     assert members == ["ann", "bob"]
     assert act("bob", bob, "leave") == ""
     assert client.get(f"{URL}/team", headers=bob).get_json()["team"] is None
+
+
+def _organiser_page(app, path: str, **fields) -> str:
+    """An organiser's form on the panel; the message it flashed (done or error)."""
+    browser, token = log_in(app, "olga")
+    answer = browser.post(
+        f"/competitions/{SLUG}/organise{path}",
+        data={"csrf_token": token, **fields},
+        follow_redirects=True,
+    )
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    found = re.search(r'class="flash (?:error|done)"[^>]*>([^<]*)<', page)
+    return html.unescape(found.group(1)).strip() if found else ""
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_disqualify_a_submission_and_a_team_alike(app, client, contest, via):
+    ann = contest["ann"]
+    if via == "api":
+        client.post(
+            f"{URL}/submissions/{contest['better']}/disqualify",
+            json={"reason": "leak"},
+            headers=contest["organiser"],
+        )
+        client.post(
+            f"{URL}/teams/ann/disqualify", json={"reason": "sharing"}, headers=contest["organiser"]
+        )
+    else:
+        assert "is disqualified" in _organiser_page(
+            app, f"/disqualify/submission/{contest['better']}", reason="leak"
+        )
+        assert "is disqualified" in _organiser_page(app, "/disqualify/team/ann", reason="sharing")
+    mine = {s["id"]: s for s in client.get(f"{URL}/submissions", headers=ann).get_json()}
+    assert mine[contest["better"]]["status"] == "disqualified"
+    assert mine[contest["better"]]["disqualified_reason"] == "leak"
+    team = client.get(f"{URL}/team", headers=ann).get_json()["team"]
+    assert team["disqualified_reason"] == "sharing"
+    assert client.get(f"{URL}/leaderboard").get_json()["rows"] == []
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_started_round_changes_only_what_is_safe(app, client, contest, via):
+    def change(**fields) -> str:
+        if via == "api":
+            answer = client.patch(f"{URL}/rounds/1", json=fields, headers=contest["organiser"])
+            return "" if answer.status_code == 200 else answer.get_json()["error"]["message"]
+        current = client.get(URL).get_json()["rounds"][0]
+        form = {
+            f"r1-{key}": current[key]
+            for key in ("name", "metric", "daily_quota", "total_quota", "public_fraction")
+        }
+        form["r1-final_selections"] = current["final_selections"]
+        for key in ("starts_at", "ends_at"):
+            form[f"r1-{key}"] = current[key].removesuffix("Z")
+        form.update({f"r1-{key}": value for key, value in fields.items()})
+        message = _organiser_page(app, "/rounds/1", **form)
+        return "" if message == "round 1 saved" else message
+
+    assert "not public_fraction" in change(public_fraction=0.9)
+    assert change(daily_quota=7) == ""
+    assert client.get(URL).get_json()["rounds"][0]["daily_quota"] == 7
+    assert change(metric="macro_f1") == ""  # scores every submission again
+    assert db.session.scalar(db.select(Submission.status).limit(1)) == "scoring"
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_rescore_and_export_alike(app, client, contest, via):
+    if via == "api":
+        queued = client.post(f"{URL}/rounds/1/rescore", headers=contest["organiser"])
+        assert queued.get_json()["queued"] == 2
+        exported = client.get(f"{URL}/rounds/1/ranking.csv", headers=contest["organiser"])
+    else:
+        assert "2 submissions are scored again" in _organiser_page(app, "/rounds/1/rescore")
+        browser, _ = log_in(app, "olga")
+        exported = browser.get(f"/competitions/{SLUG}/rounds/1/ranking.csv")
+    assert exported.status_code == 200
+    assert exported.get_data(as_text=True).splitlines()[0].startswith("rank,team,members")
+    # Only organisers: a participant is refused on both.
+    assert client.get(f"{URL}/rounds/1/ranking.csv", headers=contest["ann"]).status_code == 403
+    browser, _ = log_in(app, "ann")
+    assert browser.get(f"/competitions/{SLUG}/rounds/1/ranking.csv").status_code == 403
+    assert browser.get(f"/competitions/{SLUG}/organise").status_code == 403

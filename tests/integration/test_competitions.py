@@ -95,9 +95,13 @@ def test_organise_enter_and_submit_a_file(stack, tmp_path):
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert rows[0]["team"] == "demo" and float(rows[0]["private_score"]) == 1.0
     assert demo("competition", "export", "toy", "--round", "1").returncode != 0
-    # Once a round has started, only its metric may change, and that scores again.
-    late = organiser("competition", "edit", "toy", "--round", "1", "--set", "daily_quota=9")
-    assert late.returncode != 0 and "only its metric or labels can change" in late.stderr
+    # Once a round has started, its split may not change; its quotas may; its metric
+    # may, and that scores again.
+    late = organiser("competition", "edit", "toy", "--round", "1", "--set", "public_fraction=0.2")
+    assert late.returncode != 0
+    assert "only its daily_quota, ends_at, metric, total_quota or labels can change" in late.stderr
+    quota = organiser("competition", "edit", "toy", "--round", "1", "--set", "daily_quota=9")
+    assert quota.returncode == 0, quota.stderr
     changed = organiser("competition", "edit", "toy", "--round", "1", "--set", "metric=mae")
     assert changed.returncode == 0, changed.stderr
     assert "metric=mae" in changed.stdout
@@ -118,3 +122,13 @@ def test_a_checkpoint_is_graded_in_a_grading_session(stack, tmp_path):
     assert entry["public_score"] > 0.85  # a trained network, scored on hidden labels
     board = demo.json("leaderboard", "digits", "--limit", "10")
     assert "demo" in [r["team"] for r in board["rows"]]
+    # The grading session is not one of demo's training sessions: grade/ID, with its log,
+    # and it cannot itself be submitted.
+    grading = entry["grading_session"]
+    assert grading.startswith("grade/") and grading != ident
+    shown = demo.json("ps")
+    kinds = {s["id"]: s["kind"] for s in shown}
+    assert kinds[grading] == "grading" and kinds[ident] == "training"
+    assert "wrote" in demo("logs", grading).stdout  # "podium: wrote N predictions"
+    again = demo("submit", f"{grading}:4", "-C", "digits")
+    assert again.returncode != 0 and "is a grading session" in again.stderr

@@ -124,7 +124,7 @@ def test_grading_sessions_go_first_and_drained_nodes_take_nothing(app, redis):
     grading.kind = SessionKind.GRADING.value
     db.session.commit()
     placed = Scheduler(app, redis).run_pass()
-    assert [(s.ident, p.node) for s, p in placed] == [("bob/1", "busy")]
+    assert [(s.ident, p.node) for s, p in placed] == [(f"grade/{grading.id}", "busy")]
     assert training.state is SessionStatus.PENDING
 
 

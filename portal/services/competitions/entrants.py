@@ -164,6 +164,17 @@ def leave(user: User, competition: Competition) -> None:
     db.session.commit()
 
 
+def teams(competition: Competition) -> list[CompetitionTeam]:
+    """Every team of the competition, by name."""
+    return list(
+        db.session.scalars(
+            select(CompetitionTeam)
+            .where(CompetitionTeam.competition_id == competition.id)
+            .order_by(CompetitionTeam.name)
+        )
+    )
+
+
 def find_team(competition: Competition, name: str) -> CompetitionTeam:
     return _team_named(competition, name)
 

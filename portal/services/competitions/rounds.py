@@ -125,6 +125,8 @@ def _apply_round_fields(round_: Round, spec: Mapping[str, Any], what: str) -> No
                 value = value.astimezone(UTC).replace(tzinfo=None)  # stored as naive UTC
             setattr(round_, key, value)
     if "metric" in spec:
+        if spec["metric"] != CUSTOM and spec["metric"] not in METRICS:
+            raise SpecError(f"{what}: no metric {spec['metric']!r}")
         round_.metric = spec["metric"]
         if spec["metric"] == CUSTOM:
             if spec.get("higher_is_better") is None:
@@ -142,16 +144,33 @@ def edit_round(
     round_: Round,
     changes: Mapping[str, Any],
 ) -> bool:
-    """Change a round. Before it starts, anything; once started, only the metric (every
-    submission is then scored again). Returns whether scores must be recomputed."""
+    """Change a round. Before it starts, anything; once started, what is safe for the
+    submissions made: its end, its quotas, and its metric (every submission is then
+    scored again); once ended, only the metric. Returns whether scores must be
+    recomputed."""
     require_organiser(user, competition)
-    changes = dict(changes)
-    if round_state(round_) != RoundState.UPCOMING:
-        late = sorted(set(changes) - {"metric", "higher_is_better"})
+    changes = {
+        key: value
+        for key, value in changes.items()
+        if (value is not None or key == "advance_top") and not _unchanged(round_, key, value)
+    }
+    state = round_state(round_)
+    if state != RoundState.UPCOMING:
+        allowed = AFTER_START if state == RoundState.OPEN else {"metric", "higher_is_better"}
+        late = sorted(set(changes) - allowed)
         if late:
             raise Conflict(
-                f"round {round_.number} has started: only its metric or labels can change, "
+                f"round {round_.number} is {state}: only its "
+                f"{', '.join(sorted(allowed - {'higher_is_better'}))} or labels can change, "
                 f"not {', '.join(late)}"
+            )
+    following = next((r for r in competition.rounds if r.number == round_.number + 1), None)
+    ends = changes.get("ends_at")
+    if ends is not None and following is not None:
+        ends_utc = ends.astimezone(UTC).replace(tzinfo=None) if ends.tzinfo else ends
+        if ends_utc > following.starts_at:
+            raise SpecError(
+                f"round {round_.number} must end before round {following.number} starts"
             )
     if changes.get("metric") == CUSTOM and not round_.scorer_digest:
         raise SpecError("a custom metric needs a scorer: upload it when creating the round")
@@ -163,6 +182,24 @@ def edit_round(
         round_.revision += 1
     db.session.commit()
     return rescore
+
+
+def _unchanged(round_: Round, key: str, value: Any) -> bool:
+    """Whether `value` is what the round has already (a form sends every field)."""
+    current = getattr(round_, key, None)
+    if isinstance(value, datetime) and isinstance(current, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        # Pages and the API show moments to the second.
+        return value.replace(microsecond=0) == current.replace(microsecond=0)
+    if isinstance(value, float) and isinstance(current, float):
+        return abs(value - current) < 1e-12
+    return bool(value == current)
+
+
+# What may change once a round has started: nothing participants already relied on
+# (its start, the split, the kind of submissions) but its end, quotas and metric.
+AFTER_START = {"ends_at", "daily_quota", "total_quota", "metric", "higher_is_better"}
 
 
 def round_dict(round_: Round) -> dict[str, Any]:

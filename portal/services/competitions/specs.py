@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -20,6 +21,7 @@ from portal.services.artifacts import ArtifactStore
 from portal.services.competitions.core import SpecError, require_organiser_level
 from portal.services.competitions.rounds import _apply_round_fields, _round_files, round_dict
 from portal.services.competitions.spec_schema import CompetitionSpec
+from portal.timeutil import isoformat, utcnow
 
 
 def parse_spec(text: str) -> dict:
@@ -40,6 +42,61 @@ def parse_spec(text: str) -> dict:
             details=exc.messages,
         ) from exc
     return spec
+
+
+def file_key(name: str, *, in_folder: bool = False) -> str:
+    """The name a spec gives an uploaded file: its path relative to the spec's folder,
+    with `/` (so that two rounds' `test.csv` in their own folders do not collide). A
+    file picked with its folder (the browser sends `FOLDER/round1/test.csv`) loses the
+    folder's own name."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+    if in_folder and len(parts) > 1:
+        parts = parts[1:]
+    if not parts or ".." in parts or name.startswith("/"):
+        raise SpecError(f"{name!r} is not a path inside the spec's folder")
+    return "/".join(parts)
+
+
+def uploaded(parts: list[tuple[str, bytes]], *, in_folder: bool = False) -> dict[str, bytes]:
+    """Uploaded files by the name the spec gives them; two with one name are refused."""
+    files: dict[str, bytes] = {}
+    for name, data in parts:
+        key = file_key(name, in_folder=in_folder)
+        if key in files:
+            raise SpecError(f"two files are named {key!r}: keep them in folders of their own")
+        files[key] = data
+    return files
+
+
+def template(now: datetime | None = None) -> str:
+    """A spec to start from (docs/competitions.md has every field)."""
+    now = (now or utcnow()).replace(microsecond=0)
+    opens = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+    closes = opens + timedelta(days=30)
+    return TEMPLATE.format(opens=isoformat(opens), closes=isoformat(closes))
+
+
+TEMPLATE = """\
+slug: my-challenge               # 2-63 of a-z, 0-9 and -
+title: My challenge
+description: |
+  What to predict, from what, and how it is scored (Markdown).
+visibility: private              # a draft: open it from the organiser's panel
+team_size_limit: 3
+rounds:
+  - name: Round 1
+    starts_at: {opens}
+    ends_at: {closes}
+    test_inputs: round1/test.csv # a CSV with an `id` column
+    labels: round1/labels.csv    # `id,label`, one row per test id: never shown
+    metric: accuracy             # accuracy, macro_f1, mse, rmse, mae, roc_auc, log_loss, custom
+    daily_quota: 5
+    total_quota: 100
+    public_fraction: 0.5
+    final_selections: 2
+    publish_inputs: true         # participants download test.csv to predict it
+    accepts: both                # files, models or both
+"""
 
 
 def create(

@@ -43,6 +43,7 @@ from portal.services.competitions.core import (
     is_organiser,
     may_submit,
     membership,
+    require_organiser,
     round_state,
 )
 from portal.services.competitions.entrants import find_team, team_of
@@ -229,9 +230,9 @@ def submit_session(
         gpu_models=tuple(sorted(source.gpu_model_set)),
         memo=f"grading {source.ident}:{checkpoint.name} for {competition.slug} round "
         f"{round_.number}",
+        kind=SessionKind.GRADING.value,
     )
     grading = session_service.create_session(user, request, redis=None)
-    grading.kind = SessionKind.GRADING.value
     grading.forked_from = source.ident
     grading.resume_checkpoint = checkpoint.name
     db.session.add(
@@ -343,6 +344,37 @@ def listed(
 def shown(user: User, competition: Competition, submission_id: int) -> Submission:
     """One submission, to its team or the competition's organisers."""
     return visible(user, competition, find(competition, submission_id))
+
+
+def search(
+    user: User,
+    competition: Competition,
+    *,
+    team_name: str | None = None,
+    status: str | None = None,
+    round_number: int | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Submission], int]:
+    """Every team's submissions, for the competition's organisers: filtered by team, state
+    ("disqualified" included) and round, newest first, one page and the total."""
+    require_organiser(user, competition)
+    query = (
+        select(Submission)
+        .join(Round, Submission.round_id == Round.id)
+        .where(Round.competition_id == competition.id)
+    )
+    if team_name:
+        query = query.where(Submission.team_id == find_team(competition, team_name).id)
+    if round_number:
+        query = query.where(Submission.round_id == find_round(competition, round_number).id)
+    if status == "disqualified":
+        query = query.where(Submission.disqualified_reason != "")
+    elif status:
+        query = query.where(Submission.status == status, Submission.disqualified_reason == "")
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = db.session.scalars(query.order_by(Submission.id.desc()).offset(offset).limit(limit))
+    return list(page), total
 
 
 def recent(user: User, limit: int = 5) -> list[Submission]:
