@@ -96,6 +96,10 @@ def _handle_http_exception(exc: HTTPException):
 
 
 def _handle_api_error(exc: ApiError):
+    # A refusal changes nothing: whatever the request had begun is not kept.
+    from portal.extensions import db
+
+    db.session.rollback()
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 

@@ -43,8 +43,4 @@ def register_web(app: Flask) -> None:
     for module in (assets, auth, home, sessions, compare, datasets, competitions, admin):
         app.register_blueprint(module.bp)
 
-    from portal.timeutil import isoformat, shown
-
-    app.jinja_env.filters["iso"] = isoformat
-    app.jinja_env.filters["shown"] = shown
     app.jinja_env.filters["when"] = when

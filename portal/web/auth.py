@@ -38,7 +38,8 @@ def auth_limit() -> str:
 
 def _safe_next(target: str | None, default: str = "home.index") -> str:
     # Only local paths: an absolute URL here would be an open redirect.
-    if target and target.startswith("/") and not target.startswith("//"):
+    # Browsers read a backslash as a slash: "/\evil.example" means "//evil.example".
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return url_for(default)
 

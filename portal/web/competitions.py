@@ -145,9 +145,7 @@ def team_action(slug: str, action: str):
         flash(_form_problem(form), "error")
         return redirect(url_for("competitions.detail", slug=slug))
     actions = {
-        "create": lambda: entrants.create_team(
-            current_user, competition, (form.name.data or "").strip()
-        ),
+        "create": lambda: entrants.create_team(current_user, competition, form.name.data or ""),
         "join": lambda: entrants.join(
             current_user,
             competition,
@@ -304,7 +302,7 @@ def organise(slug: str):
         total=total,
         page=page,
         pages=max(1, -(-total // ORGANISER_PAGE)),
-        filters=request.args,
+        filters={key: value for key, value in request.args.items() if key != "page"},
         reason_form=ReasonForm(),
         labels_form=LabelsForm(),
         visibility_form=VisibilityForm(visibility=competition.visibility),
@@ -478,7 +476,9 @@ def create():
             for key, data in specs.uploaded(
                 [(f.filename, f.read()) for f in form.files.data or [] if f and f.filename]
             ).items():
-                files.setdefault(key, data)
+                if key in files:
+                    raise ApiError(f"two files are named {key!r}: send it once")
+                files[key] = data
             competition = specs.create(
                 current_user,
                 spec,
@@ -501,11 +501,14 @@ def select(slug: str):
     competition = core.find(current_user, slug)
     form = SelectForm()
     if form.validate_on_submit():
+        if not (form.submission.data or "").isdigit():
+            flash("no such submission", "error")
+            return redirect(url_for("competitions.detail", slug=slug))
         try:
             submissions.select_final(
                 current_user,
                 competition,
-                int(form.submission.data or 0),
+                int(form.submission.data),
                 form.selected.data == "1",
                 current_app.extensions.get("redis"),
             )
@@ -562,7 +565,10 @@ def _team_rows(slug: str, team_id: int) -> str:
     try:
         team = db.session.get(CompetitionTeam, team_id)
         competition = core.find(current_user, slug)
-        found = submissions.team_submissions(team) if team is not None else []
+        mine = core.membership(current_user, competition)
+        if team is None or mine is None or mine.team_id != team_id:
+            return '<tr class="empty"><td colspan="9">You are no longer in this team.</td></tr>'
+        found = submissions.team_submissions(team)
         entries = [submissions.submission_dict(s) for s in found]
         return render_template(
             "competitions/_submissions.html",

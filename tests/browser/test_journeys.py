@@ -219,3 +219,31 @@ def test_an_organiser_from_an_empty_form_to_an_exported_ranking(page, stack, tmp
         page.locator("#ranking-1").click()
     exported = Path(download.value.path()).read_text()
     assert exported.splitlines()[0].startswith("rank,team,members")
+
+
+def test_every_page_fits_a_phone(page, stack):
+    """At 390 px nothing is wider than the screen: wide tables scroll in their card."""
+    from tests.browser.test_pages import log_in
+
+    log_in(page, stack, "admin", "admin")
+    page.wait_for_url("**/sessions")
+    page.set_viewport_size({"width": 390, "height": 800})
+    for path in (
+        "/",
+        "/sessions",
+        "/competitions",
+        "/competitions/new",
+        "/competitions/digits",
+        "/competitions/digits/organise",
+        "/competitions/digits/rounds/1/leaderboard",
+        "/datasets",
+        "/datasets/digits-train",
+        "/admin/nodes",
+        "/admin/users",
+    ):
+        response = page.goto(stack.url + path)
+        assert response is not None and response.status == 200, path
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} is {overflow} px wider than a 390 px screen"

@@ -190,6 +190,10 @@ def test_teams_invitations_codes_and_size_limit(setup, client):
     # The team submits as one: its members see the same submissions.
     submit(client, ann, factories.predictions(setup["files"], 3))
     assert len(client.get(f"{url}/submissions", headers=cid).get_json()) == 1
+    # Whoever submitted stays: a new team would bring fresh quotas and a second entry.
+    stays = client.post(f"{url}/team/leave", headers=ann)
+    assert stays.status_code == 409 and "you stay in it" in stays.get_json()["error"]["message"]
+    assert client.post(f"{url}/team/leave", headers=cid).status_code == 204
 
 
 def test_private_board_selection_export_and_advancement(app, client, redis):

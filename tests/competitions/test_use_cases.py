@@ -337,3 +337,98 @@ def test_rescore_and_export_alike(app, client, contest, via):
     browser, _ = log_in(app, "ann")
     assert browser.get(f"/competitions/{SLUG}/rounds/1/ranking.csv").status_code == 403
     assert browser.get(f"/competitions/{SLUG}/organise").status_code == 403
+
+
+def test_a_board_reads_the_same_on_the_page_and_the_api_and_pages_past_100_rows(app, client, redis):
+    from portal.models import CompetitionTeam, Round, User
+
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    assert create(client, organiser).status_code == 201
+    round_ = db.session.scalar(db.select(Round))
+    owner = db.session.scalar(db.select(User).where(User.username == "olga"))
+    for n in range(130):  # scored submissions of 130 teams, as the grader leaves them
+        team = CompetitionTeam(
+            competition_id=round_.competition_id, name=f"team{n:03d}", invite_code=f"c{n}"
+        )
+        db.session.add(team)
+        db.session.flush()
+        db.session.add(
+            Submission(
+                round_id=round_.id,
+                team_id=team.id,
+                user_id=owner.id,
+                source="file",
+                status="scored",
+                public_score=n / 1000,
+                private_score=n / 1000,
+                scored_revision=round_.revision,
+            )
+        )
+    db.session.commit()
+    api = client.get(f"{URL}/leaderboard?offset=100&limit=100").get_json()
+    assert api["total"] == 130 and [r["rank"] for r in api["rows"]] == list(range(101, 131))
+    page = Browser(app).get(f"/competitions/{SLUG}/rounds/1/leaderboard?page=2")
+    text = page.get_data(as_text=True)
+    shown = re.findall(r"<tr><td>(\d+)</td><td><span class=\"swatch\"[^>]*></span>(\w+)</td>", text)
+    assert [(int(rank), team) for rank, team in shown] == [
+        (row["rank"], row["team"]) for row in api["rows"]
+    ]
+    assert "page 2 of 2" in text and 'id="live-state"' not in text  # a later page is not live
+    first = Browser(app).get(f"/competitions/{SLUG}/rounds/1/leaderboard").get_data(as_text=True)
+    assert len(re.findall(r"<tr><td>\d+</td>", first)) == 100 and 'id="live-state"' in first
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_checkpoint_is_submitted_alike_and_its_grading_session_cannot_be(app, client, redis, via):
+    from portal.models import Checkpoint, Session
+
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    assert create(client, organiser).status_code == 201
+    ann_user = factories.user("ann")
+    ann = factories.headers(factories.token(ann_user))
+    trained = factories.session(ann_user)
+    db.session.add(Checkpoint(session_id=trained.id, name="7", digest="0" * 64, size=1))
+    db.session.commit()
+
+    def send(ref: str) -> str:
+        if via == "api":
+            answer = client.post(f"{URL}/submissions/session", json={"session": ref}, headers=ann)
+            return "" if answer.status_code == 201 else answer.get_json()["error"]["message"]
+        browser, token = log_in(app, "ann")
+        page = browser.get(f"/competitions/{SLUG}").get_data(as_text=True)
+        assert f'value="{ref}"' in page or ref.startswith("grade/")  # offered in the picker
+        answer = browser.post(
+            f"/competitions/{SLUG}/submit/session",
+            data={"csrf_token": token, "checkpoint": ref},
+            follow_redirects=True,
+        )
+        return flash_error(answer.get_data(as_text=True))
+
+    assert send(f"{trained.ident}:7") == ""
+    mine = client.get(f"{URL}/submissions", headers=ann).get_json()
+    assert [s["status"] for s in mine] == ["grading"]
+    grading = mine[0]["grading_session"]
+    assert grading.startswith("grade/")
+    graded = db.session.get(Session, int(grading.split("/")[1]))
+    assert graded.kind == "grading" and graded.number < 0  # none of ann's numbers
+    assert "is a grading session" in send(f"{grading}:7")
+    assert len(client.get(f"{URL}/submissions", headers=ann).get_json()) == 1
+
+
+def test_a_round_edit_that_changes_nothing_real_is_refused_or_ignored(app, client, redis):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    spec = factories.competition_spec(SLUG, rounds=2)
+    assert create(client, organiser, spec=spec).status_code == 201
+
+    def patch(number, **fields):
+        answer = client.patch(f"{URL}/rounds/{number}", json=fields, headers=organiser)
+        return answer.status_code, (answer.get_json().get("error") or {}).get("message", "")
+
+    status, message = patch(1, higher_is_better=False)  # accuracy: higher is better
+    assert status == 422 and "only a custom metric chooses" in message
+    rounds = client.get(URL).get_json()["rounds"]
+    status, message = patch(2, starts_at=rounds[0]["starts_at"])  # into round 1
+    assert status == 422 and "must start after round 1 ends" in message
+    status, message = patch(1, ends_at=rounds[1]["ends_at"])
+    assert status == 422 and "must end before round 2 starts" in message
+    assert client.get(URL).get_json()["rounds"] == rounds  # nothing changed

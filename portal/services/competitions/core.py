@@ -69,7 +69,9 @@ def listed(user: User | None) -> list[Competition]:
     return [
         c
         for c in everything
-        if c.visibility == "public" or is_organiser(user, c) or membership(user, c) is not None
+        if is_organiser(user, c)
+        or c.visibility == "public"
+        or (c.visibility != "private" and membership(user, c) is not None)
     ]
 
 

@@ -150,12 +150,21 @@ def join(
 
 
 def leave(user: User, competition: Competition) -> None:
-    """Leave one's team. A team left empty without submissions is removed; one with
-    submissions stays on the leaderboard."""
+    """Leave one's team, unless one has submitted with it (a new team would bring fresh
+    quotas and a second entry on the board). A team left empty without submissions is
+    removed."""
     mine = membership(user, competition)
     if mine is None:
         raise NotFound(f"you are in no team of {competition.slug}")
     team = mine.team
+    if db.session.scalar(
+        select(func.count(Submission.id)).where(
+            Submission.team_id == team.id, Submission.user_id == user.id
+        )
+    ):
+        raise Conflict(
+            f"you have submitted with team {team.name}: you stay in it for this competition"
+        )
     team.members.remove(mine)
     if not team.members and not db.session.scalar(
         select(func.count(Submission.id)).where(Submission.team_id == team.id)

@@ -55,6 +55,8 @@ def change_round(
     round_ = find_round(competition, number)
     if rounds.edit_round(user, competition, round_, changes):
         grading.rescore(round_, redis)
+        if redis is not None:  # its scores may have changed direction: none is shown stale
+            boards.board(redis, round_).invalidate()
     return round_
 
 

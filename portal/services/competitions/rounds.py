@@ -134,6 +134,16 @@ def _apply_round_fields(round_: Round, spec: Mapping[str, Any], what: str) -> No
             round_.higher_is_better = spec["higher_is_better"]
         else:
             round_.higher_is_better = METRICS[spec["metric"]].higher_is_better
+    elif "higher_is_better" in spec:
+        if round_.metric != CUSTOM:
+            better = "higher" if round_.higher_is_better else "lower"
+            raise SpecError(
+                f"{what}: with {round_.metric}, {better} is better; only a custom metric "
+                "chooses its direction"
+            )
+        round_.higher_is_better = spec["higher_is_better"]
+    if not 0 < round_.public_fraction <= 1:
+        raise SpecError(f"{what}: the public share of the rows is above 0 and at most 1")
     if round_.ends_at <= round_.starts_at:
         raise SpecError(f"{what}: it must end after it starts")
 
@@ -164,24 +174,34 @@ def edit_round(
                 f"{', '.join(sorted(allowed - {'higher_is_better'}))} or labels can change, "
                 f"not {', '.join(late)}"
             )
-    following = next((r for r in competition.rounds if r.number == round_.number + 1), None)
-    ends = changes.get("ends_at")
-    if ends is not None and following is not None:
-        ends_utc = ends.astimezone(UTC).replace(tzinfo=None) if ends.tzinfo else ends
-        if ends_utc > following.starts_at:
-            raise SpecError(
-                f"round {round_.number} must end before round {following.number} starts"
-            )
+    if changes.get("metric") == CUSTOM and "higher_is_better" not in changes:
+        changes["higher_is_better"] = round_.higher_is_better  # kept as it is
+
     if changes.get("metric") == CUSTOM and not round_.scorer_digest:
         raise SpecError("a custom metric needs a scorer: upload it when creating the round")
     if changes.get("metric") not in (None, CUSTOM):
         changes.pop("higher_is_better", None)
     rescore = "metric" in changes or "higher_is_better" in changes
+    # Rounds follow one another: none may overlap its neighbours (checked before any
+    # change is made).
+    starts = _naive(changes.get("starts_at", round_.starts_at))
+    ends = _naive(changes.get("ends_at", round_.ends_at))
+    before = next((r for r in competition.rounds if r.number == round_.number - 1), None)
+    after = next((r for r in competition.rounds if r.number == round_.number + 1), None)
+    if before is not None and starts < before.ends_at:
+        raise SpecError(f"round {round_.number} must start after round {before.number} ends")
+    if after is not None and ends > after.starts_at:
+        raise SpecError(f"round {round_.number} must end before round {after.number} starts")
     _apply_round_fields(round_, changes, f"round {round_.number}")
     if rescore:
         round_.revision += 1
     db.session.commit()
     return rescore
+
+
+def _naive(moment: datetime) -> datetime:
+    """A moment as stored: naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _unchanged(round_: Round, key: str, value: Any) -> bool:
