@@ -115,6 +115,12 @@ def test_a_checkpoint_is_graded_in_a_grading_session(stack, tmp_path):
     trained = demo("run", str(DIGITS), "-d", "digits-train", "-a", "--epochs 4 --lr 0.1")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     ident = trained.stdout.splitlines()[0]
+    # What the round takes, and its published test inputs (no labels).
+    data = demo("competition", "data", "digits", "-o", str(tmp_path / "test.csv"))
+    assert data.returncode == 0, data.stderr
+    assert "takes predictions files or models" in data.stdout
+    header, *rows = (tmp_path / "test.csv").read_text().splitlines()
+    assert header.startswith("id,p0") and "label" not in header and len(rows) == 500
     submitted = demo.json("submit", f"{ident}:4", "-C", "digits")
     assert submitted["status"] == "grading" and submitted["session"] == f"{ident}:4"
     entry = wait_scored(demo, "digits", submitted["id"], timeout=180)
