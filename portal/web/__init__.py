@@ -25,7 +25,17 @@ def when(moment: datetime | str | None) -> Markup:
 
 
 def register_web(app: Flask) -> None:
-    from portal.web import admin, assets, auth, compare, competitions, datasets, home, sessions
+    from portal.web import (
+        admin,
+        assets,
+        auth,
+        compare,
+        competitions,
+        datasets,
+        home,
+        organise,
+        sessions,
+    )
 
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
@@ -40,7 +50,7 @@ def register_web(app: Flask) -> None:
             return error_response(401, "unauthorized", "log in again")
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
-    for module in (assets, auth, home, sessions, compare, datasets, competitions, admin):
+    for module in (assets, auth, home, sessions, compare, datasets, competitions, organise, admin):
         app.register_blueprint(module.bp)
 
     app.jinja_env.filters["when"] = when

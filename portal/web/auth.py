@@ -9,6 +9,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 from portal.errors import ApiError, Forbidden, NotFound, Unauthorized
 from portal.extensions import credentials_key, db, limiter
 from portal.services import auth
+from portal.web.forms import form_problem
 
 bp = Blueprint("auth", __name__)
 
@@ -89,8 +90,7 @@ def signup():
             # A new account lands on the competitions: what most come for.
             return redirect(_safe_next(request.args.get("next"), "competitions.index"))
     elif form.errors:
-        field, messages = next(iter(form.errors.items()))
-        error = f"{getattr(form, field).label.text}: {messages[0]}"
+        error = form_problem(form)
     return render_template("auth/signup.html", form=form, error=error, mode=mode), (
         422 if error else 200
     )

@@ -376,6 +376,13 @@ def test_a_board_reads_the_same_on_the_page_and_the_api_and_pages_past_100_rows(
     assert "page 2 of 2" in text and 'id="live-state"' not in text  # a later page is not live
     first = Browser(app).get(f"/competitions/{SLUG}/rounds/1/leaderboard").get_data(as_text=True)
     assert len(re.findall(r"<tr><td>\d+</td>", first)) == 100 and 'id="live-state"' in first
+    # The organiser's panel pages every team's submissions, 50 a page, filters kept.
+    browser, _ = log_in(app, "olga")
+    panel = browser.get(f"/competitions/{SLUG}/organise?page=2&status=scored")
+    text = panel.get_data(as_text=True)
+    assert panel.status_code == 200 and "page 2 of 3" in text
+    assert "page=3" in text and "status=scored" in text
+    assert len(re.findall(r'<tr data-submission="\d+">', text)) == 50
 
 
 @pytest.mark.parametrize("via", ["api", "page"])
