@@ -766,14 +766,29 @@ def downsample(
 
 def summary_rows(series: ScalarSeries) -> np.ndarray:
     """The series' whole summary: its stored blocks, then its tail."""
-    blocks = db.session.scalars(
-        select(ScalarSummaryBlock.data)
+    return summaries([series])[series.session_id]
+
+
+def summaries(found: list[ScalarSeries]) -> dict[int, np.ndarray]:
+    """The whole summaries of these series of one tag, by session id, in one query."""
+    if not found:
+        return {}
+    blocks: dict[int, list[bytes]] = {series.session_id: [] for series in found}
+    for session_id, data in db.session.execute(
+        select(ScalarSummaryBlock.session_id, ScalarSummaryBlock.data)
         .where(
-            ScalarSummaryBlock.session_id == series.session_id, ScalarSummaryBlock.tag == series.tag
+            ScalarSummaryBlock.session_id.in_(list(blocks)),
+            ScalarSummaryBlock.tag == found[0].tag,
         )
-        .order_by(ScalarSummaryBlock.block)
-    )
-    return np.vstack([*(_rows(data) for data in blocks), _rows(series.summary_tail)])
+        .order_by(ScalarSummaryBlock.session_id, ScalarSummaryBlock.block)
+    ):
+        blocks[session_id].append(data)
+    return {
+        series.session_id: np.vstack(
+            [*(_rows(data) for data in blocks[series.session_id]), _rows(series.summary_tail)]
+        )
+        for series in found
+    }
 
 
 def summary_line(series: ScalarSeries, rows: np.ndarray, points: int) -> dict[str, list]:
@@ -823,21 +838,11 @@ def lines(
         and (end is None or end >= series.last_step)
         and series.count > 2 * points
     }
-    blocks: dict[int, list[bytes]] = {session_id: [] for session_id in summarised}
-    if summarised:
-        for session_id, data in db.session.execute(
-            select(ScalarSummaryBlock.session_id, ScalarSummaryBlock.data)
-            .where(ScalarSummaryBlock.session_id.in_(summarised), ScalarSummaryBlock.tag == tag)
-            .order_by(ScalarSummaryBlock.session_id, ScalarSummaryBlock.block)
-        ):
-            blocks[session_id].append(data)
+    rows = summaries([series for series in found_series if series.session_id in summarised])
     found = {}
     for series in found_series:
         if series.session_id in summarised:
-            rows = np.vstack(
-                [*(_rows(data) for data in blocks[series.session_id]), _rows(series.summary_tail)]
-            )
-            drawn = summary_line(series, rows, points)
+            drawn = summary_line(series, rows[series.session_id], points)
         else:
             drawn = downsample(*_raw(series.session_id, tag, start, end), points)
         # Times on a plot count from the series' first point, whatever range is shown.
