@@ -11,7 +11,9 @@
 
 Inside a Podium session (PODIUM_SESSION is set) `report` hands scalars to a background
 thread that sends them in batches, so training never waits on the network; `save`
-uploads a checkpoint. Outside Podium the same script runs unchanged: `report` prints
+uploads a checkpoint. A program that binds `save` checkpoints when the platform asks
+(SIGUSR1: before it is stopped for lack of credit), as `signal-STEP` after the last
+reported step. Outside Podium the same script runs unchanged: `report` prints
 and `save` writes under ./.podium/checkpoints/.
 """
 
@@ -23,6 +25,7 @@ import io
 import math
 import os
 import shutil
+import signal
 import sys
 import tarfile
 import tempfile
@@ -62,6 +65,44 @@ def bind(
     if GRADING and "load" in _bound and "infer" in _bound:
         _grade()
         raise SystemExit(0)
+    if save is not None and SESSION and not GRADING:
+        _save_on_signal()
+
+
+_last_step: int | None = None
+_saving = threading.Lock()
+
+
+def _save_on_signal() -> None:
+    """Checkpoint on SIGUSR1, and tell the platform it may ask (only the main thread
+    may set a signal handler; bound elsewhere, the platform does not ask)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGUSR1, _checkpoint_now)
+    import requests
+
+    try:
+        requests.post(
+            f"{os.environ['PODIUM_API']}/sessions/{SESSION}/bound",
+            json={"save": True},
+            headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}"},
+            timeout=10,
+        )
+    except (requests.RequestException, KeyError) as exc:
+        print(f"podium: could not tell the platform that save is bound: {exc}", file=sys.stderr)
+
+
+def _checkpoint_now(_signum: int, _frame: Any) -> None:
+    if not _saving.acquire(blocking=False):
+        return  # a save is under way already
+    name = "signal" if _last_step is None else f"signal-{_last_step}"
+    try:
+        print(f"podium: asked to checkpoint; saving {name}", flush=True)
+        save(name)
+    except Exception as exc:
+        print(f"podium: the checkpoint {name} failed: {exc}", file=sys.stderr, flush=True)
+    finally:
+        _saving.release()
 
 
 GRADING = os.environ.get("PODIUM_MODE") == "grade"
@@ -212,6 +253,8 @@ def _remote() -> _Reporter | None:
 def report(step: int, **scalars: float) -> None:
     """Record scalars at `step`, e.g. `report(step=3, **{"train/loss": 0.2})`. In a
     session this only hands them to the sending thread (a few microseconds)."""
+    global _last_step
+    _last_step = step
     reporter = _reporter or _remote()
     if reporter is not None:
         reporter.add(step, time.time(), scalars)

@@ -12,6 +12,7 @@ from pathlib import Path
 from nodes.agent import Agent
 from nodes.client import PortalClient
 from nodes.jobs import WorkLoop
+from nodes.monitor import ResourceMonitor
 from nodes.probe import Nvml, ResourceProbe, parse_declared_gpus
 from nodes.runtime import RUNTIMES, get_runtime
 from nodes.runtime.environments import PackageSettings
@@ -91,6 +92,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--heartbeat", type=float, default=float(env("PODIUM_NODE_HEARTBEAT_SECONDS", "2"))
     )
+    parser.add_argument(
+        "--monitor-seconds",
+        type=float,
+        default=float(env("PODIUM_NODE_MONITOR_SECONDS", "5")),
+        help="how often each session's CPU, memory and GPUs are sampled (0: never)",
+    )
     return parser.parse_args()
 
 
@@ -151,15 +158,22 @@ def main() -> None:
             raise SystemExit(f"node agent: {exc}") from exc
         runtime.reclaim(workdir)
     client = PortalClient(args.url)
+    nvml = Nvml()
+    monitor = (
+        ResourceMonitor(client, nvml, interval=args.monitor_seconds)
+        if args.monitor_seconds > 0
+        else None
+    )
     agent = Agent(
         client,
         runtime,
-        ResourceProbe(Nvml(), parse_declared_gpus(args.gpus)),
+        ResourceProbe(nvml, parse_declared_gpus(args.gpus)),
         name=args.name,
         workdir=workdir,
         heartbeat_seconds=args.heartbeat,
         cache_bytes=int(args.cache_gb * 2**30),
         operators=operators,
+        monitor=monitor,
     )
     if not join_token and not (workdir / "node.token").is_file():
         raise SystemExit("set PODIUM_NODE_JOIN_TOKEN to the cluster's node join token")

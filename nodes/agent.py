@@ -19,6 +19,7 @@ import psutil
 
 from nodes.cache import DatasetCache
 from nodes.client import PortalClient, PortalError
+from nodes.monitor import ResourceMonitor
 from nodes.probe import ResourceProbe
 from nodes.runtime import ExitInfo, Run, RunSpec, Runtime
 from nodes.runtime.environments import BuildFailed
@@ -156,6 +157,7 @@ class Agent:
         heartbeat_seconds: float = 2.0,
         stop_grace_seconds: float = 10.0,
         operators: list[str] | None = None,
+        monitor: ResourceMonitor | None = None,
     ):
         self.client = client
         self.runtime = runtime
@@ -165,6 +167,7 @@ class Agent:
         self.heartbeat_seconds = heartbeat_seconds
         self.stop_grace_seconds = stop_grace_seconds
         self.operators = sorted(set(operators or []))
+        self.monitor = monitor
         self.sessions: dict[int, Tracked] = {}
         # Sessions being made ready (an environment may build for minutes): whether a
         # stop was asked for meanwhile.
@@ -360,6 +363,15 @@ class Agent:
             target=entry.run.stop, args=(self.stop_grace_seconds,), daemon=True
         ).start()
 
+    def checkpoint_session(self, session_id: int) -> dict:
+        """Ask a running session to checkpoint (SIGUSR1: the SDK calls its bound `save`)."""
+        with self._lock:
+            entry = self.sessions.get(session_id)
+        if entry is None:
+            return {"error": "it does not run on this node"}
+        entry.run.request_checkpoint()
+        return {}
+
     def exec_in_session(self, session_id: int, command: list[str], timeout: float = 60.0) -> dict:
         with self._lock:
             entry = self.sessions.get(session_id)
@@ -496,6 +508,8 @@ class Agent:
 
     def _monitor(self, session_id: int, entry: Tracked, shipper: LogShipper) -> None:
         tensorboard = self._follow_tensorboard(session_id, entry.run.spec)
+        if self.monitor is not None:
+            self.monitor.watch(session_id, entry.run)
         threading.Thread(target=self._reap_stragglers, args=(entry.run,), daemon=True).start()
         # A copy on the node's disk: the log survives a portal that is down for longer
         # than the shipper retries.
@@ -513,6 +527,8 @@ class Agent:
             shipper.close()
         if tensorboard is not None:  # the last of it, before the end is reported
             tensorboard.finish()
+        if self.monitor is not None:
+            self.monitor.finish(session_id)
         status, reason = self._verdict(entry, info)
         if status == "completed":
             self._upload_predictions(session_id, entry)

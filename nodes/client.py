@@ -138,5 +138,8 @@ class PortalClient:
     def ship_scalars(self, session_id: int, body: dict[str, Any]) -> None:
         self._call("POST", f"/internal/sessions/{session_id}/scalars", json=body)
 
+    def ship_resources(self, session_id: int, samples: list[dict[str, Any]]) -> None:
+        self._call("POST", f"/internal/sessions/{session_id}/resources", json={"samples": samples})
+
     def ship_logs(self, session_id: int, lines: list[dict[str, Any]]) -> None:
         self._call("POST", f"/internal/sessions/{session_id}/logs", json={"lines": lines})

@@ -1,7 +1,8 @@
 """The work a node takes from the portal (`/internal/nodes/work`, with its node token).
 
-Each job kind names one method of the agent, and nothing else runs: a job is data
-(`{"id", "kind", "session_id", ...}`), never a function to call. Starts run a few at a
+Each job kind (start, stop, exec, checkpoint) names one method of the agent, and
+nothing else runs: a job is data (`{"id", "kind", "session_id", ...}`), never a
+function to call. Starts run a few at a
 time on threads of their own (a start may copy datasets or build an environment for
 minutes, and must not hold up the others); stops and execs run at once, each on its own
 thread. Every job's outcome goes back to the portal.
@@ -35,6 +36,10 @@ def _stop(agent: Agent, job: dict) -> dict:
     return {}
 
 
+def _checkpoint(agent: Agent, job: dict) -> dict:
+    return agent.checkpoint_session(int(job["session_id"]))
+
+
 def _exec(agent: Agent, job: dict) -> dict:
     command = job.get("command")
     if not isinstance(command, list) or not all(isinstance(part, str) for part in command):
@@ -47,6 +52,7 @@ HANDLERS: dict[str, Callable[[Agent, dict], dict]] = {
     "start": _start,
     "stop": _stop,
     "exec": _exec,
+    "checkpoint": _checkpoint,
 }
 
 

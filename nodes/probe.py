@@ -8,6 +8,7 @@ a GPU node for the scheduler. Simulated GPUs are marked as such everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -89,13 +90,19 @@ class Nvml:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             memory = nvml.nvmlDeviceGetMemoryInfo(handle)
             rates = nvml.nvmlDeviceGetUtilizationRates(handle)
-            usage.append(
-                {
-                    "index": index,
-                    "utilization_percent": rates.gpu,
-                    "memory_used_mb": int(memory.used // (1024 * 1024)),
-                }
-            )
+            reading: dict[str, Any] = {
+                "index": index,
+                "utilization_percent": rates.gpu,
+                "memory_used_mb": int(memory.used // (1024 * 1024)),
+            }
+            # Not every board reports these (a MIG slice, some consumer cards).
+            with contextlib.suppress(nvml.NVMLError):
+                reading["temperature_c"] = nvml.nvmlDeviceGetTemperature(
+                    handle, nvml.NVML_TEMPERATURE_GPU
+                )
+            with contextlib.suppress(nvml.NVMLError):
+                reading["power_w"] = nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
+            usage.append(reading)
         return usage
 
 

@@ -40,9 +40,27 @@ DEFAULTS: dict[str, Any] = {
     # Who may create an account: `open` (anyone, to enter competitions), `approval` (an
     # administrator approves each new account), `invitation` (a code from an
     # administrator), `closed`. New accounts are at the lowest level (their code runs
-    # only in an isolating runtime) with this much GPU credit.
+    # only in an isolating runtime) with this much credit.
     "SIGNUP": "open",
-    "SIGNUP_CREDIT_GPU_HOURS": 0.0,
+    "SIGNUP_CREDIT": 0.0,
+    # Credit (portal/services/credits.py): what an hour of a GPU and of a CPU costs,
+    # how often running sessions are charged, and how long a session whose owner ran
+    # out has to checkpoint before it is stopped.
+    "CREDIT_GPU_HOUR": 1.0,
+    "CREDIT_CPU_HOUR": 0.0,
+    "CREDIT_CHARGE_SECONDS": 60,
+    "CREDIT_GRACE_SECONDS": 300,
+    # How often the scheduler records the cluster's state for its dashboard.
+    "CLUSTER_SAMPLE_SECONDS": 60,
+    # E-mail (portal/services/alerts.py): off while SMTP_HOST is unset. SMTP_SECURITY is
+    # `none`, `starttls` or `tls` (SMTP over TLS from the first byte).
+    "SMTP_HOST": None,
+    "SMTP_PORT": 25,
+    "SMTP_SECURITY": "none",
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_TIMEOUT_SECONDS": 10,
+    "MAIL_FROM": "Podium <podium@localhost>",
     # The grader's public key: hidden labels are sealed to it (portal/services/sealing.py).
     "GRADER_PUBLIC_KEY": None,
 }
@@ -61,12 +79,23 @@ ENVIRONMENT = {
     "PODIUM_GRADER_PUBLIC_KEY": "GRADER_PUBLIC_KEY",
     "PODIUM_AUTH_RATE_LIMIT": "AUTH_RATE_LIMIT",
     "PODIUM_SIGNUP": "SIGNUP",
+    "PODIUM_SMTP_HOST": "SMTP_HOST",
+    "PODIUM_SMTP_PORT": "SMTP_PORT",
+    "PODIUM_SMTP_SECURITY": "SMTP_SECURITY",
+    "PODIUM_SMTP_USERNAME": "SMTP_USERNAME",
+    "PODIUM_SMTP_PASSWORD": "SMTP_PASSWORD",
+    "PODIUM_MAIL_FROM": "MAIL_FROM",
+    "PODIUM_CREDIT_GRACE_SECONDS": "CREDIT_GRACE_SECONDS",
+    "PODIUM_CREDIT_CHARGE_SECONDS": "CREDIT_CHARGE_SECONDS",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
     "NODE_LOST_AFTER_SECONDS",
     "MAX_DATASET_BYTES",
     "MAX_DATASET_UNPACKED_BYTES",
+    "SMTP_PORT",
+    "CREDIT_GRACE_SECONDS",
+    "CREDIT_CHARGE_SECONDS",
 }
 
 

@@ -21,8 +21,8 @@ from redis import Redis
 
 from portal import keys
 
-START, STOP, EXEC = "start", "stop", "exec"
-KINDS = (START, STOP, EXEC)
+START, STOP, EXEC, CHECKPOINT = "start", "stop", "exec", "checkpoint"
+KINDS = (START, STOP, EXEC, CHECKPOINT)
 QUEUED, TAKEN, DONE = "queued", "taken", "done"
 STATE_TTL_SECONDS = 86400
 MAX_TAKEN = 20

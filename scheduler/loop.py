@@ -3,12 +3,15 @@ the starts on each node's own queue of work (`portal/node_work.py`).
 
 A pass (only while this process holds the leader lease): mark nodes whose heartbeats
 stopped as lost; reject sessions no node could ever hold, with the reason; admit the
-rest (sessions that want GPUs need credit left); plan with `scheduler.queueing.plan`
+rest (what costs credit needs its payer to have some left); plan with `scheduler.queueing.plan`
 (grading first, fairness between users, best fit with locality, backfill around the
 head); write each placement with a conditional update from pending to scheduled plus
 its Allocation rows (whose unique key forbids double allocation), and queue the start
 with a job id derived from the session (an agent ignores a start it has taken already);
 tell waiting sessions why they wait.
+
+While it leads, a second thread does the periodic work beside placement (credits,
+stalls, the cluster's samples, e-mail: `scheduler/housekeeping.py`).
 
 Reconciliation, when leadership is taken and every `reconcile_seconds`: a scheduled
 session whose start job Redis no longer has is queued again; one whose job ran without
@@ -43,11 +46,12 @@ from portal.models import (
     SessionStatus,
     User,
 )
-from portal.services import blobs
+from portal.services import blobs, credits
 from portal.services.artifacts import ArtifactStore
 from portal.services.lifecycle import finish, transition
 from portal.services.nodes import mark_lost_nodes
 from portal.timeutil import utcnow
+from scheduler.housekeeping import Housekeeper
 from scheduler.leader import Lease
 from scheduler.policy import Cluster, NodeView, Placement, Request, never_fits_reason
 from scheduler.queueing import Pending, plan
@@ -154,6 +158,11 @@ class Scheduler:
         assert self.lease is not None
         keeper = threading.Thread(target=self.lease.keep, args=(stop,), daemon=True)
         keeper.start()
+        lease = self.lease
+        housekeeper = Housekeeper(self.app, self.redis, lambda: lease.held)
+        threading.Thread(
+            target=housekeeper.run, args=(stop,), name="housekeeping", daemon=True
+        ).start()
         leading, reconciled_at = False, 0.0
         swept_at = time.monotonic()
         while not stop.is_set():
@@ -228,6 +237,7 @@ class Scheduler:
         datasets = mounted_refs(list(by_id))
         waiting: dict[int, str] = {}
         admitted: list[Pending] = []
+        rates = credits.Rates.configured()
         for session in pending_sessions:
             request = request_of(session, datasets.get(session.id, frozenset()))
             reason = never_fits_reason(request, everything)
@@ -236,10 +246,8 @@ class Scheduler:
                 continue
             if not everything:
                 waiting[session.id] = "waiting for a node to join"
-            elif session.gpus and session.user.credit_gpu_hours <= 0:
-                waiting[session.id] = (
-                    f"out of GPU credit ({session.user.credit_gpu_hours:.1f} GPU-hours left)"
-                )
+            elif short := credits.refusal(session, rates):
+                waiting[session.id] = short
             else:
                 admitted.append(
                     Pending(

@@ -65,3 +65,29 @@ def test_scalars_reported_before_the_metrics_store_are_all_kept(app):
     assert line["step"][-1] == 2999 and line["value"][-1] == 1499.5
     # From the summary, moved into blocks by 0009: the first block holds the minimum.
     assert (min(line["value"]), max(line["value"])) == (0.0, 1499.5)
+
+
+def test_revision_0011_keeps_sessions_their_logs_and_balances(app):
+    """0011 renames the balance and adds columns to `users` and `sessions` in place: a
+    copy of either table would delete, by cascade, the rows that refer to it."""
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from portal.models import LogLine, Session, User
+    from tests import factories
+
+    ada = factories.user("ada")
+    run = factories.session(ada)
+    db.session.add(LogLine(session_id=run.id, seq=0, text="hello"))
+    db.session.commit()
+    run_id = run.id
+    db.session.close()
+    downgrade(revision="0010_round_inputs")
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE users SET credit_gpu_hours = 42.5"))
+    for step in (upgrade, lambda: downgrade(revision="0010_round_inputs"), upgrade):
+        step()
+        db.session.close()
+    assert db.session.get(Session, run_id) is not None
+    assert db.session.query(LogLine).filter_by(session_id=run_id).count() == 1
+    assert db.session.query(User).filter_by(username="ada").one().credit == 42.5

@@ -109,6 +109,11 @@ def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple
     help="the folder to upload [default: the entry file's folder]",
 )
 @click.option("--memo", default="", help="a note kept with the session")
+@click.option(
+    "--stall-minutes",
+    type=click.IntRange(min=1, max=7 * 24 * 60),
+    help="tell me when it prints and reports nothing for this long",
+)
 @click.option("--detach", is_flag=True, help="print the session id and return")
 def run(
     entry: Path,
@@ -121,6 +126,7 @@ def run(
     gpu_models: tuple[str, ...],
     code_dir: Path | None,
     memo: str,
+    stall_minutes: int | None,
     detach: bool,
 ) -> None:
     """Upload ENTRY's folder and run ENTRY there as a session."""
@@ -148,6 +154,7 @@ def run(
             "gpu_models": list(gpu_models),
             "datasets": list(datasets),
             "memo": memo,
+            "stall_minutes": stall_minutes,
         },
     )
     click.echo(session["id"])

@@ -1,11 +1,10 @@
 """`podium user ...`: accounts, their levels and approval, and sign-up invitations
-(administrators); and `podium credit`, an account's GPU credit."""
+(administrators)."""
 
 from __future__ import annotations
 
 import click
 
-from cli import config
 from cli.context import client
 from cli.output import emit_json, listing
 
@@ -29,7 +28,7 @@ def user_ls(as_json: bool) -> None:
             u["username"],
             u["level"],
             "active" if u["active"] else "waiting for approval",
-            f"{u['credit_gpu_hours']:.1f}",
+            f"{u['credit']:.1f}",
             u["email"] or "-",
         ],
     )
@@ -78,23 +77,4 @@ def user_invite(uses: int, days: int, as_json: bool) -> None:
         click.echo(body["code"])
 
 
-@click.command()
-@click.argument("username", required=False)
-@click.option("--add", "add_hours", type=float, help="GPU-hours to add (administrators)")
-@click.option("--json", "as_json", is_flag=True)
-def credit(username: str | None, add_hours: float | None, as_json: bool) -> None:
-    """GPU credit left, in GPU-hours: yours, or USER's."""
-    credentials = config.load()
-    username = username or (credentials.username if credentials else "")
-    api = client()
-    if add_hours is None:
-        body = api.get(f"/users/{username}/credit")
-    else:
-        body = api.post(f"/users/{username}/credit", json={"add_gpu_hours": add_hours})
-    if as_json:
-        emit_json(body)
-    else:
-        click.echo(f"{body['username']}: {body['credit_gpu_hours']:.2f} GPU-hours")
-
-
-COMMANDS = [user, credit]
+COMMANDS = [user]

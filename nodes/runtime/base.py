@@ -71,6 +71,15 @@ class Run(abc.ABC):
         """Run `command` beside the session (in its container, its folder and
         environment); return its exit code and merged output."""
 
+    @abc.abstractmethod
+    def usage(self) -> tuple[float, float] | None:
+        """CPU seconds its processes have used so far, and the memory they hold (MiB);
+        None once it is gone."""
+
+    @abc.abstractmethod
+    def request_checkpoint(self) -> None:
+        """Send its main process SIGUSR1, on which the SDK calls the bound `save`."""
+
 
 class Runtime(abc.ABC):
     name: str

@@ -106,6 +106,28 @@ class DockerRun(Run):
             text = f"{command[0]}: command not found\n"
         return int(code), text
 
+    def usage(self) -> tuple[float, float] | None:
+        """From the engine's statistics of the container's cgroup (cgroup v1 or v2)."""
+        try:
+            stats = self.container.stats(stream=False, one_shot=True)
+        except Exception:
+            return None
+        cpu = (stats.get("cpu_stats") or {}).get("cpu_usage") or {}
+        memory = stats.get("memory_stats") or {}
+        if "total_usage" not in cpu or "usage" not in memory:
+            return None  # stopped: the engine sends empty statistics
+        details = memory.get("stats") or {}
+        # What `docker stats` shows: the page cache the kernel can reclaim is not held.
+        cache = details.get("inactive_file", details.get("total_inactive_file", 0))
+        return cpu["total_usage"] / 1e9, max(memory["usage"] - cache, 0) / (1024 * 1024)
+
+    def request_checkpoint(self) -> None:
+        # The container's first process is the session's Python (no init in between).
+        try:
+            self.container.kill(signal="SIGUSR1")
+        except Exception as exc:
+            log.info("signalling %s: %s", self.container.name, exc)
+
     def remove(self) -> None:
         try:
             self.container.remove(force=True)

@@ -203,6 +203,25 @@ class LocalRun(Run):
             return 124, output + f"\n(stopped after {timeout:g} s)\n"
         return done.returncode, done.stdout.decode("utf-8", errors="replace")
 
+    def usage(self) -> tuple[float, float] | None:
+        try:
+            leader = psutil.Process(self.process.pid)
+            tree = [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return None
+        seconds = 0.0
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                times = process.cpu_times()
+                seconds += times.user + times.system
+        return seconds, self.resident_mb()
+
+    def request_checkpoint(self) -> None:
+        # The main process only: a worker it forked may not handle the signal, and
+        # SIGUSR1's default is to end the process.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGUSR1)
+
     def resident_mb(self) -> float:
         """Memory the session's processes hold. One process: its resident set. Several
         (data-loader workers, say): their proportional sets, so that pages they share

@@ -22,7 +22,9 @@ def register_api(app: Flask) -> None:
         environments,
         health,
         internal,
+        monitoring,
         nodes,
+        notifications,
         sessions,
         teams,
         users,
@@ -41,6 +43,8 @@ def register_api(app: Flask) -> None:
         competitions,
         nodes,
         environments,
+        monitoring,
+        notifications,
         users,
         internal,
     ):

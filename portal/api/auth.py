@@ -44,7 +44,7 @@ def sign_up(payload):
         payload["password"],
         email=payload["email"],
         mode=current_app.config["SIGNUP"],
-        credit=current_app.config["SIGNUP_CREDIT_GPU_HOURS"],
+        credit=current_app.config["SIGNUP_CREDIT"],
         invitation=payload["invitation"],
     )
 

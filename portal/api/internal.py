@@ -24,10 +24,11 @@ from portal.api.schemas import (
     NodeRegisterOut,
     NodeWorkIn,
     NodeWorkOut,
+    ResourceSamplesIn,
     SessionSpecOut,
     StateIn,
 )
-from portal.errors import NotFound
+from portal.errors import Conflict, NotFound
 from portal.extensions import db
 from portal.live import broadcaster
 from portal.models import (
@@ -39,7 +40,7 @@ from portal.models import (
     SessionStatus,
 )
 from portal.queue import redis_connection
-from portal.services import auth, metrics, nodes, sessions
+from portal.services import auth, metrics, monitoring, nodes, sessions
 from portal.services.competitions import grading
 from portal.services.lifecycle import finish, mark_running
 
@@ -284,7 +285,8 @@ def report_state(payload, session_id: int):
         mark_running(session)
         return {"accepted": 1}
     if session.stop_requested and status is not SessionStatus.COMPLETED:
-        status, payload["reason"] = SessionStatus.STOPPED, payload["reason"] or "stopped"
+        status = SessionStatus.STOPPED
+        payload["reason"] = session.stop_reason or payload["reason"] or "stopped"
     return {"accepted": int(finish(session, status, payload["reason"], payload["exit_code"]))}
 
 
@@ -296,6 +298,19 @@ def report_state(payload, session_id: int):
 def ship_scalars(payload, session_id: int):
     """Scalars the agent read from a session's TensorBoard event files."""
     return {"accepted": metrics.record(_node_session(session_id), payload)}
+
+
+@blp.route("/sessions/<int:session_id>/resources", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ResourceSamplesIn)
+@blp.response(200, AcceptedOut)
+@node_required
+def ship_resources(payload, session_id: int):
+    """Resource samples of a session the node runs; a batch sent again is stored once."""
+    session = _node_session(session_id)
+    if not session.state.is_active:
+        raise Conflict(f"session {session.ident} has ended; it takes no more samples")
+    return {"accepted": monitoring.record(session, payload["samples"])}
 
 
 @blp.route("/sessions/<int:session_id>/logs", methods=["POST"])

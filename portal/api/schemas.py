@@ -45,7 +45,7 @@ class UserOut(Schema):
 
 
 class UserAdminOut(UserOut):
-    credit_gpu_hours = fields.Float()
+    credit = fields.Float()
     created_at = fields.DateTime()
 
 
@@ -106,6 +106,12 @@ class SessionIn(Schema):
         validate=validate.Length(max=32),
     )
     memo = fields.String(load_default="", validate=validate.Length(max=4096))
+    stall_minutes = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=1, max=7 * 24 * 60),
+        metadata={"description": "flag it stalled after this many quiet minutes"},
+    )
 
 
 class SessionOut(Schema):
@@ -132,6 +138,12 @@ class SessionOut(Schema):
     gpu_indices = fields.List(fields.Integer())
     exit_code = fields.Integer(allow_none=True)
     code_digest = fields.String()
+    stall_minutes = fields.Integer(allow_none=True)
+    stalled_since = fields.String(allow_none=True)
+    saves_on_signal = fields.Boolean()
+    credit_stop_at = fields.String(
+        allow_none=True, metadata={"description": "its owner ran out of credit: it stops then"}
+    )
     created_at = fields.String(allow_none=True)
     scheduled_at = fields.String(allow_none=True)
     started_at = fields.String(allow_none=True)
@@ -420,15 +432,53 @@ class DrainIn(Schema):
     drained = fields.Boolean(load_default=True)
 
 
+class CreditRatesOut(Schema):
+    gpu_hour = fields.Float()
+    cpu_hour = fields.Float()
+
+
+class CreditStopOut(Schema):
+    session = fields.String()
+    stops_at = fields.DateTime()
+
+
 class CreditOut(Schema):
     username = fields.String()
-    credit_gpu_hours = fields.Float()
+    credit = fields.Float()
+    rates = fields.Nested(CreditRatesOut)
+    burn_per_hour = fields.Float()
+    running = fields.Integer()
+    stopping_for_credit = fields.List(fields.Nested(CreditStopOut))
+
+
+class CreditEntryOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    amount = fields.Float()
+    gpu_hours = fields.Float()
+    cpu_hours = fields.Float()
+    balance_after = fields.Float()
+    session = fields.String(allow_none=True)
+    reason = fields.String()
+    by = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    period_start = fields.DateTime(allow_none=True)
+    period_end = fields.DateTime(allow_none=True)
+
+
+class LedgerArgs(Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    before = fields.Integer(load_default=None, allow_none=True)
 
 
 class CreditIn(Schema):
-    add_gpu_hours = fields.Float(
-        required=True, allow_nan=False, validate=validate.Range(min=-1e6, max=1e6)
-    )
+    # Checked by the service (a positive, finite number): one message for every caller.
+    amount = fields.Raw(required=True)
+    reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class RefundIn(CreditIn):
+    session = fields.String(load_default=None, allow_none=True)
 
 
 class ExecIn(Schema):
@@ -680,3 +730,128 @@ class LeaderboardOut(Schema):
 
 class RescoreOut(Schema):
     queued = fields.Integer()
+
+
+class ResourcesArgs(Schema):
+    points = fields.Integer(load_default=600, validate=validate.Range(min=10, max=5000))
+
+
+class ResourceGpuOut(Schema):
+    index = fields.Integer()
+    model = fields.String()
+    simulated = fields.Boolean()
+
+
+class ResourceLineOut(Schema):
+    t = fields.List(fields.Integer(), metadata={"description": "seconds since it started"})
+    value = fields.List(fields.Float())
+
+
+class ResourcesOut(Schema):
+    session = fields.String()
+    status = fields.String()
+    gpus = fields.List(fields.Nested(ResourceGpuOut))
+    simulated_gpus = fields.Boolean()
+    samples = fields.Integer()
+    average_gpu_utilization = fields.Float(allow_none=True)
+    gpu_memory_peak_mb = fields.Integer(allow_none=True)
+    average_cpu_percent = fields.Float(allow_none=True)
+    memory_peak_mb = fields.Integer(allow_none=True)
+    last_sample_at = fields.DateTime(allow_none=True)
+    series = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(ResourceLineOut),
+        metadata={"description": "cpu_percent, memory_mb, gpuN/utilization, gpuN/memory_mb, …"},
+    )
+
+
+class BoundIn(Schema):
+    save = fields.Boolean(required=True)
+
+
+class ResourceSamplesIn(Schema):
+    # Checked by `monitoring.record`, sample by sample.
+    samples = fields.List(fields.Dict(), required=True, validate=validate.Length(max=5000))
+
+
+class GpuStatOut(Schema):
+    node = fields.String()
+    node_status = fields.String()
+    index = fields.Integer()
+    model = fields.String()
+    simulated = fields.Boolean()
+    memory_total_mb = fields.Integer()
+    user = fields.String(allow_none=True)
+    session = fields.String(allow_none=True)
+    utilization_percent = fields.Float(allow_none=True)
+    memory_used_mb = fields.Integer(allow_none=True)
+    temperature_c = fields.Float(allow_none=True)
+    power_w = fields.Float(allow_none=True)
+
+
+class ClusterArgs(Schema):
+    span = fields.String(load_default="1d", validate=validate.OneOf(["1h", "1d", "7d", "30d"]))
+
+
+class ClusterHistoryOut(Schema):
+    time = fields.List(fields.String())
+    allocated = fields.List(fields.Float())
+    busy = fields.List(fields.Float(allow_none=True))
+    gpus = fields.List(fields.Float())
+
+
+class UserAverageOut(Schema):
+    user = fields.String()
+    average_gpu_utilization = fields.Float()
+    sessions = fields.Integer()
+
+
+class NodeStateOut(Schema):
+    name = fields.String()
+    status = fields.String()
+    runtime = fields.String()
+    gpus = fields.Integer()
+    gpus_allocated = fields.Integer()
+    last_heartbeat_at = fields.DateTime()
+
+
+class ClusterOut(Schema):
+    span = fields.String()
+    history = fields.Nested(ClusterHistoryOut)
+    users = fields.List(fields.Nested(UserAverageOut))
+    nodes = fields.List(fields.Nested(NodeStateOut))
+    gpus = fields.Integer()
+    gpus_allocated = fields.Integer()
+    simulated_gpus = fields.Integer()
+    per_user = fields.Boolean()
+
+
+class NotificationOut(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    subject = fields.String()
+    body = fields.String()
+    link = fields.String()
+    created_at = fields.DateTime()
+    read = fields.Boolean()
+    email = fields.String(allow_none=True)
+
+
+class NotificationListArgs(Schema):
+    unread = fields.Boolean(load_default=False)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class NotificationsOut(Schema):
+    unread = fields.Integer()
+    email_alerts = fields.Boolean()
+    email_enabled = fields.Boolean(metadata={"description": "whether this site sends e-mail"})
+    notifications = fields.List(fields.Nested(NotificationOut))
+
+
+class ReadIn(Schema):
+    ids = fields.List(fields.Integer(), load_default=None, allow_none=True)
+
+
+class EmailAlertsIn(Schema):
+    enabled = fields.Boolean(required=True)

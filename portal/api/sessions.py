@@ -10,6 +10,7 @@ from portal.api.code import artifact_store
 from portal.api.guards import BEARER, token_required
 from portal.api.schemas import (
     AcceptedOut,
+    BoundIn,
     CheckpointOut,
     CommandOut,
     EventsArgs,
@@ -20,6 +21,8 @@ from portal.api.schemas import (
     ForkIn,
     LogsArgs,
     LogsOut,
+    ResourcesArgs,
+    ResourcesOut,
     ResumeIn,
     ScalarsArgs,
     SeriesOut,
@@ -32,7 +35,7 @@ from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.models import Checkpoint, Session
 from portal.queue import redis_connection
-from portal.services import checkpoints, metrics
+from portal.services import checkpoints, metrics, monitoring
 from portal.services import sessions as service
 
 PREFIX = "/sessions"
@@ -71,6 +74,7 @@ def create_session(payload):
         gpu_models=tuple(payload["gpu_models"]),
         datasets=tuple(payload["datasets"]),
         memo=payload["memo"],
+        stall_minutes=payload["stall_minutes"],
     )
     session = service.create_session(
         g.user,
@@ -277,6 +281,32 @@ def report_events(payload, username: str, number: int):
     stream was stored already and is not stored again."""
     session = _find(username, number, change=True)
     return {"accepted": metrics.record(session, payload)}
+
+
+@blp.route(SESSION + "/resources", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.arguments(ResourcesArgs, location="query")
+@blp.response(200, ResourcesOut)
+@token_required()
+def resources(args, username: str, number: int):
+    """Its resource history as its node sampled it: per GPU utilisation, memory,
+    temperature and power; CPU and memory; with averages and peaks. Simulated GPUs
+    report nothing (`simulated_gpus`)."""
+    return monitoring.history(_find(username, number), points=args["points"])
+
+
+@blp.route(SESSION + "/bound", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(BoundIn)
+@blp.response(200, AcceptedOut)
+@token_required(session_scope=True)
+def bound(payload, username: str, number: int):
+    """The SDK says what the program bound: with `save`, the platform may ask it to
+    checkpoint (SIGUSR1) before stopping it."""
+    session = _find(username, number, change=True)
+    session.saves_on_signal = payload["save"]
+    db.session.commit()
+    return {"accepted": 1}
 
 
 @blp.route(SESSION + "/checkpoints", methods=["GET"])

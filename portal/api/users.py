@@ -7,19 +7,23 @@ from flask_smorest import Blueprint
 
 from portal.api.guards import BEARER, admin_required, token_required
 from portal.api.schemas import (
+    CreditEntryOut,
     CreditIn,
     CreditOut,
     InvitationIn,
     InvitationOut,
+    LedgerArgs,
+    RefundIn,
     UserAdminOut,
     UserChangeIn,
 )
-from portal.services import auth, users
+from portal.services import auth, credits, users
+from portal.services.sessions import find_session
 from portal.timeutil import isoformat, utcnow
 
 PREFIX = "/users"
 blp = Blueprint(
-    "api_users", __name__, description="Accounts: levels, approval, invitations and GPU credit"
+    "api_users", __name__, description="Accounts: levels, approval, invitations and credit"
 )
 
 
@@ -28,18 +32,47 @@ blp = Blueprint(
 @blp.response(200, CreditOut)
 @token_required()
 def credit(username: str):
-    """GPU-hours left: one's own, or anyone's for administrators."""
-    return users.find_user(g.user, username)
+    """Credit left, the rates, and what running sessions cost an hour: one's own, or
+    anyone's for administrators."""
+    return credits.summary(users.find_user(g.user, username))
 
 
-@blp.route("/<username>/credit", methods=["POST"])
+@blp.route("/<username>/credit/ledger", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.arguments(LedgerArgs, location="query")
+@blp.response(200, CreditEntryOut(many=True))
+@token_required()
+def ledger(args, username: str):
+    """Every grant, charge and refund, newest first (`before`: the next page)."""
+    user = users.find_user(g.user, username)
+    return credits.ledger_dicts(credits.ledger(user, limit=args["limit"], before=args["before"]))
+
+
+@blp.route("/<username>/credit/grants", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(CreditIn)
-@blp.response(200, CreditOut)
+@blp.response(201, CreditEntryOut)
 @admin_required
-def add_credit(payload, username: str):
-    """Add GPU-hours to a user's credit (negative to take some away)."""
-    return users.add_credit(users.find_user(g.user, username), payload["add_gpu_hours"])
+def grant_credit(payload, username: str):
+    """Grant credit (administrators): a positive amount, with the reason."""
+    user = users.find_user(g.user, username)
+    entry = credits.grant(user, payload["amount"], actor=g.user, reason=payload["reason"])
+    return credits.ledger_dicts([entry])[0]
+
+
+@blp.route("/<username>/credit/refunds", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(RefundIn)
+@blp.response(201, CreditEntryOut)
+@admin_required
+def refund_credit(payload, username: str):
+    """Give credit back (administrators), for one of the user's sessions or in general."""
+    user = users.find_user(g.user, username)
+    session = find_session(g.user, payload["session"]) if payload["session"] else None
+    entry = credits.refund(
+        user, payload["amount"], actor=g.user, reason=payload["reason"], session=session
+    )
+    return credits.ledger_dicts([entry])[0]
 
 
 @blp.route("")

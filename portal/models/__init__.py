@@ -32,6 +32,13 @@ from portal.models.session import (
     SessionKind,
     SessionStatus,
 )
+from portal.models.usage import (
+    ClusterSample,
+    CreditEntry,
+    EntryKind,
+    Notification,
+    SessionUsage,
+)
 from portal.models.user import ApiToken, Level, SignupInvitation, User
 
 __all__ = [
@@ -40,17 +47,21 @@ __all__ = [
     "Allocation",
     "ApiToken",
     "Checkpoint",
+    "ClusterSample",
     "Competition",
     "CompetitionMember",
     "CompetitionTeam",
+    "CreditEntry",
     "Dataset",
     "DatasetVersion",
+    "EntryKind",
     "Gpu",
     "Level",
     "LogLine",
     "Node",
     "NodeJoinToken",
     "NodeStatus",
+    "Notification",
     "Round",
     "ScalarChunk",
     "ScalarSeries",
@@ -59,6 +70,7 @@ __all__ = [
     "SessionDataset",
     "SessionKind",
     "SessionStatus",
+    "SessionUsage",
     "SignupInvitation",
     "Submission",
     "SubmissionStatus",

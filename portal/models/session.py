@@ -94,6 +94,17 @@ class Session(db.Model):  # type: ignore[name-defined]
     gpu_indices: Mapped[str] = mapped_column(String(128), default="")
     exit_code: Mapped[int | None]
     stop_requested: Mapped[bool] = mapped_column(default=False)
+    # Why the platform asked it to stop ("out of credit"); empty: its owner did.
+    stop_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Its program bound `save` (the SDK said so): it checkpoints on SIGUSR1.
+    saves_on_signal: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # Flagged stalled after this many minutes without a log line or a reported scalar.
+    stall_minutes: Mapped[int | None]
+    stalled_at: Mapped[datetime | None]
+    # Charged up to here (credits are drawn while it runs).
+    charged_until: Mapped[datetime | None]
+    # Its owner's credit ran out: told to checkpoint, it is stopped at this time.
+    credit_stop_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     scheduled_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

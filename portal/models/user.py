@@ -44,8 +44,11 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The number given to this user's next session: ids read USER/N.
     next_session_number: Mapped[int] = mapped_column(default=1)
-    # GPU-hours left; sessions that ask for GPUs are admitted only while it is positive.
-    credit_gpu_hours: Mapped[float] = mapped_column(default=100.0, server_default="100")
+    # Credit left (1 credit buys a GPU-hour at the default rates: `portal/services/credits.py`);
+    # nothing of theirs starts, and what runs is stopped, once it reaches zero.
+    credit: Mapped[float] = mapped_column(default=100.0, server_default="100")
+    # Whether they are told by e-mail as well as in the portal (when the site sends mail).
+    email_alerts: Mapped[bool] = mapped_column(default=True, server_default="1")
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan"

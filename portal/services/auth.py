@@ -84,7 +84,7 @@ def sign_up(
     except ApiError:
         db.session.rollback()  # the invitation's use is given back with it
         raise
-    user.credit_gpu_hours = credit
+    user.credit = credit
     db.session.commit()
     return user
 

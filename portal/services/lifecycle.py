@@ -13,7 +13,8 @@ from typing import cast
 from sqlalchemy import CursorResult, delete, update
 
 from portal.extensions import db
-from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionKind, SessionStatus, User
+from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionKind, SessionStatus
+from portal.services import alerts, credits
 from portal.services.auth import revoke_session_tokens
 from portal.services.competitions import grading
 from portal.timeutil import utcnow
@@ -50,7 +51,8 @@ def finish(
     session: Session, status: SessionStatus, reason: str = "", exit_code: int | None = None
 ) -> bool:
     """Move an active session to a final state, once; release what it held and charge
-    its owner's credit for the GPU-hours it ran. False if it had ended already."""
+    whoever pays for it for the rest of its run, and tell its owner when it needs them
+    (`alerts.session_ended`). False if it had ended already."""
     ended_at = utcnow()
     if not transition(
         session,
@@ -64,14 +66,8 @@ def finish(
         db.session.refresh(session)
         return False
     db.session.refresh(session)
-    if session.gpus and session.started_at is not None:
-        hours = (ended_at - session.started_at).total_seconds() / 3600
-        db.session.execute(
-            update(User)
-            .where(User.id == session.user_id)
-            .values(credit_gpu_hours=User.credit_gpu_hours - session.gpus * hours)
-            .execution_options(synchronize_session=False)
-        )
+    credits.charge_until(session, ended_at)
+    alerts.session_ended(session)
     db.session.execute(delete(Allocation).where(Allocation.session_id == session.id))
     revoke_session_tokens(session.id)
     db.session.commit()

@@ -40,6 +40,9 @@ BLOCK_ROWS = 64  # summary rows per stored block
 MERGE_AFTER = 64  # small chunks of a series before they are merged into one
 SMALL_CHUNK = 4096  # points
 MAX_TAG = 128
+# Tags the platform writes (a session's resource samples, `portal/services/monitoring.py`):
+# refused from sessions, and left out of the scalars users list, follow and compare.
+RESERVED = "podium/"
 MAX_POINTS_PER_BATCH = 100_000
 # Summary columns, one row per bucket.
 N, FIRST_STEP, LAST_STEP, MIN, MIN_STEP, MAX, MAX_STEP, LAST, FIRST_WALL, LAST_WALL = range(10)
@@ -82,7 +85,7 @@ def _unpack(data: bytes, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 # Parsing -----------------------------------------------------------------------------
 
 
-def parse(body: Any) -> list[Batch]:
+def parse(body: Any, *, reserved: bool = False) -> list[Batch]:
     """The points of a request: `{"scalars": {TAG: {"step": [...], "value": [...],
     "wall_time": [...]}}}` (columns, as the SDK sends them), or `{"events": [{"tag",
     "step", "value", "wall_time"}, ...]}` (rows)."""
@@ -118,6 +121,12 @@ def parse(body: Any) -> list[Batch]:
     for tag, column in columns.items():
         if not isinstance(tag, str) or not 1 <= len(tag) <= MAX_TAG:
             raise InvalidScalars(f"a tag is a name of 1 to {MAX_TAG} characters, not {tag!r}")
+        if tag.startswith(RESERVED) != reserved:
+            raise InvalidScalars(
+                f"{tag!r}: tags starting with {RESERVED!r} are the platform's"
+                if not reserved
+                else f"{tag!r} is not a resource tag"
+            )
         lengths = {len(column[key]) for key in ("step", "value", "wall_time")}
         if len(lengths) != 1:
             raise InvalidScalars(f"{tag!r}: step, value and wall_time differ in length")
@@ -171,12 +180,12 @@ _CLAIM = (
 )
 
 
-def record(session: Session, body: Any) -> int:
+def record(session: Session, body: Any, *, reserved: bool = False) -> int:
     """Store a request's points; returns how many were stored (0 for a batch stored
-    before)."""
+    before). `reserved`: the platform's own series (every tag under `RESERVED`)."""
     if session.state.is_final:
         raise Conflict(f"session {session.ident} has ended; it takes no more events")
-    batches = parse(body)
+    batches = parse(body, reserved=reserved)
     stream, seq = body.get("stream"), body.get("seq")
     if stream is not None and (not isinstance(stream, str) or len(stream) > 64):
         raise InvalidScalars("stream is a name of at most 64 characters")
@@ -568,11 +577,16 @@ def _merge_small_chunks(session_id: int, tag: str) -> None:
 # Reading -----------------------------------------------------------------------------
 
 
+def _reported(tag_column) -> Any:
+    """The session's own tags, not the platform's."""
+    return ~tag_column.startswith(RESERVED, autoescape=True)
+
+
 def series_of(session: Session) -> list[ScalarSeries]:
     return list(
         db.session.scalars(
             select(ScalarSeries)
-            .where(ScalarSeries.session_id == session.id)
+            .where(ScalarSeries.session_id == session.id, _reported(ScalarSeries.tag))
             .order_by(ScalarSeries.tag)
         )
     )
@@ -589,11 +603,13 @@ def series_named(session_ids: list[int], tag: str) -> list[ScalarSeries]:
     )
 
 
-def tags(session: Session) -> list[str]:
+def tags(session: Session, *, reserved: bool = False) -> list[str]:
+    """The session's tags; with `reserved`, the platform's tags of it instead."""
+    mine = ScalarSeries.tag.startswith(RESERVED, autoescape=True)
     return list(
         db.session.scalars(
             select(ScalarSeries.tag)
-            .where(ScalarSeries.session_id == session.id)
+            .where(ScalarSeries.session_id == session.id, mine if reserved else ~mine)
             .order_by(ScalarSeries.tag)
         )
     )
@@ -664,6 +680,7 @@ def values_at(session_id: int, step: int) -> dict[str, float]:
             ScalarChunk.session_id == session_id,
             ScalarChunk.first_step <= step,
             ScalarChunk.last_step >= step,
+            _reported(ScalarChunk.tag),
         )
         .order_by(ScalarChunk.id)
     ):
@@ -691,7 +708,7 @@ def after(session: Session, cursor: int, tag: str | None = None, limit: int = 10
     """Points stored after `cursor` (a chunk id), as rows, and the cursor to ask with
     next: what a client following a session reads."""
     query = select(ScalarChunk.id, ScalarChunk.tag, ScalarChunk.count, ScalarChunk.data).where(
-        ScalarChunk.session_id == session.id, ScalarChunk.id > cursor
+        ScalarChunk.session_id == session.id, ScalarChunk.id > cursor, _reported(ScalarChunk.tag)
     )
     if tag:
         query = query.where(ScalarChunk.tag == tag)
@@ -727,7 +744,11 @@ def new_points(
     loads its downsampled lines again rather than millions of points)."""
     rows = db.session.execute(
         select(ScalarChunk.id, ScalarChunk.tag, ScalarChunk.count, ScalarChunk.data)
-        .where(ScalarChunk.session_id == session.id, ScalarChunk.id > cursor)
+        .where(
+            ScalarChunk.session_id == session.id,
+            ScalarChunk.id > cursor,
+            _reported(ScalarChunk.tag),
+        )
         .order_by(ScalarChunk.id)
     ).all()
     if sum(count for _, _, count, _ in rows) > limit:

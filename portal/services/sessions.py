@@ -54,6 +54,7 @@ class SessionRequest:
     memo: str = ""
     environment: str = ""  # a digest, for sessions made from another's code (forks)
     kind: str = SessionKind.TRAINING.value
+    stall_minutes: int | None = None
 
 
 UPLOAD_MEMORY_SECONDS = 86400
@@ -201,6 +202,7 @@ def create_session(
         environment=environment_digest,
         gpu_models="|".join(sorted(set(request.gpu_models))),
         memo=request.memo,
+        stall_minutes=request.stall_minutes,
         status=SessionStatus.PENDING.value,
         status_reason="waiting for the scheduler",
     )
@@ -304,6 +306,7 @@ def fork(
         gpu_models=tuple(sorted(source.gpu_model_set)),
         datasets=tuple(dataset_refs(source)),
         memo=f"forked from {source.ident}",
+        stall_minutes=source.stall_minutes,
     )
     copied = None
     if checkpoint is not None:
@@ -492,13 +495,16 @@ def command_line(session: Session) -> str:
     return shlex.join(["python", session.entry, *shlex.split(session.args)])
 
 
-def request_stop(session: Session, redis=None) -> Session:
+def request_stop(session: Session, redis=None, reason: str = "") -> Session:
+    """Stop a session: its owner's or an administrator's request, or the platform's with
+    a `reason` (out of credit) that its end then gives."""
     state = session.state
     if state.is_final:
         raise Conflict(f"session {session.ident} has already ended ({session.status})")
     session.stop_requested = True
+    session.stop_reason = reason
     if state is SessionStatus.PENDING:
-        finish(session, SessionStatus.STOPPED, "stopped before it was placed")
+        finish(session, SessionStatus.STOPPED, reason or "stopped before it was placed")
         return session
     db.session.commit()
     if redis is not None and session.node is not None:
@@ -625,6 +631,10 @@ def session_dict(session: Session) -> dict[str, Any]:
         "gpu_indices": session.gpu_index_list,
         "exit_code": session.exit_code,
         "code_digest": session.code_digest,
+        "stall_minutes": session.stall_minutes,
+        "stalled_since": isoformat(session.stalled_at),
+        "saves_on_signal": session.saves_on_signal,
+        "credit_stop_at": isoformat(session.credit_stop_at),
         "created_at": isoformat(session.created_at),
         "scheduled_at": isoformat(session.scheduled_at),
         "started_at": isoformat(session.started_at),

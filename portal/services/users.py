@@ -1,12 +1,10 @@
-"""Accounts as administrators see them: lookup, levels, approval and GPU credit."""
+"""Accounts as administrators see them: lookup, levels, approval."""
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy import func, select
 
-from portal.errors import ApiError, Conflict, NotFound
+from portal.errors import Conflict, NotFound
 from portal.extensions import db
 from portal.models import Level, User
 
@@ -16,14 +14,6 @@ def find_user(viewer: User, username: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None or not (viewer.is_admin or viewer.id == user.id):
         raise NotFound(f"no user {username!r}")
-    return user
-
-
-def add_credit(user: User, gpu_hours: float) -> User:
-    if not math.isfinite(gpu_hours):
-        raise ApiError("credit must be a finite number of GPU-hours", code="invalid_input")
-    user.credit_gpu_hours += gpu_hours
-    db.session.commit()
     return user
 
 
@@ -65,6 +55,6 @@ def user_dict(user: User) -> dict:
         "level": user.level,
         "active": user.active,
         "email": user.email,
-        "credit_gpu_hours": user.credit_gpu_hours,
+        "credit": user.credit,
         "created_at": user.created_at,
     }

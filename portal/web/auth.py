@@ -77,7 +77,7 @@ def signup():
                 form.password.data or "",
                 email=form.email.data or None,
                 mode=mode,
-                credit=current_app.config["SIGNUP_CREDIT_GPU_HOURS"],
+                credit=current_app.config["SIGNUP_CREDIT"],
                 invitation=form.invitation.data or None,
             )
         except ApiError as exc:

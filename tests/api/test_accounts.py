@@ -18,7 +18,7 @@ def test_sign_up_then_log_in(client):
         "email": "nia@example.org",
     }
     user = db.session.scalar(db.select(User).where(User.username == "nia"))
-    assert user.credit_gpu_hours == 0.0  # GPUs wait for an administrator's credit
+    assert user.credit == 0.0  # GPUs wait for an administrator's credit
     token = client.post("/api/v1/auth/tokens", json={"username": "nia", "password": "long-enough"})
     assert token.status_code == 201
     again = client.post("/api/v1/auth/users", json={"username": "nia", "password": "x" * 9})

@@ -231,20 +231,35 @@ def test_administrators_drain_nodes_see_the_queue_and_give_credit(client, app, r
     assert client.post("/api/v1/nodes/n1/drain", json={}, headers=ada_headers).status_code == 403
 
     own = client.get("/api/v1/users/ada/credit", headers=ada_headers).get_json()
-    assert own == {"username": "ada", "credit_gpu_hours": 100.0}
+    assert (own["username"], own["credit"], own["rates"]) == (
+        "ada",
+        100.0,
+        {"gpu_hour": 1.0, "cpu_hour": 0.0},
+    )
     assert client.get("/api/v1/users/root/credit", headers=ada_headers).status_code == 404
     refused = client.post(
-        "/api/v1/users/ada/credit", json={"add_gpu_hours": 5}, headers=ada_headers
+        "/api/v1/users/ada/credit/grants", json={"amount": 5}, headers=ada_headers
     )
     assert refused.status_code == 403
     added = client.post(
-        "/api/v1/users/ada/credit", json={"add_gpu_hours": 5.5}, headers=root_headers
+        "/api/v1/users/ada/credit/grants",
+        json={"amount": 5.5, "reason": "for the workshop"},
+        headers=root_headers,
     ).get_json()
-    assert added["credit_gpu_hours"] == 105.5
-    bad = client.post(
-        "/api/v1/users/ada/credit", json={"add_gpu_hours": "lots"}, headers=root_headers
+    assert (added["kind"], added["amount"], added["balance_after"]) == ("grant", 5.5, 105.5)
+    assert added["by"] == "root" and added["reason"] == "for the workshop"
+    for bad_amount in ("lots", -3, 0, 1e12, True, None):
+        bad = client.post(
+            "/api/v1/users/ada/credit/grants", json={"amount": bad_amount}, headers=root_headers
+        )
+        assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "invalid_input"
+    nobody = client.post(
+        "/api/v1/users/nobody/credit/grants", json={"amount": 1}, headers=root_headers
     )
-    assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "invalid_input"
+    assert nobody.status_code == 404
+    ledger = client.get("/api/v1/users/ada/credit/ledger", headers=ada_headers).get_json()
+    assert [(e["kind"], e["amount"]) for e in ledger] == [("grant", 5.5)]
+    assert client.get("/api/v1/users/root/credit/ledger", headers=ada_headers).status_code == 404
 
 
 def test_out_of_range_numbers_are_refused_not_crashed_on(client, app):

@@ -88,12 +88,12 @@ def test_a_heartbeat_settles_sessions_the_agent_no_longer_runs(app, redis):
 def test_sessions_wanting_gpus_wait_while_their_owner_has_no_credit(app, redis):
     ada = factories.user("ada")
     factories.node("n", gpus=2)
-    ada.credit_gpu_hours = 0
+    ada.credit = 0
     db.session.commit()
     gpu, cpu = factories.session(ada, gpus=1), factories.session(ada)
     Scheduler(app, redis).run_pass()
     assert gpu.state is SessionStatus.PENDING
-    assert gpu.status_reason == "out of GPU credit (0.0 GPU-hours left)"
+    assert gpu.status_reason == "out of credit (0.00 left): an administrator can grant more"
     assert cpu.state is SessionStatus.SCHEDULED
 
 
@@ -108,7 +108,7 @@ def test_finishing_charges_the_gpu_hours_used(app, redis):
     run.started_at = utcnow() - timedelta(minutes=30)
     db.session.commit()
     finish(run, SessionStatus.COMPLETED, exit_code=0)
-    assert round(ada.credit_gpu_hours, 2) == 99.0
+    assert round(ada.credit, 2) == 99.0
 
 
 def test_grading_sessions_go_first_and_drained_nodes_take_nothing(app, redis):

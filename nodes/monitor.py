@@ -1,0 +1,128 @@
+"""Sampling what each running session uses, every few seconds, and shipping the samples
+in batches (`POST /internal/sessions/ID/resources`), as logs are shipped.
+
+A sample holds the session's CPU use (percent of one core, from the CPU seconds of its
+processes or its container between two samples), its memory, and for each GPU it holds
+the utilisation, memory used, temperature and power NVML reports. Simulated GPUs report
+nothing: the portal then says that no utilisation is known. Samples carry the seconds
+since the session started here, which only grow: a batch sent twice is stored once.
+One thread samples every session; a failed shipment is kept and sent with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodes.client import PortalClient, PortalError
+from nodes.probe import Nvml
+from nodes.runtime import Run
+
+log = logging.getLogger(__name__)
+
+MAX_KEPT = 2000  # samples kept per session while the portal cannot be reached
+
+
+@dataclass
+class Watched:
+    run: Run
+    gpu_indices: list[int]
+    started: float
+    cpu_seconds: float | None = None
+    at: float = 0.0
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ResourceMonitor:
+    def __init__(
+        self,
+        client: PortalClient,
+        nvml: Nvml,
+        *,
+        interval: float = 5.0,
+        ship_every: int = 3,
+    ):
+        self.client = client
+        self.nvml = nvml
+        self.interval = interval
+        self.ship_every = ship_every
+        self._watched: dict[int, Watched] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="resources", daemon=True)
+        self._thread.start()
+
+    def watch(self, session_id: int, run: Run) -> None:
+        with self._lock:
+            self._watched[session_id] = Watched(run, list(run.spec.gpu_indices), time.monotonic())
+
+    def finish(self, session_id: int) -> None:
+        """Ship what is left unsent, before the session's end is reported."""
+        with self._lock:
+            watched = self._watched.pop(session_id, None)
+        if watched is not None:
+            self._ship(session_id, watched)
+
+    def close(self) -> None:
+        self._stopping.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.interval):
+            with self._lock:
+                watched = list(self._watched.items())
+            if not watched:
+                continue
+            gpus = {reading["index"]: reading for reading in self._gpu_readings()}
+            for session_id, entry in watched:
+                sample = self.sample(entry, gpus)
+                if sample is not None:
+                    entry.pending.append(sample)
+                    del entry.pending[:-MAX_KEPT]
+                if len(entry.pending) >= self.ship_every:
+                    self._ship(session_id, entry)
+
+    def _gpu_readings(self) -> list[dict[str, Any]]:
+        try:
+            return self.nvml.usage()
+        except Exception as exc:
+            log.warning("reading the GPUs failed: %s", exc)
+            return []
+
+    def sample(self, entry: Watched, gpus: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+        now = time.monotonic()
+        used = entry.run.usage()
+        if used is None:
+            return None
+        cpu_seconds, memory_mb = used
+        cpu_percent = None
+        if entry.cpu_seconds is not None and now > entry.at:
+            cpu_percent = max(0.0, (cpu_seconds - entry.cpu_seconds) / (now - entry.at) * 100)
+        entry.cpu_seconds, entry.at = cpu_seconds, now
+        sample: dict[str, Any] = {
+            "t": int(now - entry.started),
+            "memory_mb": round(memory_mb, 1),
+            "gpus": [gpus[i] for i in entry.gpu_indices if i in gpus],
+        }
+        if cpu_percent is not None:
+            sample["cpu_percent"] = round(cpu_percent, 1)
+        return sample
+
+    def _ship(self, session_id: int, entry: Watched) -> None:
+        batch = list(entry.pending)
+        if not batch:
+            return
+        try:
+            self.client.ship_resources(session_id, batch)
+        except PortalError as exc:
+            if exc.status is not None and exc.status < 500:
+                log.warning("resource samples of %s refused: %s", session_id, exc)
+            else:
+                log.warning("shipping resource samples of %s failed: %s", session_id, exc)
+                return  # kept, sent with the next batch
+        except Exception as exc:
+            log.warning("shipping resource samples of %s failed: %s", session_id, exc)
+            return
+        del entry.pending[: len(batch)]

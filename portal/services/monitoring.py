@@ -1,0 +1,394 @@
+"""What sessions and the cluster use: resource samples, GPU status, the dashboard.
+
+A node samples each session it runs every few seconds (`nodes/monitor.py`). The
+samples are stored as the platform's own scalar series of the session (tags under
+`metrics.RESERVED`, step = seconds since it started), so they are compressed, summarised
+and downsampled exactly as reported scalars are (a week at a sample every 5 s is
+120,960 points a tag, a few chunk rows and a summary), and a `session_usage` row keeps
+the totals that averages are read from. A sample whose second is not after the last one
+stored is a batch sent again, and is dropped.
+
+The scheduler records the cluster's state once a minute (`record_cluster_sample`): the
+dashboard reads those rows, bucketed to its width, and per user the average GPU
+utilisation of their last 100 sessions that reported one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from portal.errors import ApiError
+from portal.extensions import db
+from portal.models import (
+    Allocation,
+    ClusterSample,
+    Gpu,
+    Node,
+    NodeStatus,
+    Session,
+    SessionUsage,
+    User,
+)
+from portal.services import metrics
+from portal.timeutil import utcnow
+
+PREFIX = metrics.RESERVED
+CPU_TAG = PREFIX + "cpu_percent"
+MEMORY_TAG = PREFIX + "memory_mb"
+GPU_FIELDS = {
+    # sample key: (tag suffix, label)
+    "utilization_percent": ("utilization", "GPU utilisation (%)"),
+    "memory_used_mb": ("memory_mb", "GPU memory used (MiB)"),
+    "temperature_c": ("temperature_c", "temperature (°C)"),
+    "power_w": ("power_w", "power (W)"),
+}
+BUSY_PERCENT = 80
+USER_WINDOW = 100  # a user's average is over their last this many sessions
+MAX_SAMPLES = 5000
+
+
+def gpu_tag(index: int, field: str) -> str:
+    return f"{PREFIX}gpu{index}/{GPU_FIELDS[field][0]}"
+
+
+class InvalidSamples(ApiError):
+    def __init__(self, message: str):
+        super().__init__(message, code="invalid_input", status=422)
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidSamples(f"{what} must be a finite number")
+    return float(value)
+
+
+# Writing -----------------------------------------------------------------------------
+
+
+def record(session: Session, samples: Any) -> int:
+    """Store a node's samples of a session; returns how many were new."""
+    if not isinstance(samples, list) or len(samples) > MAX_SAMPLES:
+        raise InvalidSamples(f"samples is a list of at most {MAX_SAMPLES}")
+    held = set(session.gpu_index_list)
+    usage = db.session.get(SessionUsage, session.id, with_for_update=True)
+    if usage is None:
+        usage = SessionUsage(session_id=session.id, last_second=-1)
+        db.session.add(usage)
+    columns: dict[str, dict[str, list]] = defaultdict(
+        lambda: {"step": [], "value": [], "wall_time": []}
+    )
+    now = utcnow()
+    wall = now.timestamp()
+    last = usage.last_second if usage.last_second is not None else -1
+    fresh = 0
+    for index, sample in enumerate(samples):
+        if not isinstance(sample, dict) or not isinstance(sample.get("t"), int):
+            raise InvalidSamples(f"samples[{index}] needs t, whole seconds since it started")
+        second = sample["t"]
+        if second <= last:
+            continue  # sent before
+        last = second
+        fresh += 1
+
+        def put(tag: str, value: float, second: int = second) -> None:
+            column = columns[tag]
+            column["step"].append(second)
+            column["value"].append(value)
+            column["wall_time"].append(wall)
+
+        memory = _number(sample.get("memory_mb", 0), f"samples[{index}].memory_mb")
+        put(MEMORY_TAG, memory)
+        usage.memory_peak_mb = max(usage.memory_peak_mb or 0, int(memory))
+        if "cpu_percent" in sample:
+            cpu = _number(sample["cpu_percent"], f"samples[{index}].cpu_percent")
+            put(CPU_TAG, cpu)
+            usage.cpu_percent_sum = (usage.cpu_percent_sum or 0.0) + cpu
+        gpus = sample.get("gpus") or []
+        if not isinstance(gpus, list):
+            raise InvalidSamples(f"samples[{index}].gpus must be a list")
+        utilisations = []
+        for reading in gpus:
+            gpu = reading.get("index") if isinstance(reading, dict) else None
+            if gpu not in held:
+                raise InvalidSamples(f"samples[{index}]: GPU {gpu!r} is not one it holds")
+            for field in GPU_FIELDS:
+                if field in reading:
+                    put(gpu_tag(gpu, field), _number(reading[field], f"GPU {gpu} {field}"))
+            if "utilization_percent" in reading:
+                utilisations.append(float(reading["utilization_percent"]))
+            if "memory_used_mb" in reading:
+                usage.gpu_memory_peak_mb = max(
+                    usage.gpu_memory_peak_mb or 0, int(reading["memory_used_mb"])
+                )
+        if utilisations:
+            usage.gpu_samples = (usage.gpu_samples or 0) + 1
+            usage.gpu_utilization_sum = (usage.gpu_utilization_sum or 0.0) + sum(
+                utilisations
+            ) / len(utilisations)
+    if not fresh:
+        db.session.rollback()
+        return 0
+    usage.samples = (usage.samples or 0) + fresh
+    usage.last_second = last
+    usage.last_sample_at = now
+    metrics.record(session, {"scalars": dict(columns)}, reserved=True)  # commits both
+    return fresh
+
+
+def record_cluster_sample(now: datetime | None = None) -> ClusterSample:
+    """The cluster's state now, from the nodes' latest samples and the allocations."""
+    now = (now or utcnow()).replace(microsecond=0)
+    nodes = db.session.scalars(
+        select(Node).options(selectinload(Node.gpus)).where(Node.status != NodeStatus.REMOVED)
+    ).all()
+    held = {(n, i) for n, i in db.session.execute(select(Allocation.node_id, Allocation.gpu_index))}
+    sample = ClusterSample(
+        at=now,
+        gpus=0,
+        gpus_allocated=0,
+        gpus_reporting=0,
+        gpus_busy=0,
+        nodes_ready=0,
+        nodes_drained=0,
+        nodes_lost=0,
+    )
+    for node in nodes:
+        state = NodeStatus(node.status)
+        if state is NodeStatus.READY:
+            sample.nodes_ready += 1
+        elif state is NodeStatus.DRAINED:
+            sample.nodes_drained += 1
+        else:
+            sample.nodes_lost += 1
+            continue  # a lost node's GPUs are not the cluster's until it comes back
+        readings = _readings(node)
+        for gpu in node.gpus:
+            sample.gpus += 1
+            if (node.id, gpu.index) not in held:
+                continue
+            sample.gpus_allocated += 1
+            utilisation = readings.get(gpu.index, {}).get("utilization_percent")
+            if utilisation is not None and not gpu.simulated:
+                sample.gpus_reporting += 1
+                sample.gpus_busy += int(utilisation >= BUSY_PERCENT)
+    db.session.merge(sample)
+    db.session.commit()
+    return sample
+
+
+def _readings(node: Node) -> dict[int, dict[str, Any]]:
+    gpus = (node.sample or {}).get("gpus") or []
+    return {g["index"]: g for g in gpus if isinstance(g, dict) and isinstance(g.get("index"), int)}
+
+
+# A session's resources ---------------------------------------------------------------
+
+
+def history(session: Session, points: int = 600) -> dict[str, Any]:
+    """A session's resource history: a line per series, the GPUs it holds, totals."""
+    usage = db.session.get(SessionUsage, session.id)
+    gpus = []
+    if session.node is not None:
+        models = {g.index: g for g in session.node.gpus}
+        gpus = [
+            {
+                "index": index,
+                "model": models[index].model if index in models else "",
+                "simulated": bool(models[index].simulated) if index in models else False,
+            }
+            for index in session.gpu_index_list
+        ]
+    series = {}
+    for tag in metrics.tags(session, reserved=True):
+        line = metrics.line(session, tag, points=points)
+        if line is not None:
+            series[tag.removeprefix(PREFIX)] = {"t": line["step"], "value": line["value"]}
+    simulated = bool(gpus) and all(g["simulated"] for g in gpus)
+    return {
+        "session": session.ident,
+        "status": session.status,
+        "gpus": gpus,
+        "simulated_gpus": simulated,
+        "samples": usage.samples if usage else 0,
+        "average_gpu_utilization": usage.gpu_utilization if usage else None,
+        "gpu_memory_peak_mb": usage.gpu_memory_peak_mb if usage and usage.gpu_samples else None,
+        "average_cpu_percent": (
+            usage.cpu_percent_sum / usage.samples if usage and usage.samples else None
+        ),
+        "memory_peak_mb": usage.memory_peak_mb if usage else None,
+        "last_sample_at": usage.last_sample_at if usage else None,
+        "series": series,
+    }
+
+
+# The cluster -------------------------------------------------------------------------
+
+
+def gpustat(viewer: User) -> list[dict[str, Any]]:
+    """Every GPU of the cluster: node, index, model, who holds it, its use now. The
+    holding session's id is shown to its owner and administrators; others see whose."""
+    holders = {
+        (node_id, index): session
+        for node_id, index, session in db.session.execute(
+            select(Allocation.node_id, Allocation.gpu_index, Session)
+            .join(Session, Session.id == Allocation.session_id)
+            .options(selectinload(Session.user))
+        )
+    }
+    rows = []
+    for node, gpu in db.session.execute(
+        select(Node, Gpu)
+        .join(Gpu, Gpu.node_id == Node.id)
+        .where(Node.status != NodeStatus.REMOVED)
+        .order_by(Node.name, Gpu.index)
+    ):
+        reading = {} if gpu.simulated else _readings(node).get(gpu.index, {})
+        session = holders.get((node.id, gpu.index))
+        shown = session is not None and (viewer.is_admin or session.user_id == viewer.id)
+        rows.append(
+            {
+                "node": node.name,
+                "node_status": node.status,
+                "index": gpu.index,
+                "model": gpu.model,
+                "simulated": gpu.simulated,
+                "memory_total_mb": gpu.memory_mb,
+                "user": session.ident_owner if session is not None else None,
+                "session": session.ident if session is not None and shown else None,
+                "utilization_percent": reading.get("utilization_percent"),
+                "memory_used_mb": reading.get("memory_used_mb"),
+                "temperature_c": reading.get("temperature_c"),
+                "power_w": reading.get("power_w"),
+            }
+        )
+    return rows
+
+
+RANGES = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+
+
+def cluster_history(span: str = "1d", points: int = 500) -> dict[str, list]:
+    """The share of GPUs allocated and the share of allocated GPUs at 80% or more, over
+    `span`, averaged into at most `points` buckets."""
+    if span not in RANGES:
+        raise ApiError(f"span is one of {', '.join(RANGES)}, not {span!r}", code="invalid_input")
+    now = utcnow()
+    start = now - RANGES[span]
+    table = ClusterSample.__table__
+    rows = db.session.execute(
+        select(
+            table.c.at,
+            table.c.gpus,
+            table.c.gpus_allocated,
+            table.c.gpus_reporting,
+            table.c.gpus_busy,
+        )
+        .where(table.c.at >= start)
+        .order_by(table.c.at)
+    ).all()
+    if not rows:
+        return {"time": [], "allocated": [], "busy": [], "gpus": []}
+    at = np.array([r[0].timestamp() for r in rows])
+    counts = np.array([r[1:] for r in rows], dtype=np.float64)
+    width = RANGES[span].total_seconds() / points
+    keys = ((at - start.timestamp()) // width).astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sums = np.add.reduceat(counts, starts, axis=0)
+    gpus, allocated, reporting, busy = sums.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        allocated_share = np.where(gpus > 0, allocated / gpus, 0.0)
+        busy_share = np.where(reporting > 0, busy / reporting, np.nan)
+    times = np.add.reduceat(at, starts) / np.diff(np.r_[starts, len(at)])
+    return {
+        "time": [_iso(t) for t in times.tolist()],
+        "allocated": np.round(allocated_share, 4).tolist(),
+        "busy": [None if math.isnan(v) else round(v, 4) for v in busy_share.tolist()],
+        "gpus": (gpus / np.diff(np.r_[starts, len(at)])).round(1).tolist(),
+    }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def user_averages(viewer: User) -> list[dict[str, Any]]:
+    """Per user, the average GPU utilisation of their last 100 sessions that reported
+    one (NSML's front-page figure). Administrators see everyone; others themselves."""
+    ranked = (
+        select(
+            Session.user_id.label("user_id"),
+            (SessionUsage.gpu_utilization_sum / SessionUsage.gpu_samples).label("average"),
+            func.row_number()
+            .over(partition_by=Session.user_id, order_by=Session.id.desc())
+            .label("rank"),
+        )
+        .join(SessionUsage, SessionUsage.session_id == Session.id)
+        .where(SessionUsage.gpu_samples > 0)
+    )
+    if not viewer.is_admin:
+        ranked = ranked.where(Session.user_id == viewer.id)
+    recent = ranked.subquery()
+    rows = db.session.execute(
+        select(User.username, func.avg(recent.c.average), func.count())
+        .join(recent, recent.c.user_id == User.id)
+        .where(recent.c.rank <= USER_WINDOW)
+        .group_by(User.username)
+        .order_by(User.username)
+    ).all()
+    return [
+        {"user": username, "average_gpu_utilization": round(float(average), 2), "sessions": count}
+        for username, average, count in rows
+    ]
+
+
+def node_states() -> list[dict[str, Any]]:
+    held: dict[int, int] = defaultdict(int)
+    for node_id, count in db.session.execute(
+        select(Allocation.node_id, func.count()).group_by(Allocation.node_id)
+    ):
+        held[node_id] = count
+    gpus: dict[int, int] = defaultdict(int)
+    for node_id, count in db.session.execute(
+        select(Gpu.node_id, func.count()).group_by(Gpu.node_id)
+    ):
+        gpus[node_id] = count
+    return [
+        {
+            "name": node.name,
+            "status": node.status,
+            "runtime": node.runtime,
+            "gpus": gpus[node.id],
+            "gpus_allocated": held[node.id],
+            "last_heartbeat_at": node.last_heartbeat_at,
+        }
+        for node in db.session.scalars(
+            select(Node).where(Node.status != NodeStatus.REMOVED).order_by(Node.name)
+        )
+    ]
+
+
+def dashboard(viewer: User, span: str = "1d") -> dict[str, Any]:
+    nodes = node_states()
+    simulated = db.session.scalar(select(func.count(Gpu.id)).where(Gpu.simulated.is_(True)))
+    return {
+        "span": span,
+        "history": cluster_history(span),
+        "users": user_averages(viewer),
+        "nodes": nodes,
+        "gpus": sum(n["gpus"] for n in nodes),
+        "gpus_allocated": sum(n["gpus_allocated"] for n in nodes),
+        "simulated_gpus": int(simulated or 0),
+        "per_user": viewer.is_admin,
+    }
