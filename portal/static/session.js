@@ -13,9 +13,15 @@
   // more arrived than a page should hold.
   let cursor = null;
 
+  // The scalars' own document: the page holds others (its resources).
+  let scalarDoc = null;
+
   function dropPlots() {
-    for (const doc of Bokeh.documents) doc.clear();
-    Bokeh.documents.length = 0;
+    if (scalarDoc === null) return;
+    scalarDoc.clear();
+    const at = Bokeh.documents.indexOf(scalarDoc);
+    if (at >= 0) Bokeh.documents.splice(at, 1);
+    scalarDoc = null;
   }
 
   async function embedPlot() {
@@ -24,13 +30,15 @@
     if (!body) return;
     dropPlots();
     document.getElementById("plot").innerHTML = "";
+    const before = new Set(Bokeh.documents);
     await Bokeh.embed.embed_item(body.item, "plot");
+    scalarDoc = Bokeh.documents.find((doc) => !before.has(doc)) || null;
     cursor = body.cursor;
   }
 
   function streamPoints(points) {
     for (const [tag, columns] of Object.entries(points)) {
-      for (const doc of Bokeh.documents) {
+      for (const doc of scalarDoc ? [scalarDoc] : []) {
         const source = doc.get_model_by_name("scalars:" + tag);
         if (!source) continue;
         // Points the plot was built with may come again: only later steps are added.

@@ -26,9 +26,11 @@ def when(moment: datetime | str | None) -> Markup:
 
 def register_web(app: Flask) -> None:
     from portal.web import (
+        account,
         admin,
         assets,
         auth,
+        cluster,
         compare,
         competitions,
         datasets,
@@ -50,7 +52,19 @@ def register_web(app: Flask) -> None:
             return error_response(401, "unauthorized", "log in again")
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
-    for module in (assets, auth, home, sessions, compare, datasets, competitions, organise, admin):
+    for module in (
+        assets,
+        auth,
+        home,
+        account,
+        sessions,
+        compare,
+        cluster,
+        datasets,
+        competitions,
+        organise,
+        admin,
+    ):
         app.register_blueprint(module.bp)
 
     app.jinja_env.filters["when"] = when

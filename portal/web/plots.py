@@ -1,5 +1,5 @@
-"""Bokeh plots of reported scalars: a session's (one figure per tag, which its page
-grows as points arrive) and a comparison's."""
+"""Bokeh plots: a session's reported scalars (one figure per tag, which its page grows
+as points arrive), a comparison's, a session's resources and the cluster's use."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bokeh.models import (
     ColumnDataSource,
     CustomJS,
     HoverTool,
+    Range1d,
 )
 from bokeh.palettes import Category10_10, Category20_20
 from bokeh.plotting import figure
@@ -142,3 +143,123 @@ def compare_plot(lines_by_tag: dict[str, list[dict[str, Any]]], order: list[str]
         figures.append(column(*pair, sizing_mode="stretch_width"))
     # One plot a row, full width: readable on a phone as on a wide screen.
     return dict(json_item(column(*figures, sizing_mode="stretch_width")))
+
+
+RESOURCE_FIGURES = (
+    # (title, y label, which series: a name, or a GPU field suffix)
+    ("GPU utilisation", "%", "/utilization"),
+    ("GPU memory used", "MiB", "/memory_mb"),
+    ("CPU", "% of one core", "cpu_percent"),
+    ("Memory", "MiB", "memory_mb"),
+)
+
+
+def resource_source_name(series: str) -> str:
+    return f"resource:{series}"
+
+
+def resources_plot(series: dict[str, dict[str, list]]) -> dict[str, Any] | None:
+    """A session's resources over its run (seconds since it started): per GPU its
+    utilisation and memory, and its CPU and memory; each line's source is named
+    `resource:NAME` so that the page can replace its data as samples arrive."""
+    figures = []
+    for title, unit, which in RESOURCE_FIGURES:
+        names = sorted(
+            name
+            for name in series
+            if (name.startswith("gpu") and name.endswith(which))
+            or (not which.startswith("/") and name == which)
+        )
+        if not names:
+            continue
+        plot = figure(
+            title=title,
+            height=220,
+            sizing_mode="stretch_width",
+            x_axis_label="seconds since it started",
+            y_axis_label=unit,
+            tools="pan,wheel_zoom,box_zoom,reset,save",
+        )
+        if which == "/utilization":
+            plot.y_range = Range1d(start=0, end=100)
+        for position, name in enumerate(names):
+            line = series[name]
+            source = ColumnDataSource(
+                name=resource_source_name(name), data={"t": line["t"], "value": line["value"]}
+            )
+            label = f"GPU {name[3:].partition('/')[0]}" if name.startswith("gpu") else title
+            plot.line(
+                "t",
+                "value",
+                source=source,
+                line_width=2,
+                color=Category10_10[position % len(Category10_10)],
+                legend_label=label,
+            )
+        plot.add_tools(HoverTool(tooltips=[("s", "@t"), (title, "@value{0.0}")]))
+        plot.legend.location = "top_left"
+        plot.toolbar.logo = None
+        figures.append(plot)
+    if not figures:
+        return None
+    layout = gridplot(
+        list(figures),
+        ncols=2,
+        sizing_mode="stretch_width",
+        merge_tools=False,
+        toolbar_options={"logo": None},
+    )
+    return dict(json_item(layout))
+
+
+def cluster_plot(history: dict[str, list]) -> dict[str, Any]:
+    """The share of GPUs allocated, and the share of allocated GPUs at 80% or more."""
+    from datetime import datetime
+
+    times = [datetime.fromisoformat(t.removesuffix("Z")) for t in history["time"]]
+    source = ColumnDataSource(
+        data={
+            "time": times,
+            "allocated": [v * 100 for v in history["allocated"]],
+            "busy": [float("nan") if v is None else v * 100 for v in history["busy"]],
+        }
+    )
+    plot = figure(
+        title="GPUs over time",
+        height=280,
+        sizing_mode="stretch_width",
+        x_axis_type="datetime",
+        x_axis_label="UTC",
+        y_axis_label="%",
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        y_range=Range1d(start=0, end=100),
+    )
+    plot.line(
+        "time",
+        "allocated",
+        source=source,
+        line_width=2,
+        color=Category10_10[0],
+        legend_label="GPUs allocated",
+    )
+    plot.line(
+        "time",
+        "busy",
+        source=source,
+        line_width=2,
+        color=Category10_10[1],
+        legend_label="allocated GPUs at 80% or more",
+    )
+    plot.add_tools(
+        HoverTool(
+            tooltips=[
+                ("time", "@time{%F %H:%M}"),
+                ("allocated", "@allocated{0.0}%"),
+                ("busy", "@busy{0.0}%"),
+            ],
+            formatters={"@time": "datetime"},
+        )
+    )
+    plot.legend.location = "top_left"
+    plot.toolbar.logo = None
+    return dict(json_item(plot))

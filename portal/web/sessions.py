@@ -21,11 +21,11 @@ from wtforms.validators import Length
 from portal.api.code import artifact_store
 from portal.errors import ApiError, NotFound
 from portal.models import SessionStatus
-from portal.services import checkpoints, metrics
+from portal.services import checkpoints, metrics, monitoring
 from portal.services import sessions as service
 from portal.web.assets import bokeh_resources
 from portal.web.auth import LogoutForm
-from portal.web.plots import scalars_plot
+from portal.web.plots import resources_plot, scalars_plot
 
 bp = Blueprint("sessions", __name__)
 PAGE = 50
@@ -169,6 +169,33 @@ def live(username: str, number: int):
         points, body["cursor"], complete = metrics.new_points(session, cursor)
         body["points"], body["refresh"] = points, not complete
     return jsonify(body)
+
+
+@bp.route(SESSION + "/resources.json")
+@login_required
+def resources(username: str, number: int):
+    """The session's resource history for its page: the figures (with `item=1`, the
+    first time) and every line, which the page swaps into them as samples arrive."""
+    session = _find(username, number)
+    history = monitoring.history(session)
+    body = {
+        key: history[key]
+        for key in (
+            "status",
+            "gpus",
+            "simulated_gpus",
+            "samples",
+            "average_gpu_utilization",
+            "average_cpu_percent",
+            "memory_peak_mb",
+            "gpu_memory_peak_mb",
+            "series",
+        )
+    }
+    if request.args.get("item") == "1":
+        body["item"] = resources_plot(history["series"])
+    # Not jsonify: it sorts keys, and BokehJS needs each model defined first.
+    return current_app.response_class(json.dumps(body), mimetype="application/json")
 
 
 @bp.route(SESSION + "/line.json")
