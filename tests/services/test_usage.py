@@ -52,7 +52,7 @@ def test_samples_become_the_platforms_series_and_a_batch_sent_again_is_stored_on
     ]
     assert monitoring.record(run, samples) == 3
     assert monitoring.record(run, samples) == 0  # sent again: nothing new
-    assert monitoring.record(run, samples[1:] + [{**samples[0], "t": 20}]) == 1
+    assert monitoring.record(run, [*samples[1:], {**samples[0], "t": 20}]) == 1
     usage = db.session.get(SessionUsage, run.id)
     assert usage.samples == 4 and usage.gpu_samples == 4
     assert usage.gpu_utilization == pytest.approx(60.0)
@@ -189,7 +189,7 @@ def test_running_sessions_are_charged_each_interval_once_on_one_line_an_hour(app
     start = run.started_at
     assert credits.charge_running(start + timedelta(minutes=15)) == 1
     assert credits.charge_running(start + timedelta(minutes=15)) == 0  # charged already
-    assert ada.credit == pytest.approx(99.5)  # 2 GPUs × 15 minutes
+    assert ada.credit == pytest.approx(99.5)  # 2 GPUs for 15 minutes
     credits.charge_running(start + timedelta(minutes=30))
     lines = db.session.query(CreditEntry).filter_by(user_id=ada.id).all()
     assert len(lines) == 1 and lines[0].gpu_hours == pytest.approx(1.0)  # one line so far
@@ -267,7 +267,7 @@ def test_grading_is_paid_by_the_competitions_organiser(app, redis, client):
 
 def test_at_zero_sessions_are_told_to_checkpoint_then_stopped_out_of_credit(app, redis):
     ada = factories.user("ada")
-    node, _ = factories.node("n", gpus=2)
+    factories.node("n", gpus=2)
     saving = running(ada, redis, app, gpus=1)
     plain = running(ada, redis, app, gpus=1)
     saving.saves_on_signal = True
