@@ -87,6 +87,9 @@ ENVIRONMENT = {
     "PODIUM_MAIL_FROM": "MAIL_FROM",
     "PODIUM_CREDIT_GRACE_SECONDS": "CREDIT_GRACE_SECONDS",
     "PODIUM_CREDIT_CHARGE_SECONDS": "CREDIT_CHARGE_SECONDS",
+    "PODIUM_CREDIT_GPU_HOUR": "CREDIT_GPU_HOUR",
+    "PODIUM_CREDIT_CPU_HOUR": "CREDIT_CPU_HOUR",
+    "PODIUM_CLUSTER_SAMPLE_SECONDS": "CLUSTER_SAMPLE_SECONDS",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
@@ -94,8 +97,13 @@ INTEGER_KEYS = {
     "MAX_DATASET_BYTES",
     "MAX_DATASET_UNPACKED_BYTES",
     "SMTP_PORT",
+}
+FLOAT_KEYS = {
     "CREDIT_GRACE_SECONDS",
     "CREDIT_CHARGE_SECONDS",
+    "CREDIT_GPU_HOUR",
+    "CREDIT_CPU_HOUR",
+    "CLUSTER_SAMPLE_SECONDS",
 }
 
 
@@ -117,7 +125,11 @@ def load_config(instance_path: Path, environ: dict[str, str] | None = None) -> d
     for variable, key in ENVIRONMENT.items():
         if environ.get(variable):
             value: Any = environ[variable]
-            config[key] = int(value) if key in INTEGER_KEYS else value
+            if key in INTEGER_KEYS:
+                value = int(value)
+            elif key in FLOAT_KEYS:
+                value = float(value)
+            config[key] = value
     # Rate-limit counters live in Redis, shared by every gunicorn worker.
     config.setdefault("RATELIMIT_STORAGE_URI", config.get("REDIS_URL") or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
