@@ -39,7 +39,12 @@ def browser():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("web"), PODIUM_NODE_GPUS="2:TestGPU:16384")
+    running = Stack(
+        tmp_path_factory.mktemp("web"),
+        PODIUM_NODE_GPUS="2:TestGPU:16384",
+        PODIUM_NODE_MONITOR_SECONDS="1",
+        PODIUM_CLUSTER_SAMPLE_SECONDS="2",
+    )
     yield running
     running.stop()
 
