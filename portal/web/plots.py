@@ -12,6 +12,7 @@ from bokeh.models import (
     BasicTicker,
     ColumnDataSource,
     CustomJS,
+    DataRange1d,
     HoverTool,
     Range1d,
 )
@@ -180,8 +181,10 @@ def resources_plot(series: dict[str, dict[str, list]]) -> dict[str, Any] | None:
             y_axis_label=unit,
             tools="pan,wheel_zoom,box_zoom,reset,save",
         )
-        if which == "/utilization":
-            plot.y_range = Range1d(start=0, end=100)
+        # From zero: a flat line of 28.4 MiB is not a cliff.
+        plot.y_range = (
+            Range1d(start=0, end=100) if which == "/utilization" else DataRange1d(start=0)
+        )
         for position, name in enumerate(names):
             line = series[name]
             source = ColumnDataSource(
@@ -234,22 +237,13 @@ def cluster_plot(history: dict[str, list]) -> dict[str, Any]:
         tools="pan,wheel_zoom,box_zoom,reset,save",
         y_range=Range1d(start=0, end=100),
     )
-    plot.line(
-        "time",
-        "allocated",
-        source=source,
-        line_width=2,
-        color=Category10_10[0],
-        legend_label="GPUs allocated",
-    )
-    plot.line(
-        "time",
-        "busy",
-        source=source,
-        line_width=2,
-        color=Category10_10[1],
-        legend_label="allocated GPUs at 80% or more",
-    )
+    for series, color, label in (
+        ("allocated", Category10_10[0], "GPUs allocated"),
+        ("busy", Category10_10[1], "allocated GPUs at 80% or more"),
+    ):
+        plot.line("time", series, source=source, line_width=2, color=color, legend_label=label)
+        # Points too: a span with one sample still shows.
+        plot.scatter("time", series, source=source, size=4, color=color, legend_label=label)
     plot.add_tools(
         HoverTool(
             tooltips=[

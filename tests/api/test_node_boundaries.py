@@ -121,7 +121,7 @@ def test_a_removed_node_is_refused_at_once_and_its_sessions_are_lost(client, app
 
 def test_a_node_reads_no_session_placed_elsewhere(client, app, redis):
     ada = factories.user("ada")
-    factories.node("a", cpus=64)
+    _, own = factories.node("a", cpus=64)
     _, other = factories.node("b", cpus=2)
     run = factories.session(ada, cpus=8)
     Scheduler(app, redis).run_pass()
@@ -138,6 +138,19 @@ def test_a_node_reads_no_session_placed_elsewhere(client, app, redis):
     )
     assert forged.status_code == 404
     assert metrics.tags(run) == []
+    # Nor resource samples; and its own node sends none for GPUs the session lacks.
+    samples = {"samples": [{"t": 1, "memory_mb": 1.0}]}
+    path = f"/api/v1/internal/sessions/{run.id}/resources"
+    assert client.post(path, json=samples, headers=factories.headers(other)).status_code == 404
+    alien = {"samples": [{"t": 1, "gpus": [{"index": 0, "utilization_percent": 99}]}]}
+    refused = client.post(path, json=alien, headers=factories.headers(own))
+    assert (
+        refused.status_code == 422 and "not one it holds" in refused.get_json()["error"]["message"]
+    )
+    assert metrics.tags(run, reserved=True) == []
+    assert client.post(path, json=samples, headers=factories.headers(own)).get_json() == {
+        "accepted": 1
+    }
 
 
 def test_health_tells_no_database_secret(tmp_path, redis_url):

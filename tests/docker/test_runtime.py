@@ -236,3 +236,39 @@ def test_podium_up_builds_the_base_image_only_when_the_engine_lacks_it(docker_cl
     assert "building podium/none-such:0 for the Docker runtime" in capsys.readouterr().out
     built = [sys.executable, "-c", "print('built')"]
     assert ensure_base_image("podium/none-such:0", built, client=docker_client) is True
+
+
+BUSY_UNTIL_SIGNALLED = """
+import signal, sys, time
+def checkpoint(signum, frame):
+    print("checkpoint asked", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGUSR1, checkpoint)
+print("ready", flush=True)
+x = [0] * 5_000_000  # about 40 MiB held
+while True:
+    sum(range(10_000))
+"""
+
+
+def test_a_containers_use_is_read_and_it_is_asked_to_checkpoint(runtime, tmp_path):
+    """What the node's monitor samples under Docker (the engine's statistics of the
+    container's cgroup), and SIGUSR1 reaching the session's Python, the container's
+    first process."""
+    import time
+
+    run = runtime.start(spec(tmp_path, BUSY_UNTIL_SIGNALLED))
+    lines = run.output()
+    assert next(lines) == "ready"
+    time.sleep(1.5)
+    first = run.usage()
+    time.sleep(1.0)
+    second = run.usage()
+    assert first is not None and second is not None
+    assert second[0] - first[0] > 0.5  # CPU seconds: it is busy
+    assert second[1] > 30  # MiB held
+    run.request_checkpoint()
+    assert next(lines) == "checkpoint asked"
+    assert run.wait().exit_code == 0
+    assert run.usage() is None  # gone: no statistics
+    runtime.finished(run)
