@@ -7,7 +7,7 @@ set -u
 PY=${PY:-python3}
 PORT=${PORT:-5077}
 WORK=$(mktemp -d /tmp/podium-gpu-XXXX)
-export PODIUM_HOME=$WORK/home PODIUM_NODE_HEARTBEAT_SECONDS=0.5
+export PODIUM_HOME=$WORK/home PODIUM_NODE_HEARTBEAT_SECONDS=0.5 PODIUM_NODE_MONITOR_SECONDS=1
 podium() { "$PY" -m cli "$@"; }
 
 echo "== NVML as the node agent's probe reads it"
@@ -45,6 +45,23 @@ PROBE
 
 echo "== a session with one GPU"
 podium run "$WORK/code/gpu_probe.py" -g 1 -m 16G; echo "exit code $?"
+echo "== a session that keeps its GPU busy for 30 s, then its resource history"
+cat > "$WORK/code/gpu_busy.py" <<'BUSY'
+import time
+import torch
+x = torch.randn(8192, 8192, device="cuda")
+deadline = time.time() + 30
+while time.time() < deadline:
+    y = x @ x
+    torch.cuda.synchronize()
+print("done", flush=True)
+BUSY
+BUSY_ID=$(podium run "$WORK/code/gpu_busy.py" -g 1 -m 16G --detach)
+for _ in $(seq 120); do podium ps --json | grep -q "\"$BUSY_ID\".*completed\|completed.*$BUSY_ID" && break; sleep 1; done
+sleep 2
+podium gpumonitor "$BUSY_ID"
+podium gpumonitor "$BUSY_ID" --json | "$PY" -c "import json,sys; b=json.load(sys.stdin); u=b['series'].get('gpu0/utilization',{}).get('value',[]); print('average GPU utilisation', b['average_gpu_utilization'], 'max', max(u) if u else None, 'samples', len(u))"
+podium gpustat
 echo "== a session with no GPU"
 podium run "$WORK/code/gpu_probe.py" -m 16G; echo "exit code $?"
 echo "== more GPUs than the node has"

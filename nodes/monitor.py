@@ -47,7 +47,8 @@ class ResourceMonitor:
     ):
         self.client = client
         self.nvml = nvml
-        self.interval = interval
+        # Samples are numbered by the second: one a second at most.
+        self.interval = max(1.0, interval)
         self.ship_every = ship_every
         self._watched: dict[int, Watched] = {}
         self._lock = threading.Lock()

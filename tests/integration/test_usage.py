@@ -40,7 +40,7 @@ def metered(tmp_path):
     running = Stack(
         tmp_path / "stack",
         PODIUM_NODE_GPUS="1:TestGPU:16384",
-        PODIUM_NODE_MONITOR_SECONDS="0.5",
+        PODIUM_NODE_MONITOR_SECONDS="1",
         PODIUM_CREDIT_GPU_HOUR="36000",
         PODIUM_CREDIT_CHARGE_SECONDS="1",
         PODIUM_CREDIT_GRACE_SECONDS="4",
