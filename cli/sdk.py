@@ -94,11 +94,12 @@ def _save_on_signal() -> None:
 
 def _checkpoint_now(_signum: int, _frame: Any) -> None:
     if not _saving.acquire(blocking=False):
-        return  # a save is under way already
+        print("podium: asked to checkpoint while saving one: that one stands", flush=True)
+        return
     name = "signal" if _last_step is None else f"signal-{_last_step}"
     try:
         print(f"podium: asked to checkpoint; saving {name}", flush=True)
-        save(name)
+        _save(name)
     except Exception as exc:
         print(f"podium: the checkpoint {name} failed: {exc}", file=sys.stderr, flush=True)
     finally:
@@ -284,7 +285,13 @@ def save(name: str | int) -> None:
     """Checkpoint through the bound `save(dir)`, uploaded as `name`."""
     if "save" not in _bound:
         raise RuntimeError("call sdk.bind(save=...) before sdk.save()")
-    name = str(name)
+    # Held while saving: the platform's request to checkpoint (a signal, handled on this
+    # same thread) does not start a second save in the middle of this one.
+    with _saving:
+        _save(str(name))
+
+
+def _save(name: str) -> None:
     if not SESSION:
         target = LOCAL_CHECKPOINTS / name
         shutil.rmtree(target, ignore_errors=True)

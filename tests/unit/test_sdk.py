@@ -53,9 +53,13 @@ class SlowPortal(BaseHTTPRequestHandler):
 
     batches: list = []
     checkpoints: dict = {}
+    bound: list = []
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path.endswith("/bound"):  # what the program bound: answered at once
+            type(self).bound.append((self.path, body))
+            return self._answer(200, b'{"accepted": 1}')
         time.sleep(1.0)
         events = [
             {"tag": tag, "step": step}
@@ -214,3 +218,43 @@ def test_bind_grades_in_a_grading_run_and_ends_the_program(tmp_path):
         [sys.executable, "train.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 3 and "never reaches" in done.stdout
+
+
+SIGNALLED = textwrap.dedent(
+    """
+    import os, signal
+    from cli import sdk
+
+    def save(folder):
+        with open(folder + "/w.txt", "w") as out:
+            out.write("saved")
+        if os.environ.get("NESTED") == "1":
+            os.environ["NESTED"] = "0"
+            os.kill(os.getpid(), signal.SIGUSR1)  # asked again while saving
+
+    sdk.bind(save=save)
+    sdk.report(step=5, loss=0.5)
+    os.kill(os.getpid(), signal.SIGUSR1)  # the platform asks it to checkpoint
+    os.environ["NESTED"] = "1"
+    sdk.save("epoch-1")
+    print("went on", flush=True)
+    """
+)
+
+
+def test_a_bound_save_runs_when_the_platform_signals_and_never_twice_at_once(tmp_path, slow_portal):
+    (tmp_path / "train.py").write_text(SIGNALLED)
+    env = {"PODIUM_SESSION": "ada/9", "PODIUM_API": slow_portal, "PODIUM_TOKEN": "pdm_x"}
+    result = subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert ("/api/v1/sessions/ada/9/bound", {"save": True}) in SlowPortal.bound
+    assert "/api/v1/sessions/ada/9/checkpoints/signal-5" in SlowPortal.checkpoints
+    assert "/api/v1/sessions/ada/9/checkpoints/epoch-1" in SlowPortal.checkpoints
+    assert "that one stands" in result.stdout and "went on" in result.stdout
