@@ -70,7 +70,13 @@ def bind(
 
 
 _last_step: int | None = None
+_last_report_at = 0.0  # time.time() of the last `report`
+_checkpoint_asked = False
 _saving = threading.Lock()
+# A loop that reported this recently saves at its next `report` (between two steps);
+# one that has not reported for this long after being asked saves at once.
+REPORTING_SECONDS = 10.0
+ASKED_SECONDS = 30.0
 
 
 def _save_on_signal() -> None:
@@ -93,6 +99,27 @@ def _save_on_signal() -> None:
 
 
 def _checkpoint_now(_signum: int, _frame: Any) -> None:
+    """SIGUSR1. A program in a loop that reports saves at its next `report`, so that a
+    checkpoint never catches a step half done; one that does not report saves here,
+    between two bytecodes of its main thread."""
+    global _checkpoint_asked
+    if time.time() - _last_report_at < REPORTING_SECONDS and not _checkpoint_asked:
+        _checkpoint_asked = True
+        # Still asked after a while (the loop stopped reporting): asked again, saved then.
+        timer = threading.Timer(ASKED_SECONDS, _ask_again)
+        timer.daemon = True
+        timer.start()
+        return
+    _checkpoint_asked = False
+    _save_as_asked()
+
+
+def _ask_again() -> None:
+    if _checkpoint_asked:
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def _save_as_asked() -> None:
     if not _saving.acquire(blocking=False):
         print("podium: asked to checkpoint while saving one: that one stands", flush=True)
         return
@@ -254,11 +281,15 @@ def _remote() -> _Reporter | None:
 def report(step: int, **scalars: float) -> None:
     """Record scalars at `step`, e.g. `report(step=3, **{"train/loss": 0.2})`. In a
     session this only hands them to the sending thread (a few microseconds)."""
-    global _last_step
+    global _last_step, _last_report_at, _checkpoint_asked
     _last_step = step
+    _last_report_at = now = time.time()
+    if _checkpoint_asked:  # the platform asked: saved here, between two steps
+        _checkpoint_asked = False
+        _save_as_asked()
     reporter = _reporter or _remote()
     if reporter is not None:
-        reporter.add(step, time.time(), scalars)
+        reporter.add(step, now, scalars)
         return
     shown = []
     for tag, value in scalars.items():

@@ -19,7 +19,7 @@ depends_on = None
 
 def upgrade():
     op.create_table('cluster_samples',
-    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('at', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('gpus', sa.Integer(), nullable=False),
     sa.Column('gpus_allocated', sa.Integer(), nullable=False),
     sa.Column('gpus_reporting', sa.Integer(), nullable=False),
@@ -75,14 +75,20 @@ def upgrade():
         batch_op.create_index('ix_credit_entries_session', ['session_id', 'id'], unique=False)
         batch_op.create_index('ix_credit_entries_user', ['user_id', 'id'], unique=False)
 
+    op.create_table('user_usage',
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('recent', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('user_id')
+    )
     op.create_table('session_usage',
     sa.Column('session_id', sa.Integer(), nullable=False),
     sa.Column('samples', sa.Integer(), nullable=False),
     sa.Column('gpu_samples', sa.Integer(), nullable=False),
     sa.Column('gpu_utilization_sum', sa.Float(), nullable=False),
-    sa.Column('gpu_memory_peak_mb', sa.Integer(), nullable=False),
+    sa.Column('gpu_memory_peak_mb', sa.BigInteger(), nullable=False),
     sa.Column('cpu_percent_sum', sa.Float(), nullable=False),
-    sa.Column('memory_peak_mb', sa.Integer(), nullable=False),
+    sa.Column('memory_peak_mb', sa.BigInteger(), nullable=False),
     sa.Column('last_second', sa.BigInteger(), nullable=False),
     sa.Column('last_sample_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], ondelete='CASCADE'),
@@ -114,6 +120,7 @@ def downgrade():
         op.execute(f'ALTER TABLE sessions DROP COLUMN {column}')
 
     op.drop_table('session_usage')
+    op.drop_table('user_usage')
     with op.batch_alter_table('credit_entries', schema=None) as batch_op:
         batch_op.drop_index('ix_credit_entries_user')
         batch_op.drop_index('ix_credit_entries_session')

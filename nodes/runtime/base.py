@@ -51,6 +51,9 @@ class Run(abc.ABC):
     """One running session."""
 
     spec: RunSpec
+    # When it started (seconds since the epoch): resource samples count from it, also
+    # for a run a restarted agent adopts.
+    started_at: float = 0.0
 
     @abc.abstractmethod
     def output(self) -> Iterator[str]:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ LABEL_SESSION = "podium.session"
 LABEL_DATASETS = "podium.datasets"
 LABEL_GRADING = "podium.grading"
 LABEL_TIME_LIMIT = "podium.time-limit"
+LABEL_GPUS = "podium.gpus"
 MOUNT_CODE, MOUNT_OUTPUT, MOUNT_DATASETS = "/podium/code", "/podium/output", "/podium/datasets"
 MOUNT_INPUTS = "/podium/inputs"
 NOBODY = 65534
@@ -49,10 +52,11 @@ class DockerError(RuntimeError):
 
 
 class DockerRun(Run):
-    def __init__(self, spec: RunSpec, container: Any):
+    def __init__(self, spec: RunSpec, container: Any, started_at: float | None = None):
         self.spec = spec
         self.container = container
         self.started = time.monotonic()
+        self.started_at = time.time() if started_at is None else started_at
         self.timed_out = False
 
     def output(self) -> Iterator[str]:
@@ -271,6 +275,7 @@ class DockerRuntime(Runtime):
                 LABEL_DATASETS: json.dumps({m: str(p) for m, p in spec.datasets.items()}),
                 LABEL_GRADING: "1" if spec.grading else "0",
                 LABEL_TIME_LIMIT: "" if spec.time_limit_s is None else str(spec.time_limit_s),
+                LABEL_GPUS: ",".join(map(str, spec.gpu_indices)),
             },
             "mem_limit": f"{spec.memory_mb}m",
             "memswap_limit": f"{spec.memory_mb}m",  # no swap: over the limit is OOM
@@ -349,7 +354,9 @@ class DockerRuntime(Runtime):
                 log.warning("container %s has no session label; leaving it", container.name)
                 continue
             if container.status in ("running", "exited"):
-                adopted[session_id] = DockerRun(_adopted_spec(session_id, container), container)
+                adopted[session_id] = DockerRun(
+                    _adopted_spec(session_id, container), container, _started_at(container)
+                )
             else:  # created but never started, or dead: nothing to report
                 self._discard(container)
         return adopted
@@ -357,6 +364,17 @@ class DockerRuntime(Runtime):
     def finished(self, run: Run) -> None:
         assert isinstance(run, DockerRun)
         run.remove()
+
+
+def _started_at(container: Any) -> float | None:
+    """When the engine started the container (RFC 3339, to the nanosecond)."""
+    text = (container.attrs.get("State") or {}).get("StartedAt") or ""
+    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
+    if not found:
+        return None
+    fraction = (found.group(2) or ".0")[:7]
+    moment = datetime.fromisoformat(found.group(1) + fraction).replace(tzinfo=UTC)
+    return moment.timestamp() if moment.year >= 2000 else None  # the engine's zero time
 
 
 def _adopted_spec(session_id: int, container: Any) -> RunSpec:
@@ -378,7 +396,7 @@ def _adopted_spec(session_id: int, container: Any) -> RunSpec:
         args=[],
         code_dir=Path("."),
         output_dir=Path("."),
-        gpu_indices=[],
+        gpu_indices=[int(i) for i in labels.get(LABEL_GPUS, "").split(",") if i.isdigit()],
         cpus=1,
         memory_mb=int(config.get("Memory", 0)) // (1024 * 1024),
         grading=labels.get(LABEL_GRADING) == "1",

@@ -145,6 +145,7 @@ class LocalRun(Run):
         self.out_of_memory = False
         self.timed_out = False
         self.started = time.monotonic()
+        self.started_at = time.time()
 
     @property
     def pid(self) -> int:

@@ -284,7 +284,9 @@ def report_state(payload, session_id: int):
     if status is SessionStatus.RUNNING:
         mark_running(session)
         return {"accepted": 1}
-    if session.stop_requested and status is not SessionStatus.COMPLETED:
+    # Stopped by the platform (out of credit) it is stopped, however it exited; by its
+    # owner, a run that completed meanwhile has completed.
+    if session.stop_requested and (status is not SessionStatus.COMPLETED or session.stop_reason):
         status = SessionStatus.STOPPED
         payload["reason"] = session.stop_reason or payload["reason"] or "stopped"
     return {"accepted": int(finish(session, status, payload["reason"], payload["exit_code"]))}

@@ -38,6 +38,7 @@ from portal.models.usage import (
     EntryKind,
     Notification,
     SessionUsage,
+    UserUsage,
 )
 from portal.models.user import ApiToken, Level, SignupInvitation, User
 
@@ -79,5 +80,6 @@ __all__ = [
     "TeamInvite",
     "TeamMember",
     "User",
+    "UserUsage",
     "Visibility",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
@@ -28,9 +28,9 @@ class SessionUsage(db.Model):  # type: ignore[name-defined]
     # their utilisation averaged over the session's GPUs.
     gpu_samples: Mapped[int] = mapped_column(default=0)
     gpu_utilization_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    gpu_memory_peak_mb: Mapped[int] = mapped_column(default=0)
+    gpu_memory_peak_mb: Mapped[int] = mapped_column(BigInteger, default=0)
     cpu_percent_sum: Mapped[float] = mapped_column(Float, default=0.0)
-    memory_peak_mb: Mapped[int] = mapped_column(default=0)
+    memory_peak_mb: Mapped[int] = mapped_column(BigInteger, default=0)
     # The last sample's time in seconds since the session started: samples only move on,
     # so a batch sent again is not counted twice.
     last_second: Mapped[int] = mapped_column(BigInteger, default=-1)
@@ -41,12 +41,27 @@ class SessionUsage(db.Model):  # type: ignore[name-defined]
         return self.gpu_utilization_sum / self.gpu_samples if self.gpu_samples else None
 
 
+class UserUsage(db.Model):  # type: ignore[name-defined]
+    """A user's recent GPU use: the average GPU utilisation of each of their last 100
+    sessions that reported one, oldest first, appended as each ends (NSML's front-page
+    figure reads one row a user, not a window over every session)."""
+
+    __tablename__ = "user_usage"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    recent: Mapped[list] = mapped_column(JSON, default=list)
+
+
 class ClusterSample(db.Model):  # type: ignore[name-defined]
     """The cluster's state at one moment (the scheduler records one a minute)."""
 
     __tablename__ = "cluster_samples"
 
-    at: Mapped[datetime] = mapped_column(primary_key=True)
+    # Seconds since the epoch (UTC): the dashboard groups them into buckets in SQL, by
+    # integer division, the same on SQLite and PostgreSQL.
+    at: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     gpus: Mapped[int] = mapped_column(default=0)
     gpus_allocated: Mapped[int] = mapped_column(default=0)
     # Allocated GPUs that reported a utilisation, and those of them at 80% or more.
@@ -112,7 +127,8 @@ class Notification(db.Model):  # type: ignore[name-defined]
     link: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
-    # "": no e-mail; pending; sent; failed (after its attempts).
+    # "": no e-mail; pending; sending (claimed by a sender, since `emailed_at`); sent;
+    # failed (refused by the mail server at every attempt).
     email_state: Mapped[str] = mapped_column(String(16), default="")
     email_attempts: Mapped[int] = mapped_column(default=0)
     email_error: Mapped[str] = mapped_column(Text, default="")

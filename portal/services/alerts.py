@@ -2,7 +2,8 @@
 by e-mail where the site sends mail (`SMTP_HOST`) and the user has not turned it off.
 
 A notification is written in the same transaction as the change it reports; its row is
-also the mail's outbox (`email_state` pending → sent, or failed after `MAIL_ATTEMPTS`),
+also the mail's outbox (`email_state` pending → sending → sent; back to pending when the
+server refuses it, failed after `MAIL_ATTEMPTS` refusals),
 which `send_pending` works through from the scheduler's housekeeping, so that a slow or
 absent mail server never holds up a request or a state change.
 
@@ -39,7 +40,7 @@ from portal.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 MAIL_ATTEMPTS = 5
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 # Session endings an owner is told of: the ones that need them to act.
 TOLD_ENDINGS = {SessionStatus.FAILED, SessionStatus.KILLED, SessionStatus.LOST}
 
@@ -93,14 +94,19 @@ def _resume_hint(session: Session) -> str:
     return f"\n\nResume it from its last checkpoint with: podium resume {session.ident}"
 
 
-def credit_warning(session: Session, stops_at: datetime) -> Notification:
+def credit_warning(sessions: list[Session], stops_at: datetime) -> Notification:
+    """One owner's sessions that stop for lack of credit, in one message."""
+    names = ", ".join(s.ident for s in sessions)
+    several = len(sessions) > 1
     return notify(
-        session.user,
+        sessions[0].user,
         "credit_warning",
-        f"Out of credit: {session.ident} stops soon",
-        f"Your credit has run out. Session {session.ident} was asked to checkpoint and "
-        f"stops at {stops_at:%Y-%m-%d %H:%M:%S} UTC unless an administrator grants more.",
-        session_link(session),
+        f"Out of credit: {names} stop{'' if several else 's'} soon",
+        f"Your credit has run out. Session{'s' if several else ''} {names} "
+        f"{'were' if several else 'was'} asked to checkpoint (where the code bound "
+        f"`save`) and stop{'' if several else 's'} at {stops_at:%Y-%m-%d %H:%M:%S} UTC "
+        "unless an administrator grants more.",
+        session_link(sessions[0]) if not several else "/credit",
     )
 
 
@@ -250,14 +256,26 @@ def notification_dict(notification: Notification) -> dict[str, Any]:
 # Mail --------------------------------------------------------------------------------
 
 
+SENDING_FOR = timedelta(minutes=10)  # a claim older than this was a sender that died
+
+
 def send_pending(limit: int = 50) -> int:
-    """Send what waits in the outbox over SMTP; commits after each message. Returns how
-    many were sent."""
+    """Send what waits in the outbox over SMTP. Each message is claimed first (pending
+    to sending, by a conditional update), so two senders never send it twice; a claim a
+    dead sender left is given back after `SENDING_FOR`. A mail server that cannot be
+    reached costs no message an attempt: they wait for it. Returns how many were sent."""
     if not mail_enabled():
         return 0
-    waiting = db.session.execute(
-        select(Notification, User)
-        .join(User, User.id == Notification.user_id)
+    now = utcnow()
+    db.session.execute(
+        update(Notification)
+        .where(Notification.email_state == SENDING, Notification.emailed_at < now - SENDING_FOR)
+        .values(email_state=PENDING)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    waiting = db.session.scalars(
+        select(Notification.id)
         .where(Notification.email_state == PENDING)
         .order_by(Notification.id)
         .limit(limit)
@@ -265,29 +283,38 @@ def send_pending(limit: int = 50) -> int:
     if not waiting:
         return 0
     config = current_app.config
-    sent = 0
     try:
         smtp = _connect(config)
     except (OSError, smtplib.SMTPException) as exc:
-        log.warning("cannot reach the mail server: %s", exc)
-        for notification, _ in waiting:
-            _failed_attempt(notification, f"cannot reach the mail server: {exc}")
-        db.session.commit()
+        log.warning("cannot reach the mail server (%d e-mails wait): %s", len(waiting), exc)
         return 0
+    sent = 0
     with smtp:
-        for notification, user in waiting:
+        for notification_id in waiting:
+            claimed = db.session.execute(
+                update(Notification)
+                .where(Notification.id == notification_id, Notification.email_state == PENDING)
+                .values(email_state=SENDING, emailed_at=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            db.session.commit()
+            if not claimed:
+                continue  # another sender has it
+            notification = db.session.get(Notification, notification_id)
+            user = db.session.get(User, notification.user_id) if notification else None
+            if notification is None or user is None:
+                continue
             if not user.email or not user.email_alerts:
                 notification.email_state = ""
-                db.session.commit()
-                continue
-            try:
-                smtp.send_message(_message(config, notification, user))
-            except (OSError, smtplib.SMTPException) as exc:
-                _failed_attempt(notification, str(exc))
             else:
-                notification.email_state = SENT
-                notification.emailed_at = utcnow()
-                sent += 1
+                try:
+                    smtp.send_message(_message(config, notification, user))
+                except (OSError, smtplib.SMTPException) as exc:
+                    _failed_attempt(notification, str(exc))
+                else:
+                    notification.email_state = SENT
+                    notification.emailed_at = utcnow()
+                    sent += 1
             db.session.commit()
     return sent
 
@@ -324,7 +351,7 @@ def _message(config, notification: Notification, user: User) -> EmailMessage:
 
 
 def _failed_attempt(notification: Notification, error: str) -> None:
+    """The server refused this message: tried again at the next pass, a few times."""
     notification.email_attempts += 1
     notification.email_error = error[:1000]
-    if notification.email_attempts >= MAIL_ATTEMPTS:
-        notification.email_state = FAILED
+    notification.email_state = FAILED if notification.email_attempts >= MAIL_ATTEMPTS else PENDING

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from flask import current_app
 from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
 from portal import node_work
@@ -188,7 +189,10 @@ def _add(user: User, amount: float) -> float:
 
 
 def charge_running(now: datetime | None = None) -> int:
-    """Charge every running session up to now; commits. Returns how many were charged."""
+    """Charge every running session up to now, each in a transaction of its own: like
+    `finish`, it locks a session, then its payer, and holds no other session meanwhile
+    (two sessions of one payer, charged here and ended there, would deadlock). Returns
+    how many were charged."""
     now = now or utcnow()
     rates = Rates.configured()
     running = db.session.scalars(
@@ -196,8 +200,15 @@ def charge_running(now: datetime | None = None) -> int:
         .options(selectinload(Session.user))
         .where(Session.status == SessionStatus.RUNNING.value)
     ).all()
-    charged = sum(1 for session in running if charge_until(session, now, rates) > 0)
     db.session.commit()
+    charged = 0
+    for session in running:
+        try:
+            charged += int(charge_until(session, now, rates) > 0)
+            db.session.commit()
+        except OperationalError:  # a lock it waited on too long: charged next time
+            db.session.rollback()
+            log.warning("charging %s was put off", session.ident, exc_info=True)
     return charged
 
 
@@ -208,8 +219,8 @@ def _checked_amount(amount: Any, what: str) -> float:
     if (
         isinstance(amount, bool)
         or not isinstance(amount, int | float)
+        or not 0 < amount <= MAX_AMOUNT  # before isfinite: 10**400 overflows a float
         or not math.isfinite(amount)
-        or not 0 < amount <= MAX_AMOUNT
     ):
         raise ApiError(
             f"a {what} is a positive number of credits (at most {MAX_AMOUNT:g}), not {amount!r}",
@@ -343,13 +354,14 @@ def enforce(redis, now: datetime | None = None) -> list[Session]:
         )
     ).all()
     stopped = []
+    warned: dict[int, list[Session]] = {}
     for session in running:
         if session.user.credit > 0 or rates.per_hour(session) <= 0:
             session.credit_stop_at = None  # granted more meanwhile
             continue
         if session.credit_stop_at is None:
             session.credit_stop_at = now + grace
-            alerts.credit_warning(session, session.credit_stop_at)
+            warned.setdefault(session.user_id, []).append(session)
             db.session.commit()
             _ask_to_checkpoint(session, redis)
             log.warning(
@@ -361,6 +373,8 @@ def enforce(redis, now: datetime | None = None) -> list[Session]:
         elif now >= session.credit_stop_at and not session.stop_requested:
             session_service.request_stop(session, redis=redis, reason=OUT_OF_CREDIT)
             stopped.append(session)
+    for sessions in warned.values():  # one message a user, naming every session
+        alerts.credit_warning(sessions, now + grace)
     db.session.commit()
     return stopped
 

@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, delete, update
 
 from portal.extensions import db
 from portal.models import ACTIVE_STATUSES, Allocation, Session, SessionKind, SessionStatus
-from portal.services import alerts, credits
+from portal.services import alerts, credits, monitoring
 from portal.services.auth import revoke_session_tokens
 from portal.services.competitions import grading
 from portal.timeutil import utcnow
@@ -67,6 +67,7 @@ def finish(
         return False
     db.session.refresh(session)
     credits.charge_until(session, ended_at)
+    monitoring.session_ended(session)
     alerts.session_ended(session)
     db.session.execute(delete(Allocation).where(Allocation.session_id == session.id))
     revoke_session_tokens(session.id)

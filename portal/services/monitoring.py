@@ -16,11 +16,11 @@ utilisation of their last 100 sessions that reported one.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -33,9 +33,12 @@ from portal.models import (
     Node,
     NodeStatus,
     Session,
+    SessionKind,
     SessionUsage,
     User,
+    UserUsage,
 )
+from portal.models.session import GRADE
 from portal.services import metrics
 from portal.timeutil import utcnow
 
@@ -63,9 +66,17 @@ class InvalidSamples(ApiError):
         super().__init__(message, code="invalid_input", status=422)
 
 
+MAX_READING = 1e12  # MiB, percent, watts: anything larger is not a reading
+
+
 def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidSamples(f"{what} must be a finite number")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not -MAX_READING <= value <= MAX_READING  # before isfinite: 10**400 overflows
+        or not math.isfinite(value)
+    ):
+        raise InvalidSamples(f"{what} must be a number between ±{MAX_READING:g}")
     return float(value)
 
 
@@ -85,7 +96,7 @@ def record(session: Session, samples: Any) -> int:
         lambda: {"step": [], "value": [], "wall_time": []}
     )
     now = utcnow()
-    wall = now.timestamp()
+    wall = time.time()
     last = usage.last_second if usage.last_second is not None else -1
     fresh = 0
     for index, sample in enumerate(samples):
@@ -142,15 +153,16 @@ def record(session: Session, samples: Any) -> int:
     return fresh
 
 
-def record_cluster_sample(now: datetime | None = None) -> ClusterSample:
-    """The cluster's state now, from the nodes' latest samples and the allocations."""
-    now = (now or utcnow()).replace(microsecond=0)
+def record_cluster_sample(at: int | None = None) -> ClusterSample:
+    """The cluster's state now (`at`: seconds since the epoch), from the nodes' latest
+    samples and the allocations."""
+    at = int(time.time()) if at is None else at
     nodes = db.session.scalars(
         select(Node).options(selectinload(Node.gpus)).where(Node.status != NodeStatus.REMOVED)
     ).all()
     held = {(n, i) for n, i in db.session.execute(select(Allocation.node_id, Allocation.gpu_index))}
     sample = ClusterSample(
-        at=now,
+        at=at,
         gpus=0,
         gpus_allocated=0,
         gpus_reporting=0,
@@ -184,7 +196,12 @@ def record_cluster_sample(now: datetime | None = None) -> ClusterSample:
 
 
 def _readings(node: Node) -> dict[int, dict[str, Any]]:
-    gpus = (node.sample or {}).get("gpus") or []
+    return _readings_of(node.sample)
+
+
+def _readings_of(sample: dict | None) -> dict[int, dict[str, Any]]:
+    """A node's latest GPU readings (its heartbeat's sample), by GPU index."""
+    gpus = (sample or {}).get("gpus") or [] if isinstance(sample, dict) else []
     return {g["index"]: g for g in gpus if isinstance(g, dict) and isinstance(g.get("index"), int)}
 
 
@@ -231,44 +248,82 @@ def history(session: Session, points: int = 600) -> dict[str, Any]:
 # The cluster -------------------------------------------------------------------------
 
 
-def gpustat(viewer: User) -> list[dict[str, Any]]:
-    """Every GPU of the cluster: node, index, model, who holds it, its use now. The
-    holding session's id is shown to its owner and administrators; others see whose."""
-    holders = {
-        (node_id, index): session
-        for node_id, index, session in db.session.execute(
-            select(Allocation.node_id, Allocation.gpu_index, Session)
+def gpustat(viewer: User, *, only_theirs: bool = False) -> list[dict[str, Any]]:
+    """Every GPU of the cluster (`only_theirs`: those the viewer's sessions hold): node,
+    index, model, who holds it, its use now. The holding session's id is shown to its
+    owner and administrators; others see whose. Plain rows, three queries: a cluster of
+    thousands of GPUs reads in one go."""
+    holders: dict[tuple[int, int], tuple[int, str, int, str, int]] = {
+        (node_id, index): (user_id, username, number, kind, session_id)
+        for node_id, index, user_id, username, number, kind, session_id in db.session.execute(
+            select(
+                Allocation.node_id,
+                Allocation.gpu_index,
+                Session.user_id,
+                User.username,
+                Session.number,
+                Session.kind,
+                Session.id,
+            )
             .join(Session, Session.id == Allocation.session_id)
-            .options(selectinload(Session.user))
+            .join(User, User.id == Session.user_id)
+        )
+    }
+    nodes = {
+        node_id: (name, status, _readings_of(sample))
+        for node_id, name, status, sample in db.session.execute(
+            select(Node.id, Node.name, Node.status, Node.sample).where(
+                Node.status != NodeStatus.REMOVED
+            )
         )
     }
     rows = []
-    for node, gpu in db.session.execute(
-        select(Node, Gpu)
-        .join(Gpu, Gpu.node_id == Node.id)
-        .where(Node.status != NodeStatus.REMOVED)
-        .order_by(Node.name, Gpu.index)
+    for node_id, index, model, simulated, memory_mb in db.session.execute(
+        select(Gpu.node_id, Gpu.index, Gpu.model, Gpu.simulated, Gpu.memory_mb).order_by(
+            Gpu.node_id, Gpu.index
+        )
     ):
-        reading = {} if gpu.simulated else _readings(node).get(gpu.index, {})
-        session = holders.get((node.id, gpu.index))
-        shown = session is not None and (viewer.is_admin or session.user_id == viewer.id)
+        if node_id not in nodes:
+            continue
+        holder = holders.get((node_id, index))
+        if only_theirs and (holder is None or holder[0] != viewer.id):
+            continue
+        name, status, readings = nodes[node_id]
+        reading = {} if simulated else readings.get(index, {})
         rows.append(
             {
-                "node": node.name,
-                "node_status": node.status,
-                "index": gpu.index,
-                "model": gpu.model,
-                "simulated": gpu.simulated,
-                "memory_total_mb": gpu.memory_mb,
-                "user": session.ident_owner if session is not None else None,
-                "session": session.ident if session is not None and shown else None,
+                "node": name,
+                "node_status": status,
+                "index": index,
+                "model": model,
+                "simulated": simulated,
+                "memory_total_mb": memory_mb,
+                "user": _holder_owner(holder),
+                "session": _holder_ident(holder)
+                if holder is not None and (viewer.is_admin or holder[0] == viewer.id)
+                else None,
                 "utilization_percent": reading.get("utilization_percent"),
                 "memory_used_mb": reading.get("memory_used_mb"),
                 "temperature_c": reading.get("temperature_c"),
                 "power_w": reading.get("power_w"),
             }
         )
+    rows.sort(key=lambda row: (row["node"], row["index"]))
     return rows
+
+
+def _holder_owner(holder: tuple | None) -> str | None:
+    if holder is None:
+        return None
+    return GRADE if holder[3] == SessionKind.GRADING.value else holder[1]
+
+
+def _holder_ident(holder: tuple) -> str:
+    """A session's id as `Session.ident` writes it, from a plain row."""
+    _, username, number, kind, session_id = holder
+    if kind == SessionKind.GRADING.value:
+        return f"{GRADE}/{session_id}"
+    return f"{username}/{number}"
 
 
 RANGES = {
@@ -281,75 +336,70 @@ RANGES = {
 
 def cluster_history(span: str = "1d", points: int = 500) -> dict[str, list]:
     """The share of GPUs allocated and the share of allocated GPUs at 80% or more, over
-    `span`, averaged into at most `points` buckets."""
+    `span`, averaged into at most `points` buckets (in SQL: a bucket a row comes back)."""
     if span not in RANGES:
         raise ApiError(f"span is one of {', '.join(RANGES)}, not {span!r}", code="invalid_input")
-    now = utcnow()
-    start = now - RANGES[span]
+    seconds = int(RANGES[span].total_seconds())
+    start = int(time.time()) - seconds
+    width = max(1, seconds // points)
     table = ClusterSample.__table__
+    bucket = ((table.c.at - start) // width).label("bucket")
     rows = db.session.execute(
         select(
-            table.c.at,
-            table.c.gpus,
-            table.c.gpus_allocated,
-            table.c.gpus_reporting,
-            table.c.gpus_busy,
+            bucket,
+            func.avg(table.c.at),
+            func.count(),
+            func.sum(table.c.gpus),
+            func.sum(table.c.gpus_allocated),
+            func.sum(table.c.gpus_reporting),
+            func.sum(table.c.gpus_busy),
         )
         .where(table.c.at >= start)
-        .order_by(table.c.at)
+        .group_by(bucket)
+        .order_by(bucket)
     ).all()
-    if not rows:
-        return {"time": [], "allocated": [], "busy": [], "gpus": []}
-    at = np.array([r[0].timestamp() for r in rows])
-    counts = np.array([r[1:] for r in rows], dtype=np.float64)
-    width = RANGES[span].total_seconds() / points
-    keys = ((at - start.timestamp()) // width).astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    sums = np.add.reduceat(counts, starts, axis=0)
-    gpus, allocated, reporting, busy = sums.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        allocated_share = np.where(gpus > 0, allocated / gpus, 0.0)
-        busy_share = np.where(reporting > 0, busy / reporting, np.nan)
-    times = np.add.reduceat(at, starts) / np.diff(np.r_[starts, len(at)])
-    return {
-        "time": [_iso(t) for t in times.tolist()],
-        "allocated": np.round(allocated_share, 4).tolist(),
-        "busy": [None if math.isnan(v) else round(v, 4) for v in busy_share.tolist()],
-        "gpus": (gpus / np.diff(np.r_[starts, len(at)])).round(1).tolist(),
-    }
+    history: dict[str, list] = {"time": [], "allocated": [], "busy": [], "gpus": []}
+    for _, at, count, gpus, allocated, reporting, busy in rows:
+        history["time"].append(_iso(float(at)))
+        history["allocated"].append(round(allocated / gpus, 4) if gpus else 0.0)
+        history["busy"].append(round(busy / reporting, 4) if reporting else None)
+        history["gpus"].append(round(gpus / count, 1))
+    return history
 
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def session_ended(session: Session) -> None:
+    """Add an ended session's average GPU utilisation to its owner's recent ones (not
+    committed: it lands with the end)."""
+    usage = db.session.get(SessionUsage, session.id)
+    if usage is None or not usage.gpu_samples:
+        return
+    recent = db.session.get(UserUsage, session.user_id, with_for_update=True)
+    if recent is None:
+        recent = UserUsage(user_id=session.user_id, recent=[])
+        db.session.add(recent)
+    # A new list: the JSON column sees an assignment, not a change in place.
+    recent.recent = [*(recent.recent or []), round(usage.gpu_utilization or 0.0, 3)][-USER_WINDOW:]
+
+
 def user_averages(viewer: User) -> list[dict[str, Any]]:
-    """Per user, the average GPU utilisation of their last 100 sessions that reported
-    one (NSML's front-page figure). Administrators see everyone; others themselves."""
-    ranked = (
-        select(
-            Session.user_id.label("user_id"),
-            (SessionUsage.gpu_utilization_sum / SessionUsage.gpu_samples).label("average"),
-            func.row_number()
-            .over(partition_by=Session.user_id, order_by=Session.id.desc())
-            .label("rank"),
-        )
-        .join(SessionUsage, SessionUsage.session_id == Session.id)
-        .where(SessionUsage.gpu_samples > 0)
-    )
+    """Per user, the average GPU utilisation of their last 100 ended sessions that
+    reported one (NSML's front-page figure). Administrators see everyone; others
+    themselves."""
+    query = select(User.username, UserUsage.recent).join(UserUsage, UserUsage.user_id == User.id)
     if not viewer.is_admin:
-        ranked = ranked.where(Session.user_id == viewer.id)
-    recent = ranked.subquery()
-    rows = db.session.execute(
-        select(User.username, func.avg(recent.c.average), func.count())
-        .join(recent, recent.c.user_id == User.id)
-        .where(recent.c.rank <= USER_WINDOW)
-        .group_by(User.username)
-        .order_by(User.username)
-    ).all()
+        query = query.where(User.id == viewer.id)
     return [
-        {"user": username, "average_gpu_utilization": round(float(average), 2), "sessions": count}
-        for username, average, count in rows
+        {
+            "user": username,
+            "average_gpu_utilization": round(sum(recent) / len(recent), 2),
+            "sessions": len(recent),
+        }
+        for username, recent in db.session.execute(query.order_by(User.username))
+        if recent
     ]
 
 

@@ -14,6 +14,8 @@ from portal.web.assets import bokeh_resources
 from portal.web.plots import cluster_plot
 
 bp = Blueprint("cluster", __name__)
+PAGE_GPUS = 64
+PAGE_USERS = 100
 
 
 @bp.route("/cluster")
@@ -23,11 +25,17 @@ def page():
     if span not in monitoring.RANGES:
         span = "1d"
     board = monitoring.dashboard(current_user, span)
+    # A large cluster's page lists the viewer's GPUs only (`podium gpustat` has all),
+    # and the most active users' averages (the API has everyone's).
+    every_gpu = board["gpus"] <= PAGE_GPUS
+    gpus = monitoring.gpustat(current_user, only_theirs=not every_gpu)
     return render_template(
         "cluster.html",
         board=board,
         spans=list(monitoring.RANGES),
-        gpus=monitoring.gpustat(current_user),
+        gpus=gpus,
+        every_gpu=every_gpu,
+        users=sorted(board["users"], key=lambda row: -row["sessions"])[:PAGE_USERS],
         bokeh=bokeh_resources(),
     )
 

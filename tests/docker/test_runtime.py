@@ -193,6 +193,8 @@ def test_a_restarted_agent_adopts_running_and_ended_containers(docker_client, tm
     assert sorted(adopted) == [6, 7]
     assert adopted[6].spec.datasets == {"mnist": data}  # the cache keeps what it mounts
     assert adopted[6].spec.time_limit_s == 60
+    # Its resource samples go on counting from when it started, not from the adoption.
+    assert abs(adopted[6].started_at - running.started_at) < 2
     assert next(adopted[6].output()) == "up"
     assert list(adopted[7].output()) == ["bye"]
     assert adopted[7].wait().exit_code == 3  # its outcome is still reported

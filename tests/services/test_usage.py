@@ -161,7 +161,9 @@ def test_user_averages_are_over_the_last_100_sessions_and_private_but_to_admins(
                     session_id=session.id, samples=1, gpu_samples=1, gpu_utilization_sum=value
                 )
             )
-    db.session.commit()
+            db.session.commit()
+            finish(session, SessionStatus.STOPPED, "done")  # ends: its average counts
+    finish(factories.session(bob), SessionStatus.STOPPED, "no samples")  # nothing to count
     everyone = {row["user"]: row for row in monitoring.user_averages(root)}
     assert everyone["ada"]["average_gpu_utilization"] == 90.0  # the 5 oldest fell out
     assert everyone["ada"]["sessions"] == 100 and everyone["bob"]["sessions"] == 1
@@ -281,8 +283,8 @@ def test_at_zero_sessions_are_told_to_checkpoint_then_stopped_out_of_credit(app,
     assert saving.credit_stop_at == now + timedelta(seconds=300)
     jobs = node_work.take(redis, "n")
     assert [(j["kind"], j["session_id"]) for j in jobs] == [("checkpoint", saving.id)]
-    warned = db.session.query(Notification).filter_by(kind="credit_warning").count()
-    assert warned == 2
+    [warned] = db.session.query(Notification).filter_by(kind="credit_warning").all()
+    assert warned.subject == f"Out of credit: {saving.ident}, {plain.ident} stop soon"
     # Nothing new that costs credit starts meanwhile.
     waiting = factories.session(ada, gpus=1)
     Scheduler(app, redis).run_pass()
@@ -335,24 +337,34 @@ def test_grants_and_refunds_refuse_bad_amounts_and_others_sessions(app, redis):
 
 
 class Inbox:
-    """A real SMTP server on loopback (aiosmtpd), keeping what it receives."""
+    """A real SMTP server on loopback (aiosmtpd), keeping what it receives; with
+    `refuse`, it refuses every recipient (550)."""
 
-    def __init__(self):
+    def __init__(self, port: int | None = None):
         from aiosmtpd.controller import Controller
         from aiosmtpd.handlers import Message
 
         self.messages: list = []
+        self.refuse = False
         inbox = self
 
         class Keep(Message):
+            async def handle_RCPT(self, server, session, envelope, address, options):
+                if inbox.refuse:
+                    return "550 no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             def handle_message(self, message):
                 inbox.messages.append(message)
 
         import socket
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        self.port = port
         self.controller = Controller(Keep(), hostname="127.0.0.1", port=self.port)
         self.controller.start()
 
@@ -396,7 +408,7 @@ def test_a_failed_session_is_told_in_the_portal_and_by_mail(app, redis, inbox):
         alerts.mark_read(ada, [alerts.listed(bob)[0].id])  # bob's: not found
 
 
-def test_an_unreachable_mail_server_keeps_the_mail_then_gives_up(app, redis):
+def test_mail_waits_for_an_unreachable_server_and_gives_up_on_a_refusing_one(app, redis):
     import socket
 
     with socket.socket() as probe:
@@ -408,11 +420,27 @@ def test_an_unreachable_mail_server_keeps_the_mail_then_gives_up(app, redis):
     db.session.commit()
     factories.node("n")
     finish(running(ada, redis, app), SessionStatus.LOST, "node n stopped answering")
-    for _ in range(alerts.MAIL_ATTEMPTS):
+    for _ in range(alerts.MAIL_ATTEMPTS + 2):
         assert alerts.send_pending() == 0
     notification = db.session.query(Notification).one()
-    assert notification.email_state == alerts.FAILED and "mail server" in notification.email_error
-    assert alerts.unread(ada) == 1  # the portal still has it
+    assert notification.email_state == alerts.PENDING  # it waits for the server
+    # The server is back: it goes, once.
+    box = Inbox(port)
+    try:
+        assert alerts.send_pending() == 1
+        assert alerts.send_pending() == 0
+        db.session.refresh(notification)
+        assert notification.email_state == alerts.SENT
+        # A server that refuses the recipient: tried a few times, then given up.
+        box.refuse = True
+        finish(running(ada, redis, app), SessionStatus.FAILED, "exited with code 2")
+        for _ in range(alerts.MAIL_ATTEMPTS):
+            assert alerts.send_pending() == 0
+        refused = db.session.query(Notification).order_by(Notification.id.desc()).first()
+        assert refused.email_state == alerts.FAILED and "550" in refused.email_error
+        assert alerts.unread(ada) == 2  # the portal still has both
+    finally:
+        box.stop()
 
 
 def test_a_quiet_session_is_flagged_stalled_once_and_unflagged_when_it_speaks(app, redis):
