@@ -180,6 +180,7 @@ def fork(session: str, args: str | None, checkpoint: str | None, detach: bool) -
 def follow(api: ApiClient, ident: str, *, after: int = -1, poll_seconds: float = 0.2) -> int:
     """Print the log as it grows until the session ends; return the exit code to use."""
     path = session_path(ident)
+    waiting = ""
     try:
         while True:
             body = api.get(f"{path}/logs", params={"after": after})
@@ -187,6 +188,12 @@ def follow(api: ApiClient, ident: str, *, after: int = -1, poll_seconds: float =
                 click.echo(line["text"])
                 after = line["seq"]
             session = body["session"]
+            if session["status"] == "pending" and session["status_reason"] != waiting:
+                waiting = session["status_reason"]  # why it waits, once each time it changes
+                click.echo(f"{ident} is pending: {waiting}", err=True)
+            if session.get("stalled_since") and waiting != "stalled":
+                waiting = "stalled"
+                click.echo(f"{ident} has stalled: nothing printed or reported", err=True)
             if session["status"] in FINAL and not body["lines"]:
                 return report_end(session)
             if not body["lines"]:

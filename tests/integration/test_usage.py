@@ -5,11 +5,14 @@ is told. Driven with the real `podium` command."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 
 import pytest
 
-from tests.integration.stack import Stack, User
+from tests.integration.stack import PODIUM, Stack, User
 from tests.integration.test_sessions import script
 
 TRAINER = """
@@ -99,8 +102,22 @@ def test_a_session_is_sampled_charged_warned_checkpointed_and_stopped_out_of_cre
     assert demo.json("credit")["credit"] <= 0
 
     # Nothing new that costs credit starts, and the CLI says why; a grant lets it.
-    waiting = demo("run", str(entry), "-g", "1", "--detach").stdout.strip()
-    time.sleep(2)
+    follower = subprocess.Popen(
+        [PODIUM, "run", str(entry), "-g", "1"],
+        env=dict(os.environ, PODIUM_HOME=str(demo.home)),
+        cwd=demo.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None and follower.stderr is not None
+    waiting = follower.stdout.readline().strip()
+    said: list[str] = []
+    while len(said) < 3 and "out of credit" not in "".join(said):  # after "waiting for the
+        said.append(follower.stderr.readline())  # scheduler", maybe
+    assert said[-1].startswith(f"{waiting} is pending: out of credit"), said
+    follower.send_signal(signal.SIGINT)  # stop following; it stays queued
+    follower.wait(timeout=30)
     pending = demo.session(waiting)
     assert pending["status"] == "pending" and "out of credit" in pending["status_reason"]
     assert "nothing that costs credit starts" in demo("credit").stdout
