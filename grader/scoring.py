@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from grader import sandbox
-from grader.metrics import METRICS
+from grader.metrics import DEFAULT_TOLERANCE, METRICS
 from portal.models import Round
 from portal.services import sealing, tables
 from portal.services.artifacts import ArtifactStore
@@ -71,7 +71,7 @@ def truth(round_: Round, store: ArtifactStore) -> Truth:
     public = np.zeros(len(ids), dtype=bool)
     public[order[: max(1, round(round_.public_fraction * len(ids)))]] = True
     numeric = np.array(values, dtype=float) if metric and metric.numeric else None
-    classes = None if numeric is not None else _normalise(values)
+    classes = None if numeric is not None else _normalise(values, metric)
     result = Truth(ids, values, public, numeric, classes)
     for stale in [k for k in _truths if k[0] == round_.id]:
         del _truths[stale]
@@ -82,8 +82,14 @@ def truth(round_: Round, store: ArtifactStore) -> Truth:
 def _score(round_: Round, store: ArtifactStore, labels, predictions) -> float:
     if round_.metric == core.CUSTOM:
         return run_scorer(store.path(round_.scorer_digest), list(labels), list(predictions))
+    metric = METRICS[round_.metric]
+    options = {}
+    if metric.tolerance:
+        options["tolerance"] = (
+            DEFAULT_TOLERANCE if round_.tolerance is None else float(round_.tolerance)
+        )
     try:
-        value = METRICS[round_.metric].function(labels, predictions)
+        value = metric.function(labels, predictions, **options)
     except ValueError as exc:
         raise ScoringError(str(exc)) from exc
     if not np.isfinite(value):
@@ -112,7 +118,7 @@ def score(round_: Round, store: ArtifactStore, data: bytes) -> tuple[float, floa
         predictions: np.ndarray = np.array(values, dtype=float)
     else:
         assert known.classes is not None
-        labels, predictions = known.classes, _normalise(values)
+        labels, predictions = known.classes, _normalise(values, metric)
         if labels.dtype.kind != predictions.dtype.kind:
             # Numbers against text: compare both as text.
             labels, predictions = np.array(known.labels), np.array(values)
@@ -122,8 +128,11 @@ def score(round_: Round, store: ArtifactStore, data: bytes) -> tuple[float, floa
     return public, private
 
 
-def _normalise(values: list[str]) -> np.ndarray:
-    """Numbers written differently ("1" and "1.0") are the same class."""
+def _normalise(values: list[str], metric=None) -> np.ndarray:
+    """Numbers written differently ("1" and "1.0") are the same class; text metrics
+    compare the text as written."""
+    if metric is not None and metric.text:
+        return np.array(values, dtype=object)
     try:
         return np.array(values, dtype=float)
     except ValueError:

@@ -581,6 +581,10 @@ class RoundEditIn(Schema):
     starts_at = fields.AwareDateTime(default_timezone=UTC)
     ends_at = fields.AwareDateTime(default_timezone=UTC)
     metric = fields.String(validate=validate.OneOf(METRIC_NAMES))
+    tolerance = fields.Float(
+        allow_nan=False,
+        validate=validate.Range(min=0, max=180, error="the tolerance is an angle from 0 to 180"),
+    )
     higher_is_better = fields.Boolean()
     daily_quota = fields.Integer(validate=validate.Range(min=1))
     total_quota = fields.Integer(validate=validate.Range(min=1))
@@ -601,6 +605,7 @@ class RoundOut(Schema):
     ends_at = fields.String()
     dataset = fields.String()
     metric = fields.String()
+    tolerance = fields.Float(allow_none=True)
     higher_is_better = fields.Boolean()
     rows = fields.Integer()
     daily_quota = fields.Integer()

@@ -73,6 +73,8 @@ class Round(db.Model):  # type: ignore[name-defined]
     # read them.
     labels_digest: Mapped[str] = mapped_column(String(64))
     metric: Mapped[str] = mapped_column(String(32))
+    # accuracy_within's tolerance (degrees); None for other metrics.
+    tolerance: Mapped[float | None] = mapped_column(Float)
     higher_is_better: Mapped[bool]
     scorer_digest: Mapped[str] = mapped_column(String(64), default="")  # custom metric
     daily_quota: Mapped[int] = mapped_column(default=5)

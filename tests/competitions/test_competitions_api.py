@@ -343,3 +343,61 @@ def test_creating_a_competition_needs_the_organiser_level(app, client):
     assert client.get("/api/v1/competitions", headers=stranger).get_json() == []
     organiser = factories.headers(factories.token(factories.user("olga", level=Level.ORGANISER)))
     assert create(client, organiser).status_code == 201
+
+
+def angle_files(rows: int = 40) -> dict[str, bytes]:
+    ids = [f"r{i:03d}" for i in range(rows)]
+    angles = [(37 * i) % 360 for i in range(rows)]
+    inputs = "id,x\n" + "".join(f"{i},0\n" for i in ids)
+    truth = "id,label\n" + "".join(f"{i},{a}\n" for i, a in zip(ids, angles, strict=True))
+    return {"test.csv": inputs.encode(), "labels.csv": truth.encode()}
+
+
+def test_the_papers_metrics_rank_angles_within_a_tolerance_and_text_by_token_f1(app, client, redis):
+    organiser = factories.headers(factories.token(factories.user("olga")))
+    ann = factories.headers(factories.token(factories.user("ann")))
+    files = angle_files()
+    # A negative tolerance, or one for a metric without it: refused, nothing created.
+    for bad in ({"metric": "accuracy_within", "tolerance": -1}, {"tolerance": 2}):
+        refused = create(client, organiser, spec=factories.competition_spec(**bad), files=files)
+        assert refused.status_code == 422, refused.get_json()
+        assert "tolerance" in refused.get_json()["error"]["message"]
+    assert client.get("/api/v1/competitions/toy", headers=organiser).status_code == 404
+    spec = factories.competition_spec(metric="accuracy_within", tolerance=2.5)
+    assert create(client, organiser, spec=spec, files=files).status_code == 201
+    shown = client.get("/api/v1/competitions/toy", headers=ann).get_json()["rounds"][0]
+    assert (shown["metric"], shown["tolerance"], shown["higher_is_better"]) == (
+        "accuracy_within",
+        2.5,
+        True,
+    )
+    # Every prediction 2 degrees off, the other way round the circle for the first half.
+    lines = files["labels.csv"].decode().split()[1:]
+    rows = [line.split(",") for line in lines]
+    body = "id,prediction\n" + "".join(
+        f"{i},{(int(a) - 2) % 360 if n < 20 else int(a) + 362}\n" for n, (i, a) in enumerate(rows)
+    )
+    assert submit(client, ann, body.encode()).status_code == 201
+    score_all(app, redis)
+    mine = client.get("/api/v1/competitions/toy/submissions", headers=ann).get_json()[0]
+    assert mine["status"] == "scored" and mine["public_score"] == 1.0
+    # Tightened to 1 degree: every submission is scored again, and now misses.
+    changed = client.patch(
+        "/api/v1/competitions/toy/rounds/1", json={"tolerance": 1.0}, headers=organiser
+    )
+    assert changed.status_code == 200, changed.get_json()
+    score_all(app, redis)
+    rescored = client.get("/api/v1/competitions/toy/submissions", headers=ann).get_json()[0]
+    assert rescored["public_score"] == 0.0
+
+    words = {
+        "test.csv": b"id,typed\nw1,helo wrld\nw2,the cat\n",
+        "labels.csv": b"id,label\nw1,hello world\nw2,the cat sat\n",
+    }
+    text = factories.competition_spec("typos", metric="token_f1", public_fraction=1.0)
+    assert create(client, organiser, spec=text, files=words).status_code == 201
+    submit(client, ann, b"id,prediction\nw1,hello wrld\nw2,the cat\n", slug="typos")
+    score_all(app, redis)
+    typed = client.get("/api/v1/competitions/typos/submissions", headers=ann).get_json()[0]
+    # w1: 1 of 2 tokens: P = R = 1/2, F1 = 0.5; w2: P = 1, R = 2/3, F1 = 0.8.
+    assert typed["public_score"] == pytest.approx((0.5 + 0.8) / 2)

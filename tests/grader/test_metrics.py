@@ -73,4 +73,38 @@ def test_directions():
         "accuracy",
         "macro_f1",
         "roc_auc",
+        "accuracy_within",
+        "token_f1",
     }
+
+
+def test_accuracy_within_wraps_around_the_circle():
+    within = METRICS["accuracy_within"].function
+    labels = np.array([0.0, 359.5, 90.0, 180.0, 10.0, 270.0])
+    predictions = np.array([359.2, 0.4, 91.0, 178.5, 370.9, -90.0])
+    # 0 vs 359.2: 0.8 apart (the short way); 359.5 vs 0.4: 0.9; 90 vs 91: 1.0 (the
+    # boundary counts); 180 vs 178.5: 1.5; 10 vs 370.9 (= 10.9): 0.9; 270 vs -90: 0.
+    assert within(labels, predictions, tolerance=1.0) == pytest.approx(5 / 6)
+    assert within(labels, predictions, tolerance=0.5) == pytest.approx(1 / 6)
+    assert within(labels, predictions, tolerance=2.0) == 1.0
+    assert within(np.array([0.0]), np.array([180.0]), tolerance=179.9) == 0.0
+    with pytest.raises(ValueError, match="0 or more"):
+        within(labels, predictions, tolerance=-1.0)
+
+
+def test_token_f1_against_hand_computed_rows():
+    f1 = METRICS["token_f1"].function
+    labels = np.array(
+        ["the quick brown fox", "hello world", "a a b", "", "", "keyboard"], dtype=object
+    )
+    predictions = np.array(
+        ["the quick brwn fox", "hello world", "a b b", "", "x", "keybaord"], dtype=object
+    )
+    # Row 1: 3 of 4 tokens in common: P = R = 3/4, F1 = 0.75. Row 2: 1. Row 3: the
+    # multisets {a, a, b} and {a, b, b} share {a, b}: P = R = 2/3. Row 4: both empty: 1.
+    # Row 5: one empty: 0. Row 6: nothing in common: 0.
+    expected = (0.75 + 1 + 2 / 3 + 1 + 0 + 0) / 6
+    assert f1(labels, predictions) == pytest.approx(expected)
+    # Precision and recall differ: "new york city" against "new york": P = 1, R = 2/3.
+    assert f1(np.array(["new york city"]), np.array(["new york"])) == pytest.approx(0.8)
+    assert METRICS["token_f1"].text and not METRICS["token_f1"].numeric

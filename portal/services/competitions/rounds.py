@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from grader.metrics import METRICS  # pure numpy: the portal checks labels against it
+from grader.metrics import (  # pure numpy: the portal checks labels against it
+    DEFAULT_TOLERANCE,
+    METRICS,
+)
 from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
 from portal.models import Competition, Round, User
@@ -142,10 +145,28 @@ def _apply_round_fields(round_: Round, spec: Mapping[str, Any], what: str) -> No
                 "chooses its direction"
             )
         round_.higher_is_better = spec["higher_is_better"]
+    _apply_tolerance(round_, spec, what)
     if not 0 < round_.public_fraction <= 1:
         raise SpecError(f"{what}: the public share of the rows is above 0 and at most 1")
     if round_.ends_at <= round_.starts_at:
         raise SpecError(f"{what}: it must end after it starts")
+
+
+def _apply_tolerance(round_: Round, spec: Mapping[str, Any], what: str) -> None:
+    """A metric that takes a tolerance has one (1 degree unless given); others none."""
+    metric = METRICS.get(round_.metric)
+    takes = bool(metric and metric.tolerance)
+    given = spec.get("tolerance")
+    if given is not None:
+        if not takes:
+            raise SpecError(f"{what}: {round_.metric} takes no tolerance")
+        if not (isinstance(given, int | float) and 0 <= given <= 180):
+            raise SpecError(f"{what}: the tolerance is an angle from 0 to 180, not {given!r}")
+        round_.tolerance = float(given)
+    elif not takes:
+        round_.tolerance = None
+    elif round_.tolerance is None:
+        round_.tolerance = DEFAULT_TOLERANCE
 
 
 def edit_round(
@@ -181,7 +202,7 @@ def edit_round(
         raise SpecError("a custom metric needs a scorer: upload it when creating the round")
     if changes.get("metric") not in (None, CUSTOM):
         changes.pop("higher_is_better", None)
-    rescore = "metric" in changes or "higher_is_better" in changes
+    rescore = bool({"metric", "tolerance", "higher_is_better"} & set(changes))
     # Rounds follow one another: none may overlap its neighbours (checked before any
     # change is made).
     starts = _naive(changes.get("starts_at", round_.starts_at))
@@ -219,7 +240,14 @@ def _unchanged(round_: Round, key: str, value: Any) -> bool:
 
 # What may change once a round has started: nothing participants already relied on
 # (its start, the split, the kind of submissions) but its end, quotas and metric.
-AFTER_START = {"ends_at", "daily_quota", "total_quota", "metric", "higher_is_better"}
+AFTER_START = {
+    "ends_at",
+    "daily_quota",
+    "total_quota",
+    "metric",
+    "tolerance",
+    "higher_is_better",
+}
 
 
 def round_dict(round_: Round) -> dict[str, Any]:
@@ -231,6 +259,7 @@ def round_dict(round_: Round) -> dict[str, Any]:
         "ends_at": isoformat(round_.ends_at),
         "dataset": round_.dataset,
         "metric": round_.metric,
+        "tolerance": round_.tolerance,
         "higher_is_better": round_.higher_is_better,
         "rows": round_.rows,
         "daily_quota": round_.daily_quota,

@@ -25,6 +25,13 @@ class RoundSpec(Schema):
     test_inputs = fields.String(required=True)
     labels = fields.String(required=True)
     metric = fields.String(required=True, validate=validate.OneOf(METRIC_NAMES))
+    tolerance = fields.Float(
+        load_default=None,
+        allow_none=True,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=180, error="the tolerance is an angle from 0 to 180"),
+        metadata={"description": "accuracy_within: degrees either way (default 1)"},
+    )
     scorer = fields.String(load_default=None, allow_none=True)
     higher_is_better = fields.Boolean(load_default=None, allow_none=True)
     daily_quota = fields.Integer(load_default=5, validate=validate.Range(min=1))
