@@ -13,6 +13,7 @@
   `GET /api/v1/cluster/gpus`, in-process, median of 15. Goal: at most 300 ms.
 
     .venv/bin/python bench/monitoring.py [--rounds 4] [--work-seconds 8] [--quick]
+        [--parts storage,dashboard,overhead]
 
 Prints JSON.
 """
@@ -436,20 +437,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--work-seconds", type=float, default=8.0)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try")
+    parser.add_argument(
+        "--parts", default="storage,dashboard,overhead", help="which measures, comma-separated"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     logging_off()
     result: dict = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="podium-bench-") as folder:
         root = Path(folder)
         (root / "a").mkdir()
         (root / "b").mkdir()
-        result["storage"] = storage(root / "a", 3600 if args.quick else 86400)
-        result["dashboard"] = (
-            dashboard(root / "b", 100, 3, 100, 10)
-            if args.quick
-            else dashboard(root / "b", 1000, 30, 5000, 20)
-        )
-    result["overhead"] = overhead(2 if args.quick else args.rounds, args.work_seconds)
+        if "storage" in parts:
+            result["storage"] = storage(root / "a", 3600 if args.quick else 86400)
+        if "dashboard" in parts:
+            result["dashboard"] = (
+                dashboard(root / "b", 100, 3, 100, 10)
+                if args.quick
+                else dashboard(root / "b", 1000, 30, 5000, 20)
+            )
+    if "overhead" in parts:
+        result["overhead"] = overhead(2 if args.quick else args.rounds, args.work_seconds)
     print(json.dumps(result, indent=2))
 
 

@@ -22,7 +22,7 @@ from portal.extensions import db
 from portal.models import Round, Submission, SubmissionStatus
 from portal.queue import grader_queue
 from portal.services.artifacts import ArtifactStore
-from portal.services.competitions import boards, grading
+from portal.services.competitions import announcements, boards, grading
 from portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ def score_one(submission: Submission, store: ArtifactStore) -> bool:
         submission.status = SubmissionStatus.SCORED.value
         submission.error = ""
         submission.public_score, submission.private_score = public, private
+    if submission.scored_revision is None:
+        # Its team is told of its first outcome (a rescore after new labels or a new
+        # metric tells nobody again: the board shows it).
+        announcements.submission_outcome(submission)
     submission.scored_revision = round_.revision
     submission.scored_at = utcnow()
     db.session.commit()

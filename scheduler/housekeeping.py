@@ -5,6 +5,7 @@ that a slow mail server or a large cluster sample never delays a placement:
   every few seconds warn, then stop, those whose payer ran out (`credits.enforce`);
 - flag sessions that stalled (`alerts.flag_stalled`);
 - record the cluster's state every `CLUSTER_SAMPLE_SECONDS` (`monitoring`);
+- tell competitions' entrants of rounds that opened or ended (`announcements`);
 - send the e-mails waiting in the outbox (`alerts.send_pending`).
 
 Each task runs only while this process holds the leader lease, and a task that fails
@@ -23,12 +24,14 @@ from redis import Redis
 
 from portal.extensions import db
 from portal.services import alerts, credits, monitoring
+from portal.services.competitions import announcements
 
 log = logging.getLogger(__name__)
 
 ENFORCE_SECONDS = 5.0
 STALL_SECONDS = 30.0
 MAIL_SECONDS = 5.0
+ROUNDS_SECONDS = 30.0
 
 
 class Housekeeper:
@@ -46,6 +49,7 @@ class Housekeeper:
                 float(config["CLUSTER_SAMPLE_SECONDS"]),
                 monitoring.record_cluster_sample,
             ),
+            ("rounds", ROUNDS_SECONDS, announcements.announce_rounds),
             ("mail", MAIL_SECONDS, alerts.send_pending),
         ]
         self._last: dict[str, float] = {}

@@ -1,4 +1,5 @@
-"""competitions: accuracy_within's tolerance
+"""competitions: accuracy_within's tolerance, and whether a round's opening and end were
+announced
 
 Revision ID: 0012_metric_tolerance
 Revises: 0011_usage
@@ -19,7 +20,10 @@ depends_on = None
 def upgrade():
     # In place: copying `rounds` (SQLite's batch mode) would delete its submissions.
     op.add_column('rounds', sa.Column('tolerance', sa.Float(), nullable=True))
+    op.add_column('rounds', sa.Column('opened_told', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('rounds', sa.Column('ended_told', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():
-    op.execute('ALTER TABLE rounds DROP COLUMN tolerance')
+    for column in ('tolerance', 'opened_told', 'ended_told'):
+        op.execute(f'ALTER TABLE rounds DROP COLUMN {column}')

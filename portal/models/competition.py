@@ -91,6 +91,9 @@ class Round(db.Model):  # type: ignore[name-defined]
     # (a session's checkpoint, graded in a sandbox) or "both".
     publish_inputs: Mapped[bool] = mapped_column(default=False)
     accepts: Mapped[str] = mapped_column(String(8), default="both")
+    # Whether its entrants were told it opened, and that it ended.
+    opened_told: Mapped[bool] = mapped_column(default=False, server_default="0")
+    ended_told: Mapped[bool] = mapped_column(default=False, server_default="0")
     # Bumped when labels or metric change: scores of an older revision are stale.
     revision: Mapped[int] = mapped_column(default=1)
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from portal.errors import Conflict, Forbidden, NotFound
 from portal.extensions import db
 from portal.models import Team, TeamInvitation, TeamMember, User
+from portal.services import alerts
 from portal.timeutil import isoformat
 
 
@@ -57,6 +58,14 @@ def invite(viewer: User, team: Team, username: str) -> TeamInvitation:
         raise Conflict(f"{username} is invited to {team.name} already")
     invitation = TeamInvitation(team=team, user_id=user.id, inviter_id=viewer.id)
     db.session.add(invitation)
+    alerts.notify(
+        user,
+        "team_invitation",
+        f"{viewer.username} invited you to {team.name}",
+        f"{viewer.username} invited you to the team {team.name}, whose members share "
+        f"sessions and datasets. Accept it with `podium team accept {team.name}`.",
+        "/notifications",
+    )
     db.session.commit()
     return invitation
 

@@ -18,6 +18,7 @@ from portal.models import (
     TeamInvite,
     User,
 )
+from portal.services.competitions import announcements
 from portal.services.competitions.core import membership
 
 
@@ -105,6 +106,9 @@ def invite(user: User, competition: Competition, username: str) -> TeamInvite:
         return existing
     invitation = TeamInvite(team_id=team.id, user_id=invited.id)
     db.session.add(invitation)
+    announcements.invited(
+        invited, team.name, user, f"in {competition.title}", f"/competitions/{competition.slug}"
+    )
     db.session.commit()
     return invitation
 

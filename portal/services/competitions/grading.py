@@ -23,6 +23,7 @@ from portal.models import Round, Session, Submission, SubmissionStatus
 from portal.queue import grader_queue
 from portal.services import tables
 from portal.services.artifacts import ArtifactStore
+from portal.services.competitions import announcements
 from portal.services.competitions.rounds import read_ids
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def grading_predictions(
     except tables.TableError as exc:
         submission.status = SubmissionStatus.INVALID.value
         submission.error = exc.message
+        announcements.submission_outcome(submission)
         db.session.commit()
         team_changed(redis, submission.team_id)
         return submission
@@ -116,6 +118,7 @@ def grading_ended(session: Session) -> None:
         error = f"the grading run {session.status}: {session.status_reason}".rstrip(": ")
     submission.status = SubmissionStatus.FAILED.value
     submission.error = error
+    announcements.submission_outcome(submission)
     db.session.commit()
     team_changed(_app_redis(), submission.team_id)
 

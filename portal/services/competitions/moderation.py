@@ -11,7 +11,14 @@ from redis import Redis
 from portal.extensions import db
 from portal.models import Competition, CompetitionTeam, Round, Submission, User
 from portal.services.artifacts import ArtifactStore
-from portal.services.competitions import boards, entrants, grading, rounds, submissions
+from portal.services.competitions import (
+    announcements,
+    boards,
+    entrants,
+    grading,
+    rounds,
+    submissions,
+)
 from portal.services.competitions.core import find_round, require_organiser
 
 
@@ -22,6 +29,7 @@ def disqualify_submission(
     require_organiser(user, competition)
     submission = submissions.find(competition, submission_id)
     submission.disqualified_reason = reason
+    announcements.submission_outcome(submission)
     db.session.commit()
     if redis is not None:
         boards.board(redis, submission.round).invalidate()
@@ -36,6 +44,7 @@ def disqualify_team(
     require_organiser(user, competition)
     team = entrants.find_team(competition, team_name)
     team.disqualified_reason = reason
+    announcements.team_disqualified(team, competition)
     db.session.commit()
     if redis is not None:
         for round_ in competition.rounds:
