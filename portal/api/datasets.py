@@ -66,8 +66,9 @@ def push(args, name: str):
 @blp.response(200, description="the version as a gzipped tar")
 @token_optional
 def pull(name: str, number: int):
-    """Download one version."""
+    """Download one version (not a sessions-only dataset, but by its owner)."""
     version = service.find_version(g.user, f"{name}:{number}")
+    service.check_leaves(g.user, [version.dataset], "a download")
     service.touch(version.dataset)
     return send_file(
         artifact_store().path(version.digest),

@@ -512,6 +512,9 @@ class DatasetOut(Schema):
     description = fields.String()
     versions = fields.List(fields.Nested(DatasetVersionOut))
     size_bytes = fields.Integer()
+    sessions_only = fields.Boolean(
+        metadata={"description": "sessions mount it; only its owner may download it"}
+    )
     created_at = fields.String()
     last_accessed_at = fields.String()
 

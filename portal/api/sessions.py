@@ -4,7 +4,6 @@ import json
 
 from flask import current_app, g, request, send_file
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, token_required
@@ -33,7 +32,7 @@ from portal.api.schemas import (
 )
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
-from portal.models import Checkpoint, Session
+from portal.models import Session
 from portal.queue import redis_connection
 from portal.services import checkpoints, metrics, monitoring
 from portal.services import sessions as service
@@ -184,6 +183,7 @@ def exec_command(payload, username: str, number: int):
         payload["command"],
         redis_connection(),
         timeout=payload["timeout"],
+        viewer=g.user,
     )
 
 
@@ -349,13 +349,13 @@ def save_checkpoint(username: str, number: int, name: str):
 @blp.response(200, description="the checkpoint as a gzipped tar")
 @token_required(session_scope=True)
 def download_checkpoint(username: str, number: int, name: str):
-    """Download one checkpoint."""
+    """Download one checkpoint. Sessions load any they may read (`sdk.load`); people
+    not those of a session that mounts a sessions-only dataset of someone else's."""
     session = _find(username, number)
-    checkpoint = db.session.scalar(
-        select(Checkpoint).where(Checkpoint.session_id == session.id, Checkpoint.name == name)
-    )
-    if checkpoint is None:
-        raise NotFound(f"session {session.ident} has no checkpoint {name!r}")
+    if g.scope_session_id is None:
+        checkpoint = checkpoints.for_download(g.user, session, name)
+    else:  # inside the platform: a session loading it
+        checkpoint = checkpoints.find_checkpoint(session, name)
     return send_file(
         artifact_store().path(checkpoint.digest),
         mimetype="application/gzip",

@@ -75,6 +75,10 @@ class Dataset(db.Model):  # type: ignore[name-defined]
     visibility: Mapped[str] = mapped_column(String(16), default=Visibility.PRIVATE.value)
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
     description: Mapped[str] = mapped_column(Text, default="")
+    # Mounted by sessions, never downloaded (a competition round's training data): every
+    # route that would hand its bytes, or a session's copy of them, to anyone but its
+    # owner refuses (`datasets.check_leaves`).
+    sessions_only: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_accessed_at: Mapped[datetime] = mapped_column(default=utcnow)
 

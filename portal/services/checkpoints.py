@@ -54,6 +54,15 @@ def find_checkpoint(session: Session, name: str) -> Checkpoint:
     return found
 
 
+def for_download(viewer: User, session: Session, name: str) -> Checkpoint:
+    """A checkpoint someone downloads out of the platform: not one of a session that
+    mounts a sessions-only dataset they do not own (it could carry the data)."""
+    from portal.services.sessions import check_data_stays  # sessions imports this module
+
+    check_data_stays(viewer, session, "downloading its checkpoints")
+    return find_checkpoint(session, name)
+
+
 def checkpoint_dict(checkpoint: Checkpoint, scalars: bool = False) -> dict[str, Any]:
     """With `scalars`: the step a checkpoint named by a number was saved at (`sdk.save(
     epoch)`), and what the session reported at that step."""

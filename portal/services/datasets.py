@@ -71,6 +71,28 @@ def find_version(viewer: User | None, ref: str) -> DatasetVersion:
     raise NotFound(f"dataset {name} has no version {number!r}")
 
 
+def check_leaves(viewer: User | None, datasets: list[Dataset], what: str) -> None:
+    """Refuse `what` (a download, an exec, a checkpoint) that would hand a sessions-only
+    dataset's bytes to anyone but its owner or an administrator."""
+    for dataset in datasets:
+        if dataset.sessions_only and not (
+            viewer is not None and (viewer.is_admin or viewer.id == dataset.owner_id)
+        ):
+            raise Forbidden(
+                f"dataset {dataset.name} is for sessions only: sessions mount it, but it "
+                f"never leaves the platform, so {what} is refused",
+                code="sessions_only",
+            )
+
+
+def mark_sessions_only(viewer: User, dataset: Dataset) -> Dataset:
+    """Its owner makes a dataset sessions-only (for good: what was downloaded before
+    cannot be called back, so it is never undone)."""
+    _owned(viewer, dataset)
+    dataset.sessions_only = True
+    return dataset
+
+
 def visible(viewer: User | None) -> list[Dataset]:
     return [
         d for d in db.session.scalars(select(Dataset).order_by(Dataset.name)) if can_read(viewer, d)
@@ -198,6 +220,7 @@ def dataset_dict(dataset: Dataset) -> dict[str, Any]:
         "description": dataset.description,
         "versions": [version_dict(v) for v in dataset.versions],
         "size_bytes": dataset.versions[-1].size_bytes if dataset.versions else 0,
+        "sessions_only": dataset.sessions_only,
         "created_at": isoformat(dataset.created_at),
         "last_accessed_at": isoformat(dataset.last_accessed_at),
     }

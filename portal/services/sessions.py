@@ -521,8 +521,19 @@ def request_stop(session: Session, redis=None, reason: str = "") -> Session:
     return session
 
 
-def exec_in_session(session: Session, command: list[str], redis, timeout: float = 60.0) -> dict:
+def check_data_stays(viewer: User, session: Session, what: str) -> None:
+    """Refuse `what` when the session mounts a sessions-only dataset `viewer` does not
+    own: a command beside it or a checkpoint of it could carry the data out."""
+    dataset_service.check_leaves(
+        viewer, [m.version.dataset for m in mounted(session) if m.version is not None], what
+    )
+
+
+def exec_in_session(
+    session: Session, command: list[str], redis, timeout: float = 60.0, viewer: User | None = None
+) -> dict:
     """Run a command beside a running session, on its node; wait for its output."""
+    check_data_stays(viewer or session.user, session, "a command beside it")
     if session.state is not SessionStatus.RUNNING or session.node is None:
         raise Conflict(f"session {session.ident} is {session.status}: it must be running")
     node_name, ident = session.node.name, session.ident

@@ -142,7 +142,7 @@ def act(username: str, number: int, action: str):
 @login_required
 def checkpoint_file(username: str, number: int, name: str):
     session = _find(username, number)
-    found = checkpoints.find_checkpoint(session, name)
+    found = checkpoints.for_download(current_user, session, name)
     return send_file(
         artifact_store().path(found.digest),
         mimetype="application/gzip",

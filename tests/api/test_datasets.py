@@ -147,3 +147,86 @@ def test_teammates_see_and_fork_each_others_sessions_and_others_get_404(client, 
     refused = client.post("/api/v1/sessions/olga/1/fork", json={}, headers=people["other"])
     assert refused.status_code == 404
     assert run.status == "pending"
+
+
+def test_a_sessions_only_dataset_is_mounted_but_never_leaves(client, app, people):
+    """A round marks its training data sessions-only: every route that would hand its
+    bytes (or a session's copy of them) to anyone but its owner refuses, and a spec that
+    is refused marks nothing."""
+    import hashlib
+    import io
+    import json
+    from datetime import timedelta
+
+    from portal.extensions import db
+    from portal.models import Checkpoint, Dataset, User
+    from portal.services import auth
+    from portal.services.sessions import SessionRequest, create_session
+
+    assert (
+        push(client, people["owner"], "secret", {"a.csv": "1"}, visibility="public").status_code
+        == 201
+    )
+
+    def compete(slug, **round_fields):
+        spec = factories.competition_spec(slug, **round_fields)
+        data = {"spec": json.dumps(spec)}
+        data.update({n: (io.BytesIO(b), n) for n, b in factories.competition_files().items()})
+        return client.post(
+            "/api/v1/competitions",
+            data=data,
+            headers=people["owner"],
+            content_type="multipart/form-data",
+        )
+
+    refused = compete("nodata", dataset_sessions_only=True)  # no dataset named
+    assert (
+        refused.status_code == 422
+        and "needs the round's dataset" in refused.get_json()["error"]["message"]
+    )
+    broken = compete("broken", dataset="secret:1", dataset_sessions_only=True, metric="nope")
+    assert broken.status_code == 422
+    assert (
+        db.session.scalar(db.select(Dataset.sessions_only).where(Dataset.name == "secret")) is False
+    )
+    assert compete("vault", dataset="secret:1", dataset_sessions_only=True).status_code == 201
+
+    archive = "/api/v1/datasets/secret/versions/1/archive"
+    for role in ROLES:
+        shown = client.get("/api/v1/datasets/secret", headers=people[role])
+        assert shown.status_code == 200 and shown.get_json()["sessions_only"] is True
+        pulled = client.get(archive, headers=people[role])
+        if role in ("owner", "admin"):
+            assert pulled.status_code == 200, role
+        else:
+            assert pulled.status_code == 403, role
+            assert pulled.get_json()["error"]["code"] == "sessions_only"
+
+    # A participant's session mounts it; what could carry it out is refused.
+    otto = db.session.scalar(db.select(User).where(User.username == "otto"))
+    factories.node("n", runtime="docker")
+    run = create_session(
+        otto,
+        SessionRequest(
+            entry="train.py", code_digest=hashlib.sha256(b"c").hexdigest(), datasets=("secret",)
+        ),
+        redis=None,
+    )
+    from portal.api.code import artifact_store
+
+    digest, size = artifact_store().put(io.BytesIO(b"weights"), max_bytes=1024)
+    db.session.add(Checkpoint(session_id=run.id, name="final", digest=digest, size=size))
+    db.session.commit()
+    path = f"/api/v1/sessions/{run.ident}"
+    download = client.get(f"{path}/checkpoints/final", headers=people["other"])
+    assert download.status_code == 403 and download.get_json()["error"]["code"] == "sessions_only"
+    listed = client.get(f"{path}/checkpoints", headers=people["other"])
+    assert listed.status_code == 200  # that it has one is no secret
+    command = client.post(
+        f"{path}/exec", json={"command": ["cat", "/data/secret/a.csv"]}, headers=people["other"]
+    )
+    assert command.status_code == 403 and command.get_json()["error"]["code"] == "sessions_only"
+    # The session itself (its SDK token) still loads it: that stays on the platform.
+    inside = auth.issue_token(otto, ttl=timedelta(hours=1), session_id=run.id)
+    loaded = client.get(f"{path}/checkpoints/final", headers=factories.headers(inside))
+    assert loaded.status_code == 200 and loaded.data == b"weights"

@@ -22,6 +22,10 @@ class RoundSpec(Schema):
     starts_at = fields.AwareDateTime(required=True, default_timezone=UTC)
     ends_at = fields.AwareDateTime(required=True, default_timezone=UTC)
     dataset = fields.String(load_default="", validate=validate.Length(max=140))
+    dataset_sessions_only = fields.Boolean(
+        load_default=False,
+        metadata={"description": "the dataset is mounted by sessions and never downloaded"},
+    )
     test_inputs = fields.String(required=True)
     labels = fields.String(required=True)
     metric = fields.String(required=True, validate=validate.OneOf(METRIC_NAMES))

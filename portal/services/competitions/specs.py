@@ -122,7 +122,12 @@ def create(
     for number, round_spec in enumerate(spec["rounds"], start=1):
         what = f"round {number}"
         if round_spec.get("dataset"):
-            dataset_service.find_version(organiser, round_spec["dataset"])  # must exist
+            version = dataset_service.find_version(organiser, round_spec["dataset"])  # exists
+            if round_spec.get("dataset_sessions_only"):
+                # Kept only if the whole competition is: a refusal rolls it back.
+                dataset_service.mark_sessions_only(organiser, version.dataset)
+        elif round_spec.get("dataset_sessions_only"):
+            raise SpecError(f"{what}: dataset_sessions_only needs the round's dataset")
         round_ = Round(number=number, dataset=round_spec.get("dataset", ""))
         round_.split_salt = secrets.token_hex(8)
         _apply_round_fields(round_, round_spec, what)
