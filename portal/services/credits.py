@@ -380,15 +380,8 @@ def enforce(redis, now: datetime | None = None) -> list[Session]:
 
 
 def _ask_to_checkpoint(session: Session, redis) -> None:
-    if not session.saves_on_signal or session.node is None or redis is None:
-        return
-    try:
-        node_work.push(
-            redis,
-            session.node.name,
-            node_work.CHECKPOINT,
-            job_id=f"checkpoint-{session.id}-{int(utcnow().timestamp())}",
-            session_id=session.id,
-        )
-    except Exception:
-        log.warning("could not ask %s to checkpoint", session.ident, exc_info=True)
+    from portal.services.sessions import tell_node  # sessions imports lifecycle, this
+
+    if session.saves_on_signal:
+        job_id = f"checkpoint-{session.id}-{int(utcnow().timestamp())}"
+        tell_node(session, node_work.CHECKPOINT, job_id, redis)

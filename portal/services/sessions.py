@@ -507,18 +507,21 @@ def request_stop(session: Session, redis=None, reason: str = "") -> Session:
         finish(session, SessionStatus.STOPPED, reason or "stopped before it was placed")
         return session
     db.session.commit()
-    if redis is not None and session.node is not None:
-        try:
-            node_work.push(
-                redis,
-                session.node.name,
-                node_work.STOP,
-                job_id=f"stop-{session.id}",
-                session_id=session.id,
-            )
-        except RedisError:
-            log.warning("could not queue the stop of %s", session.ident, exc_info=True)
+    tell_node(session, node_work.STOP, f"stop-{session.id}", redis)
     return session
+
+
+def tell_node(session: Session, kind: str, job_id: str, redis) -> bool:
+    """Queue a job about a placed session (stop it, ask it to checkpoint) for its node;
+    False when it could not be (no node, no Redis): the caller's state stands anyway."""
+    if redis is None or session.node is None:
+        return False
+    try:
+        node_work.push(redis, session.node.name, kind, job_id=job_id, session_id=session.id)
+    except RedisError:
+        log.warning("could not queue the %s of %s", kind, session.ident, exc_info=True)
+        return False
+    return True
 
 
 def check_data_stays(viewer: User, session: Session, what: str) -> None:

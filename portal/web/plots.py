@@ -45,6 +45,18 @@ def _zoomable(plot: Any, tag: str) -> None:
     )
 
 
+def _grid(figures: list[Any]) -> dict[str, Any]:
+    """Figures two a row, each toolbar its own, as a JSON item for the page."""
+    layout = gridplot(
+        list(figures),
+        ncols=2,
+        sizing_mode="stretch_width",
+        merge_tools=False,
+        toolbar_options={"logo": None},
+    )
+    return dict(json_item(layout))
+
+
 def scalars_plot(lines: dict[str, dict[str, list]]) -> dict[str, Any]:
     """A JSON item for `Bokeh.embed.embed_item`: a figure per tag, each line downsampled
     (`metrics.line`); the page streams new points onto the sources named
@@ -69,14 +81,7 @@ def scalars_plot(lines: dict[str, dict[str, list]]) -> dict[str, Any]:
         plot.toolbar.logo = None
         _zoomable(plot, tag)
         figures.append(plot)
-    layout = gridplot(
-        list(figures),
-        ncols=2,
-        sizing_mode="stretch_width",
-        merge_tools=False,
-        toolbar_options={"logo": None},
-    )
-    return dict(json_item(layout))
+    return _grid(figures)
 
 
 def compare_plot(lines_by_tag: dict[str, list[dict[str, Any]]], order: list[str]) -> dict[str, Any]:
@@ -205,14 +210,7 @@ def resources_plot(series: dict[str, dict[str, list]]) -> dict[str, Any] | None:
         figures.append(plot)
     if not figures:
         return None
-    layout = gridplot(
-        list(figures),
-        ncols=2,
-        sizing_mode="stretch_width",
-        merge_tools=False,
-        toolbar_options={"logo": None},
-    )
-    return dict(json_item(layout))
+    return _grid(figures)
 
 
 def cluster_plot(history: dict[str, list]) -> dict[str, Any]:

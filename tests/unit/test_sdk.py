@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def run_script(tmp_path, env):
-    (tmp_path / "train.py").write_text(SCRIPT)
+def run_script(tmp_path, env, script=SCRIPT):
+    (tmp_path / "train.py").write_text(script)
     return subprocess.run(
         [sys.executable, "train.py"],
         cwd=tmp_path,
@@ -242,16 +242,8 @@ SIGNALLED = textwrap.dedent(
 
 
 def test_a_bound_save_runs_when_the_platform_signals_between_two_steps(tmp_path, slow_portal):
-    (tmp_path / "train.py").write_text(SIGNALLED)
     env = {"PODIUM_SESSION": "ada/9", "PODIUM_API": slow_portal, "PODIUM_TOKEN": "pdm_x"}
-    result = subprocess.run(
-        [sys.executable, "train.py"],
-        cwd=tmp_path,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_script(tmp_path, env, SIGNALLED)
     assert result.returncode == 0, result.stderr
     assert ("/api/v1/sessions/ada/9/bound", {"save": True}) in SlowPortal.bound
     saved = [path.rsplit("/", 1)[1] for path in SlowPortal.checkpoints if "/ada/9/" in path]
