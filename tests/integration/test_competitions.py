@@ -99,7 +99,10 @@ def test_organise_enter_and_submit_a_file(stack, tmp_path):
     # may, and that scores again.
     late = organiser("competition", "edit", "toy", "--round", "1", "--set", "public_fraction=0.2")
     assert late.returncode != 0
-    assert "only its daily_quota, ends_at, metric, total_quota or labels can change" in late.stderr
+    assert (
+        "only its daily_quota, ends_at, metric, tolerance, total_quota or labels can change"
+        in late.stderr
+    )
     quota = organiser("competition", "edit", "toy", "--round", "1", "--set", "daily_quota=9")
     assert quota.returncode == 0, quota.stderr
     changed = organiser("competition", "edit", "toy", "--round", "1", "--set", "metric=mae")
