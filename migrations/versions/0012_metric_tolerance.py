@@ -1,5 +1,5 @@
 """competitions: accuracy_within's tolerance, and whether a round's opening and end were
-announced; datasets for sessions only
+announced; datasets for sessions only; a model submission's provenance
 
 Revision ID: 0012_metric_tolerance
 Revises: 0011_usage
@@ -23,9 +23,11 @@ def upgrade():
     op.add_column('rounds', sa.Column('opened_told', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column('rounds', sa.Column('ended_told', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column('datasets', sa.Column('sessions_only', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.add_column('submissions', sa.Column('provenance', sa.JSON(), nullable=True))
 
 
 def downgrade():
     for column in ('tolerance', 'opened_told', 'ended_told'):
         op.execute(f'ALTER TABLE rounds DROP COLUMN {column}')
     op.execute('ALTER TABLE datasets DROP COLUMN sessions_only')
+    op.execute('ALTER TABLE submissions DROP COLUMN provenance')

@@ -690,6 +690,13 @@ class SubmissionOut(Schema):
     selected = fields.Boolean()
     disqualified_reason = fields.String(allow_none=True)
     memo = fields.String()
+    provenance = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "a model submission's record: its session's code digest, "
+            "arguments, environment, dataset versions, checkpoint and grading session"
+        },
+    )
     created_at = fields.String()
     scored_at = fields.String(allow_none=True)
 

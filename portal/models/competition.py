@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -173,6 +173,10 @@ class Submission(db.Model):  # type: ignore[name-defined]
     selected: Mapped[bool] = mapped_column(default=False)
     disqualified_reason: Mapped[str] = mapped_column(Text, default="")
     memo: Mapped[str] = mapped_column(Text, default="")
+    # A model submission's record as it was submitted (`submissions.provenance`): the
+    # session's code, arguments, environment and dataset versions, the checkpoint, the
+    # grading session. Kept when the session is changed or removed.
+    provenance: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     scored_at: Mapped[datetime | None]
 

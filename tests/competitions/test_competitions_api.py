@@ -401,3 +401,44 @@ def test_the_papers_metrics_rank_angles_within_a_tolerance_and_text_by_token_f1(
     typed = client.get("/api/v1/competitions/typos/submissions", headers=ann).get_json()[0]
     # w1: 1 of 2 tokens: P = R = 1/2, F1 = 0.5; w2: P = 1, R = 2/3, F1 = 0.8.
     assert typed["public_score"] == pytest.approx((0.5 + 0.8) / 2)
+
+
+def test_a_model_submission_keeps_its_record_after_its_session_is_gone(setup, app, client):
+    import hashlib
+
+    from portal.models import Checkpoint, User
+    from portal.services import sessions as session_service
+
+    ann_user = db.session.scalar(db.select(User).where(User.username == "ann"))
+    factories.node("n", runtime="docker")
+    source = session_service.create_session(
+        ann_user,
+        session_service.SessionRequest(
+            entry="train.py",
+            code_digest=hashlib.sha256(b"ann's code").hexdigest(),
+            args="--lr 0.1",
+            cpus=2.0,
+        ),
+        redis=None,
+    )
+    db.session.add(Checkpoint(session_id=source.id, name="final", digest="a" * 64, size=9))
+    db.session.commit()
+    ident = source.ident
+    made = client.post(
+        "/api/v1/competitions/toy/submissions/session",
+        json={"session": ident},
+        headers=setup["ann"],
+    )
+    assert made.status_code == 201, made.get_json()
+    path = f"/api/v1/competitions/toy/submissions/{made.get_json()['id']}"
+    record = client.get(path, headers=setup["ann"]).get_json()["provenance"]
+    assert (record["session"], record["args"], record["cpus"]) == (ident, "--lr 0.1", 2.0)
+    assert record["code_digest"] == hashlib.sha256(b"ann's code").hexdigest()
+    assert record["checkpoint"]["name"] == "final" and record["checkpoint"]["digest"] == "a" * 64
+    assert record["grading_session"].startswith("grade/")
+    # The session is stopped and removed: the record stays, for the organiser too.
+    session_service.request_stop(source)
+    session_service.remove_session(source)
+    seen = client.get(path, headers=setup["organiser"]).get_json()["provenance"]
+    assert seen == record
+    assert client.get(path, headers=setup["bob"]).status_code == 404  # not bob's team

@@ -252,6 +252,7 @@ def submit_session(
         grading_session_id=grading.id,
         status=SubmissionStatus.GRADING.value,
         memo=memo,
+        provenance=provenance(source, checkpoint, grading),
     )
     db.session.add(submission)
     db.session.commit()
@@ -396,6 +397,33 @@ def team_submissions(team: CompetitionTeam, round_: Round | None = None) -> list
     return list(db.session.scalars(query.order_by(Submission.id.desc())))
 
 
+def provenance(source: Session, checkpoint: Checkpoint, grading: Session) -> dict[str, Any]:
+    """What a model submission came from, as it was when submitted: enough to run its
+    training again and grade it the same way."""
+    return {
+        "session": source.ident,
+        "entry": source.entry,
+        "args": source.args,
+        "code_digest": source.code_digest,
+        "environment": source.environment,
+        "image": source.image,
+        "gpus": source.gpus,
+        "cpus": source.cpus,
+        "memory_mb": source.memory_mb,
+        "gpu_models": sorted(source.gpu_model_set),
+        "datasets": session_service.dataset_refs(source),
+        "resumed_from": source.resume_checkpoint or None,
+        "forked_from": source.forked_from or None,
+        "checkpoint": {
+            "name": checkpoint.name,
+            "digest": checkpoint.digest,
+            "size": checkpoint.size,
+            "saved_at": isoformat(checkpoint.created_at),
+        },
+        "grading_session": grading.ident,
+    }
+
+
 def submission_dict(submission: Submission, *, private: bool = False) -> dict[str, Any]:
     round_ = submission.round
     show_private = private or round_state(round_) == RoundState.ENDED
@@ -420,6 +448,7 @@ def submission_dict(submission: Submission, *, private: bool = False) -> dict[st
         "selected": submission.selected,
         "disqualified_reason": submission.disqualified_reason or None,
         "memo": submission.memo,
+        "provenance": submission.provenance,
         "created_at": isoformat(submission.created_at),
         "scored_at": isoformat(submission.scored_at),
     }
