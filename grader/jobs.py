@@ -1,9 +1,10 @@
 """The grader's RQ jobs. They take ids, never payloads: the database says what to do.
 
 `score_submission(id)` scores one submission's predictions and offers the public score
-to the leaderboard cache; `rescore_round(id)` scores every submission of a round again
-(after its labels or metric changed) and rebuilds the cache; `sweep()` queues what a lost
-job left behind.
+to the leaderboard cache; `score_reproduction(id)` scores an organiser's re-run of one
+(no board hears of it); `rescore_round(id)` scores every submission of a round again
+(after its labels or metric changed) and rebuilds the cache; `sweep()` queues what a
+lost job left behind.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from sqlalchemy.orm import joinedload
 from grader import scoring
 from portal import create_app
 from portal.extensions import db
-from portal.models import Round, Submission, SubmissionStatus
+from portal.models import Reproduction, ReproductionStatus, Round, Submission, SubmissionStatus
 from portal.queue import grader_queue
 from portal.services.artifacts import ArtifactStore
-from portal.services.competitions import announcements, boards, grading
+from portal.services.competitions import announcements, boards, grading, reproductions
 from portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,32 @@ def process(submission_id: int, redis: Redis, store: ArtifactStore) -> str:
     return submission.status
 
 
+def score_reproduction(reproduction_id: int) -> str:
+    with app().app_context():
+        return process_reproduction(reproduction_id, _store())
+
+
+def process_reproduction(reproduction_id: int, store: ArtifactStore) -> str:
+    """Score a reproduction's predictions against its round, as its submission's were;
+    no board hears of it."""
+    reproduction = db.session.get(Reproduction, reproduction_id)
+    if reproduction is None:
+        return "gone"
+    if reproduction.status != ReproductionStatus.SCORING.value:
+        return reproduction.status  # a repeated job
+    data = store.path(reproduction.predictions_digest).read_bytes()
+    try:
+        public, private = scoring.score(reproduction.round, store, data)
+    except scoring.ScoringError as exc:
+        reproductions.scored(reproduction, None, None, str(exc))
+    else:
+        reproductions.scored(reproduction, public, private, "")
+    log.info(
+        "reproduction %s: %s %s", reproduction.id, reproduction.status, reproduction.public_score
+    )
+    return reproduction.status
+
+
 def rescore_round(round_id: int) -> int:
     with app().app_context():
         return rescore(round_id, _redis(), _store())
@@ -141,14 +168,30 @@ def sweep(older_than: timedelta = timedelta(seconds=30)) -> int:
                 )
             )
         )
-        if not ids:
+        # A reproduction's `finished_at` is when it was queued, while it is scoring.
+        reproduction_ids = list(
+            db.session.scalars(
+                select(Reproduction.id).where(
+                    Reproduction.status == ReproductionStatus.SCORING.value,
+                    Reproduction.finished_at < cutoff,
+                )
+            )
+        )
+        if not ids and not reproduction_ids:
             return 0
         # Touch them, so the next sweep waits for these jobs before queueing them again.
         db.session.execute(
             update(Submission).where(Submission.id.in_(ids)).values(scored_at=utcnow())
         )
+        db.session.execute(
+            update(Reproduction)
+            .where(Reproduction.id.in_(reproduction_ids))
+            .values(finished_at=utcnow())
+        )
         db.session.commit()
         queue = grader_queue(_redis())
         for submission_id in ids:
             queue.enqueue("grader.jobs.score_submission", submission_id, job_timeout=600)
-        return len(ids)
+        for reproduction_id in reproduction_ids:
+            queue.enqueue("grader.jobs.score_reproduction", reproduction_id, job_timeout=600)
+        return len(ids) + len(reproduction_ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,111 @@ def competition_disqualify(
     else:
         api.post(f"/competitions/{slug}/teams/{team}/disqualify", json={"reason": reason})
         click.echo(f"team {team} disqualified")
+
+
+ACTIVE_REPRODUCTION = ("training", "grading", "scoring")
+
+
+def _side_by_side(r: dict[str, Any]) -> str:
+    """The original and reproduced scores of a reproduction, with the difference."""
+    lines = [
+        f"reproduction {r['id']} of submission {r['submission']} (team {r['team']}): {r['status']}"
+    ]
+    if r["training_session"]:
+        lines.append(f"  re-run:     {r['training_session']} ({r['training_status']})")
+    for board in ("public", "private"):
+        key = f"{board}_score"
+        difference = r["difference"][key]
+        lines.append(
+            f"  {board + ':':<11} original {_score(r['original'][key])}   "
+            f"reproduced {_score(r['reproduced'][key])}   difference "
+            + ("—" if difference is None else f"{difference:+.5f}")
+        )
+    if r["same_checkpoint"]:
+        lines.append("  the re-run saved the very checkpoint the submission graded")
+    if r["stale"]:
+        lines.append("  scored against labels or a metric the round has since replaced")
+    if r["error"]:
+        lines.append(f"  error: {r['error']}")
+    return "\n".join(lines)
+
+
+@competition.command("reproduce")
+@click.argument("slug")
+@click.option("--submission", type=int, help="re-run this model submission's training")
+@click.option("--stop", "stop_id", type=int, help="stop this reproduction")
+@click.option("--wait", is_flag=True, help="wait until it is scored or has failed")
+@click.option("--json", "as_json", is_flag=True)
+def competition_reproduce(
+    slug: str, submission: int | None, stop_id: int | None, wait: bool, as_json: bool
+) -> None:
+    """Re-run a model submission's training from its record and grade the re-run against
+    the same round: the original and reproduced scores side by side (organisers)."""
+    if (submission is None) == (stop_id is None):
+        raise CliError("give --submission ID (to reproduce) or --stop REPRODUCTION")
+    api = client()
+    if stop_id is not None:
+        body = api.post(f"/competitions/{slug}/reproductions/{stop_id}/stop")
+    else:
+        body = api.post(f"/competitions/{slug}/submissions/{submission}/reproductions")
+        if not as_json:
+            click.echo(
+                f"reproduction {body['id']}: {body['training_session']} runs the training of "
+                f"submission {body['submission']} again",
+                err=wait,
+            )
+    seen = body["status"]
+    while wait and body["status"] in ACTIVE_REPRODUCTION:
+        time.sleep(2)
+        body = api.get(f"/competitions/{slug}/reproductions/{body['id']}")
+        if body["status"] != seen and not as_json:
+            click.echo(f"reproduction {body['id']}: {body['status']}", err=True)
+        seen = body["status"]
+    if as_json:
+        emit_json(body)
+    elif wait or stop_id is not None:
+        click.echo(_side_by_side(body))
+    if body["status"] == "failed" and wait:
+        sys.exit(1)
+
+
+@competition.command("reproductions")
+@click.argument("slug")
+@click.option("--submission", type=int, help="only this submission's")
+@click.option("--json", "as_json", is_flag=True)
+def competition_reproductions(slug: str, submission: int | None, as_json: bool) -> None:
+    """The competition's reproductions, original and reproduced scores side by side
+    (organisers)."""
+    params = {"submission": submission} if submission is not None else {}
+    items = client().get(f"/competitions/{slug}/reproductions", params=params)
+    listing(
+        items,
+        as_json,
+        [
+            "ID",
+            "SUBMISSION",
+            "TEAM",
+            "STATUS",
+            "ORIGINAL",
+            "REPRODUCED",
+            "DIFFERENCE",
+            "RE-RUN",
+            "ERROR",
+        ],
+        lambda r: [
+            str(r["id"]),
+            str(r["submission"]),
+            r["team"],
+            r["status"],
+            _score(r["original"]["public_score"]),
+            _score(r["reproduced"]["public_score"]),
+            "—"
+            if r["difference"]["public_score"] is None
+            else f"{r['difference']['public_score']:+.5f}",
+            r["training_session"] or "",
+            r["error"] or "",
+        ],
+    )
 
 
 @competition.command("open")

@@ -18,6 +18,8 @@ from portal.api.schemas import (
     LeaderboardOut,
     MyTeamOut,
     ReasonIn,
+    ReproductionListArgs,
+    ReproductionOut,
     RescoreOut,
     RoundEditIn,
     RoundOut,
@@ -34,6 +36,7 @@ from portal.services.competitions import (
     entrants,
     exports,
     moderation,
+    reproductions,
     rounds,
     specs,
     submissions,
@@ -319,6 +322,57 @@ def disqualify(payload, slug: str, submission_id: int):
         g.user, competition, submission_id, payload["reason"], _redis()
     )
     return submissions.submission_dict(submission, private=True)
+
+
+# Reproductions ----------------------------------------------------------------------
+
+
+@blp.route("/<slug>/submissions/<int:submission_id>/reproductions", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(201, ReproductionOut)
+@token_required()
+def reproduce(slug: str, submission_id: int):
+    """Run a model submission's training again from its record, and grade the re-run's
+    checkpoint against the same round (organisers; paid by the organiser)."""
+    competition = core.find(g.user, slug)
+    reproduction = reproductions.start(
+        g.user, competition, submission_id, artifact_store(), _redis()
+    )
+    return reproductions.reproduction_dict(reproduction)
+
+
+@blp.route("/<slug>/reproductions")
+@blp.doc(security=BEARER)
+@blp.arguments(ReproductionListArgs, location="query")
+@blp.response(200, ReproductionOut(many=True))
+@token_required()
+def list_reproductions(args, slug: str):
+    """The competition's reproductions, newest first, with the original and reproduced
+    scores side by side (organisers)."""
+    competition = core.find(g.user, slug)
+    found = reproductions.listed(g.user, competition, args["submission"])
+    return [reproductions.reproduction_dict(r) for r in found]
+
+
+@blp.route("/<slug>/reproductions/<int:reproduction_id>")
+@blp.doc(security=BEARER)
+@blp.response(200, ReproductionOut)
+@token_required()
+def get_reproduction(slug: str, reproduction_id: int):
+    competition = core.find(g.user, slug)
+    return reproductions.reproduction_dict(
+        reproductions.shown(g.user, competition, reproduction_id)
+    )
+
+
+@blp.route("/<slug>/reproductions/<int:reproduction_id>/stop", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.response(200, ReproductionOut)
+@token_required()
+def stop_reproduction(slug: str, reproduction_id: int):
+    competition = core.find(g.user, slug)
+    reproduction = reproductions.stop(g.user, competition, reproduction_id, _redis())
+    return reproductions.reproduction_dict(reproduction)
 
 
 # Leaderboards -----------------------------------------------------------------------

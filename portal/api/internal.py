@@ -41,7 +41,7 @@ from portal.models import (
 )
 from portal.queue import redis_connection
 from portal.services import auth, metrics, monitoring, nodes, sessions
-from portal.services.competitions import grading
+from portal.services.competitions import grading, reproductions
 from portal.services.lifecycle import finish, mark_running
 
 PREFIX = "/internal"
@@ -187,20 +187,19 @@ def session_spec(session_id: int):
 def _grading_spec(session: Session) -> dict | None:
     """A grading session gets no token (it has no network) but the checkpoint to
     restore and the round's hidden test inputs, which only grading sessions receive."""
-    submission = grading.for_grading_session(session)
+    graded = grading.for_grading_session(session) or reproductions.for_grading_session(session)
     checkpoint = db.session.scalar(
         select(Checkpoint).where(
             Checkpoint.session_id == session.id, Checkpoint.name == session.resume_checkpoint
         )
     )
-    if submission is None or checkpoint is None:
+    if graded is None or checkpoint is None:
         return None
     return {
-        "submission": submission.id,
-        "inputs_digest": submission.round.inputs_digest,
+        "inputs_digest": graded.round.inputs_digest,
         "checkpoint": checkpoint.name,
         "checkpoint_digest": checkpoint.digest,
-        "time_limit_s": submission.round.time_limit_s,
+        "time_limit_s": graded.round.time_limit_s,
     }
 
 
@@ -225,9 +224,11 @@ def grading_predictions(session_id: int):
     """The predictions a grading session wrote; checked, then queued for scoring."""
     session = _node_session(session_id)
     data = request.get_data(cache=False)
-    submission = grading.grading_predictions(
-        session, data, artifact_store(), current_app.extensions.get("redis")
-    )
+    redis = current_app.extensions.get("redis")
+    if reproductions.for_grading_session(session) is not None:
+        reproduction = reproductions.grading_predictions(session, data, artifact_store(), redis)
+        return {"accepted": int(reproduction.status == "scoring")}
+    submission = grading.grading_predictions(session, data, artifact_store(), redis)
     return {"accepted": int(submission.status == "scoring")}
 
 

@@ -380,7 +380,6 @@ class MountOut(Schema):
 
 
 class GradingSpecOut(Schema):
-    submission = fields.Integer()
     inputs_digest = fields.String()
     checkpoint = fields.String()
     checkpoint_digest = fields.String()
@@ -699,6 +698,54 @@ class SubmissionOut(Schema):
     )
     created_at = fields.String()
     scored_at = fields.String(allow_none=True)
+
+
+class ScoresOut(Schema):
+    public_score = fields.Float(allow_none=True)
+    private_score = fields.Float(allow_none=True)
+
+
+class OriginalOut(ScoresOut):
+    status = fields.String()
+    session = fields.String(allow_none=True, metadata={"description": "USER/N:CHECKPOINT"})
+    checkpoint_digest = fields.String(allow_none=True)
+
+
+class ReproducedOut(ScoresOut):
+    checkpoint = fields.String(allow_none=True)
+    checkpoint_digest = fields.String(allow_none=True)
+
+
+class ReproductionOut(Schema):
+    id = fields.Integer()
+    submission = fields.Integer()
+    round = fields.Integer()
+    team = fields.String()
+    status = fields.String(metadata={"description": "training, grading, scoring, scored or failed"})
+    error = fields.String(allow_none=True)
+    requested_by = fields.String(allow_none=True)
+    training_session = fields.String(
+        allow_none=True, metadata={"description": "the re-run: reproduce/ID"}
+    )
+    training_status = fields.String(allow_none=True)
+    grading_session = fields.String(allow_none=True)
+    original = fields.Nested(OriginalOut)
+    reproduced = fields.Nested(ReproducedOut)
+    difference = fields.Nested(
+        ScoresOut, metadata={"description": "reproduced minus original, once both are scored"}
+    )
+    same_checkpoint = fields.Boolean(
+        metadata={"description": "the re-run saved the very bytes the submission graded"}
+    )
+    stale = fields.Boolean(
+        metadata={"description": "scored against labels or a metric the round has replaced"}
+    )
+    created_at = fields.String()
+    finished_at = fields.String(allow_none=True)
+
+
+class ReproductionListArgs(Schema):
+    submission = fields.Integer(load_default=None, allow_none=True)
 
 
 class SubmissionListArgs(Schema):

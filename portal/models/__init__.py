@@ -1,10 +1,13 @@
 """The database schema: one module per noun. The portal owns these tables."""
 
 from portal.models.competition import (
+    ACTIVE_REPRODUCTION,
     COUNTED_STATUSES,
     Competition,
     CompetitionMember,
     CompetitionTeam,
+    Reproduction,
+    ReproductionStatus,
     Round,
     Submission,
     SubmissionStatus,
@@ -43,6 +46,7 @@ from portal.models.usage import (
 from portal.models.user import ApiToken, Level, SignupInvitation, User
 
 __all__ = [
+    "ACTIVE_REPRODUCTION",
     "ACTIVE_STATUSES",
     "COUNTED_STATUSES",
     "Allocation",
@@ -63,6 +67,8 @@ __all__ = [
     "NodeJoinToken",
     "NodeStatus",
     "Notification",
+    "Reproduction",
+    "ReproductionStatus",
     "Round",
     "ScalarChunk",
     "ScalarSeries",

@@ -183,3 +183,56 @@ class Submission(db.Model):  # type: ignore[name-defined]
     round: Mapped[Round] = relationship()
     team: Mapped[CompetitionTeam] = relationship()
     user: Mapped[User] = relationship()
+
+
+class ReproductionStatus(enum.StrEnum):
+    TRAINING = "training"  # the submission's training runs again
+    GRADING = "grading"  # a grading session predicts with the re-run's checkpoint
+    SCORING = "scoring"
+    SCORED = "scored"
+    FAILED = "failed"  # with the reason: the re-run, its grading or its scoring
+
+
+ACTIVE_REPRODUCTION = (
+    ReproductionStatus.TRAINING.value,
+    ReproductionStatus.GRADING.value,
+    ReproductionStatus.SCORING.value,
+)
+
+
+class Reproduction(db.Model):  # type: ignore[name-defined]
+    """An organiser's re-run of a model submission's training from its record, graded
+    against the same round: the original and reproduced scores side by side. It counts
+    against no quota and reaches no leaderboard."""
+
+    __tablename__ = "reproductions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(
+        ForeignKey("submissions.id", ondelete="CASCADE"), index=True
+    )
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    training_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), index=True
+    )
+    grading_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=ReproductionStatus.TRAINING.value)
+    error: Mapped[str] = mapped_column(Text, default="")
+    # The re-run's checkpoint that was graded.
+    checkpoint: Mapped[str] = mapped_column(String(200), default="")
+    checkpoint_digest: Mapped[str] = mapped_column(String(64), default="")
+    predictions_digest: Mapped[str] = mapped_column(String(64), default="")
+    public_score: Mapped[float | None] = mapped_column(Float)
+    private_score: Mapped[float | None] = mapped_column(Float)
+    scored_revision: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    submission: Mapped[Submission] = relationship()
+    requested_by: Mapped[User | None] = relationship()
+
+    @property
+    def round(self) -> Round:
+        return self.submission.round

@@ -48,10 +48,18 @@ ACTIVE_STATUSES = frozenset({SessionStatus.PENDING, SessionStatus.SCHEDULED, Ses
 class SessionKind(enum.StrEnum):
     TRAINING = "training"
     GRADING = "grading"  # scheduled ahead of training
+    # A competition organiser's re-run of a model submission's training, as the team's
+    # own session, paid by the organiser (`services.competitions.reproductions`).
+    REPRODUCTION = "reproduction"
 
 
 # The owner part of grading sessions' ids (grade/41): a name no user may take.
 GRADE = "grade"
+REPRODUCE = "reproduce"
+# The sessions the platform starts for a user: their ids are NAME/ID, they take none of
+# the user's session numbers, and no user may be called NAME.
+PLATFORM_KINDS = {SessionKind.GRADING.value: GRADE, SessionKind.REPRODUCTION.value: REPRODUCE}
+RESERVED_NAMES = frozenset(PLATFORM_KINDS.values())
 
 
 class Session(db.Model):  # type: ignore[name-defined]
@@ -118,17 +126,18 @@ class Session(db.Model):  # type: ignore[name-defined]
 
     @property
     def ident(self) -> str:
-        """The id users see and type: USER/N; a grading session's is grade/ID (it is not
-        one of its owner's training sessions, and takes none of their numbers)."""
+        """The id users see and type: USER/N; a grading session's is grade/ID and a
+        reproduction's reproduce/ID (neither is one of its owner's training sessions, and
+        neither takes one of their numbers)."""
         return f"{self.ident_owner}/{self.ident_number}"
 
     @property
     def ident_owner(self) -> str:
-        return GRADE if self.kind == SessionKind.GRADING.value else self.user.username
+        return PLATFORM_KINDS.get(self.kind) or self.user.username
 
     @property
     def ident_number(self) -> int:
-        return self.id if self.kind == SessionKind.GRADING.value else self.number
+        return self.id if self.kind in PLATFORM_KINDS else self.number
 
     @property
     def gpu_model_set(self) -> frozenset[str]:

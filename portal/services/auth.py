@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from portal.errors import ApiError, Conflict, Forbidden, Unauthorized
 from portal.extensions import db
 from portal.models import ApiToken, Level, SignupInvitation, User
-from portal.models.session import GRADE
+from portal.models.session import RESERVED_NAMES
 from portal.timeutil import utcnow
 
 TOKEN_PREFIX = "pdm_"
@@ -34,8 +34,8 @@ def new_secret() -> str:
 def create_user(
     username: str, password: str, *, level: Level = Level.USER, email=None, active: bool = True
 ) -> User:
-    if username == GRADE:
-        raise ApiError(f"{GRADE!r} names grading sessions: choose another username")
+    if username in RESERVED_NAMES:
+        raise ApiError(f"{username!r} names the platform's sessions: choose another username")
     if not USERNAME_PATTERN.match(username):
         raise ApiError(
             "a username is 2-32 lower-case letters, digits, '-' or '_', starting with a letter",

@@ -41,7 +41,7 @@ from itertools import islice
 from sqlalchemy import select, union
 
 from portal.extensions import db
-from portal.models import Checkpoint, DatasetVersion, Round, Session, Submission
+from portal.models import Checkpoint, DatasetVersion, Reproduction, Round, Session, Submission
 from portal.services.artifacts import DIGEST_PATTERN, ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ REFERENCES = (
     Round.labels_digest,
     Round.scorer_digest,
     Submission.predictions_digest,
+    Reproduction.checkpoint_digest,
+    Reproduction.predictions_digest,
 )
 
 # How long an upload may take to be named by a committed row.

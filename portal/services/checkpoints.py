@@ -87,7 +87,7 @@ def submittable(user: User, limit: int = 50) -> list[tuple[Session, Checkpoint]]
         for checkpoint, session in db.session.execute(
             select(Checkpoint, Session)
             .join(Session, Checkpoint.session_id == Session.id)
-            .where(Session.user_id == user.id, Session.kind != SessionKind.GRADING.value)
+            .where(Session.user_id == user.id, Session.kind == SessionKind.TRAINING.value)
             .order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc())
             .limit(limit)
         )

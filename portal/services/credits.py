@@ -40,6 +40,7 @@ from portal.models import (
     Competition,
     CreditEntry,
     EntryKind,
+    Reproduction,
     Round,
     Session,
     SessionKind,
@@ -71,17 +72,27 @@ class Rates:
 
 
 def payer(session: Session) -> tuple[User, Competition | None]:
-    """Who pays for a session: its owner, or for a grading session the organiser of the
-    competition it grades for."""
-    if session.kind == SessionKind.GRADING.value:
+    """Who pays for a session: its owner, or for a grading session or a reproduction the
+    organiser of the competition it grades or reproduces for."""
+    competition = None
+    if session.kind in (SessionKind.GRADING.value, SessionKind.REPRODUCTION.value):
+        by_competition = select(Competition).join(Round, Round.competition_id == Competition.id)
         competition = db.session.scalar(
-            select(Competition)
-            .join(Round, Round.competition_id == Competition.id)
-            .join(Submission, Submission.round_id == Round.id)
-            .where(Submission.grading_session_id == session.id)
+            by_competition.join(Submission, Submission.round_id == Round.id).where(
+                Submission.grading_session_id == session.id
+            )
+        ) or db.session.scalar(
+            by_competition.join(Submission, Submission.round_id == Round.id)
+            .join(Reproduction, Reproduction.submission_id == Submission.id)
+            .where(
+                or_(
+                    Reproduction.training_session_id == session.id,
+                    Reproduction.grading_session_id == session.id,
+                )
+            )
         )
-        if competition is not None:
-            return competition.organiser, competition
+    if competition is not None:
+        return competition.organiser, competition
     return session.user, None
 
 

@@ -73,6 +73,12 @@ def finish(
     revoke_session_tokens(session.id)
     db.session.commit()
     db.session.expire(session.user)
+    # Reproductions start sessions (sessions → nodes → lifecycle): imported when used.
+    from portal.services.competitions import reproductions
+
     if session.kind == SessionKind.GRADING.value:
         grading.grading_ended(session)
+        reproductions.grading_ended(session)
+    elif session.kind == SessionKind.REPRODUCTION.value:
+        reproductions.training_ended(session)
     return True

@@ -33,12 +33,11 @@ from portal.models import (
     Node,
     NodeStatus,
     Session,
-    SessionKind,
     SessionUsage,
     User,
     UserUsage,
 )
-from portal.models.session import GRADE
+from portal.models.session import PLATFORM_KINDS
 from portal.services import metrics
 from portal.timeutil import utcnow
 
@@ -315,14 +314,14 @@ def gpustat(viewer: User, *, only_theirs: bool = False) -> list[dict[str, Any]]:
 def _holder_owner(holder: tuple | None) -> str | None:
     if holder is None:
         return None
-    return GRADE if holder[3] == SessionKind.GRADING.value else holder[1]
+    return PLATFORM_KINDS.get(holder[3]) or holder[1]
 
 
 def _holder_ident(holder: tuple) -> str:
     """A session's id as `Session.ident` writes it, from a plain row."""
     _, username, number, kind, session_id = holder
-    if kind == SessionKind.GRADING.value:
-        return f"{GRADE}/{session_id}"
+    if kind in PLATFORM_KINDS:
+        return f"{PLATFORM_KINDS[kind]}/{session_id}"
     return f"{username}/{number}"
 
 

@@ -26,7 +26,7 @@ from portal.models import (
     SessionStatus,
     User,
 )
-from portal.models.session import GRADE, SessionKind
+from portal.models.session import PLATFORM_KINDS, SessionKind
 from portal.queue import wake_scheduler
 from portal.services import archives, blobs, metrics
 from portal.services import datasets as dataset_service
@@ -173,12 +173,13 @@ def create_session(
     mounts = [v.dataset.name for v in versions]
     if len(set(mounts)) != len(mounts):
         raise ApiError("a dataset can be mounted once per session", code="invalid_input")
-    grading = request.kind == SessionKind.GRADING.value
-    # A grading session takes none of its owner's numbers: it is grade/ID, and its number
-    # becomes -ID once the row has its id (a random negative one until then).
+    platform = request.kind in PLATFORM_KINDS
+    # A grading or reproduction session takes none of its owner's numbers: it is
+    # grade/ID or reproduce/ID, and its number becomes -ID once the row has its id (a
+    # random negative one until then).
     number = (
         -secrets.randbits(30) - 1
-        if grading
+        if platform
         else db.session.execute(
             update(User)
             .where(User.id == user.id)
@@ -208,7 +209,7 @@ def create_session(
     )
     db.session.add(session)
     db.session.flush()
-    if grading:
+    if platform:
         session.number = -session.id
     db.session.add_all(
         SessionDataset(session_id=session.id, version_id=v.id, ref=v.ident, mount=v.dataset.name)
@@ -263,9 +264,10 @@ def find_session(viewer: User, ident: str, *, change: bool = False) -> Session:
     team its owner is in; 404 otherwise, so ids do not leak. With `change`, teammates
     (who may look, and fork) are refused with 403."""
     username, number = parse_ident(ident, viewer)
-    if username == GRADE:
+    platform_kind = next((k for k, name in PLATFORM_KINDS.items() if name == username), None)
+    if platform_kind is not None:
         session = db.session.scalar(
-            select(Session).where(Session.id == number, Session.kind == SessionKind.GRADING.value)
+            select(Session).where(Session.id == number, Session.kind == platform_kind)
         )
     else:
         session = db.session.scalar(

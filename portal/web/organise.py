@@ -1,7 +1,7 @@
 """What organisers do in the browser: create a competition (from a template, a spec
 file or text, and its files one by one or as the spec's folder), and each competition's
-panel: visibility, rounds, labels, rescoring, every team's submissions, disqualification
-and the final ranking. Each action is one service function the API calls too."""
+panel: visibility, rounds, labels, rescoring, every team's submissions, disqualification,
+reproductions and the final ranking. Each action is one service function the API calls too."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from portal.services.competitions import (
     entrants,
     exports,
     moderation,
+    reproductions,
     rounds,
     specs,
     submissions,
@@ -157,6 +158,10 @@ def panel(slug: str):
         round_forms=round_forms,
         teams=entrants.teams(competition),
         entries=[submissions.submission_dict(s, private=True) for s in found],
+        reproduced=[
+            reproductions.reproduction_dict(r)
+            for r in reproductions.listed(current_user, competition)[:ORGANISER_PAGE]
+        ],
         total=total,
         page=page,
         pages=max(1, -(-total // ORGANISER_PAGE)),
@@ -250,6 +255,49 @@ def rescore(slug: str, number: int):
     def change() -> str:
         queued = moderation.rescore_round(current_user, competition, number, redis)
         return f"round {number}: {queued} submissions are scored again"
+
+    return _organiser_act(slug, change)
+
+
+@bp.route("/<slug>/organise/reproduce/<int:submission_id>", methods=["POST"])
+@login_required
+def reproduce(slug: str, submission_id: int):
+    """Re-run a model submission's training and grade it against the same round."""
+    competition = _organised(slug)
+    if not FlaskForm().validate_on_submit():
+        flash("the form has expired: load the page again", "error")
+        return _to_panel(slug)
+
+    def change() -> str:
+        made = reproductions.start(
+            current_user,
+            competition,
+            submission_id,
+            artifact_store(),
+            current_app.extensions.get("redis"),
+        )
+        shown = reproductions.reproduction_dict(made)
+        return (
+            f"reproduction {made.id}: {shown['training_session']} runs the training of "
+            f"submission {submission_id} again"
+        )
+
+    return _organiser_act(slug, change)
+
+
+@bp.route("/<slug>/organise/reproductions/<int:reproduction_id>/stop", methods=["POST"])
+@login_required
+def stop_reproduction(slug: str, reproduction_id: int):
+    competition = _organised(slug)
+    if not FlaskForm().validate_on_submit():
+        flash("the form has expired: load the page again", "error")
+        return _to_panel(slug)
+
+    def change() -> str:
+        reproductions.stop(
+            current_user, competition, reproduction_id, current_app.extensions.get("redis")
+        )
+        return f"reproduction {reproduction_id} is stopping"
 
     return _organiser_act(slug, change)
 

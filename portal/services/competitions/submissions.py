@@ -203,6 +203,11 @@ def submit_session(
             f"({source.forked_from})",
             code="grading_session",
         )
+    if source.kind != SessionKind.TRAINING.value:
+        raise ApiError(
+            f"{source.ident} is an organiser's reproduction: submit your own training session",
+            code="grading_session",
+        )
     query = select(Checkpoint).where(Checkpoint.session_id == source.id)
     if checkpoint_name:
         query = query.where(Checkpoint.name == checkpoint_name)
@@ -217,31 +222,13 @@ def submit_session(
         )
     team, round_ = _check_entry(user, competition, round_number, redis, "models")
     team = team or team_of(user, competition, create=True)
-    request = session_service.SessionRequest(
-        entry=source.entry,
-        code_digest=source.code_digest,
-        code_bytes=source.code_bytes,
-        args=source.args,
-        gpus=source.gpus,
-        cpus=1.0,
-        memory_mb=round_.memory_mb,
-        image=source.image,
-        environment=source.environment,
-        gpu_models=tuple(sorted(source.gpu_model_set)),
+    grading = open_grading(
+        user,
+        source,
+        checkpoint,
+        round_,
         memo=f"grading {source.ident}:{checkpoint.name} for {competition.slug} round "
         f"{round_.number}",
-        kind=SessionKind.GRADING.value,
-    )
-    grading = session_service.create_session(user, request, redis=None)
-    grading.forked_from = source.ident
-    grading.resume_checkpoint = checkpoint.name
-    db.session.add(
-        Checkpoint(
-            session_id=grading.id,
-            name=checkpoint.name,
-            digest=checkpoint.digest,
-            size=checkpoint.size,
-        )
     )
     submission = Submission(
         round_id=round_.id,
@@ -260,6 +247,40 @@ def submit_session(
     if redis is not None:
         session_service._wake(redis)
     return submission
+
+
+def open_grading(
+    owner: User, source: Session, checkpoint: Checkpoint, round_: Round, *, memo: str
+) -> Session:
+    """A grading session of `owner` that restores `checkpoint` of `source` (same code and
+    environment) and predicts the round's hidden inputs, within the round's limits.
+    Not committed."""
+    request = session_service.SessionRequest(
+        entry=source.entry,
+        code_digest=source.code_digest,
+        code_bytes=source.code_bytes,
+        args=source.args,
+        gpus=source.gpus,
+        cpus=1.0,
+        memory_mb=round_.memory_mb,
+        image=source.image,
+        environment=source.environment,
+        gpu_models=tuple(sorted(source.gpu_model_set)),
+        memo=memo,
+        kind=SessionKind.GRADING.value,
+    )
+    grading = session_service.create_session(owner, request, redis=None)
+    grading.forked_from = source.ident
+    grading.resume_checkpoint = checkpoint.name
+    db.session.add(
+        Checkpoint(
+            session_id=grading.id,
+            name=checkpoint.name,
+            digest=checkpoint.digest,
+            size=checkpoint.size,
+        )
+    )
+    return grading
 
 
 def find(competition: Competition, submission_id: int) -> Submission:
@@ -412,15 +433,32 @@ def provenance(source: Session, checkpoint: Checkpoint, grading: Session) -> dic
         "memory_mb": source.memory_mb,
         "gpu_models": sorted(source.gpu_model_set),
         "datasets": session_service.dataset_refs(source),
+        "code_bytes": source.code_bytes,
         "resumed_from": source.resume_checkpoint or None,
+        "start_checkpoint": _checkpoint_record(
+            db.session.scalar(
+                select(Checkpoint).where(
+                    Checkpoint.session_id == source.id,
+                    Checkpoint.name == source.resume_checkpoint,
+                )
+            )
+            if source.resume_checkpoint
+            else None
+        ),
         "forked_from": source.forked_from or None,
-        "checkpoint": {
-            "name": checkpoint.name,
-            "digest": checkpoint.digest,
-            "size": checkpoint.size,
-            "saved_at": isoformat(checkpoint.created_at),
-        },
+        "checkpoint": _checkpoint_record(checkpoint),
         "grading_session": grading.ident,
+    }
+
+
+def _checkpoint_record(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {
+        "name": checkpoint.name,
+        "digest": checkpoint.digest,
+        "size": checkpoint.size,
+        "saved_at": isoformat(checkpoint.created_at),
     }
 
 
