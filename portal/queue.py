@@ -16,7 +16,9 @@ from rq.serializers import JSONSerializer
 from portal import keys
 
 # What a grader worker runs: nothing else, whatever a job names (grader/__main__.py).
-GRADER_JOBS = frozenset({"grader.jobs.score_submission", "grader.jobs.rescore_round"})
+GRADER_JOBS = frozenset(
+    {"grader.jobs.score_submission", "grader.jobs.score_reproduction", "grader.jobs.rescore_round"}
+)
 
 
 def grader_queue(connection: Redis) -> Queue:

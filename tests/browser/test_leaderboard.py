@@ -1,8 +1,10 @@
 """Competition pages in a real headless Chromium: a spectator without an account watches
 a new score arrive, pushed over server-sent events, without a reload; an organiser
-creates a competition from the web; a participant selects a final submission."""
+creates a competition from the web; a participant selects a final submission; an
+organiser reproduces a model submission from the panel."""
 
 import time
+from pathlib import Path
 
 import yaml
 from playwright.sync_api import expect
@@ -112,3 +114,39 @@ def test_organise_from_the_web_then_select_a_final_submission(page, stack, tmp_p
     expect(row.get_by_role("button", name="Selected ✓")).to_be_visible()
     chosen = user.json("competition", "submissions", "webtoy")[0]
     assert chosen["selected"] is True
+
+
+def test_an_organiser_reproduces_a_model_submission_from_the_panel(page, stack, tmp_path):
+    """The panel's Reproduce button re-runs a team's training from its record; the
+    reproductions card sets the original and reproduced scores side by side."""
+    digits = Path(__file__).resolve().parents[2] / "examples" / "digits" / "train.py"
+    user = User(stack, tmp_path / "home", cwd=tmp_path)
+    user.login("demo", "demo")
+    trained = user("run", str(digits), "-d", "digits-train", "-a", "--epochs 3 --lr 0.1")
+    assert trained.returncode == 0, trained.stderr
+    ident = trained.stdout.splitlines()[0]
+    assert user.wait_for(ident, {"completed"}, timeout=120)["status"] == "completed"
+    submitted = user.json("submit", f"{ident}:3", "-C", demo.SLUG)
+    deadline = time.monotonic() + 120
+    while user.json("competition", "submissions", demo.SLUG)[0]["status"] != "scored":
+        assert time.monotonic() < deadline, "the submission was not scored"
+        time.sleep(0.5)
+
+    log_in(page, stack, "admin", "admin")
+    page.wait_for_url("**/sessions")
+    page.goto(f"{stack.url}/competitions/{demo.SLUG}/organise")
+    page.get_by_role("button", name=f"reproduce submission {submitted['id']}").click()
+    expect(page.locator(".flash.done")).to_contain_text(
+        f"runs the training of submission {submitted['id']} again"
+    )
+    row = page.locator("table.reproductions tr[data-board=public]").first
+    expect(row).to_contain_text(str(submitted["id"]))
+    deadline = time.monotonic() + 180
+    while "scored" not in row.inner_text():
+        assert time.monotonic() < deadline, row.inner_text()
+        time.sleep(1)
+        page.reload()
+        row = page.locator("table.reproductions tr[data-board=public]").first
+    original = row.locator("td.original").inner_text()
+    assert original != "—" and row.locator("td.reproduced").inner_text() == original
+    expect(row.locator("td.difference")).to_have_text("+0.00000")

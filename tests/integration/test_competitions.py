@@ -141,3 +141,23 @@ def test_a_checkpoint_is_graded_in_a_grading_session(stack, tmp_path):
     assert "wrote" in demo("logs", grading).stdout  # "podium: wrote N predictions"
     again = demo("submit", f"{grading}:4", "-C", "digits")
     assert again.returncode != 0 and "is a grading session" in again.stderr
+    # The organiser runs the training again from the submission's record: the re-run is
+    # demo's session reproduce/ID, graded against the same round, and a seeded training
+    # reproduces its scores exactly.
+    admin = User(stack, tmp_path / "admin", cwd=tmp_path)
+    admin.login("admin", "admin")
+    unknown = admin("competition", "reproduce", "digits", "--submission", "99999")
+    assert unknown.returncode != 0 and "no submission 99999" in unknown.stderr
+    assert "Traceback" not in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
+    reproduced = admin.json(
+        "competition", "reproduce", "digits", "--submission", str(submitted["id"]), "--wait"
+    )
+    assert reproduced["status"] == "scored", reproduced
+    assert reproduced["training_session"].startswith("reproduce/")
+    assert reproduced["original"]["public_score"] == entry["public_score"]
+    assert reproduced["difference"] == {"public_score": 0.0, "private_score": 0.0}
+    assert reproduced["reproduced"]["checkpoint"] == "4"
+    kinds = {s["id"]: s["kind"] for s in demo.json("ps")}
+    assert kinds[reproduced["training_session"]] == "reproduction"
+    shown = admin("competition", "reproductions", "digits")
+    assert shown.returncode == 0 and "+0.00000" in shown.stdout
