@@ -67,6 +67,31 @@ def competition_create(spec: Path) -> None:
     click.echo(f"created {body['slug']}: {body['title']} ({len(body['rounds'])} rounds)")
 
 
+@competition.command("import")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--slug", help="the competition's slug (default: from its title)")
+@click.option("--metric", help="rank by this metric, whatever the bundle's scoring")
+@click.option("--json", "as_json", is_flag=True)
+def competition_import(bundle: Path, slug: str | None, metric: str | None, as_json: bool) -> None:
+    """Create a competition from a Codabench or CodaLab bundle (a zip holding
+    competition.yaml), as a private draft; print what could not be carried over."""
+    params = {k: v for k, v in (("slug", slug), ("metric", metric)) if v}
+    with bundle.open("rb") as data:
+        body = client().post(
+            "/competitions/import",
+            params=params,
+            files={"bundle": (bundle.name, data)},
+            timeout=3600,
+        )
+    if as_json:
+        emit_json(body)
+        return
+    created = body["competition"]
+    click.echo(f"created {created['slug']}: {created['title']} ({len(created['rounds'])} rounds)")
+    for line in body["report"]:
+        click.echo(f"  {line}")
+
+
 @competition.command("ls")
 @click.option("--json", "as_json", is_flag=True)
 def competition_ls(as_json: bool) -> None:

@@ -8,6 +8,8 @@ from flask_smorest import Blueprint
 from portal.api.code import artifact_store
 from portal.api.guards import BEARER, token_optional, token_required
 from portal.api.schemas import (
+    BundleImportArgs,
+    BundleImportOut,
     CompetitionEditIn,
     CompetitionOut,
     CompetitionTeamIn,
@@ -32,6 +34,7 @@ from portal.api.schemas import (
 from portal.errors import ApiError
 from portal.services.competitions import (
     boards,
+    bundles,
     core,
     entrants,
     exports,
@@ -99,6 +102,45 @@ def create_competition():
     spec, files = _spec_from_form()
     competition = specs.create(g.user, spec, files, artifact_store(), _public_key())
     return specs.competition_dict(competition)
+
+
+BUNDLE_BODY = {
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"bundle": {"type": "string", "format": "binary"}},
+                "required": ["bundle"],
+            }
+        }
+    },
+    "description": "A Codabench (version 2) or CodaLab (1.5) competition bundle: a zip "
+    "holding competition.yaml and the files it names.",
+}
+
+
+@blp.route("/import", methods=["POST"])
+@blp.doc(security=BEARER, requestBody=BUNDLE_BODY)
+@blp.arguments(BundleImportArgs, location="query")
+@blp.response(201, BundleImportOut)
+@token_required()
+def import_bundle(args):
+    """Create a competition (a private draft) from a Codabench or CodaLab bundle; the
+    report says, line by line, what could not be carried over."""
+    core.require_organiser_level(g.user)  # before reading what they sent
+    part = request.files.get("bundle")
+    if part is None:
+        raise ApiError("send the bundle as the form file `bundle`", code="invalid_input")
+    data = part.read(bundles.MAX_BUNDLE_BYTES + 1)
+    competition, report = bundles.import_bundle(
+        g.user,
+        data,
+        artifact_store(),
+        _public_key(),
+        slug=args["slug"],
+        metric=args["metric"],
+    )
+    return bundles.report_dict(competition, report)
 
 
 @blp.route("/<slug>")

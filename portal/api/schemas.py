@@ -700,6 +700,26 @@ class SubmissionOut(Schema):
     scored_at = fields.String(allow_none=True)
 
 
+class BundleImportArgs(Schema):
+    slug = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "the new competition's slug (default: from its title)"},
+    )
+    metric = fields.String(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "rank by this metric whatever the bundle's scoring"},
+    )
+
+
+class BundleImportOut(Schema):
+    competition = fields.Nested(CompetitionOut)
+    report = fields.List(
+        fields.String(), metadata={"description": "what was not carried over, one per line"}
+    )
+
+
 class ScoresOut(Schema):
     public_score = fields.Float(allow_none=True)
     private_score = fields.Float(allow_none=True)

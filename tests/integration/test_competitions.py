@@ -161,3 +161,23 @@ def test_a_checkpoint_is_graded_in_a_grading_session(stack, tmp_path):
     assert kinds[reproduced["training_session"]] == "reproduction"
     shown = admin("competition", "reproductions", "digits")
     assert shown.returncode == 0 and "+0.00000" in shown.stdout
+
+
+def test_an_organiser_moves_in_with_a_codabench_bundle(stack, tmp_path):
+    from tests.competitions.test_bundles import codabench, zipped
+
+    admin = User(stack, tmp_path / "admin", cwd=tmp_path)
+    admin.login("admin", "admin")
+    bundle = tmp_path / "toy.zip"
+    bundle.write_bytes(zipped({**codabench(), "../escape.txt": b"x"}))
+    refused = admin("competition", "import", str(bundle))
+    assert refused.returncode != 0 and "a path outside the bundle" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    bundle.write_bytes(zipped(codabench()))
+    imported = admin("competition", "import", str(bundle), "--slug", "moved-in")
+    assert imported.returncode == 0, imported.stderr
+    lines = imported.stdout.splitlines()
+    assert lines[0] == "created moved-in: Toy Classification (2 rounds)"
+    assert any("image: logo.png not carried over" in line for line in lines[1:])
+    shown = admin.json("competition", "show", "moved-in")
+    assert [r["metric"] for r in shown["rounds"]] == ["accuracy", "accuracy"]

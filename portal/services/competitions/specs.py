@@ -32,6 +32,11 @@ def parse_spec(text: str) -> dict:
         raise ApiError(f"the spec is not YAML or JSON: {exc}", code="invalid_spec") from exc
     if not isinstance(raw, dict):
         raise ApiError("the spec must be a mapping", code="invalid_spec")
+    return validated(raw)
+
+
+def validated(raw: dict) -> dict:
+    """A spec as a mapping, checked field by field; ApiError names the first problem."""
     try:
         spec = CompetitionSpec().load(json.loads(json.dumps(raw, default=str)))
     except ValidationError as exc:
