@@ -312,3 +312,10 @@ def test_importing_needs_the_organiser_level(client, app):
     refused = send(client, stranger, zipped(codabench()))
     assert refused.status_code == 403
     assert db.session.scalar(db.select(db.func.count(Competition.id))) == 0
+
+
+def test_the_papers_metrics_are_named_by_a_bundle_too(client, olga):
+    columns = [{"title": "Token F1", "key": "token-f1", "index": 0}]
+    made = send(client, olga, zipped(codabench(leaderboards=[{"columns": columns}])))
+    assert made.status_code == 201, made.get_json()
+    assert {r.metric for r in db.session.scalars(db.select(Round))} == {"token_f1"}
