@@ -36,6 +36,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from portal import queue
     from portal.api import register_api
+    from portal.routing import DatabaseInt
+
+    # Before any route is added: every `<int:...>` in a path is a database id.
+    app.url_map.converters["int"] = DatabaseInt
     from portal.errors import register_error_handlers
     from portal.web import register_web
 

@@ -103,7 +103,16 @@ def _handle_api_error(exc: ApiError):
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
+def _handle_recursion(_exc: RecursionError):
+    # A JSON body nested thousands deep overflows the parser's stack.
+    from portal.extensions import db
+
+    db.session.rollback()
+    return error_response(400, "invalid_input", "the request body nests too deeply")
+
+
 def register_error_handlers(app: Flask) -> None:
     # Registered after flask-smorest's own handler, so this one wins.
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(RecursionError, _handle_recursion)

@@ -4,8 +4,25 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from portal.routing import DATABASE_INT_MAX
 from portal.services.competitions.entrants import TEAM_NAME, TEAM_NAME_RULE
 from portal.services.competitions.spec_schema import ACCEPTS, METRIC_NAMES
+
+
+class Int(fields.Integer):
+    """An integer that fits the database's integer columns; larger ones are refused as
+    bad input (not an overflow deep in a query)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.validators.insert(
+            0,
+            validate.Range(
+                min=-DATABASE_INT_MAX - 1,
+                max=DATABASE_INT_MAX,
+                error="must be a number from {min} to {max}",
+            ),
+        )
 
 
 class ErrorBody(Schema):
@@ -33,7 +50,7 @@ class SignupIn(Schema):
 
 
 class LimitsOut(Schema):
-    max_code_bytes = fields.Integer()
+    max_code_bytes = Int()
 
 
 class UserOut(Schema):
@@ -55,13 +72,13 @@ class UserChangeIn(Schema):
 
 
 class InvitationIn(Schema):
-    uses = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
-    days = fields.Integer(load_default=7, validate=validate.Range(min=1, max=365))
+    uses = Int(load_default=1, validate=validate.Range(min=1, max=10_000))
+    days = Int(load_default=7, validate=validate.Range(min=1, max=365))
 
 
 class InvitationOut(Schema):
     code = fields.String()
-    uses = fields.Integer()
+    uses = Int()
     expires_at = fields.String()
 
 
@@ -82,18 +99,16 @@ class HealthOut(Schema):
 
 class CodeOut(Schema):
     digest = fields.String()
-    size = fields.Integer()
+    size = Int()
 
 
 class SessionIn(Schema):
     entry = fields.String(required=True, validate=validate.Length(min=1, max=512))
     code_digest = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
     args = fields.String(load_default="", validate=validate.Length(max=8192))
-    gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
+    gpus = Int(load_default=0, validate=validate.Range(min=0, max=64))
     cpus = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1))
-    memory_mb = fields.Integer(
-        load_default=None, allow_none=True, validate=validate.Range(min=16, max=2**40)
-    )
+    memory_mb = Int(load_default=None, allow_none=True, validate=validate.Range(min=16, max=2**40))
     image = fields.String(load_default="", validate=validate.Length(max=256))
     gpu_models = fields.List(
         fields.String(validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")),
@@ -106,7 +121,7 @@ class SessionIn(Schema):
         validate=validate.Length(max=32),
     )
     memo = fields.String(load_default="", validate=validate.Length(max=4096))
-    stall_minutes = fields.Integer(
+    stall_minutes = Int(
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=1, max=7 * 24 * 60),
@@ -117,16 +132,16 @@ class SessionIn(Schema):
 class SessionOut(Schema):
     id = fields.String(metadata={"description": "USER/N, or grade/ID for a grading session"})
     user = fields.String()
-    number = fields.Integer()
+    number = Int()
     kind = fields.String(metadata={"description": "training, or grading (a submission's)"})
     status = fields.String()
     status_reason = fields.String()
     entry = fields.String()
     args = fields.String()
     command = fields.String()
-    gpus = fields.Integer()
+    gpus = Int()
     cpus = fields.Float()
-    memory_mb = fields.Integer()
+    memory_mb = Int()
     image = fields.String()
     environment = fields.String(metadata={"description": "podium/env:<digest>, or empty"})
     gpu_models = fields.List(fields.String())
@@ -135,10 +150,10 @@ class SessionOut(Schema):
     forked_from = fields.String(allow_none=True)
     resume_checkpoint = fields.String(allow_none=True)
     node = fields.String(allow_none=True)
-    gpu_indices = fields.List(fields.Integer())
-    exit_code = fields.Integer(allow_none=True)
+    gpu_indices = fields.List(Int())
+    exit_code = Int(allow_none=True)
     code_digest = fields.String()
-    stall_minutes = fields.Integer(allow_none=True)
+    stall_minutes = Int(allow_none=True)
     stalled_since = fields.String(allow_none=True)
     saves_on_signal = fields.Boolean()
     credit_stop_at = fields.String(
@@ -152,8 +167,8 @@ class SessionOut(Schema):
 
 class SessionListArgs(Schema):
     all = fields.Boolean(load_default=False)
-    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = Int(load_default=200, validate=validate.Range(min=1, max=1000))
+    offset = Int(load_default=0, validate=validate.Range(min=0))
     status = fields.String(load_default=None)
     user = fields.String(load_default=None)
     entry = fields.String(load_default=None)
@@ -165,7 +180,7 @@ class SessionListArgs(Schema):
 
 
 class LogLineOut(Schema):
-    seq = fields.Integer()
+    seq = Int()
     text = fields.String()
 
 
@@ -173,8 +188,8 @@ BIGINT = 2**62  # what the database's integer columns hold, with room to spare
 
 
 class LogsArgs(Schema):
-    after = fields.Integer(load_default=-1, validate=validate.Range(min=-1, max=BIGINT))
-    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=10000))
+    after = Int(load_default=-1, validate=validate.Range(min=-1, max=BIGINT))
+    limit = Int(load_default=1000, validate=validate.Range(min=1, max=10000))
 
 
 class LogsOut(Schema):
@@ -193,38 +208,38 @@ class EventsIn(Schema):
         load_default=None, metadata={"description": "[{tag, step, value, wall_time}]"}
     )
     stream = fields.String(load_default=None, allow_none=True)
-    seq = fields.Integer(load_default=None, allow_none=True)
+    seq = Int(load_default=None, allow_none=True)
 
 
 class EventsArgs(Schema):
     tag = fields.String(load_default=None)
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=BIGINT))
+    after = Int(load_default=0, validate=validate.Range(min=0, max=BIGINT))
 
 
 class EventOut(Schema):
     tag = fields.String()
-    step = fields.Integer()
+    step = Int()
     value = fields.Float()
     wall_time = fields.Float()
 
 
 class EventsOut(Schema):
     events = fields.List(fields.Nested(EventOut))
-    cursor = fields.Integer()
+    cursor = Int()
 
 
 class ScalarsArgs(Schema):
     tag = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    points = fields.Integer(load_default=None, validate=validate.Range(min=2, max=20000))
-    start = fields.Integer(load_default=None)
-    end = fields.Integer(load_default=None)
+    points = Int(load_default=None, validate=validate.Range(min=2, max=20000))
+    start = Int(load_default=None)
+    end = Int(load_default=None)
 
 
 class SeriesOut(Schema):
     tag = fields.String()
-    count = fields.Integer()
-    first_step = fields.Integer()
-    last_step = fields.Integer()
+    count = Int()
+    first_step = Int()
+    last_step = Int()
     last_value = fields.Float()
     min_value = fields.Float()
     max_value = fields.Float()
@@ -232,7 +247,7 @@ class SeriesOut(Schema):
 
 
 class AcceptedOut(Schema):
-    accepted = fields.Integer()
+    accepted = Int()
 
 
 class CommandOut(Schema):
@@ -241,10 +256,10 @@ class CommandOut(Schema):
 
 class CheckpointOut(Schema):
     name = fields.String()
-    size = fields.Integer()
+    size = Int()
     digest = fields.String()
     created_at = fields.String()
-    step = fields.Integer(allow_none=True)
+    step = Int(allow_none=True)
     scalars = fields.Dict(keys=fields.String(), values=fields.Float())
 
 
@@ -257,14 +272,14 @@ class ResumeIn(Schema):
 
 
 class NodeGpuOut(Schema):
-    index = fields.Integer()
+    index = Int()
     model = fields.String()
     uuid = fields.String()
-    memory_mb = fields.Integer()
+    memory_mb = Int()
     simulated = fields.Boolean()
     session = fields.String(allow_none=True)
-    utilization_percent = fields.Integer(allow_none=True)
-    memory_used_mb = fields.Integer(allow_none=True)
+    utilization_percent = Int(allow_none=True)
+    memory_used_mb = Int(allow_none=True)
 
 
 class NodeOut(Schema):
@@ -274,8 +289,8 @@ class NodeOut(Schema):
     isolating = fields.Boolean()
     operators = fields.List(fields.String())
     hostname = fields.String()
-    cpu_count = fields.Integer()
-    memory_mb = fields.Integer()
+    cpu_count = Int()
+    memory_mb = Int()
     last_heartbeat_at = fields.String()
     sample = fields.Dict()
     images = fields.List(fields.String())
@@ -284,10 +299,10 @@ class NodeOut(Schema):
 
 
 class GpuIn(Schema):
-    index = fields.Integer(required=True, validate=validate.Range(min=0, max=1023))
+    index = Int(required=True, validate=validate.Range(min=0, max=1023))
     uuid = fields.String(load_default="")
     model = fields.String(load_default="")
-    memory_mb = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**40))
+    memory_mb = Int(load_default=0, validate=validate.Range(min=0, max=2**40))
     simulated = fields.Boolean(load_default=False)
 
 
@@ -297,8 +312,8 @@ class NodeRegisterIn(Schema):
     join_token = fields.String(load_default="")
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     hostname = fields.String(load_default="")
-    cpu_count = fields.Integer(required=True, validate=validate.Range(min=1, max=2**20))
-    memory_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=2**40))
+    cpu_count = Int(required=True, validate=validate.Range(min=1, max=2**20))
+    memory_mb = Int(required=True, validate=validate.Range(min=1, max=2**40))
     runtime = fields.String(load_default="local", validate=validate.OneOf(["local", "docker"]))
     # A node that cannot isolate sessions from its agent runs only these users' sessions
     # (empty: any trusted user's).
@@ -343,7 +358,7 @@ class NodeRemovedOut(Schema):
 
 class EnvironmentImageIn(Schema):
     tag = fields.String(required=True, validate=validate.Length(max=256))
-    size_bytes = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    size_bytes = Int(load_default=0, validate=validate.Range(min=0))
     last_used_at = fields.String(load_default="", validate=validate.Length(max=40))
     in_use = fields.Boolean(load_default=False)
 
@@ -351,14 +366,14 @@ class EnvironmentImageIn(Schema):
 class EnvironmentImageOut(Schema):
     node = fields.String()
     tag = fields.String()
-    size_bytes = fields.Integer()
+    size_bytes = Int()
     last_used_at = fields.String()
     in_use = fields.Boolean()
 
 
 class HeartbeatIn(Schema):
     sample = fields.Dict(load_default=dict)
-    running = fields.List(fields.Integer(), load_default=list)
+    running = fields.List(Int(), load_default=list)
     images = fields.List(fields.String(), load_default=None, allow_none=True)
     datasets = fields.List(fields.String(), load_default=None, allow_none=True)
     environments = fields.List(
@@ -367,8 +382,8 @@ class HeartbeatIn(Schema):
 
 
 class HeartbeatOut(Schema):
-    lost = fields.List(fields.Integer())
-    ended = fields.List(fields.Integer())
+    lost = fields.List(Int())
+    ended = fields.List(Int())
 
 
 class MountOut(Schema):
@@ -376,18 +391,18 @@ class MountOut(Schema):
     ref = fields.String()
     digest = fields.String()
     content_digest = fields.String()
-    size_bytes = fields.Integer()
+    size_bytes = Int()
 
 
 class GradingSpecOut(Schema):
     inputs_digest = fields.String()
     checkpoint = fields.String()
     checkpoint_digest = fields.String()
-    time_limit_s = fields.Integer()
+    time_limit_s = Int()
 
 
 class SessionSpecOut(Schema):
-    session_id = fields.Integer()
+    session_id = Int()
     ident = fields.String()
     status = fields.String()
     owner = fields.String()
@@ -395,9 +410,9 @@ class SessionSpecOut(Schema):
     entry = fields.String()
     args = fields.List(fields.String())
     code_digest = fields.String()
-    gpu_indices = fields.List(fields.Integer())
+    gpu_indices = fields.List(Int())
     cpus = fields.Float()
-    memory_mb = fields.Integer()
+    memory_mb = Int()
     image = fields.String()
     environment = fields.String()
     token = fields.String()
@@ -412,12 +427,12 @@ class StateIn(Schema):
         required=True,
         validate=validate.OneOf(["running", "completed", "failed", "killed", "stopped", "lost"]),
     )
-    exit_code = fields.Integer(load_default=None, allow_none=True)
+    exit_code = Int(load_default=None, allow_none=True)
     reason = fields.String(load_default="")
 
 
 class LogLineIn(Schema):
-    seq = fields.Integer(required=True, validate=validate.Range(min=0, max=BIGINT))
+    seq = Int(required=True, validate=validate.Range(min=0, max=BIGINT))
     text = fields.String(required=True)
 
 
@@ -446,12 +461,12 @@ class CreditOut(Schema):
     credit = fields.Float()
     rates = fields.Nested(CreditRatesOut)
     burn_per_hour = fields.Float()
-    running = fields.Integer()
+    running = Int()
     stopping_for_credit = fields.List(fields.Nested(CreditStopOut))
 
 
 class CreditEntryOut(Schema):
-    id = fields.Integer()
+    id = Int()
     kind = fields.String()
     amount = fields.Float()
     gpu_hours = fields.Float()
@@ -466,8 +481,8 @@ class CreditEntryOut(Schema):
 
 
 class LedgerArgs(Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    before = fields.Integer(load_default=None, allow_none=True)
+    limit = Int(load_default=100, validate=validate.Range(min=1, max=1000))
+    before = Int(load_default=None, allow_none=True)
 
 
 class CreditIn(Schema):
@@ -490,15 +505,15 @@ class ExecIn(Schema):
 
 
 class ExecOut(Schema):
-    exit_code = fields.Integer()
+    exit_code = Int()
     output = fields.String()
 
 
 class DatasetVersionOut(Schema):
-    number = fields.Integer()
+    number = Int()
     ref = fields.String()
-    size_bytes = fields.Integer()
-    file_count = fields.Integer()
+    size_bytes = Int()
+    file_count = Int()
     content_digest = fields.String()
     created_at = fields.String()
 
@@ -510,7 +525,7 @@ class DatasetOut(Schema):
     team = fields.String(allow_none=True)
     description = fields.String()
     versions = fields.List(fields.Nested(DatasetVersionOut))
-    size_bytes = fields.Integer()
+    size_bytes = Int()
     sessions_only = fields.Boolean(
         metadata={"description": "sessions mount it; only its owner may download it"}
     )
@@ -575,7 +590,7 @@ class CompetitionEditIn(Schema):
     title = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=100_000))
     visibility = fields.String(validate=validate.OneOf(["public", "unlisted", "private"]))
-    team_size_limit = fields.Integer(validate=validate.Range(min=1, max=100))
+    team_size_limit = Int(validate=validate.Range(min=1, max=100))
 
 
 class RoundEditIn(Schema):
@@ -588,19 +603,19 @@ class RoundEditIn(Schema):
         validate=validate.Range(min=0, max=180, error="the tolerance is an angle from 0 to 180"),
     )
     higher_is_better = fields.Boolean()
-    daily_quota = fields.Integer(validate=validate.Range(min=1))
-    total_quota = fields.Integer(validate=validate.Range(min=1))
+    daily_quota = Int(validate=validate.Range(min=1))
+    total_quota = Int(validate=validate.Range(min=1))
     public_fraction = fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False))
-    final_selections = fields.Integer(validate=validate.Range(min=1, max=20))
-    advance_top = fields.Integer(allow_none=True, validate=validate.Range(min=1))
-    time_limit_s = fields.Integer(validate=validate.Range(min=1, max=86400))
-    memory_mb = fields.Integer(validate=validate.Range(min=64, max=2**20))
+    final_selections = Int(validate=validate.Range(min=1, max=20))
+    advance_top = Int(allow_none=True, validate=validate.Range(min=1))
+    time_limit_s = Int(validate=validate.Range(min=1, max=86400))
+    memory_mb = Int(validate=validate.Range(min=64, max=2**20))
     publish_inputs = fields.Boolean()
     accepts = fields.String(validate=validate.OneOf(ACCEPTS))
 
 
 class RoundOut(Schema):
-    number = fields.Integer()
+    number = Int()
     name = fields.String()
     state = fields.String()
     starts_at = fields.String()
@@ -609,14 +624,14 @@ class RoundOut(Schema):
     metric = fields.String()
     tolerance = fields.Float(allow_none=True)
     higher_is_better = fields.Boolean()
-    rows = fields.Integer()
-    daily_quota = fields.Integer()
-    total_quota = fields.Integer()
+    rows = Int()
+    daily_quota = Int()
+    total_quota = Int()
     public_fraction = fields.Float()
-    final_selections = fields.Integer()
-    advance_top = fields.Integer(allow_none=True)
-    time_limit_s = fields.Integer()
-    memory_mb = fields.Integer()
+    final_selections = Int()
+    advance_top = Int(allow_none=True)
+    time_limit_s = Int()
+    memory_mb = Int()
     publish_inputs = fields.Boolean()
     accepts = fields.String()
 
@@ -626,7 +641,7 @@ class CompetitionOut(Schema):
     title = fields.String()
     description = fields.String()
     visibility = fields.String()
-    team_size_limit = fields.Integer()
+    team_size_limit = Int()
     organiser = fields.String()
     rounds = fields.List(fields.Nested(RoundOut))
 
@@ -658,7 +673,7 @@ class MyTeamOut(Schema):
 
 
 class SubmitFileArgs(Schema):
-    round = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    round = Int(load_default=None, allow_none=True, validate=validate.Range(min=1))
     memo = fields.String(load_default="", validate=validate.Length(max=1000))
 
 
@@ -671,8 +686,8 @@ class SubmitSessionIn(SubmitFileArgs):
 
 
 class SubmissionOut(Schema):
-    id = fields.Integer()
-    round = fields.Integer()
+    id = Int()
+    round = Int()
     team = fields.String()
     user = fields.String()
     source = fields.String()
@@ -737,9 +752,9 @@ class ReproducedOut(ScoresOut):
 
 
 class ReproductionOut(Schema):
-    id = fields.Integer()
-    submission = fields.Integer()
-    round = fields.Integer()
+    id = Int()
+    submission = Int()
+    round = Int()
     team = fields.String()
     status = fields.String(metadata={"description": "training, grading, scoring, scored or failed"})
     error = fields.String(allow_none=True)
@@ -765,11 +780,11 @@ class ReproductionOut(Schema):
 
 
 class ReproductionListArgs(Schema):
-    submission = fields.Integer(load_default=None, allow_none=True)
+    submission = Int(load_default=None, allow_none=True)
 
 
 class SubmissionListArgs(Schema):
-    round = fields.Integer(load_default=None, allow_none=True)
+    round = Int(load_default=None, allow_none=True)
     team = fields.String(load_default=None, allow_none=True)
 
 
@@ -783,49 +798,49 @@ class ReasonIn(Schema):
 
 class LeaderboardArgs(Schema):
     board = fields.String(load_default="public", validate=validate.OneOf(["public", "private"]))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    offset = Int(load_default=0, validate=validate.Range(min=0))
+    limit = Int(load_default=50, validate=validate.Range(min=1, max=1000))
 
 
 class LeaderboardRowOut(Schema):
-    rank = fields.Integer()
+    rank = Int()
     team = fields.String()
     score = fields.Float()
     public_score = fields.Float()
-    submission = fields.Integer()
+    submission = Int()
     best_at = fields.String()
-    submissions = fields.Integer()
+    submissions = Int()
     last_submission_at = fields.String(allow_none=True)
 
 
 class LeaderboardOut(Schema):
     competition = fields.String()
-    round = fields.Integer()
+    round = Int()
     board = fields.String()
     state = fields.String()
     metric = fields.String()
     higher_is_better = fields.Boolean()
-    total = fields.Integer()
-    version = fields.Integer()
+    total = Int()
+    version = Int()
     rows = fields.List(fields.Nested(LeaderboardRowOut))
 
 
 class RescoreOut(Schema):
-    queued = fields.Integer()
+    queued = Int()
 
 
 class ResourcesArgs(Schema):
-    points = fields.Integer(load_default=600, validate=validate.Range(min=10, max=5000))
+    points = Int(load_default=600, validate=validate.Range(min=10, max=5000))
 
 
 class ResourceGpuOut(Schema):
-    index = fields.Integer()
+    index = Int()
     model = fields.String()
     simulated = fields.Boolean()
 
 
 class ResourceLineOut(Schema):
-    t = fields.List(fields.Integer(), metadata={"description": "seconds since it started"})
+    t = fields.List(Int(), metadata={"description": "seconds since it started"})
     value = fields.List(fields.Float())
 
 
@@ -834,11 +849,11 @@ class ResourcesOut(Schema):
     status = fields.String()
     gpus = fields.List(fields.Nested(ResourceGpuOut))
     simulated_gpus = fields.Boolean()
-    samples = fields.Integer()
+    samples = Int()
     average_gpu_utilization = fields.Float(allow_none=True)
-    gpu_memory_peak_mb = fields.Integer(allow_none=True)
+    gpu_memory_peak_mb = Int(allow_none=True)
     average_cpu_percent = fields.Float(allow_none=True)
-    memory_peak_mb = fields.Integer(allow_none=True)
+    memory_peak_mb = Int(allow_none=True)
     last_sample_at = fields.DateTime(allow_none=True)
     series = fields.Dict(
         keys=fields.String(),
@@ -859,14 +874,14 @@ class ResourceSamplesIn(Schema):
 class GpuStatOut(Schema):
     node = fields.String()
     node_status = fields.String()
-    index = fields.Integer()
+    index = Int()
     model = fields.String()
     simulated = fields.Boolean()
-    memory_total_mb = fields.Integer()
+    memory_total_mb = Int()
     user = fields.String(allow_none=True)
     session = fields.String(allow_none=True)
     utilization_percent = fields.Float(allow_none=True)
-    memory_used_mb = fields.Integer(allow_none=True)
+    memory_used_mb = Int(allow_none=True)
     temperature_c = fields.Float(allow_none=True)
     power_w = fields.Float(allow_none=True)
 
@@ -885,15 +900,15 @@ class ClusterHistoryOut(Schema):
 class UserAverageOut(Schema):
     user = fields.String()
     average_gpu_utilization = fields.Float()
-    sessions = fields.Integer()
+    sessions = Int()
 
 
 class NodeStateOut(Schema):
     name = fields.String()
     status = fields.String()
     runtime = fields.String()
-    gpus = fields.Integer()
-    gpus_allocated = fields.Integer()
+    gpus = Int()
+    gpus_allocated = Int()
     last_heartbeat_at = fields.DateTime()
 
 
@@ -902,14 +917,14 @@ class ClusterOut(Schema):
     history = fields.Nested(ClusterHistoryOut)
     users = fields.List(fields.Nested(UserAverageOut))
     nodes = fields.List(fields.Nested(NodeStateOut))
-    gpus = fields.Integer()
-    gpus_allocated = fields.Integer()
-    simulated_gpus = fields.Integer()
+    gpus = Int()
+    gpus_allocated = Int()
+    simulated_gpus = Int()
     per_user = fields.Boolean()
 
 
 class NotificationOut(Schema):
-    id = fields.Integer()
+    id = Int()
     kind = fields.String()
     subject = fields.String()
     body = fields.String()
@@ -921,18 +936,18 @@ class NotificationOut(Schema):
 
 class NotificationListArgs(Schema):
     unread = fields.Boolean(load_default=False)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    limit = Int(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class NotificationsOut(Schema):
-    unread = fields.Integer()
+    unread = Int()
     email_alerts = fields.Boolean()
     email_enabled = fields.Boolean(metadata={"description": "whether this site sends e-mail"})
     notifications = fields.List(fields.Nested(NotificationOut))
 
 
 class ReadIn(Schema):
-    ids = fields.List(fields.Integer(), load_default=None, allow_none=True)
+    ids = fields.List(Int(), load_default=None, allow_none=True)
 
 
 class EmailAlertsIn(Schema):

@@ -39,7 +39,8 @@ def join_token_accepted(candidate: str, configured: str | None) -> bool:
     latest = db.session.scalar(select(NodeJoinToken).order_by(NodeJoinToken.id.desc()).limit(1))
     if latest is not None:
         return hmac.compare_digest(hash_token(candidate), latest.token_hash)
-    return bool(configured) and hmac.compare_digest(candidate, configured or "")
+    # As bytes: compare_digest refuses text that is not ASCII.
+    return bool(configured) and hmac.compare_digest(candidate.encode(), (configured or "").encode())
 
 
 def rotate_join_token() -> str:

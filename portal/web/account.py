@@ -4,7 +4,7 @@ or refund), and notifications with e-mail alerts on or off. The same service cal
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from wtforms import DecimalField, StringField
@@ -13,7 +13,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from portal.errors import ApiError
 from portal.services import alerts, credits, users
 from portal.services.sessions import find_session
-from portal.web.forms import form_problem
+from portal.web.forms import form_problem, query_int
 
 bp = Blueprint("account", __name__)
 
@@ -37,7 +37,7 @@ class CreditForm(FlaskForm):
 @login_required
 def credit(username: str | None):
     user = users.find_user(current_user, username or current_user.username)
-    before = request.args.get("before", type=int)
+    before = query_int("before")
     entries = credits.ledger(user, limit=50, before=before)
     return render_template(
         "account/credit.html",

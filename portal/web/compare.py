@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 
 from portal.services import compare
 from portal.web.assets import bokeh_resources
+from portal.web.forms import query_int
 from portal.web.plots import PALETTE, compare_plot
 
 bp = Blueprint("compare", __name__)
@@ -60,7 +61,7 @@ def lines():
     lines without them)."""
     sessions = compare.resolve(current_user, _named())
     tag = request.args.get("tag", "")
-    start = request.args.get("start", type=int)
-    end = request.args.get("end", type=int)
+    start = query_int("start")
+    end = query_int("end")
     found = compare.lines(sessions, tag, 1000, start, end)
     return current_app.response_class(json.dumps({"lines": found}), mimetype="application/json")

@@ -24,7 +24,6 @@ from flask import (
     flash,
     redirect,
     render_template,
-    request,
     send_file,
     stream_with_context,
     url_for,
@@ -57,7 +56,7 @@ from portal.services.competitions import (
     submissions,
 )
 from portal.web.assets import bokeh_resources
-from portal.web.forms import form_problem
+from portal.web.forms import form_problem, page_arg, parse_id
 
 bp = Blueprint("competitions", __name__, url_prefix="/competitions")
 BOARD = "/<slug>/rounds/<int:number>/leaderboard"
@@ -188,14 +187,15 @@ def select(slug: str):
     competition = core.find(current_user, slug)
     form = SelectForm()
     if form.validate_on_submit():
-        if not (form.submission.data or "").isdigit():
+        submission_id = parse_id(form.submission.data)
+        if submission_id is None:
             flash("no such submission", "error")
             return redirect(url_for("competitions.detail", slug=slug))
         try:
             submissions.select_final(
                 current_user,
                 competition,
-                int(form.submission.data),
+                submission_id,
                 form.selected.data == "1",
                 current_app.extensions.get("redis"),
             )
@@ -333,7 +333,7 @@ def leaderboard(slug: str, number: int):
     competition = core.find(viewer, slug)
     round_ = core.find_round(competition, number)
     state = core.round_state(round_)
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_arg()
     offset = (page - 1) * ROWS_SHOWN
     redis = _redis()
     board = boards.view(viewer, competition, round_, boards.PUBLIC, offset, ROWS_SHOWN, redis)

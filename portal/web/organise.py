@@ -44,7 +44,7 @@ from portal.services.competitions import (
     submissions,
 )
 from portal.services.competitions.spec_schema import METRIC_NAMES
-from portal.web.forms import form_problem
+from portal.web.forms import form_problem, page_arg, parse_id, query_int
 
 bp = Blueprint("organise", __name__, url_prefix="/competitions")
 
@@ -136,13 +136,13 @@ def panel(slug: str):
     """The organiser's panel: visibility, rounds, labels, every team's submissions (with
     filters), disqualification, the final ranking."""
     competition = _organised(slug)
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_arg()
     found, total = submissions.search(
         current_user,
         competition,
         team_name=request.args.get("team") or None,
         status=request.args.get("status") or None,
-        round_number=request.args.get("round", type=int),
+        round_number=query_int("round"),
         offset=(page - 1) * ORGANISER_PAGE,
         limit=ORGANISER_PAGE,
     )
@@ -313,10 +313,13 @@ def disqualify(slug: str, what: str, name: str):
         return _to_panel(slug)
     reason = form.reason.data or ""
     redis = current_app.extensions.get("redis")
-    if what == "submission" and name.isdigit():
+    submission_id = parse_id(name)
+    if what == "submission" and submission_id is not None:
 
         def change() -> str:
-            moderation.disqualify_submission(current_user, competition, int(name), reason, redis)
+            moderation.disqualify_submission(
+                current_user, competition, submission_id, reason, redis
+            )
             return f"submission {name} is disqualified"
 
     elif what == "team":

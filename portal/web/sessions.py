@@ -25,6 +25,7 @@ from portal.services import checkpoints, metrics, monitoring
 from portal.services import sessions as service
 from portal.web.assets import bokeh_resources
 from portal.web.auth import LogoutForm
+from portal.web.forms import page_arg, query_int
 from portal.web.plots import resources_plot, scalars_plot
 
 bp = Blueprint("sessions", __name__)
@@ -45,7 +46,7 @@ def layout_context():
 @login_required
 def index():
     everyone = current_user.is_admin and request.args.get("mine") != "1"
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_arg()
     args = {**request.args.to_dict(), "all": everyone, "offset": (page - 1) * PAGE, "limit": PAGE}
     try:
         found, total = service.search_sessions(current_user, service.filter_from(args))
@@ -157,8 +158,8 @@ def live(username: str, number: int):
     """What the open page needs each second: new log lines, state, known tags, and the
     points stored after the page's cursor (or `refresh`: too many, load the plot anew)."""
     session = _find(username, number)
-    after = request.args.get("after", default=-1, type=int)
-    cursor = request.args.get("cursor", default=None, type=int)
+    after = query_int("after", -1)
+    cursor = query_int("cursor", None)
     lines = service.read_logs(session, after=after, limit=2000)
     body: dict = {
         "session": service.session_dict(session),
@@ -208,8 +209,8 @@ def line(username: str, number: int):
         session,
         request.args.get("tag", ""),
         points=1000,
-        start=request.args.get("start", type=int),
-        end=request.args.get("end", type=int),
+        start=query_int("start"),
+        end=query_int("end"),
     )
     if found is None:
         raise NotFound(f"session {session.ident} reported no {request.args.get('tag', '')!r}")
