@@ -277,7 +277,7 @@ class Agent:
         refusal = self.refusal(spec)
         if refusal:
             log.warning("refusing session %s: %s", session_id, refusal)
-            self.client.report_state(session_id, "failed", reason=refusal)
+            self._report_end(session_id, "failed", reason=refusal)
             return False
         # The shipper opens first: an environment's build shows in the session's log.
         shipper = LogShipper(self.client, session_id)
@@ -287,7 +287,7 @@ class Agent:
                 stopped = self._starting.get(session_id, False)
             if stopped:  # `podium stop` came while its environment was building
                 shipper.close()
-                self.client.report_state(session_id, "stopped", reason="stopped on request")
+                self._report_end(session_id, "stopped", reason="stopped on request")
                 return False
             # Started from one long-lived thread: the kernel's parent-death signal,
             # which ends local sessions with a crashed agent, fires when the thread that
@@ -296,12 +296,12 @@ class Agent:
         except BuildFailed as exc:
             log.warning("session %s: %s", session_id, exc)
             shipper.close()
-            self.client.report_state(session_id, "failed", reason=str(exc))
+            self._report_end(session_id, "failed", reason=str(exc))
             return False
         except Exception as exc:
             log.exception("session %s could not start", session_id)
             shipper.close()
-            self.client.report_state(session_id, "failed", reason=f"could not start: {exc}")
+            self._report_end(session_id, "failed", reason=f"could not start: {exc}")
             return False
         self._write_pid(session_id, run)
         entry = Tracked(run)
@@ -309,7 +309,14 @@ class Agent:
             with self._lock:
                 self.sessions[session_id] = entry
                 stopped = self._starting.get(session_id, False)
-            self.client.report_state(session_id, "running")
+            try:
+                self.client.report_state(session_id, "running")
+            except Exception as exc:
+                # It runs and is watched all the same: the next heartbeat lists it, which
+                # marks it running (a reset connection must not orphan a session).
+                log.warning(
+                    "reporting that %s runs failed (%s): the heartbeat will", session_id, exc
+                )
         self._watch(session_id, entry, shipper)
         if stopped:  # asked to stop while it started: the stop found no entry yet
             self.stop_session(session_id)
@@ -533,30 +540,39 @@ class Agent:
         if status == "completed":
             self._upload_predictions(session_id, entry)
         self._pid_file(session_id).unlink(missing_ok=True)
-        for attempt in range(30):
-            try:
-                # Still listed as running until the portal has the end: a heartbeat in
-                # between must not make it "lost".
-                with self._report_lock:
-                    self.client.report_state(
-                        session_id, status, exit_code=info.exit_code, reason=reason
-                    )
-                    with self._lock:
-                        self.sessions.pop(session_id, None)
-                break
-            except PortalError as exc:
-                if exc.status in (401, 403, 404):  # final: retrying cannot change it
-                    log.warning("the portal refused the end of %s: %s", session_id, exc)
-                    break
-                log.warning("reporting the end of %s failed (%s)", session_id, exc)
-                time.sleep(min(0.2 * 2**attempt, 5))
-            except Exception as exc:
-                log.warning("reporting the end of %s failed (%s)", session_id, exc)
-                time.sleep(min(0.2 * 2**attempt, 5))
+
+        def forget() -> None:
+            # Still listed as running until the portal has the end: a heartbeat in
+            # between must not make it "lost".
+            with self._lock:
+                self.sessions.pop(session_id, None)
+
+        self._report_end(session_id, status, exit_code=info.exit_code, reason=reason, then=forget)
         with self._lock:
             self.sessions.pop(session_id, None)
         self.runtime.finished(entry.run)
         log.info("session %s ended: %s %s", session_id, status, reason)
+
+    def _report_end(
+        self,
+        session_id: int,
+        status: str,
+        *,
+        exit_code: int | None = None,
+        reason: str = "",
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Tell the portal how a session ended, again and again while the network or
+        the portal fails (for about two minutes): a lost report would leave it active
+        there for ever. `then` runs under the report lock once the portal has it."""
+
+        def send() -> None:
+            with self._report_lock:
+                self.client.report_state(session_id, status, exit_code=exit_code, reason=reason)
+                if then is not None:
+                    then()
+
+        deliver(send, f"the end of session {session_id}", attempts=30)
 
     @staticmethod
     def _reap_stragglers(run: Run) -> None:
