@@ -6,10 +6,19 @@ and its Accept header, as in microblog's single error helper.
 
 from __future__ import annotations
 
+import errno
+import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+NO_SPACE = "the platform's storage is full: nothing was kept; try again once space is freed"
 
 
 class ApiError(Exception):
@@ -111,8 +120,49 @@ def _handle_recursion(_exc: RecursionError):
     return error_response(400, "invalid_input", "the request body nests too deeply")
 
 
+def _rolled_back() -> None:
+    from portal.extensions import db
+
+    db.session.rollback()
+
+
+def _handle_redis_down(exc: Exception):
+    # A request that needed Redis while it is away (restarting, say) fails for the
+    # outage, clearly; the same request succeeds once it is back.
+    log.warning("Redis is unavailable: %s", exc)
+    _rolled_back()
+    return error_response(
+        503, "unavailable", "the platform's queue (Redis) is unavailable: try again shortly"
+    )
+
+
+def _handle_os_error(exc: OSError):
+    _rolled_back()
+    if exc.errno == errno.ENOSPC:
+        log.error("no space left: %s", exc)
+        return error_response(507, "no_space", NO_SPACE)
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal_server_error", "the server failed to answer")
+
+
+def _handle_database_error(exc: OperationalError):
+    _rolled_back()
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    if "database or disk is full" in text or "No space left on device" in text:
+        log.error("no space left for the database: %s", text)
+        return error_response(507, "no_space", NO_SPACE)
+    log.warning("the database is unavailable: %s", text)
+    return error_response(
+        503, "unavailable", "the platform's database is unavailable: try again shortly"
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     # Registered after flask-smorest's own handler, so this one wins.
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(RecursionError, _handle_recursion)
+    app.register_error_handler(RedisConnectionError, _handle_redis_down)
+    app.register_error_handler(RedisTimeoutError, _handle_redis_down)
+    app.register_error_handler(OSError, _handle_os_error)
+    app.register_error_handler(OperationalError, _handle_database_error)

@@ -91,6 +91,11 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"the embedded Redis did not answer within {timeout:.0f} s")
 
+    def log_tail(self, lines: int = 15) -> str:
+        path = self.data_dir / "server.log"
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

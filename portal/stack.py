@@ -435,24 +435,30 @@ class Stack:
 
     def keep_alive(self) -> None:
         """Restart a part that died, as a process supervisor would; give up on one that
-        dies over and over."""
+        dies over and over. The embedded Redis first, on its own port: every part
+        reconnects to it there, and the parts that exited while it was away come back
+        once it is."""
+        server = self.redis_server
+        if server is not None and server.process is not None and server.process.poll() is not None:
+            self._count_restart("redis", server.process.returncode, server.log_tail())
+            server.start()
         for name, child in list(self.children.items()):
             if child.poll() is None:
                 continue
-            now = time.monotonic()
-            recent = [t for t in self.restarts.get(name, []) if now - t < RESTART_WINDOW]
-            if len(recent) >= MAX_RESTARTS:
-                raise SystemExit(
-                    f"podium up: the {name} keeps exiting "
-                    f"(code {child.returncode})\n{self.log_tail(name)}"
-                )
-            self.restarts[name] = [*recent, now]
-            print(
-                f"podium up: the {name} exited with code {child.returncode}; restarting it",
-                file=sys.stderr,
-                flush=True,
-            )
+            self._count_restart(name, child.returncode, self.log_tail(name))
             self.spawn(name, *self.commands[name])
+
+    def _count_restart(self, name: str, code: int | None, tail: str) -> None:
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(name, []) if now - t < RESTART_WINDOW]
+        if len(recent) >= MAX_RESTARTS:
+            raise SystemExit(f"podium up: the {name} keeps exiting (code {code})\n{tail}")
+        self.restarts[name] = [*recent, now]
+        print(
+            f"podium up: the {name} exited with code {code}; restarting it",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def stop(self) -> None:
         order = sorted(self.children, key=lambda name: CHILD_ORDER.index(name.split("-")[0]))

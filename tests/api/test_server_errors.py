@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests import factories
 from tests.competitions.test_competitions_api import setup  # noqa: F401
 
 HUGE = "9" * 30

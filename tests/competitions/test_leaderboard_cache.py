@@ -3,12 +3,12 @@
 from datetime import datetime, timedelta
 
 from portal import keys
-from portal.services.competitions.boards import Board
+from portal.services.competitions.boards import Board, server_run
 
 
 def test_offers_keep_each_teams_best_and_ties_go_to_the_earlier(redis):
     board = Board(redis, round_id=1, higher_is_better=True)
-    redis.set(board.key("ready"), 1)  # an empty, built cache
+    redis.set(board.key("ready"), server_run(redis))  # an empty, built cache
     t0 = datetime(2026, 11, 1, 12, 0, 0)
     assert board.offer(team_id=1, submission_id=1, score=0.5, created_at=t0) == 1
     assert board.offer(team_id=1, submission_id=2, score=0.4, created_at=t0) == 0
@@ -27,7 +27,7 @@ def test_offers_keep_each_teams_best_and_ties_go_to_the_earlier(redis):
 
 def test_lower_is_better_boards_rank_ascending(redis):
     board = Board(redis, round_id=2, higher_is_better=False)
-    redis.set(board.key("ready"), 1)
+    redis.set(board.key("ready"), server_run(redis))
     now = datetime(2026, 11, 1)
     board.offer(1, 1, 3.5, now)
     board.offer(2, 2, 1.25, now)
@@ -40,7 +40,8 @@ def test_offers_made_during_a_rebuild_are_replayed(redis):
     redis.set(board.key("building"), "someone")
     assert board.offer(1, 1, 0.9, datetime(2026, 11, 1)) == -1  # queued, not lost
     assert redis.llen(board.key("pending")) == 1
-    redis.set(board.key("ready"), 1)  # the rebuild wrote what it read from the database
+    # The rebuild wrote what it read from the database.
+    redis.set(board.key("ready"), server_run(redis))
     board._replay()
     assert redis.zcard(board.key("z")) == 1
     assert redis.llen(board.key("pending")) == 0
@@ -82,3 +83,48 @@ def test_one_subscription_wakes_every_waiting_page(redis):
     clients = [c for c in redis.client_list() if c.get("psub") == patterns]
     assert len(clients) == listening_before + 1
     live.close()
+
+
+def test_a_board_restored_from_an_older_snapshot_loses_to_the_database(app, client, tmp_path):
+    """Redis restarted from its last snapshot brings back a built board without the
+    scores that came after it: the next reader rebuilds it from the database."""
+    from redis import Redis
+
+    from grader import jobs
+    from portal.api.code import artifact_store
+    from portal.extensions import db
+    from portal.models import Submission
+    from portal.redis_server import EmbeddedRedis
+    from tests import factories
+    from tests.competitions.test_competitions_api import create, submit
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    own = Redis.from_url(server.url)
+    saved, app.extensions["redis"] = app.extensions["redis"], own
+    try:
+        olga = factories.headers(factories.token(factories.user("olga")))
+        files = factories.competition_files()
+        assert create(client, olga, files=files).status_code == 201
+        ann = factories.headers(factories.token(factories.user("ann")))
+        board = "/api/v1/competitions/toy/leaderboard"
+
+        def scored(correct: int) -> None:
+            submit(client, ann, factories.predictions(files, correct))
+            latest = db.session.scalar(db.select(Submission.id).order_by(Submission.id.desc()))
+            jobs.process(latest, own, artifact_store())
+
+        scored(10)
+        first = client.get(board).get_json()["rows"][0]
+        own.save()  # the snapshot
+        scored(40)
+        assert client.get(board).get_json()["rows"][0]["score"] == 1.0
+        server.process.kill()  # kill -9
+        server.process.wait()
+        server.start()  # the same port and folder: it loads the snapshot
+        assert own.exists("podium:lb:1:ready")  # the old board came back, marked built
+        row = client.get(board).get_json()["rows"][0]
+        assert (row["score"], row["submissions"]) == (1.0, 2), (first, row)
+    finally:
+        app.extensions["redis"] = saved
+        server.stop()

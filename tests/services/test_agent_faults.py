@@ -50,9 +50,7 @@ class ResetOnce(PortalClient):
         super().report_state(session_id, status, **kwargs)
 
 
-def test_a_session_whose_running_report_failed_is_watched_to_its_end(
-    app, served, redis, tmp_path
-):
+def test_a_session_whose_running_report_failed_is_watched_to_its_end(app, served, redis, tmp_path):
     owner = factories.user("ada")
     script = "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('done')\n"
     digest, size = artifact_store().put(

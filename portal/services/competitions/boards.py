@@ -9,8 +9,10 @@ beside it hold each team's best member, name, submission count and last submissi
 The grader offers each new score with one Lua script (kept only if it beats the team's
 best). When the keys are missing (Redis restarted, a rescore, a disqualification),
 the next reader rebuilds them from the database; offers made while a rebuild runs are
-queued and replayed after it, so none is lost. Every change bumps a version and is
-published on `podium:lb:R`, which the live pages listen to.
+queued and replayed after it, so none is lost. The "ready" mark names the Redis server
+run that built the board: a Redis restarted from a snapshot (a minute old, say) brings
+back a board that misses the last scores, and the database wins over it. Every change
+bumps a version and is published on `podium:lb:R`, which the live pages listen to.
 
 Private boards (after the round ends) are computed from the database and cached whole.
 """
@@ -112,6 +114,23 @@ def member(created_at: datetime, submission_id: int, team_id: int) -> str:
     return f"{_ms(created_at):013d}:{submission_id:010d}:{team_id}"
 
 
+RUN_ID_SECONDS = 1.0  # how long a process trusts the Redis run it last asked about
+_RUN_IDS: dict[int, tuple[float, str]] = {}
+
+
+def server_run(redis: Redis) -> str:
+    """The id of the Redis server's current run (new at each start), asked at most once
+    a second per connection pool."""
+    pool = id(redis.connection_pool)
+    now = time.monotonic()
+    known = _RUN_IDS.get(pool)
+    if known is not None and known[0] > now:
+        return known[1]
+    run_id = str(redis.info("server")["run_id"])
+    _RUN_IDS[pool] = (now + RUN_ID_SECONDS, run_id)
+    return run_id
+
+
 @dataclass
 class Board:
     redis: Redis
@@ -178,18 +197,36 @@ class Board:
 
     # Rebuild --------------------------------------------------------------------------
 
+    def is_ready(self, mark: Any = None) -> bool:
+        """Built in this run of the Redis server (`mark`: the "ready" value, read)."""
+        if mark is None:
+            mark = self.redis.get(self.key("ready"))
+        if isinstance(mark, bytes):
+            mark = mark.decode()
+        return mark is not None and mark == server_run(self.redis)
+
     def ensure(self) -> None:
-        if self.redis.exists(self.key("ready")):
+        if self.is_ready():
             return
-        token = str(time.monotonic_ns())
+        run = server_run(self.redis)
+        token = f"{run}:{time.monotonic_ns()}"
         if not self.redis.set(self.key("building"), token, nx=True, ex=REBUILD_LOCK_SECONDS):
-            # Someone else rebuilds: wait for it, briefly.
-            for _ in range(200):
-                time.sleep(0.05)
-                if self.redis.exists(self.key("ready")):
-                    return
-            return
+            held = self.redis.get(self.key("building"))
+            holder = held.decode() if isinstance(held, bytes) else str(held or "")
+            if holder.split(":")[0] == run:
+                # Someone else rebuilds: wait for it, briefly.
+                for _ in range(200):
+                    time.sleep(0.05)
+                    if self.is_ready():
+                        return
+                return
+            # A lock of an earlier run, restored from a snapshot: nobody holds it.
+            self.redis.delete(self.key("building"))
+            if not self.redis.set(self.key("building"), token, nx=True, ex=REBUILD_LOCK_SECONDS):
+                return
         try:
+            # Offers from now on wait in the queue, not in a board about to be replaced.
+            self.redis.delete(self.key("ready"))
             self._rebuild()
         finally:
             self._replay()
@@ -245,7 +282,7 @@ class Board:
             pipe.hset(self.key("last"), mapping={str(t): _ms(last) for t, _, last in counts})
         if teams:
             pipe.hset(self.key("names"), mapping={str(t): n for t, n in teams.items()})
-        pipe.set(self.key("ready"), 1)
+        pipe.set(self.key("ready"), server_run(self.redis))
         pipe.execute()
 
     def _replay(self) -> None:
@@ -270,9 +307,10 @@ class Board:
         key = (self.round_id, offset, limit)
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.key("version"))
-        pipe.exists(self.key("ready"))
-        raw_version, ready = pipe.execute()
+        pipe.get(self.key("ready"))
+        raw_version, mark = pipe.execute()
         version = int(raw_version or 0)
+        ready = self.is_ready(mark)
         hit = _PAGES.get(key)
         if ready and hit is not None and hit[0] == version:
             return hit[1]
@@ -398,10 +436,12 @@ def private_rows(round_: Round) -> list[dict[str, Any]]:
 def private_board(redis: Redis | None, round_: Round) -> list[dict[str, Any]]:
     key = _key(round_.id, "private")
     if redis is not None and (cached := redis.get(key)):
-        return json.loads(cached)
+        body = json.loads(cached)
+        if body.get("run") == server_run(redis):  # not a snapshot's, restored
+            return body["rows"]
     rows = private_rows(round_)
     if redis is not None:
-        redis.set(key, json.dumps(rows), ex=3600)
+        redis.set(key, json.dumps({"run": server_run(redis), "rows": rows}), ex=3600)
     return rows
 
 
