@@ -136,3 +136,28 @@ def test_the_whole_stack_runs_on_postgresql(tmp_path):
         assert [e["value"] for e in user.json("events", result.stdout.split()[0])] == [0.5]
     finally:
         stack.stop()
+
+
+def test_losing_redis_never_stops_podium(own_stack, tmp_path):
+    """kill -9 of the embedded Redis: it is started again on its port, every part
+    reconnects, and sessions and grading go on."""
+    user = User(own_stack, tmp_path / "home")
+    user.login("demo", "demo")
+    redis = own_stack.child("valkey-server")
+    port = next(c.laddr.port for c in redis.net_connections() if c.status == "LISTEN")
+    redis.kill()
+    deadline = time.monotonic() + 30
+    while "the redis exited" not in (own_stack.root / "stack.log").read_text():
+        assert time.monotonic() < deadline, "the embedded Redis was not restarted"
+        time.sleep(0.2)
+    restarted = own_stack.child("valkey-server")
+    assert restarted.pid != redis.pid
+    assert port in [c.laddr.port for c in restarted.net_connections() if c.status == "LISTEN"]
+    # Well past the supervisor's give-up window for a crash-looping part.
+    ran = user("run", str(script(tmp_path / "code", "print('after redis')")))
+    assert ran.returncode == 0, ran.stderr
+    ident = ran.stdout.splitlines()[0]
+    assert user.wait_for(ident, {"completed"}, timeout=60)["status"] == "completed"
+    assert own_stack.process.poll() is None, "Podium stopped"
+    board = user("leaderboard", "digits")
+    assert board.returncode == 0, board.stderr
