@@ -43,7 +43,9 @@ SESSION = "/<username>/<int:number>"
 
 
 def _find(username: str, number: int, *, change: bool = False) -> Session:
-    session = service.find_session(g.user, f"{username}/{number}", change=change)
+    session = service.find_session(
+        g.user, f"{username}/{number}", change=change, scope=g.scope_session_id
+    )
     if g.scope_session_id is not None and g.scope_session_id != session.id:
         raise NotFound(f"no session {username}/{number}")
     return session

@@ -158,7 +158,11 @@ def create_session(
     redis=None,
     archive: Path | None = None,
     max_unpacked_bytes: int = 8 * 2**30,
+    *,
+    commit: bool = True,
 ) -> Session:
+    """A pending session; with `commit=False` it is only flushed, for a caller that
+    adds to it and commits the whole (the scheduler sees none of it before)."""
     validate_request(request, user)
     environment_digest = request.environment
     if archive is not None:
@@ -217,6 +221,9 @@ def create_session(
     )
     for version in versions:
         version.dataset.last_accessed_at = utcnow()
+    if not commit:
+        db.session.flush()
+        return session
     db.session.commit()
     if redis is not None:
         _wake(redis)
@@ -259,10 +266,15 @@ def teammates(a: User, b: User) -> bool:
     return bool(dataset_service.team_ids(a) & dataset_service.team_ids(b))
 
 
-def find_session(viewer: User, ident: str, *, change: bool = False) -> Session:
+def find_session(
+    viewer: User, ident: str, *, change: bool = False, scope: int | None = None
+) -> Session:
     """The session, if `viewer` may see it: its owner, an administrator, or a member of a
     team its owner is in; 404 otherwise, so ids do not leak. With `change`, teammates
-    (who may look, and fork) are refused with 403."""
+    (who may look, and fork) are refused with 403, and so is everyone but an
+    administrator and the session's own code (`scope`: the session a token is scoped
+    to) for the sessions the platform runs for a user (grading, reproductions): a team
+    must not stop, feed or rewrite the re-run that checks its work."""
     username, number = parse_ident(ident, viewer)
     platform_kind = next((k for k, name in PLATFORM_KINDS.items() if name == username), None)
     if platform_kind is not None:
@@ -281,10 +293,14 @@ def find_session(viewer: User, ident: str, *, change: bool = False) -> Session:
         )
     if session is None:
         raise NotFound(f"no session {username}/{number}")
-    if viewer.is_admin or session.user_id == viewer.id:
+    if viewer.is_admin:
         return session
-    if not teammates(viewer, session.user):
+    if session.user_id != viewer.id and not teammates(viewer, session.user):
         raise NotFound(f"no session {username}/{number}")
+    if change and session.kind in PLATFORM_KINDS and scope != session.id:
+        raise Forbidden(f"{session.ident} is run by the platform: only it changes it")
+    if session.user_id == viewer.id:
+        return session
     if change:
         raise Forbidden(f"only {session.user.username} may change {session.ident}")
     return session
@@ -294,7 +310,13 @@ def fork(
     viewer: User, source: Session, *, args: str | None, checkpoint: str | None, store, redis=None
 ) -> Session:
     """A new session of `viewer` with the source's code, data and resources; with
-    `checkpoint`, that checkpoint is copied to it and named in PODIUM_RESUME."""
+    `checkpoint`, that checkpoint is copied to it and named in PODIUM_RESUME. The
+    sessions the platform runs are not forked: fork the training they came from."""
+    if source.kind in PLATFORM_KINDS:
+        raise Forbidden(
+            f"{source.ident} is run by the platform: fork the training session it came from"
+            + (f" ({source.forked_from})" if source.forked_from else "")
+        )
     request = SessionRequest(
         entry=source.entry,
         code_digest=source.code_digest,

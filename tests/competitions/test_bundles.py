@@ -37,12 +37,14 @@ with open(os.path.join(output_dir, "scores.txt"), "w") as out:
 """
 
 
-def zipped(files: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+def zipped(
+    files: dict[str, bytes], links: tuple[str, ...] = (), stored: tuple[str, ...] = ()
+) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, body in files.items():
             info = zipfile.ZipInfo(name)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED if name in stored else zipfile.ZIP_DEFLATED
             if name in links:
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, body)
@@ -319,3 +321,71 @@ def test_the_papers_metrics_are_named_by_a_bundle_too(client, olga):
     made = send(client, olga, zipped(codabench(leaderboards=[{"columns": columns}])))
     assert made.status_code == 201, made.get_json()
     assert {r.metric for r in db.session.scalars(db.select(Round))} == {"token_f1"}
+
+
+def phase(**changes) -> dict:
+    return {
+        "index": 0,
+        "name": "P",
+        "start": "2026-11-01",
+        "end": "2026-12-20",
+        "tasks": [0],
+    } | changes
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"phases": "every day"}, "phases"),
+        ({"phases": ["not a mapping"]}, "phases"),
+        ({"phases": [phase(index="first")]}, "index"),
+        ({"phases": [phase(max_submissions=float("inf"))]}, "max_submissions"),
+        ({"phases": [phase(max_submissions_per_day=10**30)]}, "max_submissions_per_day"),
+        ({"phases": [phase(start="9999-12-31", end=None)]}, "too far ahead"),
+        ({"phases": [phase(tasks=5)]}, "tasks"),
+        ({"phases": [phase(tasks=[[0]])]}, "tasks"),
+        ({"phases": [phase(index=i) for i in range(21)]}, "phases"),
+        ({"tasks": [{"index": [0], "reference_data": "reference_data.zip"}]}, "index"),
+        ({"leaderboards": "results"}, "leaderboards"),
+        ({"leaderboards": [{"columns": [{"key": "accuracy", "sorting": "sideways"}]}]}, "sorting"),
+        ({"pages": [{"title": "no file"}]}, "file"),
+    ],
+)
+def test_a_bundle_whose_yaml_is_malformed_names_the_problem(client, olga, changes, problem):
+    refused = send(client, olga, zipped(codabench(**changes)))
+    assert refused.status_code == 422, refused.get_data(as_text=True)[:400]
+    assert problem in refused.get_json()["error"]["message"]
+    assert db.session.scalar(db.select(db.func.count(Competition.id))) == 0
+
+
+def test_yaml_aliases_are_refused_before_they_expand(client, olga):
+    layers = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    layers += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bundle = codabench()
+    bundle["competition.yaml"] = ("\n".join(layers) + "\ntitle: *a8\nversion: 2\n").encode()
+    refused = send(client, olga, zipped(bundle))
+    assert refused.status_code == 422
+    assert "aliases" in refused.get_json()["error"]["message"]
+
+
+def test_input_data_stays_hidden_unless_the_bundle_makes_it_available(client, olga):
+    made = send(client, olga, zipped(codabench(make_input_data_available="false")))
+    assert made.status_code == 201, made.get_json()
+    first = db.session.scalar(db.select(Round).order_by(Round.number))
+    assert (first.publish_inputs, first.accepts) == (False, "models")
+
+
+def test_a_scoring_program_that_nests_too_deeply_is_reported_not_run(client, olga):
+    bundle = codabench()
+    deep = "x = " + "(" * 200_000 + ")" * 200_000 + "\n"
+    bundle["scoring_program.zip"] = zipped(
+        {
+            "metadata.yaml": b"command: python3 $program/score.py $input $output\n",
+            "score.py": deep.encode(),
+        },
+        stored=("score.py",),
+    )
+    made = send(client, olga, zipped(bundle, stored=("scoring_program.zip",)))
+    assert made.status_code == 201, made.get_json()
+    report = "\n".join(made.get_json()["report"])
+    assert "does not parse" in report or "nests too deeply" in report, report

@@ -260,3 +260,42 @@ def test_a_resumed_submission_runs_again_from_the_checkpoint_it_started_from(
     )
     copied = db.session.scalars(db.select(Checkpoint).where(Checkpoint.session_id == rerun.id))
     assert [(c.name, c.digest) for c in copied] == [("2", start_digest)]
+
+
+def test_the_team_cannot_stop_feed_or_fork_its_reproduction(model_submission, app, client):
+    ms = model_submission
+    body = client.post(
+        f"{TOY}/submissions/{ms['submission']}/reproductions", headers=ms["organiser"]
+    ).get_json()
+    owner, number = body["training_session"].split("/")
+    path = f"/api/v1/sessions/{owner}/{number}"
+    ann = ms["ann"]
+    assert client.get(path, headers=ann).status_code == 200  # the team sees it run
+    for method, suffix, extra in (
+        ("post", "/stop", {"json": {}}),
+        ("put", "/checkpoints/final", {"data": b"weights", "content_type": "application/gzip"}),
+        ("patch", "", {"json": {"memo": "mine"}}),
+        ("post", "/exec", {"json": {"command": ["id"]}}),
+    ):
+        refused = getattr(client, method)(path + suffix, headers=ann, **extra)
+        assert refused.status_code == 403, (suffix, refused.get_json())
+    forked = client.post(path + "/fork", json={}, headers=ann)
+    assert (
+        forked.status_code == 403 and "fork the training" in forked.get_json()["error"]["message"]
+    )
+    # Other users do not see it at all; the re-run's own code may save its checkpoints.
+    assert client.get(path, headers=ms["bob"]).status_code == 404
+    rerun = db.session.get(Session, int(number))
+    from datetime import timedelta
+
+    from portal.services import auth
+
+    own_token = auth.issue_token(
+        rerun.user, ttl=timedelta(hours=1), label="session", session_id=rerun.id
+    )
+    saved = client.put(
+        path + "/checkpoints/1",
+        data=b"its own weights",
+        headers={**factories.headers(own_token), "Content-Type": "application/gzip"},
+    )
+    assert saved.status_code in (200, 201), saved.get_json()

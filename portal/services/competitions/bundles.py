@@ -37,15 +37,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import yaml
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
 
-from portal.errors import ApiError
+from portal.errors import ApiError, first_problem
 from portal.models import Competition, User
 from portal.services.artifacts import ArtifactStore
 from portal.services.competitions import specs
 from portal.services.competitions.core import CUSTOM, require_organiser_level
+from portal.services.competitions.spec_schema import MAX_ROUNDS
 
-MAX_BUNDLE_BYTES = 256 * 2**20
-MAX_UNPACKED_BYTES = 512 * 2**20
+MAX_BUNDLE_BYTES = 128 * 2**20
+MAX_UNPACKED_BYTES = 256 * 2**20  # the bundle and every zip inside it, together
 MAX_MEMBERS = 10_000
 MAX_RATIO = 200  # unpacked to packed, per member: more is a zip bomb
 LAST_PHASE_DAYS = 365  # a last phase without an end, nor the competition's
@@ -111,9 +113,25 @@ class Converted:
 # Reading the zip --------------------------------------------------------------------
 
 
-def read_zip(data: bytes, what: str) -> dict[str, bytes]:
+class Budget:
+    """What a bundle may unpack, the zips inside it included."""
+
+    def __init__(self, limit: int = MAX_UNPACKED_BYTES):
+        self.left = limit
+
+    def take(self, size: int, what: str) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise BundleError(
+                f"{what}: the bundle expands beyond {MAX_UNPACKED_BYTES // 2**20} MiB"
+            )
+
+
+def read_zip(data: bytes, what: str, budget: Budget | None = None) -> dict[str, bytes]:
     """The regular files of a zip by their path inside it; refused whole on a path that
-    leaves it, a link, too many members, or an absurd expansion."""
+    leaves it, a link, too many members, or an absurd expansion (of a member, or of the
+    whole against its packed size)."""
+    budget = budget or Budget()
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -133,14 +151,13 @@ def read_zip(data: bytes, what: str) -> dict[str, bytes]:
             raise BundleError(f"{what} holds {name!r}, a link: bundles hold plain files only")
         if info.is_dir():
             continue
-        if info.file_size > max(info.compress_size, 1) * MAX_RATIO and info.file_size > 2**20:
-            raise BundleError(
-                f"{what}: {name!r} would expand {info.file_size // max(info.compress_size, 1)} "
-                f"times (at most {MAX_RATIO}): refused as a zip bomb"
-            )
         total += info.file_size
-        if total > MAX_UNPACKED_BYTES:
-            raise BundleError(f"{what} expands beyond {MAX_UNPACKED_BYTES // 2**20} MiB")
+        bomb = info.file_size > 2**16 and info.file_size > max(info.compress_size, 1) * MAX_RATIO
+        if bomb or (total > 2**20 and total > len(data) * MAX_RATIO):
+            raise BundleError(
+                f"{what}: {name!r} would expand more than {MAX_RATIO} times: refused as a zip bomb"
+            )
+        budget.take(info.file_size, what)
         with archive.open(info) as member:
             body = member.read(info.file_size + 1)
         if len(body) != info.file_size:
@@ -164,10 +181,12 @@ def _root(files: dict[str, bytes]) -> str:
 
 
 class Bundle:
-    def __init__(self, files: dict[str, bytes]):
+    def __init__(self, files: dict[str, bytes], budget: Budget):
         self.yaml = _root(files)
         self.root = posixpath.dirname(self.yaml)
         self.files = files
+        self.budget = budget
+        self._folders: dict[str, dict[str, bytes]] = {}
 
     def path(self, name: str) -> str:
         return posixpath.join(self.root, name) if self.root else name
@@ -193,7 +212,9 @@ class Bundle:
             inside = {k[len(prefix) :]: v for k, v in self.files.items() if k.startswith(prefix)}
             if inside:
                 return inside
-        return read_zip(self.named(name, what), f"{what} ({name})")
+        if text not in self._folders:  # a zip several phases name is unpacked once
+            self._folders[text] = read_zip(self.named(name, what), f"{what} ({name})", self.budget)
+        return self._folders[text]
 
 
 # Normalising both formats -----------------------------------------------------------
@@ -223,26 +244,21 @@ def _normalise_v15(raw: dict[str, Any], report: list[str]) -> dict[str, Any]:
     ]
     terms = (raw.get("html") or {}).get("terms")
     phases = []
-    phase_items = raw.get("phases") or {}
-    if not isinstance(phase_items, dict):
-        raise BundleError("phases: CodaLab 1.5 lists phases by number")
-    for key, phase in sorted(phase_items.items(), key=lambda item: int(item[0])):
-        phase = dict(phase or {})
-        task = {
-            k: phase.pop(k)
-            for k in ("reference_data", "input_data", "scoring_program", "ingestion_program")
-            if k in phase
-        }
+    task_keys = ("reference_data", "input_data", "scoring_program", "ingestion_program")
+    for key, phase in sorted((raw.get("phases") or {}).items()):
+        phase = dict(phase)
+        task = {k: phase.pop(k) for k in task_keys}
+        number = phase.pop("phasenumber")
         phases.append(
             {
-                "index": int(phase.pop("phasenumber", key)),
-                "name": phase.pop("label", f"Phase {key}"),
-                "start": phase.pop("start_date", None),
-                "description": phase.pop("description", ""),
-                "max_submissions": phase.pop("max_submissions", None),
-                "max_submissions_per_day": phase.pop("max_submissions_per_day", None),
-                "execution_time_limit": phase.pop("execution_time_limit", None),
-                "_task": task,
+                "index": key if number is None else number,
+                "name": phase.pop("label") or f"Phase {key}",
+                "start": phase.pop("start_date"),
+                "description": phase.pop("description"),
+                "max_submissions": phase.pop("max_submissions"),
+                "max_submissions_per_day": phase.pop("max_submissions_per_day"),
+                "execution_time_limit": phase.pop("execution_time_limit"),
+                "_task": {k: v for k, v in task.items() if v},
                 **{f"_unmapped_{k}": v for k, v in phase.items()},
             }
         )
@@ -250,16 +266,15 @@ def _normalise_v15(raw: dict[str, Any], report: list[str]) -> dict[str, Any]:
         phases[-1]["end"] = raw["end_date"]
     columns = []
     for key, column in ((raw.get("leaderboard") or {}).get("columns") or {}).items():
-        column = column or {}
         columns.append(
             {
                 "key": key,
-                "title": column.get("label", key),
-                "index": column.get("rank", 0),
-                "sorting": column.get("sort", "desc"),
+                "title": column.get("label") or key,
+                "index": column.get("rank") or 0,
+                "sorting": column.get("sort") or "desc",
             }
         )
-    for key in sorted(set(raw) - V15_TOP):
+    for key in sorted(set(map(str, raw)) - V15_TOP):
         report.append(f"{key}: not carried over (no Podium setting)")
     return {
         "title": raw.get("title"),
@@ -450,9 +465,10 @@ def _program_refusal(folder: dict[str, bytes]) -> tuple[str, str] | str:
     if meta is None:
         return "it has no metadata file naming its command"
     try:
-        command = str((yaml.safe_load(meta) or {}).get("command", ""))
-    except yaml.YAMLError:
-        return "its metadata is not YAML"
+        metadata = load_yaml(meta, "the scoring program's metadata")
+    except BundleError:
+        return "its metadata is not plain YAML"
+    command = str(metadata.get("command", "")) if isinstance(metadata, dict) else ""
     match = PROGRAM_COMMAND.match(command)
     if match is None:
         return f"its command {command!r} is not `python $program/SCRIPT.py $input $output`"
@@ -466,6 +482,8 @@ def _program_refusal(folder: dict[str, bytes]) -> tuple[str, str] | str:
         tree = ast.parse(source)
     except SyntaxError as exc:
         return f"its script does not parse: {exc.msg} (line {exc.lineno})"
+    except (MemoryError, RecursionError, ValueError):
+        return "its script nests too deeply to read"
     for node in ast.walk(tree):
         modules = (
             [a.name for a in node.names]
@@ -539,6 +557,149 @@ def _adapter(script: str, source: str, labels: Labels, key: str) -> bytes:
     ).encode()
 
 
+# What the YAML may hold --------------------------------------------------------------
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without aliases: a few bytes of `&a [*b, *b, ...]` chains expand to gigabytes
+    once walked."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise BundleError("the bundle's YAML uses aliases (*name): write each value out")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(body: bytes, what: str) -> Any:
+    try:
+        return yaml.load(_decode(body, what), Loader=_PlainLoader)  # a SafeLoader
+    except yaml.YAMLError as exc:
+        raise BundleError(f"{what} is not YAML: {str(exc).splitlines()[0]}") from None
+
+
+class _Open(Schema):
+    class Meta:
+        unknown = INCLUDE  # reported as not carried over, not refused
+
+
+def _text() -> fields.String:
+    return fields.String(load_default=None, allow_none=True)
+
+
+_COUNT = validate.Range(min=0, max=10**9)
+
+
+def _an_index(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValidationError("an index is a number or a name")
+
+
+class V2Column(_Open):
+    key = _text()
+    title = _text()
+    index = fields.Integer(load_default=0, validate=_COUNT)
+    sorting = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+    computation = fields.Raw(load_default=None)
+
+
+class V2Board(_Open):
+    title = _text()
+    columns = fields.List(
+        fields.Nested(V2Column), load_default=[], validate=validate.Length(max=50)
+    )
+
+
+class V2Task(_Open):
+    index = fields.Raw(required=True, validate=_an_index)
+    name = _text()
+    reference_data = _text()
+    input_data = _text()
+    scoring_program = _text()
+    ingestion_program = _text()
+
+
+class V2Phase(_Open):
+    index = fields.Integer(load_default=0, validate=_COUNT)
+    name = _text()
+    description = _text()
+    start = fields.Raw(load_default=None)
+    end = fields.Raw(load_default=None)
+    tasks = fields.List(fields.Raw(validate=_an_index), load_default=[])
+    max_submissions_per_day = fields.Integer(load_default=None, validate=_COUNT)
+    max_submissions = fields.Integer(load_default=None, validate=_COUNT)
+    execution_time_limit = fields.Integer(load_default=None, validate=_COUNT)
+
+
+class V2Page(_Open):
+    title = _text()
+    file = fields.String(required=True)
+
+
+class V2Bundle(_Open):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="")
+    image = _text()
+    terms = _text()
+    pages = fields.List(fields.Nested(V2Page), load_default=[], validate=validate.Length(max=50))
+    phases = fields.List(
+        fields.Nested(V2Phase), required=True, validate=validate.Length(min=1, max=MAX_ROUNDS)
+    )
+    tasks = fields.List(fields.Nested(V2Task), load_default=[], validate=validate.Length(max=100))
+    leaderboards = fields.List(
+        fields.Nested(V2Board), load_default=[], validate=validate.Length(max=10)
+    )
+    make_input_data_available = fields.Boolean(load_default=False)
+
+
+class V15Phase(_Open):
+    phasenumber = fields.Integer(load_default=None, validate=_COUNT)
+    label = _text()
+    description = _text()
+    start_date = fields.Raw(load_default=None)
+    max_submissions = fields.Integer(load_default=None, validate=_COUNT)
+    max_submissions_per_day = fields.Integer(load_default=None, validate=_COUNT)
+    execution_time_limit = fields.Integer(load_default=None, validate=_COUNT)
+    reference_data = _text()
+    input_data = _text()
+    scoring_program = _text()
+    ingestion_program = _text()
+
+
+class V15Column(_Open):
+    label = _text()
+    rank = fields.Integer(load_default=0, validate=_COUNT)
+    sort = fields.String(load_default="desc", validate=validate.OneOf(["asc", "desc"]))
+
+
+class V15Board(_Open):
+    columns = fields.Dict(keys=fields.String(), values=fields.Nested(V15Column), load_default={})
+
+
+class V15Bundle(_Open):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="")
+    image = _text()
+    html = fields.Dict(keys=fields.String(), values=fields.String(), load_default={})
+    phases = fields.Dict(
+        keys=fields.Integer(validate=_COUNT),
+        values=fields.Nested(V15Phase),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_ROUNDS),
+    )
+    leaderboard = fields.Nested(V15Board, load_default=None, allow_none=True)
+    end_date = fields.Raw(load_default=None)
+
+
+def checked(schema: Schema, raw: dict[str, Any]) -> dict[str, Any]:
+    """The YAML's values, of the types the format gives them; the first problem named."""
+    try:
+        return schema.load(raw)
+    except ValidationError as exc:
+        raise BundleError(f"competition.yaml: {first_problem(exc.messages)}") from None
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise BundleError(f"competition.yaml holds a value out of range: {exc}") from None
+
+
 # The conversion ---------------------------------------------------------------------
 
 
@@ -550,20 +711,18 @@ def convert(data: bytes, *, slug: str | None = None, metric: str | None = None) 
     """A bundle's spec, files and report; BundleError names the first problem."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"the bundle is larger than {MAX_BUNDLE_BYTES // 2**20} MiB")
-    bundle = Bundle(read_zip(data, "the bundle"))
-    try:
-        raw = yaml.safe_load(bundle.files[bundle.yaml])
-    except yaml.YAMLError as exc:
-        raise BundleError(f"competition.yaml is not YAML: {exc}") from None
+    budget = Budget()
+    bundle = Bundle(read_zip(data, "the bundle", budget), budget)
+    raw = load_yaml(bundle.files[bundle.yaml], "competition.yaml")
     if not isinstance(raw, dict):
         raise BundleError("competition.yaml must be a mapping")
     report: list[str] = []
     if str(raw.get("version", "")).startswith("2"):
-        for key in sorted(set(raw) - V2_TOP):
+        for key in sorted(set(map(str, raw)) - V2_TOP):
             report.append(f"{key}: not carried over (no Podium setting)")
-        shaped = raw
+        shaped = checked(V2Bundle(), raw)
     else:
-        shaped = _normalise_v15(raw, report)
+        shaped = _normalise_v15(checked(V15Bundle(), raw), report)
     title = str(shaped.get("title") or "").strip()
     if not title:
         raise BundleError("competition.yaml has no title")
@@ -582,7 +741,7 @@ def convert(data: bytes, *, slug: str | None = None, metric: str | None = None) 
     files: dict[str, bytes] = {}
     rounds = []
     for n, phase in enumerate(phases):
-        where = f"phase {phase.get('index', n)} ({phase.get('name', '')})".replace(" ()", "")
+        where = f"phase {phase.get('index', n)} ({phase.get('name') or ''})".replace(" ()", "")
         for key in sorted(k for k in phase if k.startswith("_unmapped_")):
             report.append(f"{where}: {key[len('_unmapped_') :]} not carried over")
         for key in ("solutions", "starting_kit", "public_data", "auto_migrate_to_this_phase"):
@@ -591,7 +750,17 @@ def convert(data: bytes, *, slug: str | None = None, metric: str | None = None) 
         following = phases[n + 1] if n + 1 < len(phases) else None
         rounds.append(
             _round(
-                bundle, phase, following, tasks, ranking, raw, where, n + 1, files, report, metric
+                bundle,
+                phase,
+                following,
+                tasks,
+                ranking,
+                shaped,
+                where,
+                n + 1,
+                files,
+                report,
+                metric,
             )
         )
     spec = {
@@ -640,7 +809,10 @@ def _round(
         ends = _when(following.get("start"), f"{where}: the next phase's start")
         report.append(f"{where}: no end: it ends when the next phase starts")
     if ends is None:
-        ends = starts + timedelta(days=LAST_PHASE_DAYS)
+        try:
+            ends = starts + timedelta(days=LAST_PHASE_DAYS)
+        except OverflowError:
+            raise BundleError(f"{where}: it starts too far ahead to end") from None
         report.append(f"{where}: no end: it ends {LAST_PHASE_DAYS} days after it starts")
     if "reference_data" not in task:
         raise BundleError(f"{where}: its task has no reference_data (the labels to score against)")
@@ -663,7 +835,7 @@ def _round(
         "test_inputs": f"{prefix}/test.csv",
         "labels": f"{prefix}/labels.csv",
     }
-    publish = bool(raw.get("make_input_data_available", False)) or not has_inputs
+    publish = raw.get("make_input_data_available") is True or not has_inputs
     round_["publish_inputs"] = publish
     round_["accepts"] = "both" if publish else "models"
     if not has_inputs:

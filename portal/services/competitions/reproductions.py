@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 
 from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
@@ -103,8 +103,10 @@ def start(
         f"({record['session']}), asked by {user.username}",
         kind=SessionKind.REPRODUCTION.value,
     )
+    # One transaction with the reproduction: the scheduler sees the session whole (its
+    # starting checkpoint too), and a refusal leaves nothing behind.
     try:
-        session = session_service.create_session(submission.user, request, redis=None)
+        session = session_service.create_session(submission.user, request, redis=None, commit=False)
     except NotFound as exc:
         # A dataset version gone, or no longer the submitter's to read.
         raise Conflict(f"submission {submission.id} cannot run again: {exc.message}") from None
@@ -232,14 +234,19 @@ def training_ended(session: Session) -> None:
         _fail(reproduction, "the re-run completed without saving a checkpoint")
         return
     competition = reproduction.round.competition
-    grader = submissions.open_grading(
-        session.user,
-        session,
-        checkpoint,
-        reproduction.round,
-        memo=f"grading {session.ident}:{checkpoint.name}, the reproduction of submission "
-        f"{reproduction.submission_id} of {competition.slug}",
-    )
+    try:
+        grader = submissions.open_grading(
+            session.user,
+            session,
+            checkpoint,
+            reproduction.round,
+            memo=f"grading {session.ident}:{checkpoint.name}, the reproduction of submission "
+            f"{reproduction.submission_id} of {competition.slug}",
+        )
+    except ApiError as exc:  # no node could ever grade it now, say
+        db.session.rollback()
+        _fail(reproduction, f"its checkpoint could not be graded: {exc.message}")
+        return
     reproduction.grading_session_id = grader.id
     reproduction.checkpoint = checkpoint.name
     reproduction.checkpoint_digest = checkpoint.digest
@@ -322,7 +329,22 @@ def grading_ended(session: Session) -> None:
 def scored(
     reproduction: Reproduction, public: float | None, private: float | None, error: str
 ) -> None:
-    """The grader's outcome (`grader.jobs.score_reproduction`)."""
+    """The grader's outcome (`grader.jobs.score_reproduction`): kept once, whichever of
+    two jobs (a sweep's and the first) gets here first."""
+    claimed = db.session.execute(
+        update(Reproduction)
+        .where(
+            Reproduction.id == reproduction.id,
+            Reproduction.status == ReproductionStatus.SCORING.value,
+        )
+        .values(
+            status=ReproductionStatus.FAILED.value if error else ReproductionStatus.SCORED.value
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult, claimed).rowcount != 1:
+        db.session.rollback()
+        return
     if error:
         _fail(reproduction, f"scoring failed: {error}")
         return

@@ -15,6 +15,8 @@ SLUG = validate.Regexp(r"^[a-z0-9][a-z0-9-]{1,62}$", error="a slug is 2-63 of a-
 ACCEPTS = ["files", "models", "both"]
 # The one list of metrics: the grader's built-in ones, and an organiser's own scorer.
 METRIC_NAMES = [*METRICS, CUSTOM]
+MAX_ROUNDS = 20
+MAX_QUOTA = 10**9
 
 
 class RoundSpec(Schema):
@@ -38,8 +40,8 @@ class RoundSpec(Schema):
     )
     scorer = fields.String(load_default=None, allow_none=True)
     higher_is_better = fields.Boolean(load_default=None, allow_none=True)
-    daily_quota = fields.Integer(load_default=5, validate=validate.Range(min=1))
-    total_quota = fields.Integer(load_default=100, validate=validate.Range(min=1))
+    daily_quota = fields.Integer(load_default=5, validate=validate.Range(min=1, max=MAX_QUOTA))
+    total_quota = fields.Integer(load_default=100, validate=validate.Range(min=1, max=MAX_QUOTA))
     public_fraction = fields.Float(
         load_default=0.5, validate=validate.Range(min=0, max=1, min_inclusive=False)
     )
@@ -63,5 +65,5 @@ class CompetitionSpec(Schema):
     )
     team_size_limit = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
     rounds = fields.List(
-        fields.Nested(RoundSpec), required=True, validate=validate.Length(min=1, max=20)
+        fields.Nested(RoundSpec), required=True, validate=validate.Length(min=1, max=MAX_ROUNDS)
     )

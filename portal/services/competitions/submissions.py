@@ -269,7 +269,7 @@ def open_grading(
         memo=memo,
         kind=SessionKind.GRADING.value,
     )
-    grading = session_service.create_session(owner, request, redis=None)
+    grading = session_service.create_session(owner, request, redis=None, commit=False)
     grading.forked_from = source.ident
     grading.resume_checkpoint = checkpoint.name
     db.session.add(
