@@ -387,6 +387,32 @@ def enforce(redis, now: datetime | None = None) -> list[Session]:
     for sessions in warned.values():  # one message a user, naming every session
         alerts.credit_warning(sessions, now + grace)
     db.session.commit()
+    stopped += _enforce_reproductions(redis, now, rates, grace)
+    return stopped
+
+
+def _enforce_reproductions(redis, now: datetime, rates: Rates, grace: timedelta) -> list[Session]:
+    """An organiser's re-runs of submissions stop, after the grace, once the organiser
+    who pays for them has no credit (the reproduction then fails, saying so)."""
+    from portal.services import sessions as session_service
+
+    stopped = []
+    for session in db.session.scalars(
+        select(Session).where(
+            Session.status == SessionStatus.RUNNING.value,
+            Session.kind == SessionKind.REPRODUCTION.value,
+        )
+    ).all():
+        paying, _ = payer(session)
+        if paying.credit > 0 or rates.per_hour(session) <= 0:
+            session.credit_stop_at = None
+        elif session.credit_stop_at is None:
+            session.credit_stop_at = now + grace
+        elif now >= session.credit_stop_at and not session.stop_requested:
+            reason = f"{OUT_OF_CREDIT}: {paying.username}, who pays for it, has none left"
+            session_service.request_stop(session, redis=redis, reason=reason)
+            stopped.append(session)
+        db.session.commit()
     return stopped
 
 

@@ -299,3 +299,26 @@ def test_the_team_cannot_stop_feed_or_fork_its_reproduction(model_submission, ap
         headers={**factories.headers(own_token), "Content-Type": "application/gzip"},
     )
     assert saved.status_code in (200, 201), saved.get_json()
+
+
+def test_a_reproduction_stops_when_the_organiser_s_credit_is_spent(
+    model_submission, app, client, redis
+):
+    from portal.services import credits
+
+    ms = model_submission
+    body = client.post(
+        f"{TOY}/submissions/{ms['submission']}/reproductions", headers=ms["organiser"]
+    ).get_json()
+    rerun_id = int(body["training_session"].split("/")[1])
+    Scheduler(app, redis).run_pass()
+    state(client, ms["node"], rerun_id, "running")
+    app.config.update(CREDIT_CPU_HOUR=1.0, CREDIT_GRACE_SECONDS=0)
+    named("olga").credit = 0.0
+    named("ann").credit = 100.0  # the team's credit does not pay for it
+    db.session.commit()
+    assert credits.enforce(redis) == []  # the grace starts
+    stopped = credits.enforce(redis)
+    assert [s.id for s in stopped] == [rerun_id]
+    rerun = db.session.get(Session, rerun_id)
+    assert rerun.stop_requested and "olga, who pays for it, has none left" in rerun.stop_reason
