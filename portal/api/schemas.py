@@ -696,7 +696,13 @@ class SubmissionOut(Schema):
         allow_none=True, metadata={"description": "the session that graded a checkpoint"}
     )
     status = fields.String(
-        metadata={"description": "grading, scoring, scored, failed, invalid, or disqualified"}
+        metadata={
+            "description": "grading, scoring, scored, failed, invalid, errored (the platform "
+            "failed to grade it: not counted) or disqualified"
+        }
+    )
+    grading_attempts = Int(
+        allow_none=True, metadata={"description": "grading sessions a model submission took"}
     )
     error = fields.String(allow_none=True)
     public_score = fields.Float(allow_none=True)

@@ -23,6 +23,9 @@ class SubmissionStatus(enum.StrEnum):
     SCORED = "scored"
     FAILED = "failed"  # the grading session or the scoring failed: counts against quotas
     INVALID = "invalid"  # predictions failed validation: does not count
+    # Its grading failed for the platform's reasons (a node lost, a container that could
+    # not start, ...) every time it was tried: does not count.
+    ERRORED = "errored"
 
 
 COUNTED_STATUSES = (
@@ -165,6 +168,8 @@ class Submission(db.Model):  # type: ignore[name-defined]
         ForeignKey("sessions.id", ondelete="SET NULL"), index=True
     )
     predictions_digest: Mapped[str] = mapped_column(String(64), default="")
+    # Grading sessions started for it: one more each time the platform failed one.
+    grading_attempts: Mapped[int] = mapped_column(default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str] = mapped_column(Text, default="")
     public_score: Mapped[float | None] = mapped_column(Float)

@@ -169,7 +169,7 @@ def panel(slug: str):
         reason_form=ReasonForm(),
         labels_form=LabelsForm(),
         visibility_form=VisibilityForm(visibility=competition.visibility),
-        statuses=["grading", "scoring", "scored", "failed", "invalid", "disqualified"],
+        statuses=["grading", "scoring", "scored", "failed", "invalid", "errored", "disqualified"],
         after_start=sorted(rounds.AFTER_START - {"higher_is_better"}),
     )
 

@@ -58,7 +58,11 @@ def submission_outcome(submission: Submission) -> None:
         subject = f"Submission {submission.id} scored{shown}"
         body = f"Your {what} was scored: public score{shown or ' —'}."
         kind = "submission_scored"
-    elif submission.status in (SubmissionStatus.FAILED.value, SubmissionStatus.INVALID.value):
+    elif submission.status in (
+        SubmissionStatus.FAILED.value,
+        SubmissionStatus.INVALID.value,
+        SubmissionStatus.ERRORED.value,
+    ):
         subject = f"Submission {submission.id} failed"
         body = f"Your {what} failed: {submission.error or 'no reason was given'}"
         kind = "submission_failed"

@@ -19,7 +19,7 @@ from grader.metrics import METRICS
 from portal import keys
 from portal.errors import Conflict
 from portal.extensions import db
-from portal.models import Round, Session, Submission, SubmissionStatus
+from portal.models import Round, Session, SessionStatus, Submission, SubmissionStatus
 from portal.queue import grader_queue
 from portal.services import tables
 from portal.services.artifacts import ArtifactStore
@@ -107,10 +107,45 @@ def grading_predictions(
     return submission
 
 
+# A submission is graded at most this many times when the platform fails its grading.
+MAX_GRADING_ATTEMPTS = 3
+
+
+def platform_failure(session: Session) -> str | None:
+    """Why a grading session ended for a reason of the platform's, not the submitted
+    code's (its node lost, its container never started, the scheduler could not place
+    it, stopped by an administrator or for the organiser's credit); None otherwise."""
+    status = session.state
+    if status in (SessionStatus.LOST, SessionStatus.REJECTED, SessionStatus.STOPPED):
+        return f"{status.value}: {session.status_reason}".rstrip(": ")
+    if status is SessionStatus.FAILED and session.status_reason.startswith("could not start"):
+        return session.status_reason
+    return None
+
+
 def grading_ended(session: Session) -> None:
-    """Called once a grading session has its final state."""
+    """Called once a grading session has its final state. A failure of the platform's
+    grades the submission again (up to MAX_GRADING_ATTEMPTS), then leaves it `errored`,
+    which counts against no quota; only the submitted code's own failure counts."""
     submission = for_grading_session(session)
     if submission is None or submission.status != SubmissionStatus.GRADING.value:
+        return
+    if (why := platform_failure(session)) is not None:
+        if submission.grading_attempts < MAX_GRADING_ATTEMPTS:
+            # Sessions import this module: imported when a grading is started again.
+            from portal.services.competitions import submissions
+
+            submissions.grade_again(submission, session, why)
+            team_changed(_app_redis(), submission.team_id)
+            return
+        submission.status = SubmissionStatus.ERRORED.value
+        submission.error = (
+            f"the platform failed to grade it {submission.grading_attempts} times (last: "
+            f"{why}): it does not count against your quota"
+        )
+        announcements.submission_outcome(submission)
+        db.session.commit()
+        _recount(submission)
         return
     if session.status == "completed":
         error = "the grading run wrote no predictions (did the code call sdk.bind(infer=...)?)"
@@ -121,6 +156,19 @@ def grading_ended(session: Session) -> None:
     announcements.submission_outcome(submission)
     db.session.commit()
     team_changed(_app_redis(), submission.team_id)
+
+
+def _recount(submission: Submission) -> None:
+    """The board's cached submission counts: rebuilt without one that stopped counting."""
+    from portal.services.competitions import boards
+
+    redis = _app_redis()
+    team_changed(redis, submission.team_id)
+    if redis is not None:
+        try:
+            boards.board(redis, submission.round).invalidate()
+        except RedisError:
+            log.exception("the board of round %s was not rebuilt", submission.round_id)
 
 
 def rescore(round_: Round, redis: Redis | None) -> int:

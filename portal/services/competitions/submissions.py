@@ -283,6 +283,34 @@ def open_grading(
     return grading
 
 
+def grade_again(submission: Submission, failed: Session, why: str) -> Session:
+    """Grade a model submission in a new grading session, the same checkpoint, after
+    the platform failed the last one (`grading.grading_ended`). Commits."""
+    checkpoint = db.session.scalar(
+        select(Checkpoint).where(
+            Checkpoint.session_id == failed.id, Checkpoint.name == failed.resume_checkpoint
+        )
+    )
+    if checkpoint is None:  # the failed session was removed meanwhile
+        raise NotFound(f"the checkpoint of submission {submission.id} is gone")
+    grading = open_grading(
+        submission.user,
+        failed,
+        checkpoint,
+        submission.round,
+        memo=f"{failed.memo} (again: {why})"[:2000],
+    )
+    grading.forked_from = failed.forked_from
+    submission.grading_session_id = grading.id
+    submission.grading_attempts += 1
+    submission.error = f"graded again ({why})"
+    if submission.provenance is not None:
+        submission.provenance = {**submission.provenance, "grading_session": grading.ident}
+    db.session.commit()
+    log.warning("submission %s is graded again in %s: %s", submission.id, grading.ident, why)
+    return grading
+
+
 def find(competition: Competition, submission_id: int) -> Submission:
     submission = db.session.get(Submission, submission_id)
     if submission is None or submission.round.competition_id != competition.id:
@@ -480,6 +508,7 @@ def submission_dict(submission: Submission, *, private: bool = False) -> dict[st
         "grading_session": grading.ident if grading is not None else None,
         # Disqualified reads so everywhere, whatever its grading came to.
         "status": "disqualified" if submission.disqualified_reason else submission.status,
+        "grading_attempts": submission.grading_attempts if submission.source == "session" else None,
         "error": submission.error or None,
         "public_score": submission.public_score,
         "private_score": submission.private_score if show_private else None,
