@@ -312,15 +312,24 @@ class Agent:
             try:
                 self.client.report_state(session_id, "running")
             except Exception as exc:
-                # It runs and is watched all the same: the next heartbeat lists it, which
-                # marks it running (a reset connection must not orphan a session).
-                log.warning(
-                    "reporting that %s runs failed (%s): the heartbeat will", session_id, exc
-                )
+                # It runs and is watched all the same (a reset connection must not orphan
+                # a session): the report is tried again beside it, and the next heartbeat,
+                # which lists it, marks it running too.
+                log.warning("reporting that %s runs failed (%s): trying again", session_id, exc)
+                threading.Thread(
+                    target=deliver,
+                    args=(lambda: self._report_running(session_id), f"{session_id} running", 5),
+                    daemon=True,
+                ).start()
         self._watch(session_id, entry, shipper)
         if stopped:  # asked to stop while it started: the stop found no entry yet
             self.stop_session(session_id)
         return True
+
+    def _report_running(self, session_id: int) -> None:
+        with self._report_lock:
+            if session_id in self.sessions:  # not once its end is reported
+                self.client.report_state(session_id, "running")
 
     def refusal(self, spec: dict) -> str | None:
         """Why this node will not run a session's code, or None. The scheduler does not

@@ -52,7 +52,7 @@ class ResetOnce(PortalClient):
 
 def test_a_session_whose_running_report_failed_is_watched_to_its_end(app, served, redis, tmp_path):
     owner = factories.user("ada")
-    script = "import time\nprint('started', flush=True)\ntime.sleep(1.5)\nprint('done')\n"
+    script = "import time\nprint('started', flush=True)\ntime.sleep(3)\nprint('done')\n"
     digest, size = artifact_store().put(
         io.BytesIO(code_archive({"main.py": script})), max_bytes=2**20
     )
