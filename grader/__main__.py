@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+from datetime import timedelta
 
 from redis import Redis
 from rq import SimpleWorker
@@ -41,9 +42,12 @@ class GraderJob(Job):
 
 
 def _sweeper(stop: threading.Event) -> None:
-    while not stop.wait(30):
+    """Queue again what waits for scoring longer than a sweep's period (its job lost
+    with Redis, say): every PODIUM_GRADER_SWEEP_SECONDS (30)."""
+    period = float(os.environ.get("PODIUM_GRADER_SWEEP_SECONDS") or 30)
+    while not stop.wait(period):
         try:
-            if count := jobs.sweep():
+            if count := jobs.sweep(timedelta(seconds=period)):
                 log.warning("queued %d submissions again that were left waiting", count)
         except Exception:
             log.exception("sweep failed")

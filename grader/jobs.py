@@ -78,10 +78,13 @@ def score_submission(submission_id: int) -> str:
 
 def process(submission_id: int, redis: Redis, store: ArtifactStore) -> str:
     """Score one submission (in the current app context) and update its board."""
+    # Locked (PostgreSQL): a job queued again by the sweep while the first still runs
+    # waits for it, then finds the submission scored; it is graded once.
     submission = db.session.get(
         Submission,
         submission_id,
         options=[joinedload(Submission.round), joinedload(Submission.team)],
+        with_for_update={"of": Submission},
     )
     if submission is None:
         return "gone"

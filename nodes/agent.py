@@ -632,7 +632,12 @@ class Agent:
                 continue
             for session_id in answer.get("ended", []):
                 # The portal has settled it (lost, say, after a network cut): whatever
-                # still runs must not hold on to GPUs that are handed out again.
+                # still runs must not hold on to GPUs that are handed out again. Or it
+                # was asked to stop, and the stop job never came.
+                with self._lock:
+                    entry = self.sessions.get(session_id)
+                if entry is not None and entry.stop_requested:
+                    continue  # stopping already
                 log.warning("the portal holds session %s as ended: stopping it", session_id)
                 self.stop_session(session_id)
 

@@ -161,7 +161,7 @@ def heartbeat(
 
     Returns the sessions the database held as running there that the agent does not
     run (now lost), and the ids the agent runs that are not active sessions of this node
-    (ended, removed or unknown), which it must stop.
+    (ended, removed or unknown) or that were asked to stop, which it must stop.
     """
     node.last_heartbeat_at = utcnow()
     node.sample = sample
@@ -213,7 +213,18 @@ def heartbeat(
             )
         )
     )
-    ended = sorted(set(running) - active_here)
+    # And what it was asked to stop, in case that job was lost (with Redis, say).
+    stopping = set(
+        db.session.scalars(
+            select(Session.id).where(
+                Session.node_id == node.id,
+                Session.status == SessionStatus.RUNNING.value,
+                Session.stop_requested.is_(True),
+                Session.id.in_(running),
+            )
+        )
+    )
+    ended = sorted((set(running) - active_here) | stopping)
     return lost, ended
 
 

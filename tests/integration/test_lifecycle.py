@@ -161,3 +161,50 @@ def test_losing_redis_never_stops_podium(own_stack, tmp_path):
     assert own_stack.process.poll() is None, "Podium stopped"
     board = user("leaderboard", "digits")
     assert board.returncode == 0, board.stderr
+
+
+def test_redis_restarted_empty_loses_nothing(tmp_path):
+    """Redis comes back empty while a session is pending and submissions are queued:
+    the scheduler places from the database, the grader's sweep queues again what waits,
+    and each submission is graded exactly once."""
+    stack = Stack(tmp_path / "stack", PODIUM_GRADER_SWEEP_SECONDS="2")
+    try:
+        demo = User(stack, tmp_path / "home", cwd=tmp_path)
+        demo.login("demo", "demo")
+        data = demo("competition", "data", "digits", "-o", str(tmp_path / "test.csv"))
+        assert data.returncode == 0, data.stderr
+        ids = [line.split(",")[0] for line in (tmp_path / "test.csv").read_text().split()[1:]]
+        predictions = tmp_path / "predictions.csv"
+        predictions.write_text("id,prediction\n" + "".join(f"{i},0\n" for i in ids))
+        # The grader and the scheduler wait: work piles up in Redis (and the database).
+        paused = [stack.child("-m grader"), stack.child("-m scheduler")]
+        for process in paused:
+            process.suspend()
+        submitted = [
+            demo.json("submit", "--file", str(predictions), "-C", "digits")["id"] for _ in range(3)
+        ]
+        ran = demo("run", str(script(tmp_path / "code", "print('placed after all')")), "--detach")
+        ident = ran.stdout.strip()
+        # Redis restarts empty: no snapshot to load, and kill -9 saves none.
+        (stack.instance / "redis" / "dump.rdb").unlink(missing_ok=True)
+        stack.child("valkey-server").kill()
+        deadline = time.monotonic() + 30
+        while "the redis exited" not in (stack.root / "stack.log").read_text():
+            assert time.monotonic() < deadline, "the embedded Redis was not restarted"
+            time.sleep(0.2)
+        for process in paused:
+            process.resume()
+        assert demo.wait_for(ident, {"completed"}, timeout=90)["status"] == "completed"
+        deadline = time.monotonic() + 90
+        while True:
+            mine = {s["id"]: s for s in demo.json("competition", "submissions", "digits")}
+            if all(mine[n]["status"] == "scored" for n in submitted):
+                break
+            assert time.monotonic() < deadline, [mine[n]["status"] for n in submitted]
+            time.sleep(0.5)
+        graded = (stack.instance / "logs" / "grader.log").read_text()
+        for number in submitted:
+            assert graded.count(f"submission {number}: scored") == 1, number
+        assert stack.process.poll() is None
+    finally:
+        stack.stop()

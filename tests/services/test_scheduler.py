@@ -83,6 +83,11 @@ def test_a_heartbeat_settles_sessions_the_agent_no_longer_runs(app, redis):
     # The agent still runs `dropped` after all (a network cut): it is told to stop it.
     _, ended = nodes.heartbeat(node, {}, running=[kept.id, dropped.id, 9999])
     assert ended == [dropped.id, 9999]  # 9999: a session the portal does not know
+    # Asked to stop, and the stop job was lost (with Redis, say): the heartbeat says it.
+    kept.stop_requested = True
+    db.session.commit()
+    _, ended = nodes.heartbeat(node, {}, running=[kept.id])
+    assert ended == [kept.id]
 
 
 def test_sessions_wanting_gpus_wait_while_their_owner_has_no_credit(app, redis):
