@@ -9,7 +9,15 @@ from flask import Flask
 from sqlalchemy import event
 
 from portal.config import instance_path_from_env, load_config
-from portal.extensions import csrf, db, limiter, login_manager, migrate
+from portal.extensions import (
+    CONTENT_SECURITY_POLICY,
+    csrf,
+    db,
+    limiter,
+    login_manager,
+    migrate,
+    talisman,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -28,6 +36,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
+    # Behind TLS (a public URL of https), cookies go over TLS only, and browsers are told
+    # to keep to it; cookies are HttpOnly and SameSite=Lax either way.
+    tls = str(app.config.get("PUBLIC_URL") or "").startswith("https://")
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", tls)
+    app.config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    talisman.init_app(
+        app,
+        force_https=False,  # TLS ends in front of the portal, where a site has it
+        strict_transport_security=tls,
+        session_cookie_secure=tls,
+        content_security_policy=CONTENT_SECURITY_POLICY,
+        frame_options="DENY",
+        referrer_policy="same-origin",
+    )
     if app.config.get("REDIS_URL") and app.config["RATELIMIT_STORAGE_URI"] == "memory://":
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
     limiter.init_app(app)

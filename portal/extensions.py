@@ -6,6 +6,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -18,6 +19,24 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
+talisman = Talisman()
+
+# What pages may load: their own scripts only (plots come as JSON that a static script
+# embeds; no inline script anywhere), which may compile code (`unsafe-eval`: Bokeh builds
+# its CustomJS callbacks, the zoom's, with `new Function`), styles inline too (Bokeh
+# lays plots out with them), nothing framed.
+CONTENT_SECURITY_POLICY = {
+    "default-src": "'self'",
+    "script-src": ["'self'", "'unsafe-eval'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": "'self'",
+    "font-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
 
 
 def credentials_key() -> str:

@@ -135,3 +135,8 @@
   }
   embed();
 })();
+
+// The table's metric and direction apply as soon as they are picked.
+for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+  select.addEventListener("change", () => select.form.submit());
+}

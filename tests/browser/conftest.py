@@ -65,9 +65,18 @@ def page(browser, stack):
     context.route("**/*", only_loopback)
     page = context.new_page()
     page.set_default_timeout(15000)
+    # Whatever the content security policy blocked (an inline script, say) is a bug.
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
     assert outside == [], f"the page asked for outside resources: {outside}"
+    assert refused == [], f"the content security policy refused: {refused}"
 
 
 def pytest_collection_modifyitems(items):
