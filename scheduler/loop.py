@@ -249,10 +249,17 @@ class Scheduler:
             elif short := credits.refusal(session, rates):
                 waiting[session.id] = short
             else:
+                # A re-run an organiser asked for waits in the organiser's share, not in
+                # that of the team whose code it runs.
+                share = (
+                    credits.payer(session)[0].username
+                    if session.kind == SessionKind.REPRODUCTION.value
+                    else session.user.username
+                )
                 admitted.append(
                     Pending(
                         session.id,
-                        session.user.username,
+                        share,
                         request,
                         session.created_at.timestamp(),
                         grading=session.kind == SessionKind.GRADING.value,
@@ -297,12 +304,15 @@ class Scheduler:
         return placed
 
     def _holdings(self) -> tuple[dict[str, int], dict[str, int]]:
-        """GPUs, and active placed sessions, held by each user: the fair share's measure."""
+        """GPUs, and active placed sessions, held by each user: the fair share's measure.
+        The sessions the platform runs for a user (grading, reproductions) are not theirs
+        to count."""
         gpus = _as_dict(
             db.session.execute(
                 select(User.username, func.count(Allocation.id))
                 .join(Session, Session.user_id == User.id)
                 .join(Allocation, Allocation.session_id == Session.id)
+                .where(Session.kind == SessionKind.TRAINING.value)
                 .group_by(User.username)
             )
         )
@@ -311,7 +321,10 @@ class Scheduler:
                 select(User.username, func.count(Session.id))
                 .join(Session, Session.user_id == User.id)
                 .where(
-                    Session.status.in_([SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value])
+                    Session.status.in_(
+                        [SessionStatus.SCHEDULED.value, SessionStatus.RUNNING.value]
+                    ),
+                    Session.kind == SessionKind.TRAINING.value,
                 )
                 .group_by(User.username)
             )

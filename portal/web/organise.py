@@ -160,7 +160,7 @@ def panel(slug: str):
         entries=[submissions.submission_dict(s, private=True) for s in found],
         reproduced=[
             reproductions.reproduction_dict(r)
-            for r in reproductions.listed(current_user, competition)[:ORGANISER_PAGE]
+            for r in reproductions.listed(current_user, competition, limit=ORGANISER_PAGE)
         ],
         total=total,
         page=page,

@@ -322,3 +322,25 @@ def test_a_reproduction_stops_when_the_organiser_s_credit_is_spent(
     assert [s.id for s in stopped] == [rerun_id]
     rerun = db.session.get(Session, rerun_id)
     assert rerun.stop_requested and "olga, who pays for it, has none left" in rerun.stop_reason
+
+
+def test_a_reproduction_waits_in_the_organiser_s_fair_share(
+    model_submission, app, client, redis, monkeypatch
+):
+    from scheduler import loop
+
+    ms = model_submission
+    body = client.post(
+        f"{TOY}/submissions/{ms['submission']}/reproductions", headers=ms["organiser"]
+    ).get_json()
+    rerun_id = int(body["training_session"].split("/")[1])
+    seen: dict = {}
+    planned = loop.plan
+
+    def spy(admitted, *args, **kwargs):
+        seen.update({p.key: p.user for p in admitted})
+        return planned(admitted, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "plan", spy)
+    Scheduler(app, redis).run_pass()
+    assert seen[rerun_id] == "olga"  # not ann, whose code it runs

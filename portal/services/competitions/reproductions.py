@@ -165,10 +165,13 @@ def shown(user: User, competition: Competition, reproduction_id: int) -> Reprodu
 
 
 def listed(
-    user: User, competition: Competition, submission_id: int | None = None
+    user: User,
+    competition: Competition,
+    submission_id: int | None = None,
+    limit: int | None = None,
 ) -> list[Reproduction]:
     """The competition's reproductions (a submission's, with `submission_id`), newest
-    first: for its organisers."""
+    first, `limit` at most: for its organisers."""
     require_organiser(user, competition)
     query = (
         select(Reproduction)
@@ -180,7 +183,7 @@ def listed(
         query = query.where(
             Reproduction.submission_id == submissions.find(competition, submission_id).id
         )
-    return list(db.session.scalars(query.order_by(Reproduction.id.desc())))
+    return list(db.session.scalars(query.order_by(Reproduction.id.desc()).limit(limit)))
 
 
 def stop(
