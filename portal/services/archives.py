@@ -3,10 +3,11 @@
 A gzipped tar is read as a stream, member by member, and refused with the first
 problem found: a path that is absolute or climbs out of the tree, a symbolic or hard
 link that points out of it, a device file or pipe, more files or more unpacked bytes
-than allowed (a decompression bomb is stopped by the bytes actually read, whatever its
-headers claim). The manifest's content digest depends only on the files' names, kinds
-and bytes, so the same content packed twice (other timestamps, another compressor)
-has the same digest.
+than allowed, or bytes that expand absurdly beyond the archive's own size
+(`MAX_EXPANSION_RATIO`, past 64 MiB): a decompression bomb is stopped by the bytes
+actually read, whatever its headers claim. The manifest's content digest depends only
+on the files' names, kinds and bytes, so the same content packed twice (other
+timestamps, another compressor) has the same digest.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flask import current_app, has_app_context
+
 from portal.errors import ApiError
 
 CHUNK = 1024 * 1024
+RATIO_FLOOR = 64 * 2**20  # below this, any expansion is fine
+DEFAULT_RATIO = 100.0
 
 
 class UnsafeArchive(ApiError):
@@ -54,7 +59,12 @@ def inspect(
     max_files: int,
     keep: tuple[str, ...] = (),
     keep_bytes: int = 64 * 1024,
+    max_ratio: float | None = None,
 ) -> Manifest:
+    if max_ratio is None:
+        configured = current_app.config.get("MAX_EXPANSION_RATIO") if has_app_context() else None
+        max_ratio = float(configured or DEFAULT_RATIO)
+    packed = max(archive.stat().st_size, 1)
     files: list[str] = []
     kept: dict[str, bytes] = {}
     entries: list[tuple[str, str, str]] = []
@@ -96,6 +106,11 @@ def inspect(
                     if unpacked > max_unpacked_bytes:
                         raise UnsafeArchive(
                             f"it unpacks to more than {max_unpacked_bytes // 2**20} MiB"
+                        )
+                    if unpacked > RATIO_FLOOR and unpacked > packed * max_ratio:
+                        raise UnsafeArchive(
+                            f"it expands more than {max_ratio:g} times its size "
+                            "(PODIUM_MAX_EXPANSION_RATIO): refused as a decompression bomb"
                         )
                     digest.update(chunk)
                 files.append(name)

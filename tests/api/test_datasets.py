@@ -68,6 +68,42 @@ def test_a_hostile_upload_is_refused_and_leaves_no_version(client, app, people):
     assert not list(Path(app.config["ARTIFACT_ROOT"]).rglob("sha256/*/*"))
 
 
+def bomb(unpacked: int) -> bytes:
+    """A gzipped tar of one file of zeros: about a thousandth of its unpacked size."""
+    import io
+    import tarfile
+
+    class Zeros(io.RawIOBase):
+        def __init__(self, size: int):
+            self.left = size
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            n = min(len(buffer), self.left)
+            buffer[:n] = bytes(n)
+            self.left -= n
+            return n
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = unpacked
+        tar.addfile(info, io.BufferedReader(Zeros(unpacked)))
+    return out.getvalue()
+
+
+def test_an_archive_that_expands_absurdly_is_refused(client, app, people):
+    data = bomb(256 * 2**20)  # a few hundred kB that unpack to 256 MiB
+    refused = push(client, people["owner"], "zeros", data)
+    assert refused.status_code == 422, refused.get_json()
+    assert "refused as a decompression bomb" in refused.get_json()["error"]["message"]
+    assert client.get("/api/v1/datasets/zeros", headers=people["owner"]).status_code == 404
+    app.config["MAX_EXPANSION_RATIO"] = 10_000.0  # a site that wants it anyway
+    assert push(client, people["owner"], "zeros", data).status_code == 201
+
+
 EXPECTED = {
     # visibility: roles that may read
     "public": {"owner", "member", "other", "anonymous", "admin"},
