@@ -6,7 +6,7 @@ from flask import Response, current_app, g, request, send_file
 from flask_smorest import Blueprint
 
 from portal.api.code import artifact_store
-from portal.api.guards import BEARER, token_optional, token_required
+from portal.api.guards import BEARER, read_body, token_optional, token_required
 from portal.api.schemas import (
     BundleImportArgs,
     BundleImportOut,
@@ -38,6 +38,7 @@ from portal.services.competitions import (
     core,
     entrants,
     exports,
+    grading,
     moderation,
     reproductions,
     rounds,
@@ -184,7 +185,7 @@ def edit_round(changes, slug: str, number: int):
 def replace_labels(slug: str, number: int):
     """Replace a round's hidden labels (`id,label`) and score every submission again."""
     competition = core.find(g.user, slug)
-    labels = request.get_data(cache=False)
+    labels = read_body(grading.MAX_PREDICTIONS_BYTES)
     queued = moderation.replace_labels(
         g.user, competition, number, labels, artifact_store(), _public_key(), _redis()
     )
@@ -288,7 +289,7 @@ def submit_file(args, slug: str):
     submission = submissions.submit_file(
         g.user,
         competition,
-        request.get_data(cache=False),
+        read_body(grading.MAX_PREDICTIONS_BYTES),
         artifact_store(),
         _redis(),
         round_number=args["round"],

@@ -12,6 +12,7 @@ from flask import g, request
 from portal.errors import Forbidden, Unauthorized
 from portal.extensions import db
 from portal.services import auth, nodes
+from portal.services.artifacts import TooLarge
 from portal.timeutil import utcnow
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -82,3 +83,15 @@ def node_required(view: Callable) -> Callable:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def read_body(limit: int) -> bytes:
+    """The request's body, refused (413) past `limit` bytes: by its Content-Length before
+    anything is read, or once `limit` is passed (a chunked body), so that memory stays
+    bounded whatever a client sends."""
+    if (request.content_length or 0) > limit:
+        raise TooLarge(limit)
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(limit)
+    return data

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from portal import keys, node_work
 from portal.api.code import artifact_store
-from portal.api.guards import BEARER, node_required
+from portal.api.guards import BEARER, node_required, read_body
 from portal.api.schemas import (
     AcceptedOut,
     EventsIn,
@@ -223,7 +223,7 @@ def grading_inputs(session_id: int):
 def grading_predictions(session_id: int):
     """The predictions a grading session wrote; checked, then queued for scoring."""
     session = _node_session(session_id)
-    data = request.get_data(cache=False)
+    data = read_body(grading.MAX_PREDICTIONS_BYTES)
     redis = current_app.extensions.get("redis")
     if reproductions.for_grading_session(session) is not None:
         reproduction = reproductions.grading_predictions(session, data, artifact_store(), redis)

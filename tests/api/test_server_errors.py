@@ -89,3 +89,15 @@ def test_a_huge_number_in_a_page_query_is_ignored(setup, app, path):  # noqa: F8
 
     browser, _ = log_in(app, "olga")
     assert browser.get(path).status_code == 200
+
+
+def test_a_predictions_body_past_its_limit_is_refused_before_it_is_read(setup, client):  # noqa: F811
+    from portal.services.competitions.grading import MAX_PREDICTIONS_BYTES
+
+    too_big = b"0" * (MAX_PREDICTIONS_BYTES + 1)
+    refused = client.post(
+        "/api/v1/competitions/toy/submissions",
+        data=too_big,
+        headers={**setup["ann"], "Content-Type": "text/csv"},
+    )
+    assert refused.status_code == 413 and refused.get_json()["error"]["code"] == "too_large"
