@@ -72,6 +72,12 @@ def inspect(
     try:
         with tarfile.open(archive, "r|gz") as tar:
             for member in tar:
+                for text in (member.name, member.linkname):
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                        raise UnsafeArchive(f"{shown}: a name that is not UTF-8") from None
                 name = _inside(member.name)
                 if name is None:
                     raise UnsafeArchive(f"{member.name}: a path outside the tree")

@@ -266,3 +266,18 @@ def test_a_sessions_only_dataset_is_mounted_but_never_leaves(client, app, people
     inside = auth.issue_token(otto, ttl=timedelta(hours=1), session_id=run.id)
     loaded = client.get(f"{path}/checkpoints/final", headers=factories.headers(inside))
     assert loaded.status_code == 200 and loaded.data == b"weights"
+
+
+def test_member_names_that_are_not_utf8_are_refused(client, people):
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", encoding="utf-8", errors="surrogateescape") as tar:
+        info = tarfile.TarInfo(b"caf\xe9.csv".decode("utf-8", "surrogateescape"))
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"1,2\n"))
+    refused = push(client, people["owner"], "latin", out.getvalue())
+    assert refused.status_code == 422, refused.get_json()
+    assert "not UTF-8" in refused.get_json()["error"]["message"]
+    assert client.get("/api/v1/datasets/latin", headers=people["owner"]).status_code == 404
