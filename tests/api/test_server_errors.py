@@ -101,3 +101,13 @@ def test_a_predictions_body_past_its_limit_is_refused_before_it_is_read(setup, c
         headers={**setup["ann"], "Content-Type": "text/csv"},
     )
     assert refused.status_code == 413 and refused.get_json()["error"]["code"] == "too_large"
+
+
+def test_a_predictions_file_with_a_huge_field_is_refused_clearly(setup, client):  # noqa: F811
+    body = b"id,prediction\nr000," + b"7" * (8 * 2**20) + b"\n"
+    refused = client.post(
+        "/api/v1/competitions/toy/submissions",
+        data=body,
+        headers={**setup["ann"], "Content-Type": "text/csv"},
+    )
+    assert 400 <= refused.status_code < 500, refused.get_data(as_text=True)[:300]
