@@ -321,6 +321,9 @@ def _side_by_side(r: dict[str, Any]) -> str:
         lines.append("  scored against labels or a metric the round has since replaced")
     if r["error"]:
         lines.append(f"  error: {r['error']}")
+    if r.get("log_tail"):
+        lines.append("  the re-run's last lines:")
+        lines.extend(f"    {line}" for line in r["log_tail"][-10:])
     return "\n".join(lines)
 
 

@@ -404,7 +404,7 @@ def list_reproductions(args, slug: str):
 def get_reproduction(slug: str, reproduction_id: int):
     competition = core.find(g.user, slug)
     return reproductions.reproduction_dict(
-        reproductions.shown(g.user, competition, reproduction_id)
+        reproductions.shown(g.user, competition, reproduction_id), with_log=True
     )
 
 

@@ -783,6 +783,11 @@ class ReproductionOut(Schema):
     )
     created_at = fields.String()
     finished_at = fields.String(allow_none=True)
+    log_tail = fields.List(
+        fields.String(),
+        allow_none=True,
+        metadata={"description": "the re-run's last printed lines (one reproduction's)"},
+    )
 
 
 class ReproductionListArgs(Schema):

@@ -150,6 +150,12 @@ def test_the_reproduced_scores_stand_beside_the_original(model_submission, app, 
     # The node runs it; it saves the very checkpoint; it is graded (20 of 40 right now).
     Scheduler(app, redis).run_pass()
     state(client, ms["node"], rerun.id, "running")
+    printed = client.post(
+        f"{INTERNAL}/{rerun.id}/logs",
+        json={"lines": [{"seq": 0, "text": "epoch 1"}, {"seq": 1, "text": "done"}]},
+        headers=ms["node"],
+    )
+    assert printed.status_code == 200, printed.get_json()
     db.session.add(Checkpoint(session_id=rerun.id, name="final", digest="a" * 64, size=9))
     db.session.commit()
     state(client, ms["node"], rerun.id, "completed", exit_code=0)
@@ -168,6 +174,7 @@ def test_the_reproduced_scores_stand_beside_the_original(model_submission, app, 
     shown = client.get(reproduction_path, headers=ms["organiser"]).get_json()
     original = db.session.get(Submission, submission_id)
     assert shown["status"] == "scored" and shown["same_checkpoint"] is True
+    assert shown["log_tail"] == ["epoch 1", "done"]  # the organiser reads what it printed
     assert shown["original"]["public_score"] == original.public_score
     assert shown["reproduced"]["private_score"] is not None
     for board in ("public_score", "private_score"):

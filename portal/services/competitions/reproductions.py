@@ -28,6 +28,7 @@ from portal.models import (
     ACTIVE_REPRODUCTION,
     Checkpoint,
     Competition,
+    LogLine,
     Reproduction,
     ReproductionStatus,
     Round,
@@ -398,7 +399,24 @@ def _difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def reproduction_dict(reproduction: Reproduction) -> dict[str, Any]:
+LOG_TAIL = 40  # lines of the re-run's output an organiser reads with a reproduction
+
+
+def log_tail(reproduction: Reproduction) -> list[str]:
+    """The last lines the re-run printed: what an organiser reads of it (the session
+    itself is the team's)."""
+    if reproduction.training_session_id is None:
+        return []
+    lines = db.session.scalars(
+        select(LogLine.text)
+        .where(LogLine.session_id == reproduction.training_session_id)
+        .order_by(LogLine.seq.desc())
+        .limit(LOG_TAIL)
+    ).all()
+    return list(reversed(lines))
+
+
+def reproduction_dict(reproduction: Reproduction, *, with_log: bool = False) -> dict[str, Any]:
     submission = reproduction.submission
     record = submission.provenance or {}
     training = (
@@ -453,4 +471,5 @@ def reproduction_dict(reproduction: Reproduction) -> dict[str, Any]:
         "finished_at": isoformat(reproduction.finished_at)
         if reproduction.status not in ACTIVE_REPRODUCTION
         else None,
+        "log_tail": log_tail(reproduction) if with_log else None,
     }
