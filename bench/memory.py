@@ -86,6 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
+        folder.chmod(0o711)  # a root agent's session users pass through to their folders
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         log = (folder / "stack.log").open("w")

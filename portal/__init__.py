@@ -22,8 +22,10 @@ from portal.extensions import (
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the portal. `config` overrides everything else (tests pass theirs here)."""
+def create_app(config: dict[str, Any] | None = None, *, serve: bool = True) -> Flask:
+    """Build the portal. `config` overrides everything else (tests pass theirs here).
+    The scheduler and the grader, which answer no request, build it without its routes
+    (`serve=False`): they never load the pages' plotting libraries."""
     instance_path = Path((config or {}).get("INSTANCE_PATH") or instance_path_from_env())
     app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=True)
     app.config.update(load_config(instance_path))
@@ -57,18 +59,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _tune_sqlite(app)
 
     from portal import queue
-    from portal.api import register_api
     from portal.routing import DatabaseInt
 
     # Before any route is added: every `<int:...>` in a path is a database id.
     app.url_map.converters["int"] = DatabaseInt
-    from portal.errors import register_error_handlers
-    from portal.web import register_web
-
     queue.init_app(app)
-    register_api(app)
-    register_web(app)
-    register_error_handlers(app)
+    if serve:
+        from portal.api import register_api
+        from portal.errors import register_error_handlers
+        from portal.web import register_web
+
+        register_api(app)
+        register_web(app)
+        register_error_handlers(app)
     return app
 
 

@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="GPUs the local node declares where NVML finds none: COUNT[:MODEL[:MEMORY_MB]]",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--migrate-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--runtime",
         choices=("local", "docker"),
@@ -129,6 +130,29 @@ def node_port(host: str, port: int) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def migrate_and_seed_apart(instance: Path, *, demo: bool, grader_public_key: str) -> str:
+    """`migrate_and_seed` (and `release_node_name`) in a process of its own, so that the
+    supervisor, which runs as long as the platform, never holds the application (about
+    200 MiB with the demo's libraries). Returns how to log in."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "portal.stack",
+            "--migrate-only",
+            "--instance",
+            str(instance),
+            *(["--demo"] if demo else []),
+        ],
+        env=dict(os.environ, PODIUM_GRADER_PUBLIC_KEY=grader_public_key),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit("podium up: the database could not be migrated (see above)")
+    return done.stdout.strip().splitlines()[-1]
 
 
 def migrate_and_seed(instance: Path, *, demo: bool, grader_public_key: str = "") -> str:
@@ -302,10 +326,9 @@ class Stack:
         redis_url = self.start_redis(secrets_["EMBEDDED_REDIS_PASSWORD"])
         os.environ["REDIS_URL"] = redis_url
         self.warnings = runtime_warnings(runtime, demo=self.args.demo)
-        login_hint = migrate_and_seed(
+        login_hint = migrate_and_seed_apart(
             self.instance, demo=self.args.demo, grader_public_key=secrets_["GRADER_PUBLIC_KEY"]
         )
-        release_node_name(self.instance)
         env = dict(
             {k: v for k, v in os.environ.items() if k != "PODIUM_GRADER_KEY_FILE"},
             PODIUM_GRADER_PUBLIC_KEY=secrets_["GRADER_PUBLIC_KEY"],
@@ -478,6 +501,16 @@ class Stack:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.migrate_only:  # the supervisor's own child: migrate, seed, say how to log in
+        instance = args.instance.resolve()
+        hint = migrate_and_seed(
+            instance,
+            demo=args.demo,
+            grader_public_key=os.environ.get("PODIUM_GRADER_PUBLIC_KEY", ""),
+        )
+        release_node_name(instance)
+        print(hint, flush=True)
+        return 0
     stack = Stack(args)
 
     def request_stop(_signum, _frame):
