@@ -7,6 +7,7 @@ from typing import Any
 import requests
 
 from cli.envelope import error_message
+from cli.transport import http_session
 
 
 class CliError(Exception):
@@ -19,7 +20,7 @@ class ApiClient:
             raise CliError(f"the portal's URL must start with http:// or https:// (got {url!r})")
         self.url = url.rstrip("/")
         self.api = self.url + "/api/v1"
-        self.http = requests.Session()
+        self.http = http_session()
         self.timeout = timeout
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"

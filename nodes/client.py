@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 from cli.envelope import error_message
+from cli.transport import http_session
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class PortalError(RuntimeError):
 class PortalClient:
     def __init__(self, base_url: str, *, timeout: float = 30.0):
         self.api = base_url.rstrip("/") + "/api/v1"
-        self.http = requests.Session()
+        self.http = http_session()
         self.timeout = timeout
         self.node_token: str | None = None
 

@@ -353,7 +353,7 @@ def competition_reproduce(
             )
     seen = body["status"]
     while wait and body["status"] in ACTIVE_REPRODUCTION:
-        time.sleep(2)
+        time.sleep(1)
         body = api.get(f"/competitions/{slug}/reproductions/{body['id']}")
         if body["status"] != seen and not as_json:
             click.echo(f"reproduction {body['id']}: {body['status']}", err=True)
