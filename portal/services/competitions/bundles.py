@@ -433,7 +433,8 @@ def _metric_of(
     higher is better."""
     if not columns:
         return None, None, True
-    ordered = sorted(columns, key=lambda c: (int(c.get("index", 0) or 0), str(c.get("key"))))
+    # Indexes are integers by now (`checked`, `_normalise_v15`).
+    ordered = sorted(columns, key=lambda c: (c["index"], str(c.get("key"))))
     first = ordered[0]
     for other in ordered[1:]:
         report.append(
@@ -734,7 +735,7 @@ def convert(data: bytes, *, slug: str | None = None, metric: str | None = None) 
     columns = [c for board in shaped.get("leaderboards") or [] for c in board.get("columns") or []]
     if len(shaped.get("leaderboards") or []) > 1:
         report.append("leaderboards: only the first board's columns rank (one board per round)")
-    phases = sorted(shaped.get("phases") or [], key=lambda p: int(p.get("index", 0) or 0))
+    phases = sorted(shaped.get("phases") or [], key=lambda p: p["index"])
     if not phases:
         raise BundleError("competition.yaml has no phases")
     ranking = _metric_of(columns, "leaderboard", report)
