@@ -7,6 +7,7 @@ set -u
 PY=${PY:-python3}
 PORT=${PORT:-5077}
 WORK=$(mktemp -d /tmp/podium-gpu-XXXX)
+chmod 755 "$WORK"  # sessions run as unprivileged users, who must pass through it
 export PODIUM_HOME=$WORK/home PODIUM_NODE_HEARTBEAT_SECONDS=0.5 PODIUM_NODE_MONITOR_SECONDS=1
 podium() { "$PY" -m cli "$@"; }
 
@@ -18,6 +19,9 @@ echo "== the stack"
 STACK=$!
 for _ in $(seq 600); do grep -q "Podium is up" "$WORK/stack.log" && break; kill -0 $STACK 2>/dev/null || break; sleep 0.2; done
 cat "$WORK/stack.log"
+if ! grep -q "Podium is up" "$WORK/stack.log"; then
+    echo "== the stack did not come up"; kill -TERM $STACK 2>/dev/null; exit 1
+fi
 echo demo | podium login --url "http://127.0.0.1:$PORT" -u demo --password-stdin
 echo admin | PODIUM_HOME=$WORK/admin "$PY" -m cli login --url "http://127.0.0.1:$PORT" -u admin --password-stdin
 PODIUM_HOME=$WORK/admin "$PY" -m cli node ls
@@ -57,7 +61,7 @@ while time.time() < deadline:
 print("done", flush=True)
 BUSY
 BUSY_ID=$(podium run "$WORK/code/gpu_busy.py" -g 1 -m 16G --detach)
-for _ in $(seq 120); do podium ps --json | grep -q "\"$BUSY_ID\".*completed\|completed.*$BUSY_ID" && break; sleep 1; done
+timeout 150 "$PY" -m cli logs "$BUSY_ID" --follow
 sleep 2
 podium gpumonitor "$BUSY_ID"
 podium gpumonitor "$BUSY_ID" --json | "$PY" -c "import json,sys; b=json.load(sys.stdin); u=b['series'].get('gpu0/utilization',{}).get('value',[]); print('average GPU utilisation', b['average_gpu_utilization'], 'max', max(u) if u else None, 'samples', len(u))"
