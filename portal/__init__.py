@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal.config import instance_path_from_env, load_config
 from portal.extensions import (
@@ -33,6 +34,12 @@ def create_app(config: dict[str, Any] | None = None, *, serve: bool = True) -> F
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY is not set: run `podium up` once, or set PODIUM_SECRET_KEY")
 
+    if proxies := int(app.config.get("TRUSTED_PROXIES") or 0):
+        # The client's address (rate limits count by it) and scheme as the proxies in
+        # front name them; without this, every client would be the proxy.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
+        )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     login_manager.init_app(app)

@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
     "NODE_JOIN_TOKEN": None,
     "SECRET_KEY": None,
     "PUBLIC_URL": None,
+    # How many proxies in front of the portal name the client (X-Forwarded-For/-Proto/
+    # -Host); 0 trusts no such header, as a client may send any.
+    "TRUSTED_PROXIES": 0,
     "API_TITLE": "Podium API",
     "API_VERSION": "v1",
     "OPENAPI_VERSION": "3.0.3",
@@ -38,8 +41,11 @@ DEFAULTS: dict[str, Any] = {
     "OPENAPI_JSON_PATH": "openapi.json",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "WTF_CSRF_TIME_LIMIT": None,
-    # Attempts to log in or sign up, per address and username (Flask-Limiter syntax).
+    # Attempts to log in, per address and username, and per address whatever the
+    # username; new accounts per address (Flask-Limiter syntax; portal/extensions.py).
     "AUTH_RATE_LIMIT": "20 per minute;200 per hour",
+    "ADDRESS_AUTH_RATE_LIMIT": "60 per minute;600 per hour",
+    "SIGNUP_RATE_LIMIT": "5 per minute;20 per day",
     # Who may create an account: `open` (anyone, to enter competitions), `approval` (an
     # administrator approves each new account), `invitation` (a code from an
     # administrator), `closed`. New accounts are at the lowest level (their code runs
@@ -75,6 +81,7 @@ ENVIRONMENT = {
     "PODIUM_SECRET_KEY": "SECRET_KEY",
     "PODIUM_NODE_JOIN_TOKEN": "NODE_JOIN_TOKEN",
     "PODIUM_PUBLIC_URL": "PUBLIC_URL",
+    "PODIUM_TRUSTED_PROXIES": "TRUSTED_PROXIES",
     "PODIUM_MAX_CODE_BYTES": "MAX_CODE_BYTES",
     "PODIUM_MAX_DATASET_BYTES": "MAX_DATASET_BYTES",
     "PODIUM_MAX_DATASET_UNPACKED_BYTES": "MAX_DATASET_UNPACKED_BYTES",
@@ -82,6 +89,8 @@ ENVIRONMENT = {
     "PODIUM_NODE_LOST_AFTER_SECONDS": "NODE_LOST_AFTER_SECONDS",
     "PODIUM_GRADER_PUBLIC_KEY": "GRADER_PUBLIC_KEY",
     "PODIUM_AUTH_RATE_LIMIT": "AUTH_RATE_LIMIT",
+    "PODIUM_ADDRESS_AUTH_RATE_LIMIT": "ADDRESS_AUTH_RATE_LIMIT",
+    "PODIUM_SIGNUP_RATE_LIMIT": "SIGNUP_RATE_LIMIT",
     "PODIUM_SIGNUP": "SIGNUP",
     "PODIUM_SMTP_HOST": "SMTP_HOST",
     "PODIUM_SMTP_PORT": "SMTP_PORT",

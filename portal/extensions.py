@@ -1,6 +1,8 @@
 """Flask extensions, created unbound here and bound to an app in `create_app`."""
 
-from flask import request
+from collections.abc import Callable
+
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -40,7 +42,7 @@ CONTENT_SECURITY_POLICY = {
 
 
 def credentials_key() -> str:
-    """Rate limits on logging in count per address and username, so that guessing one
+    """Password attempts count per address and username, so that guessing one
     account's password is slow and one noisy address does not lock out the others."""
     body = request.get_json(silent=True) if request.is_json else None
     username = (body or {}).get("username") if isinstance(body, dict) else None
@@ -49,3 +51,27 @@ def credentials_key() -> str:
 
 
 limiter = Limiter(key_func=get_remote_address)
+
+
+def _configured(name: str) -> Callable[[], str]:
+    return lambda: current_app.config[name]
+
+
+def login_limited(view: Callable) -> Callable:
+    """Password attempts, on the API and the pages together: per address and username
+    (`AUTH_RATE_LIMIT`: one account guessed slowly), and per address whatever the
+    username (`ADDRESS_AUTH_RATE_LIMIT`: one address trying a password on many)."""
+    view = limiter.shared_limit(
+        _configured("AUTH_RATE_LIMIT"), scope="login", key_func=credentials_key, methods=["POST"]
+    )(view)
+    return limiter.shared_limit(
+        _configured("ADDRESS_AUTH_RATE_LIMIT"), scope="login-address", methods=["POST"]
+    )(view)
+
+
+def signup_limited(view: Callable) -> Callable:
+    """New accounts, on the API and the pages together, per address whatever the
+    username (`SIGNUP_RATE_LIMIT`)."""
+    return limiter.shared_limit(_configured("SIGNUP_RATE_LIMIT"), scope="signup", methods=["POST"])(
+        view
+    )

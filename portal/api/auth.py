@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from portal.api.guards import BEARER, token_required
 from portal.api.schemas import LoginIn, MeOut, SignupIn, TokenOut, UserOut
-from portal.extensions import credentials_key, limiter
+from portal.extensions import login_limited, signup_limited
 from portal.services import auth, users
 from portal.timeutil import isoformat
 
@@ -15,14 +15,10 @@ PREFIX = "/auth"
 blp = Blueprint("api_auth", __name__, description="Log in and out; who am I")
 
 
-def auth_limit() -> str:
-    return current_app.config["AUTH_RATE_LIMIT"]
-
-
 @blp.route("/tokens", methods=["POST"])
 @blp.arguments(LoginIn)
 @blp.response(201, TokenOut)
-@limiter.limit(auth_limit, key_func=credentials_key)
+@login_limited
 def create_token(payload):
     """Trade a username and password for a bearer token."""
     user = auth.authenticate(payload["username"], payload["password"])
@@ -35,7 +31,7 @@ def create_token(payload):
 @blp.route("/users", methods=["POST"])
 @blp.arguments(SignupIn)
 @blp.response(201, UserOut)
-@limiter.limit(auth_limit, key_func=credentials_key)
+@signup_limited
 def sign_up(payload):
     """Create an account where the portal's sign-up policy allows it (open, with an
     invitation code, or waiting for an administrator's approval); then log in."""

@@ -7,7 +7,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 
 from portal.errors import ApiError, Forbidden, NotFound, Unauthorized
-from portal.extensions import credentials_key, db, limiter
+from portal.extensions import db, login_limited, signup_limited
 from portal.services import auth
 from portal.web.forms import form_problem
 
@@ -33,10 +33,6 @@ class SignupForm(FlaskForm):
     invitation = StringField("Invitation code", validators=[Optional(), Length(max=64)])
 
 
-def auth_limit() -> str:
-    return current_app.config["AUTH_RATE_LIMIT"]
-
-
 def _safe_next(target: str | None, default: str = "home.index") -> str:
     # Only local paths: an absolute URL here would be an open redirect.
     # Browsers read a backslash as a slash: "/\evil.example" means "//evil.example".
@@ -46,7 +42,7 @@ def _safe_next(target: str | None, default: str = "home.index") -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(auth_limit, key_func=credentials_key, methods=["POST"])
+@login_limited
 def login():
     form = LoginForm()
     error = None
@@ -63,7 +59,7 @@ def login():
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-@limiter.limit(auth_limit, key_func=credentials_key, methods=["POST"])
+@signup_limited
 def signup():
     mode = current_app.config["SIGNUP"]
     if mode == "closed":

@@ -206,3 +206,85 @@ def test_administrators_approve_and_set_levels_on_the_accounts_page(
         assert "last administrator" in client.get("/admin/users").get_data(as_text=True)
         db.session.remove()
         db.engine.dispose()
+
+
+def test_one_address_cannot_sign_up_without_end(tmp_path, database_url, redis_url, redis):
+    app = build_app(tmp_path / "limited", database_url, redis_url, SIGNUP_RATE_LIMIT="5 per hour")
+    with app.app_context():
+        client = app.test_client()
+        codes = [
+            client.post(
+                "/api/v1/auth/users", json={"username": f"bot{n}", "password": "long-password"}
+            ).status_code
+            for n in range(30)
+        ]
+        assert codes == [201] * 5 + [429] * 25
+        # The pages count with the API: the form is refused too.
+        page = client.get("/signup").get_data(as_text=True)
+        token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+        form = {"username": "bot99", "password": "long-password", "confirm": "long-password"}
+        assert client.post("/signup", data={**form, "csrf_token": token}).status_code == 429
+        assert db.session.scalar(db.select(db.func.count(User.id))) == 5
+        # Another address still signs up.
+        other = client.post(
+            "/api/v1/auth/users",
+            json={"username": "human", "password": "long-password"},
+            environ_base={"REMOTE_ADDR": "10.0.0.7"},
+        )
+        assert other.status_code == 201
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_one_password_tried_on_many_accounts_is_rate_limited(
+    tmp_path, database_url, redis_url, redis
+):
+    app = build_app(
+        tmp_path / "limited", database_url, redis_url, ADDRESS_AUTH_RATE_LIMIT="10 per minute"
+    )
+    with app.app_context():
+        for n in range(12):
+            factories.user(f"user{n}")
+        client = app.test_client()
+        codes = [
+            client.post(
+                "/api/v1/auth/tokens", json={"username": f"user{n}", "password": "Summer2026"}
+            ).status_code
+            for n in range(12)
+        ]
+        assert codes == [401] * 10 + [429] * 2
+        # From another address, the right password works.
+        right = client.post(
+            "/api/v1/auth/tokens",
+            json={"username": "user11", "password": "user11-password"},
+            environ_base={"REMOTE_ADDR": "10.0.0.8"},
+        )
+        assert right.status_code == 201
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_behind_a_trusted_proxy_each_client_is_counted_apart(
+    tmp_path, database_url, redis_url, redis
+):
+    app = build_app(
+        tmp_path / "proxied",
+        database_url,
+        redis_url,
+        SIGNUP_RATE_LIMIT="1 per hour",
+        TRUSTED_PROXIES=1,
+    )
+    with app.app_context():
+        client = app.test_client()
+
+        def sign_up(name: str, forwarded: str) -> int:
+            return client.post(
+                "/api/v1/auth/users",
+                json={"username": name, "password": "long-password"},
+                headers={"X-Forwarded-For": forwarded},
+            ).status_code
+
+        assert [sign_up("a1", "198.51.100.1"), sign_up("a2", "198.51.100.1")] == [201, 429]
+        assert sign_up("b1", "198.51.100.2") == 201
+        db.session.remove()
+        db.engine.dispose()
