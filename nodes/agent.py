@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import stat
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from nodes.archive import unpack
 from nodes.cache import DatasetCache
 from nodes.client import PortalClient, PortalError
 from nodes.monitor import ResourceMonitor
@@ -48,6 +48,8 @@ INHERITED_ENVIRONMENT = {
     "NVIDIA_DRIVER_CAPABILITIES",
     "NVIDIA_VISIBLE_DEVICES",
 }
+# What a session's code or checkpoint may unpack to here (the portal checks the same at
+# upload, with the site's limits; these stop whatever reaches a node past them).
 MAX_UNPACKED_BYTES = 8 * 2**30
 MAX_UNPACKED_FILES = 200_000
 MAX_PREDICTIONS_BYTES = 512 * 2**20
@@ -408,14 +410,7 @@ class Agent:
             (session_dir / "datasets" / mount).symlink_to(path, target_is_directory=True)
         archive = session_dir / "code.tar.gz"
         self.client.download_code(spec["code_digest"], archive)
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            if (
-                len(members) > MAX_UNPACKED_FILES
-                or sum(m.size for m in members) > MAX_UNPACKED_BYTES
-            ):
-                raise ValueError("the code unpacks to more than this node accepts")
-            tar.extractall(code_dir, filter="data")  # refuses links out and absolute paths
+        unpack(archive, code_dir, max_bytes=MAX_UNPACKED_BYTES, max_members=MAX_UNPACKED_FILES)
         archive.unlink()
         if not (code_dir / spec["entry"]).is_file():
             raise FileNotFoundError(f"the entry point {spec['entry']} is not in the code")
@@ -466,8 +461,12 @@ class Agent:
         self.client.download_inputs(session_id, inputs / "test.csv")
         archive = session_dir / "checkpoint.tar.gz"
         self.client.download_code(grading["checkpoint_digest"], archive)
-        with tarfile.open(archive) as tar:
-            tar.extractall(inputs / "checkpoint", filter="data")
+        unpack(
+            archive,
+            inputs / "checkpoint",
+            max_bytes=MAX_UNPACKED_BYTES,
+            max_members=MAX_UNPACKED_FILES,
+        )
         archive.unlink()
         return inputs
 
@@ -560,6 +559,8 @@ class Agent:
         with self._lock:
             self.sessions.pop(session_id, None)
         self.runtime.finished(entry.run)
+        # Its code, outputs and inputs: what it saved went to the portal as it ran.
+        shutil.rmtree(self.workdir / "sessions" / str(session_id), ignore_errors=True)
         log.info("session %s ended: %s %s", session_id, status, reason)
 
     def _report_end(

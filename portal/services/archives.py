@@ -20,6 +20,8 @@ from pathlib import Path
 
 from flask import current_app, has_app_context
 
+from nodes.archive import ArchiveRefused, BoundedTarInfo
+from portal.blocking import off_the_loop
 from portal.errors import ApiError
 
 CHUNK = 1024 * 1024
@@ -61,17 +63,35 @@ def inspect(
     keep_bytes: int = 64 * 1024,
     max_ratio: float | None = None,
 ) -> Manifest:
+    """The archive's manifest, or UnsafeArchive. Read off the event loop of a gevent
+    worker (in its thread pool): a slow archive delays this request only, and the
+    worker keeps answering the others and telling gunicorn it is alive."""
     if max_ratio is None:
         configured = current_app.config.get("MAX_EXPANSION_RATIO") if has_app_context() else None
         max_ratio = float(configured or DEFAULT_RATIO)
+    return off_the_loop(
+        _inspect, archive, max_unpacked_bytes, max_files, keep, keep_bytes, max_ratio
+    )
+
+
+def _inspect(
+    archive: Path,
+    max_unpacked_bytes: int,
+    max_files: int,
+    keep: tuple[str, ...],
+    keep_bytes: int,
+    max_ratio: float,
+) -> Manifest:
     packed = max(archive.stat().st_size, 1)
     files: list[str] = []
     kept: dict[str, bytes] = {}
     entries: list[tuple[str, str, str]] = []
     unpacked = 0
     try:
-        with tarfile.open(archive, "r|gz") as tar:
+        with tarfile.open(archive, "r|gz", tarinfo=BoundedTarInfo) as tar:
             for member in tar:
+                if len(entries) >= max_files:  # folders and links count too
+                    raise UnsafeArchive(f"more than {max_files} files")
                 for text in (member.name, member.linkname):
                     try:
                         text.encode("utf-8")
@@ -97,8 +117,6 @@ def inspect(
                 if member.isdir():
                     entries.append((name, "dir", ""))
                     continue
-                if len(files) >= max_files:
-                    raise UnsafeArchive(f"more than {max_files} files")
                 digest = hashlib.sha256()
                 source = tar.extractfile(member)
                 assert source is not None
@@ -121,6 +139,8 @@ def inspect(
                     digest.update(chunk)
                 files.append(name)
                 entries.append((name, "file", digest.hexdigest()))
+    except ArchiveRefused as exc:
+        raise UnsafeArchive(str(exc)) from exc
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise ApiError(
             f"the archive cannot be read as a gzipped tar: {exc}", code="invalid_input"

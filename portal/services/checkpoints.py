@@ -10,21 +10,30 @@ from sqlalchemy import select
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.models import Checkpoint, Session, SessionKind, User
-from portal.services import metrics
+from portal.services import archives, metrics
 from portal.services.artifacts import ArtifactStore
 from portal.timeutil import isoformat
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+# What a checkpoint may unpack to: what a node unpacks for grading (nodes/agent.py).
+MAX_UNPACKED_BYTES = 8 * 2**30
+MAX_FILES = 200_000
+
+
 def save_checkpoint(
     session: Session, name: str, stream: IO[bytes], store: ArtifactStore, *, max_bytes: int
 ) -> Checkpoint:
+    """Store a checkpoint: a gzipped tar of the folder `save` wrote, inspected like code
+    (a grading node unpacks it). A refused archive is not deleted here: its bytes may be
+    another upload's; `blobs.sweep` collects them once nothing names them."""
     if not NAME_PATTERN.match(name):
         raise ApiError(
             "a checkpoint name is letters, digits, '.', '-' and '_'", code="invalid_input"
         )
     digest, size = store.put(stream, max_bytes=max_bytes)
+    archives.inspect(store.path(digest), max_unpacked_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
     checkpoint = db.session.scalar(
         select(Checkpoint).where(Checkpoint.session_id == session.id, Checkpoint.name == name)
     )

@@ -156,8 +156,8 @@ def world(app, client, redis, tmp_path):
     call(
         "PUT",
         "/api/v1/sessions/oona/1/checkpoints/best",
-        data=b"weights",
-        content_type="application/octet-stream",
+        data=code_archive({"model.txt": "weights"}),
+        content_type="application/gzip",
     )
     loss = [{"tag": "loss", "step": 1, "value": 0.5, "wall_time": 1.0}]
     call("POST", "/api/v1/sessions/oona/1/events", json={"events": loss})
@@ -210,7 +210,6 @@ ADMIN_ONLY = rule({ADMIN})
 SIGNED_IN = rule(USERS)
 ORGANISERS = rule({ORGANISER, ADMIN})
 NODE_OWN = {RUNNER}
-WEIGHTS = "application/octet-stream"
 
 RULES: dict[str, Rule] = {
     # 503 here: no node has sent a heartbeat in this world.
@@ -280,8 +279,8 @@ RULES: dict[str, Rule] = {
         hidden={OTHER, ORGANISER},
         session_scope=True,
         path={"name": "later"},
-        data=b"more weights",
-        content_type=WEIGHTS,
+        content_type="application/gzip",
+        prepare="checkpoint",
     ),
     "GET /api/v1/sessions/{username}/{number}/checkpoints/{name}": rule(
         {OWNER, TEAMMATE, ADMIN},
@@ -544,6 +543,8 @@ def prepared(rule_: Rule, world, client) -> dict:
         body["data"] = code_archive({"train.py": "print('again')\n"})
     elif kind == "code_known":
         body["json"] = {"entry": "train.py", "code_digest": world["values"]["code_digest"]}
+    elif kind == "checkpoint":
+        body["data"] = code_archive({"model.txt": "more weights"})
     elif kind == "dataset":
         body["data"] = code_archive({"train.csv": "3,4\n"})
     elif kind == "spec":

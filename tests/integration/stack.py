@@ -34,6 +34,8 @@ class Stack:
             PODIUM_NODE_LOST_AFTER_SECONDS="4",
             # Tests log in far more often than people do.
             PODIUM_AUTH_RATE_LIMIT="1000 per minute",
+            PODIUM_ADDRESS_AUTH_RATE_LIMIT="1000 per minute",
+            PODIUM_SIGNUP_RATE_LIMIT="1000 per minute",
             PYTHONUNBUFFERED="1",
             **environment,
         )

@@ -91,5 +91,11 @@ def test_a_session_whose_running_report_failed_is_watched_to_its_end(app, served
             db.select(LogLine.text).where(LogLine.session_id == session.id)
         ).all()
         assert "started" in lines and "done" in lines
+        # Its folder on the node (code, outputs) goes once the end is reported.
+        folder = tmp_path / "node" / "sessions" / str(session.id)
+        deadline = time.monotonic() + 10
+        while folder.exists():
+            assert time.monotonic() < deadline, "the session's folder stayed on the node"
+            time.sleep(0.1)
     finally:
         agent.shutdown()

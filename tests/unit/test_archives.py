@@ -1,8 +1,11 @@
 """Hostile archives are refused, each with its first problem named."""
 
+import gzip
 import io
 import re
 import tarfile
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +49,9 @@ def archive(tmp_path, members, name="a.tar.gz", mtime=0):
         ([("tty", "dev", b"")], "tty: device files and pipes are refused"),
         ([("pipe", "fifo", b"")], "pipe: device files and pipes are refused"),
         ([(f"f{i}", "file", b"x") for i in range(101)], "more than 100 files"),
+        # Folders and links count: 200,000 of them are as many inodes as files.
+        ([(f"d{i}", "dir", b"") for i in range(101)], "more than 100 files"),
+        ([(f"l{i}", "sym", b"d0") for i in range(101)], "more than 100 files"),
     ],
 )
 def test_hostile_archives_are_refused(tmp_path, members, message):
@@ -81,3 +87,45 @@ def test_links_inside_the_tree_are_fine_and_the_digest_follows_content_only(tmp_
         archive(tmp_path, [("data/a.csv", "file", b"1,3\n")], "three.tar.gz"), **LIMITS
     )
     assert changed.content_digest != first.content_digest
+
+
+def long_name_bomb(tmp_path, claimed: int = 2**30, sent: int = 2**20) -> Path:
+    """A gzipped tar whose first header announces a GNU long name of `claimed` bytes,
+    followed by only `sent` bytes of it: tarfile would read the whole name into memory."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type = tarfile.GNUTYPE_LONGNAME
+    header.size = claimed
+    block = header.tobuf(format=tarfile.GNU_FORMAT)[:512]
+    path = tmp_path / "longname.tar.gz"
+    with gzip.open(path, "wb") as out:
+        out.write(block)
+        out.write(b"a" * sent)
+    return path
+
+
+def test_a_header_that_claims_a_gigabyte_name_is_refused_unread(tmp_path):
+    bomb = long_name_bomb(tmp_path)
+    assert bomb.stat().st_size < 64 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeArchive, match="a header of 1073741824 bytes"):
+            inspect(bomb, **LIMITS)
+        assert tracemalloc.get_traced_memory()[1] < 16 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_node_unpacks_within_its_limits_and_refuses_long_headers(tmp_path):
+    from nodes.archive import ArchiveRefused, unpack
+
+    fine = archive(tmp_path, [("a/x.txt", "file", b"x" * 10), ("a/y.txt", "file", b"y")])
+    assert unpack(fine, tmp_path / "out", max_bytes=11, max_members=2) == 11
+    assert (tmp_path / "out" / "a" / "x.txt").read_bytes() == b"x" * 10
+    with pytest.raises(ArchiveRefused, match="unpacks to more than"):
+        unpack(fine, tmp_path / "big", max_bytes=10, max_members=10)
+    with pytest.raises(ArchiveRefused, match="more than 1 members"):
+        unpack(fine, tmp_path / "many", max_bytes=100, max_members=1)
+    # Refused before the member past the limit is written.
+    assert not (tmp_path / "big" / "a" / "y.txt").exists()
+    with pytest.raises(ArchiveRefused, match="a header of"):
+        unpack(long_name_bomb(tmp_path), tmp_path / "long", max_bytes=2**30, max_members=10)

@@ -1,0 +1,65 @@
+"""Tar archives read within limits: by the portal when it inspects an upload, and by
+node agents when they unpack code, checkpoints and datasets.
+
+Python's tarfile reads a long-name or extended (PAX) header whole into memory, however
+large it says it is: a 1 MB archive can claim a 1 GiB name. `BoundedTarInfo` refuses
+such a header before reading it. `unpack` counts every member and byte before writing
+it, so that what a node writes is bounded by the limits, not by the archive's size.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+# A path, a link target or the extended attributes of one member: far beyond any real
+# name (4,096 bytes on Linux), far below what would hurt.
+MAX_HEADER_BYTES = 64 * 1024
+_LONG_HEADERS = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
+
+
+class ArchiveRefused(tarfile.TarError):
+    """An archive beyond the limits; the message says which."""
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        # tarfile's hook for each header block, before a long header's body is read.
+        if self.type in _LONG_HEADERS and self.size > MAX_HEADER_BYTES:
+            raise ArchiveRefused(
+                f"a header of {self.size} bytes (names and extended headers are limited "
+                f"to {MAX_HEADER_BYTES // 1024} KiB)"
+            )
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+def open_bounded(path: Path, *, stream: bool = False) -> tarfile.TarFile:
+    """The archive (gzipped or not); with `stream`, read once from start to end."""
+    if stream:
+        return tarfile.open(path, "r|*", tarinfo=BoundedTarInfo)
+    return tarfile.open(path, "r:*", tarinfo=BoundedTarInfo)
+
+
+def unpack(archive: Path, destination: Path, *, max_bytes: int, max_members: int) -> int:
+    """Unpack `archive` into `destination` with tarfile's `data` filter (no links out,
+    no absolute paths, no device files), refusing it at the first member past
+    `max_members` members or `max_bytes` bytes. Returns the bytes written."""
+    written = members = 0
+    with open_bounded(archive) as tar:
+        for member in tar:
+            members += 1
+            written += member.size if member.isfile() else 0
+            if members > max_members:
+                raise ArchiveRefused(f"more than {max_members} members")
+            if written > max_bytes:
+                raise ArchiveRefused(f"it unpacks to more than {max_bytes // 2**20} MiB")
+            tar.extract(member, destination, filter="data")
+    return written
