@@ -35,7 +35,7 @@ def app() -> Flask:
     """One app per worker process, made on first use (jobs run in the worker itself)."""
     global _app
     if _app is None:
-        _app = create_app(serve=False)
+        _app = create_app(serve=False, migrations=False)
     return _app
 
 

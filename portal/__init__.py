@@ -3,30 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from sqlalchemy import event
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from portal.config import instance_path_from_env, load_config
-from portal.extensions import (
-    CONTENT_SECURITY_POLICY,
-    csrf,
-    db,
-    limiter,
-    login_manager,
-    migrate,
-    talisman,
-)
+if TYPE_CHECKING:
+    from flask import Flask
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def create_app(config: dict[str, Any] | None = None, *, serve: bool = True) -> Flask:
+def create_app(
+    config: dict[str, Any] | None = None,
+    *,
+    serve: bool = True,
+    nodes_only: bool = False,
+    migrations: bool = True,
+) -> Flask:
     """Build the portal. `config` overrides everything else (tests pass theirs here).
     The scheduler and the grader, which answer no request, build it without its routes
-    (`serve=False`): they never load the pages' plotting libraries."""
+    (`serve=False`): they never load the pages' plotting libraries. The portal process
+    that answers node agents serves the agents' API alone (`nodes_only`). Processes
+    that never migrate the database leave Alembic out (`migrations=False`).
+
+    Flask and the rest are imported here, not with the package: `podium up`'s supervisor
+    and the command line import parts of it without holding a web framework."""
+    from flask import Flask
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from portal.config import instance_path_from_env, load_config
+    from portal.extensions import (
+        CONTENT_SECURITY_POLICY,
+        csrf,
+        db,
+        limiter,
+        login_manager,
+        talisman,
+    )
+
     instance_path = Path((config or {}).get("INSTANCE_PATH") or instance_path_from_env())
     app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=True)
     app.config.update(load_config(instance_path))
@@ -41,7 +53,10 @@ def create_app(config: dict[str, Any] | None = None, *, serve: bool = True) -> F
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies
         )
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    if migrations:  # `flask db …` and the supervisor's migrating child
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=str(MIGRATIONS_DIR))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
@@ -76,8 +91,9 @@ def create_app(config: dict[str, Any] | None = None, *, serve: bool = True) -> F
         from portal.errors import register_error_handlers
         from portal.web import register_web
 
-        register_api(app)
-        register_web(app)
+        register_api(app, nodes_only=nodes_only)
+        if not nodes_only:
+            register_web(app)
         register_error_handlers(app)
     return app
 
@@ -85,6 +101,10 @@ def create_app(config: dict[str, Any] | None = None, *, serve: bool = True) -> F
 def _tune_sqlite(app: Flask) -> None:
     """Several processes share the SQLite file: WAL lets readers run beside a writer,
     and the busy timeout makes a writer wait for the lock instead of failing."""
+    from sqlalchemy import event
+
+    from portal.extensions import db
+
     if db.engine.dialect.name != "sqlite":
         return
 

@@ -364,17 +364,18 @@ class Stack:
                 "gunicorn",
                 "--workers",
                 str(self.args.workers),
-                # gevent: a live leaderboard holds its connection open, and a few hundred of
-                # them must not take the threads that answer everything else.
-                "--worker-class",
-                "gevent",
+                # gevent workers (portal/gunicorn_config.py): a live leaderboard holds its
+                # connection open, and a few hundred of them must not take the threads
+                # that answer everything else.
+                "--config",
+                "python:portal.gunicorn_config",
                 "--worker-connections",
                 "1000",
                 "--bind",
                 f"{self.host}:{self.args.port}",
                 "--access-logfile",
                 "-",
-                "wsgi:app",
+                "portal:create_app(migrations=False)",
             ],
             env,
         )
@@ -391,15 +392,15 @@ class Stack:
                 "gunicorn",
                 "--workers",
                 "1",
-                "--worker-class",
-                "gevent",
+                "--config",
+                "python:portal.gunicorn_config",
                 "--worker-connections",
                 "1000",
                 "--bind",
                 f"{self.host}:{nodes_port}",
                 "--access-logfile",
                 "-",
-                "wsgi:app",
+                "portal:create_app(nodes_only=True, migrations=False)",
             ],
             env,
         )

@@ -29,7 +29,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(message)s")
-    app = create_app(serve=False)
+    app = create_app(serve=False, migrations=False)
     # Bounded waits: a Redis that stops answering must not freeze a leader in a call.
     redis = Redis.from_url(app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5)
     lease = Lease(redis, ttl_seconds=args.lease_seconds, renew_seconds=args.lease_seconds / 4)

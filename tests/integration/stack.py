@@ -37,8 +37,8 @@ class Stack:
             PODIUM_ADDRESS_AUTH_RATE_LIMIT="1000 per minute",
             PODIUM_SIGNUP_RATE_LIMIT="1000 per minute",
             PYTHONUNBUFFERED="1",
-            **environment,
         )
+        env.update(environment)
         self.log = (root / "stack.log").open("w")
         self.process = subprocess.Popen(
             [

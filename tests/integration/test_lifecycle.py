@@ -208,3 +208,69 @@ def test_redis_restarted_empty_loses_nothing(tmp_path):
         assert stack.process.poll() is None
     finally:
         stack.stop()
+
+
+SLOW_SCORER = """\
+import time
+
+def score(labels, predictions):
+    time.sleep(3)
+    return sum(a == b for a, b in zip(labels, predictions)) / len(labels)
+"""
+
+
+def test_a_grader_killed_mid_grade_grades_once_and_charges_once(tmp_path):
+    """The grader and everything under it is killed (kill -9) while it scores a
+    submission: the supervisor starts it again, its sweep queues the submission again,
+    and it is scored once; the team's quota counts it once."""
+    from tests import factories
+
+    stack = Stack(tmp_path / "stack", PODIUM_GRADER_SWEEP_SECONDS="2")
+    try:
+        organiser = User(stack, tmp_path / "olga", cwd=tmp_path)
+        organiser.login("admin", "admin")
+        folder = tmp_path / "spec"
+        folder.mkdir()
+        files = factories.competition_files(rows=20)
+        for name, body in files.items():
+            (folder / name).write_bytes(body)
+        (folder / "scorer.py").write_text(SLOW_SCORER)
+        (folder / "slow.yaml").write_text(
+            "slug: slow\ntitle: Slow\nrounds:\n"
+            "  - {starts_at: 2020-01-01T00:00:00Z, ends_at: 2099-01-01T00:00:00Z,\n"
+            "     test_inputs: test.csv, labels: labels.csv, metric: custom,\n"
+            "     scorer: scorer.py, higher_is_better: true, daily_quota: 2}\n"
+        )
+        created = organiser("competition", "create", str(folder / "slow.yaml"))
+        assert created.returncode == 0, created.stderr
+        demo = User(stack, tmp_path / "demo", cwd=tmp_path)
+        demo.login("demo", "demo")
+        predictions = tmp_path / "predictions.csv"
+        predictions.write_bytes(factories.predictions(files, 20))
+        first = demo.json("submit", "--file", str(predictions), "-C", "slow")["id"]
+        grader_log = stack.instance / "logs" / "grader.log"
+        grader = stack.child("-m grader")
+        deadline = time.monotonic() + 30
+        while not (scorer := grader.children(recursive=True)):  # the scorer runs
+            assert time.monotonic() < deadline, grader_log.read_text()[-2000:]
+            time.sleep(0.05)
+        for process in [grader, *scorer]:
+            process.kill()
+        assert f"submission {first}:" not in grader_log.read_text()  # killed mid-grade
+        deadline = time.monotonic() + 120
+        while True:
+            mine = {s["id"]: s for s in demo.json("competition", "submissions", "slow")}
+            if mine[first]["status"] == "scored":
+                break
+            assert time.monotonic() < deadline, mine[first]
+            time.sleep(0.5)
+        assert mine[first]["public_score"] == 1.0
+        assert grader_log.read_text().count(f"submission {first}: scored") == 1
+        assert stack.process.poll() is None
+        # Charged once: of a daily quota of two, one is left.
+        second = demo("submit", "--file", str(predictions), "-C", "slow")
+        assert second.returncode == 0, second.stderr
+        third = demo("submit", "--file", str(predictions), "-C", "slow")
+        assert third.returncode != 0 and "used its 2 submissions" in third.stderr, third.stderr
+    finally:
+        stack.stop()
