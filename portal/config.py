@@ -14,6 +14,9 @@ from portal import keys
 
 DEFAULTS: dict[str, Any] = {
     "MAX_CODE_BYTES": 100 * 1024 * 1024,
+    # The code a user may hold in the store: each archive their sessions run, once, and
+    # those uploaded in the last day that no session runs yet. Removing sessions frees it.
+    "CODE_QUOTA_BYTES": 5 * 1024**3,
     # What a code archive may unpack to: a node refuses more, so the portal does first.
     "MAX_CODE_UNPACKED_BYTES": 8 * 1024**3,
     "MAX_CHECKPOINT_BYTES": 2 * 1024 * 1024 * 1024,
@@ -83,6 +86,7 @@ ENVIRONMENT = {
     "PODIUM_PUBLIC_URL": "PUBLIC_URL",
     "PODIUM_TRUSTED_PROXIES": "TRUSTED_PROXIES",
     "PODIUM_MAX_CODE_BYTES": "MAX_CODE_BYTES",
+    "PODIUM_CODE_QUOTA_BYTES": "CODE_QUOTA_BYTES",
     "PODIUM_MAX_DATASET_BYTES": "MAX_DATASET_BYTES",
     "PODIUM_MAX_DATASET_UNPACKED_BYTES": "MAX_DATASET_UNPACKED_BYTES",
     "PODIUM_MAX_EXPANSION_RATIO": "MAX_EXPANSION_RATIO",
@@ -106,6 +110,7 @@ ENVIRONMENT = {
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
+    "CODE_QUOTA_BYTES",
     "NODE_LOST_AFTER_SECONDS",
     "MAX_DATASET_BYTES",
     "MAX_DATASET_UNPACKED_BYTES",

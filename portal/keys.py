@@ -49,6 +49,13 @@ def code_upload(user_id: int, digest: str) -> str:
     return f"podium:upload:{user_id}:{digest}"
 
 
+def code_uploads(user_id: int) -> str:
+    """The sizes of the code archives a user uploaded in the last day that no session of
+    theirs runs yet (digest -> bytes): what counts against their code quota beside the
+    archives their sessions run."""
+    return f"podium:uploads:{user_id}"
+
+
 def board(round_id: int) -> str:
     """The channel a round's leaderboard changes are published on."""
     return f"podium:lb:{round_id}"

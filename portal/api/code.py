@@ -27,12 +27,23 @@ def artifact_store() -> ArtifactStore:
 @blp.response(201, CodeOut)
 @token_required()
 def upload_code():
-    """Upload a gzipped tar of a code folder; answers its SHA-256."""
+    """Upload a gzipped tar of a code folder; answers its SHA-256. Each user's stored
+    code has a quota (`CODE_QUOTA_BYTES`); an upload past it is cut off (413)."""
     limit = current_app.config["MAX_CODE_BYTES"]
     if (request.content_length or 0) > limit:
         raise TooLarge(limit)
-    digest, size = artifact_store().put(request.stream, max_bytes=limit)
-    sessions.record_upload(current_app.extensions.get("redis"), g.user, digest)
+    redis = current_app.extensions.get("redis")
+    quota = current_app.config["CODE_QUOTA_BYTES"]
+    room = sessions.code_room(g.user, redis, quota)
+    if (request.content_length or 0) > room:
+        raise sessions.quota_error(quota - room, quota)
+    try:
+        digest, size = artifact_store().put(request.stream, max_bytes=min(limit, room))
+    except TooLarge:
+        if room >= limit:
+            raise
+        raise sessions.quota_error(quota - room, quota) from None
+    sessions.record_upload(redis, g.user, digest, size)
     return {"digest": digest, "size": size}
 
 

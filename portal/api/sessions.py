@@ -84,6 +84,7 @@ def create_session(payload):
         archive=artifact_store().path(payload["code_digest"]),
         max_unpacked_bytes=config["MAX_CODE_UNPACKED_BYTES"],
     )
+    service.forget_upload(current_app.extensions.get("redis"), g.user, session.code_digest)
     return service.session_dict(session)
 
 

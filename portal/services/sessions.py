@@ -60,13 +60,65 @@ class SessionRequest:
 UPLOAD_MEMORY_SECONDS = 86400
 
 
-def record_upload(redis, user: User, digest: str) -> None:
-    """Remember that `user` uploaded this archive: they may start sessions of it."""
+def record_upload(redis, user: User, digest: str, size: int = 0) -> None:
+    """Remember that `user` uploaded this archive: they may start sessions of it, and,
+    until a session runs it, it counts against their code quota."""
     if redis is not None:
         try:
-            redis.set(keys.code_upload(user.id, digest), 1, ex=UPLOAD_MEMORY_SECONDS)
+            with redis.pipeline() as pipe:
+                pipe.set(keys.code_upload(user.id, digest), 1, ex=UPLOAD_MEMORY_SECONDS)
+                if not runs_code(user, digest):
+                    pipe.hset(keys.code_uploads(user.id), digest, size)
+                    pipe.expire(keys.code_uploads(user.id), UPLOAD_MEMORY_SECONDS)
+                pipe.execute()
         except RedisError:
             log.warning("could not record an upload of %s", user.username, exc_info=True)
+
+
+def stored_code_bytes(user: User, redis) -> int:
+    """The code `user` holds in the store: each archive their sessions run, once, and
+    each one uploaded in the last day that no session of theirs runs yet."""
+    running = dict(
+        db.session.execute(
+            select(Session.code_digest, func.max(Session.code_bytes))
+            .where(Session.user_id == user.id)
+            .group_by(Session.code_digest)
+        ).all()
+    )
+    pending: dict = {}
+    if redis is not None:
+        try:
+            pending = redis.hgetall(keys.code_uploads(user.id))
+        except RedisError:
+            log.warning("could not read the uploads of %s", user.username, exc_info=True)
+    waiting = sum(int(size) for digest, size in pending.items() if digest.decode() not in running)
+    return sum(running.values()) + waiting
+
+
+def code_room(user: User, redis, quota: int) -> int:
+    """Bytes of code `user` may still upload; refused with a clear error at none."""
+    used = stored_code_bytes(user, redis)
+    if used >= quota:
+        raise quota_error(used, quota)
+    return quota - used
+
+
+def quota_error(used: int, quota: int) -> ApiError:
+    return ApiError(
+        f"this archive does not fit your code quota ({used / 2**20:.1f} of "
+        f"{quota / 2**20:g} MiB used): remove sessions you no longer need (`podium rm`)",
+        code="quota_exceeded",
+        status=413,
+    )
+
+
+def forget_upload(redis, user: User, digest: str) -> None:
+    """A session runs this archive now: it counts through the session from here on."""
+    if redis is not None:
+        try:
+            redis.hdel(keys.code_uploads(user.id), digest)
+        except RedisError:
+            log.warning("could not update the uploads of %s", user.username, exc_info=True)
 
 
 def runs_code(user: User, digest: str) -> bool:

@@ -90,3 +90,48 @@ def test_a_gigabyte_name_in_a_small_dataset_is_refused(client, app, tmp_path):
     assert refused.status_code == 422
     assert refused.get_json()["error"]["code"] == "unsafe_archive"
     assert db.session.scalar(db.select(db.func.count(Dataset.id))) == 0
+
+
+def test_stored_code_has_a_quota_per_user(tmp_path, redis_url, redis):
+    import os
+
+    from tests.conftest import build_app
+
+    database = f"sqlite:///{tmp_path / 'quota.db'}"
+    app = build_app(tmp_path / "quota", database, redis_url, CODE_QUOTA_BYTES=1_500_000)
+    with app.app_context():
+        client = app.test_client()
+        mallory = factories.headers(factories.token(factories.user("mallory")))
+        other = factories.headers(factories.token(factories.user("other")))
+
+        def upload(headers, chunked: bool = False):
+            # Hardly compressible: each archive is about 600 kB.
+            body = code_archive(
+                {"train.py": "print(1)\n", "blob": os.urandom(2**20).hex()[: 2**20]}
+            )
+            if chunked:  # no Content-Length: the store cuts it off at the quota
+                return client.put("/api/v1/code", data=io.BytesIO(body), headers=headers)
+            return client.put("/api/v1/code", data=body, headers=headers)
+
+        first, second = upload(mallory), upload(mallory)
+        assert first.status_code == 201 and second.status_code == 201
+        for refused in (upload(mallory), upload(mallory, chunked=True)):
+            assert refused.status_code == 413, refused.get_json()
+            error = refused.get_json()["error"]
+            assert error["code"] == "quota_exceeded" and "podium rm" in error["message"]
+        # Another user's room is their own.
+        assert upload(other).status_code == 201
+        # A session runs the first archive; removing it frees its room.
+        started = client.post(
+            "/api/v1/sessions",
+            json={"entry": "train.py", "code_digest": first.get_json()["digest"]},
+            headers=mallory,
+        )
+        assert started.status_code == 201
+        assert upload(mallory).status_code == 413  # still held, by the session now
+        ident = started.get_json()["id"]
+        assert client.post(f"/api/v1/sessions/{ident}/stop", headers=mallory).status_code == 200
+        assert client.delete(f"/api/v1/sessions/{ident}", headers=mallory).status_code == 204
+        assert upload(mallory).status_code == 201
+        db.session.remove()
+        db.engine.dispose()
