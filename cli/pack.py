@@ -86,6 +86,7 @@ def pack(root: Path, out: BinaryIO, *, max_bytes: int, required: str | None = No
         tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
         for relative in files:
+            tar.inodes.clear()  # type: ignore[attr-defined]  # no hard links: refused
             info = tar.gettarinfo(root / relative, arcname=relative.as_posix())
             info.uid = info.gid = 0
             info.uname = info.gname = ""

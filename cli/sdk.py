@@ -308,6 +308,7 @@ def _pack(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(folder.rglob("*")):
+            tar.inodes.clear()  # type: ignore[attr-defined]  # no hard links: refused
             tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
     return buffer.getvalue()
 

@@ -71,20 +71,22 @@ def read_session_file(path: Path, limit: int = MAX_PREDICTIONS_BYTES) -> bytes |
         return opened.read(limit + 1)[:limit]
 
 
-def deliver(send: Callable[[], object], what: str, attempts: int = 10) -> None:
+def deliver(send: Callable[[], object], what: str, attempts: int = 10) -> bool:
     """Send something to the portal, retrying (with a growing pause) what failed on the
-    way or on the portal's side; what the portal refuses (4xx) is not sent again."""
+    way or on the portal's side; what the portal refuses (4xx) is not sent again. True
+    once the portal has answered (accepted or refused), False when it never did."""
     for attempt in range(attempts):
         try:
             send()
-            return
+            return True
         except PortalError as exc:
             if exc.status is not None and exc.status < 500:
                 log.warning("%s refused: %s", what, exc)
-                return
+                return True
         except Exception as exc:
             log.warning("sending %s failed (%s)", what, exc)
         time.sleep(min(0.2 * 2**attempt, 5))
+    return False
 
 
 @dataclass
@@ -298,12 +300,14 @@ class Agent:
         except BuildFailed as exc:
             log.warning("session %s: %s", session_id, exc)
             shipper.close()
-            self._report_end(session_id, "failed", reason=str(exc))
+            if self._report_end(session_id, "failed", reason=str(exc)):
+                self._remove_folder(session_id)
             return False
         except Exception as exc:
             log.exception("session %s could not start", session_id)
             shipper.close()
-            self._report_end(session_id, "failed", reason=f"could not start: {exc}")
+            if self._report_end(session_id, "failed", reason=f"could not start: {exc}"):
+                self._remove_folder(session_id)  # what was unpacked before it failed
             return False
         self._write_pid(session_id, run)
         entry = Tracked(run)
@@ -555,12 +559,16 @@ class Agent:
             with self._lock:
                 self.sessions.pop(session_id, None)
 
-        self._report_end(session_id, status, exit_code=info.exit_code, reason=reason, then=forget)
+        reported = self._report_end(
+            session_id, status, exit_code=info.exit_code, reason=reason, then=forget
+        )
         with self._lock:
             self.sessions.pop(session_id, None)
         self.runtime.finished(entry.run)
-        # Its code, outputs and inputs: what it saved went to the portal as it ran.
-        shutil.rmtree(self.workdir / "sessions" / str(session_id), ignore_errors=True)
+        if reported:
+            # Its code, outputs and inputs: what it saved went to the portal as it ran.
+            # Unreported, its folder stays (its output.log is the copy of what it printed).
+            self._remove_folder(session_id)
         log.info("session %s ended: %s %s", session_id, status, reason)
 
     def _report_end(
@@ -571,10 +579,11 @@ class Agent:
         exit_code: int | None = None,
         reason: str = "",
         then: Callable[[], None] | None = None,
-    ) -> None:
+    ) -> bool:
         """Tell the portal how a session ended, again and again while the network or
         the portal fails (for about two minutes): a lost report would leave it active
-        there for ever. `then` runs under the report lock once the portal has it."""
+        there for ever. `then` runs under the report lock once the portal has it. True
+        once the portal has answered."""
 
         def send() -> None:
             with self._report_lock:
@@ -582,7 +591,10 @@ class Agent:
                 if then is not None:
                     then()
 
-        deliver(send, f"the end of session {session_id}", attempts=30)
+        return deliver(send, f"the end of session {session_id}", attempts=30)
+
+    def _remove_folder(self, session_id: int) -> None:
+        shutil.rmtree(self.workdir / "sessions" / str(session_id), ignore_errors=True)
 
     @staticmethod
     def _reap_stragglers(run: Run) -> None:

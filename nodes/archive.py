@@ -12,15 +12,14 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-# A path, a link target or the extended attributes of one member: far beyond any real
-# name (4,096 bytes on Linux), far below what would hurt.
-MAX_HEADER_BYTES = 64 * 1024
+# A path, a link target or the extended attributes of one member: beyond any real name
+# (4,096 bytes on Linux), far below what would hurt.
+MAX_HEADER_BYTES = 8 * 1024
 _LONG_HEADERS = frozenset(
     {
         tarfile.GNUTYPE_LONGNAME,
         tarfile.GNUTYPE_LONGLINK,
         tarfile.XHDTYPE,
-        tarfile.XGLTYPE,
         tarfile.SOLARIS_XHDTYPE,
     }
 )
@@ -31,6 +30,11 @@ class ArchiveRefused(tarfile.TarError):
 
 
 class BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's member, refusing what tarfile would hold in memory without bound: a long
+    header bigger than MAX_HEADER_BYTES, a global extended header (copied into every
+    member after it), sparse files (their maps are read whole, whatever they claim) and
+    hard links (unpacking one needs every member before it kept)."""
+
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         # tarfile's hook for each header block, before a long header's body is read.
         if self.type in _LONG_HEADERS and self.size > MAX_HEADER_BYTES:
@@ -38,7 +42,16 @@ class BoundedTarInfo(tarfile.TarInfo):
                 f"a header of {self.size} bytes (names and extended headers are limited "
                 f"to {MAX_HEADER_BYTES // 1024} KiB)"
             )
+        if self.type == tarfile.XGLTYPE:
+            raise ArchiveRefused("global extended headers are refused")
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise ArchiveRefused(f"{self.name}: sparse files are refused")
+        if self.type == tarfile.LNKTYPE:
+            raise ArchiveRefused(f"{self.name}: hard links are refused (pack the file itself)")
         return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+    def _proc_gnusparse_10(self, next, pax_headers, tarfile_):
+        raise ArchiveRefused("sparse files are refused")
 
 
 def open_bounded(path: Path, *, stream: bool = False) -> tarfile.TarFile:
@@ -53,8 +66,9 @@ def unpack(archive: Path, destination: Path, *, max_bytes: int, max_members: int
     no absolute paths, no device files), refusing it at the first member past
     `max_members` members or `max_bytes` bytes. Returns the bytes written."""
     written = members = 0
-    with open_bounded(archive) as tar:
+    with open_bounded(archive, stream=True) as tar:
         for member in tar:
+            tar.members = []  # type: ignore[attr-defined]  # a stream: nothing needs them
             members += 1
             written += member.size if member.isfile() else 0
             if members > max_members:

@@ -56,6 +56,12 @@ def code_uploads(user_id: int) -> str:
     return f"podium:uploads:{user_id}"
 
 
+def code_upload_lock(user_id: int) -> str:
+    """Held while one of a user's code uploads is checked against the quota, stored and
+    counted: two uploads at once cannot both take the same room."""
+    return f"podium:uploads:{user_id}:lock"
+
+
 def board(round_id: int) -> str:
     """The channel a round's leaderboard changes are published on."""
     return f"podium:lb:{round_id}"

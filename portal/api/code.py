@@ -34,16 +34,17 @@ def upload_code():
         raise TooLarge(limit)
     redis = current_app.extensions.get("redis")
     quota = current_app.config["CODE_QUOTA_BYTES"]
-    room = sessions.code_room(g.user, redis, quota)
-    if (request.content_length or 0) > room:
-        raise sessions.quota_error(quota - room, quota)
-    try:
-        digest, size = artifact_store().put(request.stream, max_bytes=min(limit, room))
-    except TooLarge:
-        if room >= limit:
-            raise
-        raise sessions.quota_error(quota - room, quota) from None
-    sessions.record_upload(redis, g.user, digest, size)
+    with sessions.code_upload_turn(g.user, redis):
+        room = sessions.code_room(g.user, redis, quota)
+        if (request.content_length or 0) > room:
+            raise sessions.quota_error(quota - room, quota)
+        try:
+            digest, size = artifact_store().put(request.stream, max_bytes=min(limit, room))
+        except TooLarge:
+            if room >= limit:
+                raise
+            raise sessions.quota_error(quota - room, quota) from None
+        sessions.record_upload(redis, g.user, digest, size)
     return {"digest": digest, "size": size}
 
 

@@ -27,6 +27,8 @@ from portal.errors import ApiError
 CHUNK = 1024 * 1024
 RATIO_FLOOR = 64 * 2**20  # below this, any expansion is fine
 DEFAULT_RATIO = 100.0
+# The paths and link targets of all members together: what the manifest holds.
+MAX_NAMES_BYTES = 64 * 2**20
 
 
 class UnsafeArchive(ApiError):
@@ -86,10 +88,11 @@ def _inspect(
     files: list[str] = []
     kept: dict[str, bytes] = {}
     entries: list[tuple[str, str, str]] = []
-    unpacked = 0
+    unpacked = names = 0
     try:
         with tarfile.open(archive, "r|gz", tarinfo=BoundedTarInfo) as tar:
             for member in tar:
+                tar.members = []  # type: ignore[attr-defined]  # else it keeps every one
                 if len(entries) >= max_files:  # folders and links count too
                     raise UnsafeArchive(f"more than {max_files} files")
                 for text in (member.name, member.linkname):
@@ -101,6 +104,11 @@ def _inspect(
                 name = _inside(member.name)
                 if name is None:
                     raise UnsafeArchive(f"{member.name}: a path outside the tree")
+                names += len(name) + len(member.linkname)
+                if names > MAX_NAMES_BYTES:
+                    raise UnsafeArchive(
+                        f"its names add up to more than {MAX_NAMES_BYTES // 2**20} MiB"
+                    )
                 if member.isdev() or member.isfifo():
                     raise UnsafeArchive(f"{member.name}: device files and pipes are refused")
                 if (member.issym() or member.islnk()) and name in keep:
@@ -141,7 +149,7 @@ def _inspect(
                 entries.append((name, "file", digest.hexdigest()))
     except ArchiveRefused as exc:
         raise UnsafeArchive(str(exc)) from exc
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, IndexError) as exc:
         raise ApiError(
             f"the archive cannot be read as a gzipped tar: {exc}", code="invalid_input"
         ) from exc

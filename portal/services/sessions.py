@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 import shlex
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import selectinload
 
@@ -68,7 +71,7 @@ def record_upload(redis, user: User, digest: str, size: int = 0) -> None:
             with redis.pipeline() as pipe:
                 pipe.set(keys.code_upload(user.id, digest), 1, ex=UPLOAD_MEMORY_SECONDS)
                 if not runs_code(user, digest):
-                    pipe.hset(keys.code_uploads(user.id), digest, size)
+                    pipe.hset(keys.code_uploads(user.id), digest, f"{size}:{int(time.time())}")
                     pipe.expire(keys.code_uploads(user.id), UPLOAD_MEMORY_SECONDS)
                 pipe.execute()
         except RedisError:
@@ -91,8 +94,26 @@ def stored_code_bytes(user: User, redis) -> int:
             pending = redis.hgetall(keys.code_uploads(user.id))
         except RedisError:
             log.warning("could not read the uploads of %s", user.username, exc_info=True)
-    waiting = sum(int(size) for digest, size in pending.items() if digest.decode() not in running)
+    since = time.time() - UPLOAD_MEMORY_SECONDS
+    waiting = 0
+    for digest, value in pending.items():
+        size, _, at = value.decode().partition(":")
+        if digest.decode() not in running and int(at or 0) > since:
+            waiting += int(size)
     return sum(running.values()) + waiting
+
+
+@contextmanager
+def code_upload_turn(user: User, redis) -> Iterator[None]:
+    """One code upload of `user` at a time is checked, stored and counted."""
+    if redis is None:
+        yield
+        return
+    try:
+        with redis.lock(keys.code_upload_lock(user.id), timeout=900, blocking_timeout=120):
+            yield
+    except LockError:
+        raise Conflict("another code upload of yours is under way: try again") from None
 
 
 def code_room(user: User, redis, quota: int) -> int:

@@ -109,8 +109,13 @@ def test_stored_code_has_a_quota_per_user(tmp_path, redis_url, redis):
             body = code_archive(
                 {"train.py": "print(1)\n", "blob": os.urandom(2**20).hex()[: 2**20]}
             )
-            if chunked:  # no Content-Length: the store cuts it off at the quota
-                return client.put("/api/v1/code", data=io.BytesIO(body), headers=headers)
+            if chunked:  # no Content-Length (as chunked): the store cuts it off at the quota
+                return client.put(
+                    "/api/v1/code",
+                    data=body,
+                    headers=headers,
+                    environ_overrides={"CONTENT_LENGTH": "", "wsgi.input_terminated": True},
+                )
             return client.put("/api/v1/code", data=body, headers=headers)
 
         first, second = upload(mallory), upload(mallory)

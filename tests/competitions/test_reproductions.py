@@ -302,7 +302,7 @@ def test_the_team_cannot_stop_feed_or_fork_its_reproduction(model_submission, ap
     )
     saved = client.put(
         path + "/checkpoints/1",
-        data=b"its own weights",
+        data=code_archive({"weights": "its own"}),
         headers={**factories.headers(own_token), "Content-Type": "application/gzip"},
     )
     assert saved.status_code in (200, 201), saved.get_json()

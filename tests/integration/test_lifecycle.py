@@ -225,7 +225,9 @@ def test_a_grader_killed_mid_grade_grades_once_and_charges_once(tmp_path):
     and it is scored once; the team's quota counts it once."""
     from tests import factories
 
-    stack = Stack(tmp_path / "stack", PODIUM_GRADER_SWEEP_SECONDS="2")
+    # The scorer runs as a child of the grader (not in a container, as where an engine
+    # answers): the test sees when it scores, and kills both.
+    stack = Stack(tmp_path / "stack", PODIUM_GRADER_SWEEP_SECONDS="2", PODIUM_SCORER_SANDBOX="user")
     try:
         organiser = User(stack, tmp_path / "olga", cwd=tmp_path)
         organiser.login("admin", "admin")

@@ -12,20 +12,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_a_short_load_run_has_no_error_and_grades_each_submission_once():
+def load(*options: str) -> dict:
+    """bench/load.py's result, with 10 browsers, 3 submitters and 5 reporting sessions."""
     run = subprocess.run(
         [
             sys.executable,
             str(ROOT / "bench" / "load.py"),
-            *("--duration", "15", "--browsers", "10", "--submitters", "3"),
-            *("--reporters", "5", "--settle", "1"),
+            *("--browsers", "10", "--submitters", "3", "--reporters", "5", "--settle", "1"),
+            *options,
         ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_a_short_load_run_has_no_error_and_grades_each_submission_once():
+    result = load("--duration", "15")
     assert result["errors"] == 0, result["error_kinds"]
     assert result["requests"] > 100
     accepted = result["submissions_accepted"]
@@ -38,19 +43,7 @@ def test_a_short_load_run_has_no_error_and_grades_each_submission_once():
 
 
 def test_portal_workers_killed_under_load_leave_no_half_written_row():
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "load.py"),
-            *("--duration", "16", "--browsers", "10", "--submitters", "3"),
-            *("--reporters", "5", "--settle", "1", "--kill-worker-every", "4"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    result = load("--duration", "16", "--kill-worker-every", "4")
     assert result["portal_workers_killed"] >= 3
     # gunicorn replaced them: requests went on being served.
     assert result["requests"] > 100 and result["submissions_accepted"] > 20
