@@ -26,6 +26,9 @@ worker_class = "gevent"
 # every 2 s) send their next request on it, which then meets a reset; an idle
 # connection costs a gevent worker a socket, not a thread.
 keepalive = 75
+# On stop, what is under way gets this long; open kept-alive and live connections are
+# then closed (they would otherwise hold the stop for gunicorn's 30 s).
+graceful_timeout = 5
 
 
 def pre_fork(server, worker) -> None:  # gunicorn names both

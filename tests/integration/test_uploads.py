@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -134,6 +135,6 @@ def test_a_slow_archive_delays_only_its_own_request(tmp_path, redis_url):
         assert max(waits) < 1.5, waits
         assert "WORKER TIMEOUT" not in (tmp_path / "gunicorn.log").read_text()
     finally:
-        server.terminate()
+        server.send_signal(signal.SIGINT)  # at once, kept-alive connections or not
         server.wait(timeout=20)
         log.close()
