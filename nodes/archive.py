@@ -10,6 +10,7 @@ it, so that what a node writes is bounded by the limits, not by the archive's si
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # A path, a link target or the extended attributes of one member: beyond any real name
@@ -54,24 +55,28 @@ class BoundedTarInfo(tarfile.TarInfo):
         raise ArchiveRefused("sparse files are refused")
 
 
-def open_bounded(path: Path, *, stream: bool = False) -> tarfile.TarFile:
-    """The archive (gzipped or not); with `stream`, read once from start to end."""
-    if stream:
-        return tarfile.open(path, "r|*", tarinfo=BoundedTarInfo)
-    return tarfile.open(path, "r:*", tarinfo=BoundedTarInfo)
+def open_stream(path: Path, compression: str = "*") -> tarfile.TarFile:
+    """The archive, read once from start to end (`compression`: tarfile's, `*` for any)."""
+    return tarfile.open(path, f"r|{compression}", tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
+
+
+def members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Each member in turn, none kept after its turn (tarfile would keep them all)."""
+    for member in tar:
+        tar.members = []  # type: ignore[attr-defined]
+        yield member
 
 
 def unpack(archive: Path, destination: Path, *, max_bytes: int, max_members: int) -> int:
     """Unpack `archive` into `destination` with tarfile's `data` filter (no links out,
     no absolute paths, no device files), refusing it at the first member past
     `max_members` members or `max_bytes` bytes. Returns the bytes written."""
-    written = members = 0
-    with open_bounded(archive, stream=True) as tar:
-        for member in tar:
-            tar.members = []  # type: ignore[attr-defined]  # a stream: nothing needs them
-            members += 1
+    written = count = 0
+    with open_stream(archive) as tar:
+        for member in members(tar):
+            count += 1
             written += member.size if member.isfile() else 0
-            if members > max_members:
+            if count > max_members:
                 raise ArchiveRefused(f"more than {max_members} members")
             if written > max_bytes:
                 raise ArchiveRefused(f"it unpacks to more than {max_bytes // 2**20} MiB")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flask import current_app, has_app_context
 
-from nodes.archive import ArchiveRefused, BoundedTarInfo
+from nodes.archive import ArchiveRefused, members, open_stream
 from portal.blocking import off_the_loop
 from portal.errors import ApiError
 
@@ -90,9 +90,8 @@ def _inspect(
     entries: list[tuple[str, str, str]] = []
     unpacked = names = 0
     try:
-        with tarfile.open(archive, "r|gz", tarinfo=BoundedTarInfo) as tar:
-            for member in tar:
-                tar.members = []  # type: ignore[attr-defined]  # else it keeps every one
+        with open_stream(archive, "gz") as tar:
+            for member in members(tar):
                 if len(entries) >= max_files:  # folders and links count too
                     raise UnsafeArchive(f"more than {max_files} files")
                 for text in (member.name, member.linkname):
