@@ -7,7 +7,7 @@ from portal.api.guards import BEARER, token_required
 from portal.api.schemas import CodeOut
 from portal.errors import NotFound
 from portal.services import sessions
-from portal.services.artifacts import ArtifactStore, TooLarge
+from portal.services.artifacts import ArtifactStore
 
 PREFIX = "/code"
 blp = Blueprint("code", __name__, description="Code archives, stored by content")
@@ -29,22 +29,16 @@ def artifact_store() -> ArtifactStore:
 def upload_code():
     """Upload a gzipped tar of a code folder; answers its SHA-256. Each user's stored
     code has a quota (`CODE_QUOTA_BYTES`); an upload past it is cut off (413)."""
-    limit = current_app.config["MAX_CODE_BYTES"]
-    if (request.content_length or 0) > limit:
-        raise TooLarge(limit)
-    redis = current_app.extensions.get("redis")
-    quota = current_app.config["CODE_QUOTA_BYTES"]
-    with sessions.code_upload_turn(g.user, redis):
-        room = sessions.code_room(g.user, redis, quota)
-        if (request.content_length or 0) > room:
-            raise sessions.quota_error(quota - room, quota)
-        try:
-            digest, size = artifact_store().put(request.stream, max_bytes=min(limit, room))
-        except TooLarge:
-            if room >= limit:
-                raise
-            raise sessions.quota_error(quota - room, quota) from None
-        sessions.record_upload(redis, g.user, digest, size)
+    config = current_app.config
+    digest, size = sessions.store_code(
+        g.user,
+        request.stream,
+        request.content_length,
+        artifact_store(),
+        current_app.extensions.get("redis"),
+        limit=config["MAX_CODE_BYTES"],
+        quota=config["CODE_QUOTA_BYTES"],
+    )
     return {"digest": digest, "size": size}
 
 

@@ -34,6 +34,7 @@ from portal.queue import wake_scheduler
 from portal.services import archives, blobs, metrics
 from portal.services import datasets as dataset_service
 from portal.services import nodes as node_service
+from portal.services.artifacts import TooLarge
 from portal.services.lifecycle import finish
 from portal.timeutil import isoformat, utcnow
 
@@ -114,6 +115,28 @@ def code_upload_turn(user: User, redis) -> Iterator[None]:
             yield
     except LockError:
         raise Conflict("another code upload of yours is under way: try again") from None
+
+
+def store_code(
+    user: User, stream, length: int | None, store, redis, *, limit: int, quota: int
+) -> tuple[str, int]:
+    """Store a code archive of `user` (its digest and size): refused past `limit` bytes,
+    or past the room their code quota leaves, by its length where the client sent one,
+    else cut off by the store; then remembered as theirs to run."""
+    if (length or 0) > limit:
+        raise TooLarge(limit)
+    with code_upload_turn(user, redis):
+        room = code_room(user, redis, quota)
+        if (length or 0) > room:
+            raise quota_error(quota - room, quota)
+        try:
+            digest, size = store.put(stream, max_bytes=min(limit, room))
+        except TooLarge:
+            if room >= limit:
+                raise
+            raise quota_error(quota - room, quota) from None
+        record_upload(redis, user, digest, size)
+    return digest, size
 
 
 def code_room(user: User, redis, quota: int) -> int:
