@@ -3,6 +3,7 @@ entry point; the commands live in `cli.commands`, one module per noun."""
 
 from __future__ import annotations
 
+import tarfile
 from typing import Any
 
 import click
@@ -34,6 +35,9 @@ class PodiumGroup(click.Group):
             return super().invoke(ctx)
         except CliError as exc:
             click.echo(f"podium: error: {exc}", err=True)
+            ctx.exit(1)
+        except tarfile.TarError as exc:  # a download that is no archive, or past the limits
+            click.echo(f"podium: error: the archive was refused: {exc}", err=True)
             ctx.exit(1)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.archive import SESSION_ARCHIVE_BYTES, SESSION_ARCHIVE_FILES, spool, unpack
 from cli.envelope import error_message
 
 SESSION = os.environ.get("PODIUM_SESSION")
@@ -362,14 +363,24 @@ def load(name: str | int, session: str | None = None) -> Any:
         f"{os.environ['PODIUM_API']}/sessions/{source}/checkpoints/{name}",
         headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}"},
         timeout=600,
+        stream=True,
     )
     if response.status_code >= 400:
         raise RuntimeError(
             f"loading checkpoint {name} of {source} failed: {error_message(response)}"
         )
     with tempfile.TemporaryDirectory(prefix="podium-load-") as folder:
-        with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
-            tar.extractall(folder, filter="data")
+        with tempfile.TemporaryFile() as file:
+            archive = spool(response.iter_content(2**20), file)
+            try:
+                unpack(
+                    archive,
+                    Path(folder),
+                    max_bytes=SESSION_ARCHIVE_BYTES,
+                    max_members=SESSION_ARCHIVE_FILES,
+                )
+            except tarfile.TarError as exc:
+                raise RuntimeError(f"loading checkpoint {name} of {source}: {exc}") from None
         return _bound["load"](folder)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from nodes.archive import unpack
+from cli.archive import SESSION_ARCHIVE_BYTES, SESSION_ARCHIVE_FILES, unpack
 from nodes.cache import DatasetCache
 from nodes.client import PortalClient, PortalError
 from nodes.monitor import ResourceMonitor
@@ -48,10 +48,6 @@ INHERITED_ENVIRONMENT = {
     "NVIDIA_DRIVER_CAPABILITIES",
     "NVIDIA_VISIBLE_DEVICES",
 }
-# What a session's code or checkpoint may unpack to here (the portal checks the same at
-# upload, with the site's limits; these stop whatever reaches a node past them).
-MAX_UNPACKED_BYTES = 8 * 2**30
-MAX_UNPACKED_FILES = 200_000
 MAX_PREDICTIONS_BYTES = 512 * 2**20
 
 
@@ -414,7 +410,9 @@ class Agent:
             (session_dir / "datasets" / mount).symlink_to(path, target_is_directory=True)
         archive = session_dir / "code.tar.gz"
         self.client.download_code(spec["code_digest"], archive)
-        unpack(archive, code_dir, max_bytes=MAX_UNPACKED_BYTES, max_members=MAX_UNPACKED_FILES)
+        unpack(
+            archive, code_dir, max_bytes=SESSION_ARCHIVE_BYTES, max_members=SESSION_ARCHIVE_FILES
+        )
         archive.unlink()
         if not (code_dir / spec["entry"]).is_file():
             raise FileNotFoundError(f"the entry point {spec['entry']} is not in the code")
@@ -468,8 +466,8 @@ class Agent:
         unpack(
             archive,
             inputs / "checkpoint",
-            max_bytes=MAX_UNPACKED_BYTES,
-            max_members=MAX_UNPACKED_FILES,
+            max_bytes=SESSION_ARCHIVE_BYTES,
+            max_members=SESSION_ARCHIVE_FILES,
         )
         archive.unlink()
         return inputs

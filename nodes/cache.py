@@ -20,13 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nodes.archive import unpack
+from cli.archive import DATASET_MEMBERS, unpack
 
 log = logging.getLogger(__name__)
-
-
-# Files, folders and links of one version (the portal takes at most a million files).
-MAX_MEMBERS = 2_000_000
 
 
 class CacheError(RuntimeError):
@@ -93,7 +89,7 @@ class DatasetCache:
                     archive,
                     unpacked,
                     max_bytes=size_bytes + 2**20,
-                    max_members=MAX_MEMBERS,
+                    max_members=DATASET_MEMBERS,
                 )
                 _readable_by_sessions(unpacked)
                 (unpacked / ".complete").touch()

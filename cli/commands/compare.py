@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import difflib
 import io
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cli.archive import members, open_stream
 from cli.client import CliError
 from cli.commands.sessions import session_path
 from cli.context import client
@@ -31,8 +31,8 @@ def _full_id(ident: str) -> str:
 def _code(ident: str) -> dict[str, bytes]:
     response = client().call("GET", session_path(ident) + "/code", timeout=600)
     files = {}
-    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
-        for member in tar:
+    with open_stream(io.BytesIO(response.content)) as tar:
+        for member in members(tar):
             if member.isfile():
                 source = tar.extractfile(member)
                 if source is not None:

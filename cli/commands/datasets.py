@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cli.archive import DATASET_MEMBERS, spool, unpack
 from cli.client import CliError
 from cli.context import client
 from cli.output import human_size, listing
@@ -102,26 +103,24 @@ def dataset_ls(as_json: bool) -> None:
 @click.argument("dest", required=False, type=click.Path(path_type=Path))
 def dataset_pull(ref: str, dest: Path | None) -> None:
     """Download NAME[:VERSION] and unpack it into DEST (default ./NAME)."""
-    import tarfile
-
     api = client()
     name, _, number = ref.partition(":")
-    if not number:
-        versions = api.get(f"/datasets/{name}")["versions"]
-        if not versions:
-            raise CliError(f"dataset {name} has no version")
-        number = str(versions[-1]["number"])
+    versions = api.get(f"/datasets/{name}")["versions"]
+    if not versions:
+        raise CliError(f"dataset {name} has no version")
+    number = number or str(versions[-1]["number"])
+    version = next((v for v in versions if str(v["number"]) == number), None)
+    if version is None:
+        raise CliError(f"dataset {name} has no version {number}")
     target = dest or Path(name)
     if target.exists() and any(target.iterdir()):
         raise CliError(f"{target} is not empty")
     response = api.call("GET", f"/datasets/{name}/versions/{number}/archive", stream=True)
-    with tempfile.TemporaryFile() as archive:
-        for chunk in response.iter_content(1024 * 1024):
-            archive.write(chunk)
-        archive.seek(0)
+    with tempfile.TemporaryFile() as file:
+        archive = spool(response.iter_content(2**20), file)
         target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=archive, mode="r:gz") as tar:
-            tar.extractall(target, filter="data")
+        # What the portal measured at upload, and no more.
+        unpack(archive, target, max_bytes=version["size_bytes"], max_members=DATASET_MEMBERS)
     click.echo(f"{name}:{number} → {target}")
 
 

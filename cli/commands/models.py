@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
+import tempfile
 from pathlib import Path
 
 import click
 
+from cli.archive import SESSION_ARCHIVE_BYTES, SESSION_ARCHIVE_FILES, spool, unpack
 from cli.client import CliError
 from cli.commands.sessions import session_path
 from cli.context import client
@@ -51,13 +51,15 @@ def model_pull(target: str, dest: Path | None) -> None:
         if not saved:
             raise CliError(f"session {session} saved no checkpoint")
         name = max(saved, key=lambda c: c["created_at"] or "")["name"]
-    response = api.call("GET", session_path(session) + f"/checkpoints/{name}", timeout=600)
     dest = dest or Path(f"{session.replace('/', '-')}-{name}")
     if dest.exists() and any(dest.iterdir()):
         raise CliError(f"{dest} is not empty")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
+    path = session_path(session) + f"/checkpoints/{name}"
+    response = api.call("GET", path, timeout=600, stream=True)
+    with tempfile.TemporaryFile() as file:
+        archive = spool(response.iter_content(2**20), file)
+        dest.mkdir(parents=True, exist_ok=True)
+        unpack(archive, dest, max_bytes=SESSION_ARCHIVE_BYTES, max_members=SESSION_ARCHIVE_FILES)
     click.echo(f"{session}:{name} -> {dest}")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flask import current_app, has_app_context
 
-from nodes.archive import ArchiveRefused, members, open_stream
+from cli.archive import ArchiveRefused, members, open_stream
 from portal.blocking import off_the_loop
 from portal.errors import ApiError
 

@@ -7,6 +7,7 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
+from cli.archive import SESSION_ARCHIVE_BYTES, SESSION_ARCHIVE_FILES
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.models import Checkpoint, Session, SessionKind, User
@@ -15,11 +16,6 @@ from portal.services.artifacts import ArtifactStore
 from portal.timeutil import isoformat
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-# What a checkpoint may unpack to: what a node unpacks for grading (nodes/agent.py).
-MAX_UNPACKED_BYTES = 8 * 2**30
-MAX_FILES = 200_000
 
 
 def save_checkpoint(
@@ -33,7 +29,11 @@ def save_checkpoint(
             "a checkpoint name is letters, digits, '.', '-' and '_'", code="invalid_input"
         )
     digest, size = store.put(stream, max_bytes=max_bytes)
-    archives.inspect(store.path(digest), max_unpacked_bytes=MAX_UNPACKED_BYTES, max_files=MAX_FILES)
+    archives.inspect(
+        store.path(digest),
+        max_unpacked_bytes=SESSION_ARCHIVE_BYTES,
+        max_files=SESSION_ARCHIVE_FILES,
+    )
     checkpoint = db.session.scalar(
         select(Checkpoint).where(Checkpoint.session_id == session.id, Checkpoint.name == name)
     )

@@ -117,7 +117,7 @@ def test_a_header_that_claims_a_gigabyte_name_is_refused_unread(tmp_path):
 
 
 def test_a_node_unpacks_within_its_limits_and_refuses_long_headers(tmp_path):
-    from nodes.archive import ArchiveRefused, unpack
+    from cli.archive import ArchiveRefused, unpack
 
     fine = archive(tmp_path, [("a/x.txt", "file", b"x" * 10), ("a/y.txt", "file", b"y")])
     assert unpack(fine, tmp_path / "out", max_bytes=11, max_members=2) == 11

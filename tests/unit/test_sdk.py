@@ -6,6 +6,7 @@ import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -253,3 +254,47 @@ def test_a_bound_save_runs_when_the_platform_signals_between_two_steps(tmp_path,
         "podium: asked to checkpoint; saving signal-6"
     )
     assert "went on" in result.stdout
+
+
+def test_downloads_are_unpacked_within_limits(tmp_path, slow_portal):
+    """What the SDK's `load` and `podium model pull` unpack is read as the portal reads an
+    upload: a checkpoint claiming a 1 GiB name is refused before it is read, with one
+    clear line (tarfile alone would try to read the whole name)."""
+    from tests.unit.test_archives import long_name_bomb
+
+    bomb = long_name_bomb(tmp_path).read_bytes()
+    SlowPortal.checkpoints["/api/v1/sessions/ada/7/checkpoints/bomb"] = bomb
+    script = textwrap.dedent(
+        """
+        from cli import sdk
+        sdk.bind(load=lambda folder: print("loaded", folder))
+        try:
+            sdk.load("bomb")
+        except RuntimeError as exc:
+            print(exc)
+        """
+    )
+    env = {"PODIUM_SESSION": "ada/7", "PODIUM_API": slow_portal, "PODIUM_TOKEN": "pdm_x"}
+    result = run_script(tmp_path, env, script)
+    assert result.returncode == 0, result.stderr
+    assert "loading checkpoint bomb of ada/7: a header of 1073741824 bytes" in result.stdout
+    assert "loaded" not in result.stdout
+
+    home = tmp_path / "home"
+    home.mkdir()
+    credentials = {"url": slow_portal.removesuffix("/api/v1"), "token": "pdm_x", "username": "ada"}
+    (home / "credentials.json").write_text(json.dumps(credentials))
+    podium = str(Path(sys.executable).with_name("podium"))
+    pulled = subprocess.run(
+        [podium, "model", "pull", "ada/7:bomb", str(tmp_path / "out")],
+        env={**os.environ, "PODIUM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pulled.returncode == 1
+    assert pulled.stderr == (
+        "podium: error: the archive was refused: a header of 1073741824 bytes"
+        " (names and extended headers are limited to 8 KiB)\n"
+    ), pulled.stderr
+    assert not any((tmp_path / "out").iterdir())

@@ -1,5 +1,6 @@
-"""Tar archives read within limits: by the portal when it inspects an upload, and by
-node agents when they unpack code, checkpoints and datasets.
+"""Tar archives read within limits: by the portal when it inspects an upload, by node
+agents when they unpack code, checkpoints and datasets, and by `podium` and the SDK when
+they unpack what they download.
 
 Python's tarfile reads a long-name or extended (PAX) header whole into memory, however
 large it says it is: a 1 MB archive can claim a 1 GiB name. `BoundedTarInfo` refuses
@@ -10,8 +11,9 @@ it, so that what a node writes is bounded by the limits, not by the archive's si
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 # A path, a link target or the extended attributes of one member: beyond any real name
 # (4,096 bytes on Linux), far below what would hurt.
@@ -24,6 +26,14 @@ _LONG_HEADERS = frozenset(
         tarfile.SOLARIS_XHDTYPE,
     }
 )
+
+# What a session's code or a checkpoint may unpack to: the portal checks it at upload,
+# and whoever unpacks one again (a node, `podium model pull`, the SDK's `load`) stops
+# there too.
+SESSION_ARCHIVE_BYTES = 8 * 2**30
+SESSION_ARCHIVE_FILES = 200_000
+# Files, folders and links of one dataset version (the portal takes a million files).
+DATASET_MEMBERS = 2_000_000
 
 
 class ArchiveRefused(tarfile.TarError):
@@ -55,9 +65,13 @@ class BoundedTarInfo(tarfile.TarInfo):
         raise ArchiveRefused("sparse files are refused")
 
 
-def open_stream(path: Path, compression: str = "*") -> tarfile.TarFile:
-    """The archive, read once from start to end (`compression`: tarfile's, `*` for any)."""
-    return tarfile.open(path, f"r|{compression}", tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
+def open_stream(source: Path | IO[bytes], compression: str = "*") -> tarfile.TarFile:
+    """The archive at a path or in a file, read once from start to end (`compression`:
+    tarfile's, `*` for any)."""
+    mode = f"r|{compression}"
+    if isinstance(source, Path):
+        return tarfile.open(source, mode, tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
+    return tarfile.open(fileobj=source, mode=mode, tarinfo=BoundedTarInfo)  # type: ignore[call-overload]
 
 
 def members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -67,7 +81,9 @@ def members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def unpack(archive: Path, destination: Path, *, max_bytes: int, max_members: int) -> int:
+def unpack(
+    archive: Path | IO[bytes], destination: Path, *, max_bytes: int, max_members: int
+) -> int:
     """Unpack `archive` into `destination` with tarfile's `data` filter (no links out,
     no absolute paths, no device files), refusing it at the first member past
     `max_members` members or `max_bytes` bytes. Returns the bytes written."""
@@ -82,3 +98,11 @@ def unpack(archive: Path, destination: Path, *, max_bytes: int, max_members: int
                 raise ArchiveRefused(f"it unpacks to more than {max_bytes // 2**20} MiB")
             tar.extract(member, destination, filter="data")
     return written
+
+
+def spool(chunks: Iterable[bytes], file: IO[bytes]) -> IO[bytes]:
+    """A download written to `file` as it comes (never held whole), rewound to read."""
+    for chunk in chunks:
+        file.write(chunk)
+    file.seek(0)
+    return file
