@@ -32,7 +32,7 @@ from redis import Redis
 
 from portal.redis_server import EmbeddedRedis
 from scheduler.policy import DEFAULT_WEIGHTS, POLICIES, Cluster, Placement, place
-from scheduler.simulate import pack, read_nodes, read_tasks, replay
+from scheduler.simulate import pack, read_nodes, read_rows, replay, tasks_in_order, tasks_in_time
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "alibaba-openb"
 NODES = TRACES / "openb_node_list_gpu_node.csv"
@@ -40,7 +40,7 @@ NODES = TRACES / "openb_node_list_gpu_node.csv"
 
 def policy_speed(seconds: float = 3.0) -> dict:
     nodes = read_nodes(NODES)
-    tasks, _ = read_tasks(TRACES / "openb_pod_list_multigpu20.csv")
+    tasks = tasks_in_order(read_rows(TRACES / "openb_pod_list_multigpu20.csv"))
     result = {}
     for policy in POLICIES:
         rng = random.Random(0)
@@ -104,7 +104,7 @@ def locality_speed(nodes: list, tasks: list, seconds: float) -> dict:
 
 def packing() -> dict:
     nodes = read_nodes(NODES)
-    tasks, _ = read_tasks(TRACES / "openb_pod_list_multigpu20.csv")
+    tasks = tasks_in_order(read_rows(TRACES / "openb_pod_list_multigpu20.csv"))
     result = {}
     for policy in POLICIES:
         seeds = range(5) if policy == "random" else range(1)
@@ -133,7 +133,7 @@ def replays(speedups: list[float]) -> dict:
     nodes = read_nodes(NODES)
     result: dict = {}
     for speedup in speedups:
-        tasks, _ = read_tasks(TRACES / "openb_pod_list_default.csv", speedup)
+        tasks, _ = tasks_in_time(read_rows(TRACES / "openb_pod_list_default.csv"), speedup)
         per_policy = {}
         for policy in POLICIES:
             random.seed(0)

@@ -25,6 +25,14 @@ from dataclasses import dataclass, field, replace
 from portal import trust
 
 POLICIES = ("best-fit", "first-fit", "worst-fit", "random")
+# How each policy chooses among nodes it scores alike (the simulator reports it).
+TIE_BREAKS = {
+    "best-fit": "most locality, then fewest GPUs left free; then, with locality, the first"
+    " node by name, and without, the node longest at its number of free GPUs",
+    "first-fit": "the first node by name",
+    "worst-fit": "most GPUs left free; then the node longest at its number of free GPUs",
+    "random": "a uniform choice among the nodes that fit (seeded: --seed)",
+}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scheduler.policy import POLICIES, Cluster, NodeView, Placement, Request, never_fits_reason
+from scheduler.bound import allocation_bound
+from scheduler.policy import (
+    POLICIES,
+    TIE_BREAKS,
+    Cluster,
+    NodeView,
+    Placement,
+    Request,
+    never_fits_reason,
+)
 from scheduler.queueing import Pending, plan
 
 
@@ -37,10 +46,13 @@ class Task:
     duration: float | None = None
 
 
-def read_nodes(path: Path) -> list[NodeView]:
+def read_nodes(path: Path, every: int = 1) -> list[NodeView]:
+    """The cluster's nodes; with `every` K, only every K-th row (a fraction of it)."""
     nodes = []
     with path.open(newline="") as source:
-        for row in csv.DictReader(source):
+        for index, row in enumerate(csv.DictReader(source)):
+            if index % every:
+                continue
             gpus = int(row["gpu"])
             cpus = int(row["cpu_milli"]) / 1000
             memory = int(row["memory_mib"])
@@ -63,26 +75,50 @@ def _time(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
 
-def read_tasks(path: Path, speedup: float = 1.0) -> tuple[list[Task], int]:
-    """The tasks, and how many rows had to be left out of a timed replay. `speedup`
-    divides the arrival times (not the durations): the same work arriving faster."""
-    tasks, skipped = [], 0
+def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as source:
-        for row in csv.DictReader(source):
-            spec = (row.get("gpu_spec") or "").strip()
-            request = Request(
-                gpus=int(row["num_gpu"]),
-                cpus=int(row["cpu_milli"]) / 1000,
-                memory_mb=int(row["memory_mib"]),
-                gpu_models=frozenset(spec.split("|")) if spec else frozenset(),
-            )
-            created = _time(row.get("creation_time"))
-            started, deleted = _time(row.get("scheduled_time")), _time(row.get("deletion_time"))
-            if "creation_time" in row and None in (created, started, deleted):
-                skipped += 1
-                continue
-            duration = None if created is None else max(0.0, deleted - started)  # type: ignore[operator]
-            tasks.append(Task(row["name"], request, (created or 0.0) / speedup, duration))
+        return list(csv.DictReader(source))
+
+
+def request_of(row: dict[str, str]) -> Request:
+    spec = (row.get("gpu_spec") or "").strip()
+    return Request(
+        gpus=int(row["num_gpu"]),
+        cpus=int(row["cpu_milli"]) / 1000,
+        memory_mb=int(row["memory_mib"]),
+        gpu_models=frozenset(spec.split("|")) if spec else frozenset(),
+    )
+
+
+def timed(rows: list[dict[str, str]]) -> bool:
+    return bool(rows) and "creation_time" in rows[0]
+
+
+def tasks_in_order(rows: list[dict[str, str]]) -> list[Task]:
+    """Every row, in the file's order, for packing: times play no part."""
+    return [Task(row["name"], request_of(row)) for row in rows]
+
+
+def drawn(rows: list[dict[str, str]], count: int, seed: int) -> list[Task]:
+    """`count` rows drawn at random with replacement (`random.Random(seed)`), so that a
+    file's shape is measured rather than its row order."""
+    rng = random.Random(seed)
+    return [Task(row["name"], request_of(row)) for row in (rng.choice(rows) for _ in range(count))]
+
+
+def tasks_in_time(rows: list[dict[str, str]], speedup: float = 1.0) -> tuple[list[Task], int]:
+    """For a timed replay: the rows with all three times, by creation time, and how many
+    had to be left out. `speedup` divides the arrival times (not the durations): the
+    same work arriving faster."""
+    tasks, skipped = [], 0
+    for row in rows:
+        created = _time(row.get("creation_time"))
+        started, deleted = _time(row.get("scheduled_time")), _time(row.get("deletion_time"))
+        if created is None or started is None or deleted is None:
+            skipped += 1
+            continue
+        duration = max(0.0, deleted - started)
+        tasks.append(Task(row["name"], request_of(row), created / speedup, duration))
     tasks.sort(key=lambda t: t.arrival)  # stable: rows keep their order within a time
     return tasks, skipped
 
@@ -99,41 +135,62 @@ def free_gpu_histogram(cluster: Cluster) -> dict[int, int]:
     return dict(sorted(histogram.items()))
 
 
+def _failure(cluster: Cluster, total: int, index: int, task: Task) -> dict[str, Any]:
+    free = sum(len(n.free_gpus) for n in cluster.nodes.values())
+    return {
+        "task": task.name,
+        "index": index,
+        "gpus": task.request.gpus,
+        "gpu_models": sorted(task.request.gpu_models),
+        "allocation_ratio": round(allocation_ratio(cluster, total), 4),
+        "free_gpus": free,
+        # Free GPUs on nodes with fewer free than the task asked for: capacity that
+        # exists but is too scattered to use.
+        "fragmented_gpus": sum(
+            len(n.free_gpus)
+            for n in cluster.nodes.values()
+            if 0 < len(n.free_gpus) < task.request.gpus
+        ),
+    }
+
+
 def pack(nodes: list[NodeView], tasks: list[Task], policy: str, seed: int) -> dict[str, Any]:
+    """Place the tasks in order, nothing ever ending. A task that no node of the cluster
+    could ever hold is counted apart: it is not a failure of the policy."""
     cluster = Cluster.of(nodes)
     rng = random.Random(seed)
     total = sum(n.total_gpus for n in nodes)
-    placed = failed = 0
-    first_failure: dict[str, Any] | None = None
+    placed = failed = never = 0
+    first_gpu: dict[str, Any] | None = None
+    first_multi_gpu: dict[str, Any] | None = None
+    hopeless: dict[Request, bool] = {}
     for index, task in enumerate(tasks):
-        placement = cluster.place(task.request, policy, rng=rng)
+        request = task.request
+        if request not in hopeless:
+            hopeless[request] = never_fits_reason(request, nodes) is not None
+        if hopeless[request]:
+            never += 1
+            continue
+        placement = cluster.place(request, policy, rng=rng)
         if placement is None:
             failed += 1
-            if first_failure is None and task.request.gpus > 1:
-                first_failure = {
-                    "task": task.name,
-                    "index": index,
-                    "gpus": task.request.gpus,
-                    "allocation_ratio": round(allocation_ratio(cluster, total), 4),
-                    "free_gpus": total - round(allocation_ratio(cluster, total) * total),
-                    # Free GPUs on nodes with fewer free than the task asked for:
-                    # capacity that exists but is too scattered to use.
-                    "fragmented_gpus": sum(
-                        len(n.free_gpus)
-                        for n in cluster.nodes.values()
-                        if 0 < len(n.free_gpus) < task.request.gpus
-                    ),
-                }
+            if request.gpus and first_gpu is None:
+                first_gpu = _failure(cluster, total, index, task)
+            if request.gpus > 1 and first_multi_gpu is None:
+                first_multi_gpu = _failure(cluster, total, index, task)
             continue
-        cluster.allocate(task.request, placement)
+        cluster.allocate(request, placement)
         placed += 1
     return {
         "mode": "packing",
         "policy": policy,
+        "tie_break": TIE_BREAKS[policy],
         "tasks": len(tasks),
         "placed": placed,
         "not_placed": failed,
-        "first_multi_gpu_failure": first_failure,
+        "never_fit": never,
+        "first_gpu_failure": first_gpu,
+        "first_multi_gpu_failure": first_multi_gpu,
         "final_allocation_ratio": round(allocation_ratio(cluster, total), 4),
         "nodes_by_free_gpus": free_gpu_histogram(cluster),
     }
@@ -218,10 +275,11 @@ def replay(
     return {
         "mode": "replay",
         "policy": policy,
+        "tie_break": TIE_BREAKS[policy],
         "backfill": backfill,
         "tasks": len(tasks),
         "started": len(started),
-        "rejected_never_fit": rejected,
+        "never_fit": rejected,
         "never_started": len(pending),
         "makespan_s": round(max(ended.values(), default=0.0) - (tasks[0].arrival if tasks else 0)),
         "allocation_ratio_mean": round(weighted_ratio / span, 4) if span else 0.0,
@@ -254,29 +312,64 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="divide arrival times by this, to replay at a higher load",
     )
+    parser.add_argument(
+        "--draw",
+        type=int,
+        metavar="N",
+        help="pack N tasks drawn from the file at random, with replacement",
+    )
+    parser.add_argument("--draw-seed", type=int, default=42, help="for --draw")
+    parser.add_argument(
+        "--nodes-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="keep every K-th node only: a fraction of the cluster",
+    )
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="in packing, also the most any policy could allocate before a GPU request fails",
+    )
     args = parser.parse_args(argv)
+    if args.nodes_every < 1 or (args.draw is not None and args.draw < 1):
+        print("simulate: --nodes-every and --draw take a positive number", file=sys.stderr)
+        return 2
     try:
-        nodes = read_nodes(args.nodes)
-        tasks, skipped = read_tasks(args.trace, args.speedup)
+        nodes = read_nodes(args.nodes, args.nodes_every)
+        rows = read_rows(args.trace)
+        for row in rows:  # every row is checked, drawn or not
+            request_of(row)
     except (OSError, KeyError, ValueError) as exc:
         print(f"simulate: cannot read the input: {exc}", file=sys.stderr)
         return 2
-    timed = all(t.duration is not None for t in tasks) and bool(tasks)
-    mode = ("replay" if timed else "packing") if args.mode == "auto" else args.mode
-    if mode == "replay" and not timed:
+    mode = args.mode
+    if mode == "auto":
+        mode = "replay" if timed(rows) and args.draw is None else "packing"
+    if mode == "replay" and not timed(rows):
         print("simulate: this trace has no times; use --mode packing", file=sys.stderr)
         return 2
+    if mode == "replay" and args.draw is not None:
+        print("simulate: --draw is for packing; a replay keeps the trace's times", file=sys.stderr)
+        return 2
+    skipped = 0
     if mode == "packing":
+        tasks = drawn(rows, args.draw, args.draw_seed) if args.draw else tasks_in_order(rows)
         result = pack(nodes, tasks, args.policy, args.seed)
+        if args.bound:
+            result["bound"] = allocation_bound(nodes, [t.request for t in tasks])
     else:
+        tasks, skipped = tasks_in_time(rows, args.speedup)
         random.seed(args.seed)
         result = replay(nodes, tasks, args.policy, backfill=not args.no_backfill)
     result.update(
         {
             "nodes": len(nodes),
             "gpus": sum(n.total_gpus for n in nodes),
+            "rows": len(rows),
             "rows_left_out": skipped,
             "trace": args.trace.name,
+            "draw": {"tasks": args.draw, "seed": args.draw_seed} if args.draw else None,
             "speedup": args.speedup,
         }
     )

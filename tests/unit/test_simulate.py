@@ -78,3 +78,113 @@ def test_unreadable_input_is_one_line(tmp_path, capsys):
     bad = write(tmp_path / "bad.csv", "what,ever\n1,2\n")
     assert main(["--nodes", str(bad), "--trace", str(bad)]) == 2
     assert capsys.readouterr().err.startswith("simulate: cannot read the input")
+
+
+TIMED_HEADER = (
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
+    "creation_time,deletion_time,scheduled_time\n"
+)
+
+
+def test_packing_a_timed_file_keeps_every_row_in_the_files_order(tmp_path, nodes, capsys):
+    """Times play no part in packing: a row without them is packed like the others, and
+    a later creation time does not move a row."""
+    trace = write(
+        tmp_path / "timed.csv",
+        TIMED_HEADER
+        + "late,1000,1024,8,1000,,LS,Running,500,600,500\n"
+        + "untimed,1000,1024,2,1000,,LS,Failed,,,\n"
+        + "early,1000,1024,1,1000,,LS,Running,0,100,0\n",
+    )
+    result = run(capsys, "--nodes", nodes, "--trace", trace, "--mode", "packing")
+    assert result["rows"] == 3 and result["tasks"] == 3 and result["rows_left_out"] == 0
+    # In the file's order: the 8-GPU task first takes n8, the 2-GPU task n2, and the
+    # 1-GPU task finds no room. Sorted by time, `early` would have come first.
+    assert result["placed"] == 2
+    assert result["first_gpu_failure"]["task"] == "early"
+    assert result["first_gpu_failure"]["allocation_ratio"] == 1.0
+    assert result["first_multi_gpu_failure"] is None
+
+
+def test_a_task_no_node_could_ever_hold_is_not_a_failure(tmp_path, nodes, capsys):
+    trace = write(
+        tmp_path / "trace.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+        "huge,1000,1024,16,1000,\n"
+        "a100,1000,1024,1,1000,A100\n"
+        "fine,1000,1024,1,1000,\n"
+        "t4,1000,1024,2,1000,T4\n"
+        "more,1000,1024,8,1000,\n",
+    )
+    for policy in ("best-fit", "first-fit"):
+        result = run(capsys, "--nodes", nodes, "--trace", trace, "--policy", policy)
+        assert result["never_fit"] == 2 and result["tasks"] == 5
+        first = result["first_gpu_failure"]
+        assert first == result["first_multi_gpu_failure"]
+        assert first["task"] == "t4"  # "fine" took a GPU of the T4 node
+        assert result["tie_break"]
+
+
+def test_the_first_failure_of_any_gpu_request_beside_the_first_multi_gpu_one(
+    tmp_path, nodes, capsys
+):
+    trace = write(
+        tmp_path / "trace.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+        "v100,1000,1024,1,1000,V100M32\n"
+        "t4a,1000,1024,1,1000,T4\n"
+        "t4b,1000,1024,1,1000,T4\n"
+        "t4c,1000,1024,1,1000,T4\n"
+        "eight,1000,1024,8,1000,\n",
+    )
+    result = run(capsys, "--nodes", nodes, "--trace", trace)
+    assert result["first_gpu_failure"]["task"] == "t4c"
+    assert result["first_gpu_failure"]["gpu_models"] == ["T4"]
+    assert result["first_gpu_failure"]["allocation_ratio"] == 0.3
+    assert result["first_multi_gpu_failure"]["task"] == "eight"
+    assert result["not_placed"] == 2
+
+
+def test_draws_and_a_fraction_of_the_cluster(tmp_path, capsys):
+    nodes = write(
+        tmp_path / "nodes.csv",
+        "sn,cpu_milli,memory_mib,gpu,model\n"
+        + "".join(f"n{i},8000,65536,2,T4\n" for i in range(10)),
+    )
+    trace = write(
+        tmp_path / "trace.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli\none,1000,1024,1,1000\ntwo,1000,1024,2,1000\n",
+    )
+    first = run(capsys, "--nodes", nodes, "--trace", trace, "--draw", "50")
+    again = run(capsys, "--nodes", nodes, "--trace", trace, "--draw", "50")
+    other = run(capsys, "--nodes", nodes, "--trace", trace, "--draw", "50", "--draw-seed", "7")
+    assert first == again and first["tasks"] == 50 and first["draw"] == {"tasks": 50, "seed": 42}
+    assert first["first_gpu_failure"] != other["first_gpu_failure"]
+    half = run(capsys, "--nodes", nodes, "--trace", trace, "--nodes-every", "2")
+    assert half["nodes"] == 5 and half["gpus"] == 10
+    assert main(["--nodes", str(nodes), "--trace", str(trace), "--nodes-every", "0"]) == 2
+    assert "positive" in capsys.readouterr().err
+
+
+def test_the_bound_is_what_a_clairvoyant_placement_reaches(tmp_path, nodes, capsys):
+    """Eight unconstrained 1-GPU tasks, then two that need the T4s: all ten fit (the
+    bound is the whole cluster), but best fit puts the first two on the small T4 node
+    and the T4 tasks find it taken."""
+    trace = write(
+        tmp_path / "trace.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+        + "".join(f"any{i},1000,1024,1,1000,\n" for i in range(8))
+        + "t4a,1000,1024,1,1000,T4\nt4b,1000,1024,1,1000,T4\nover,1000,1024,1,1000,\n",
+    )
+    best = run(capsys, "--nodes", nodes, "--trace", trace, "--bound")
+    assert best["bound"] == {"allocation_ratio": 1.0, "task_index": 10}
+    assert best["first_gpu_failure"]["task"] == "t4a"
+    assert best["first_gpu_failure"]["allocation_ratio"] == 0.8
+    # CPUs count too: a node whose CPUs are taken holds no more, whatever its GPUs.
+    cpu_bound = write(
+        tmp_path / "cpus.csv",
+        "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec\n"
+        "wide,60000,1024,1,1000,V100M32\nnarrow,5000,1024,1,1000,V100M32\n",
+    )
+    result = run(capsys, "--nodes", nodes, "--trace", cpu_bound, "--bound")
+    assert result["bound"] == {"allocation_ratio": 0.1, "task_index": 1}
