@@ -147,7 +147,7 @@ class User:
         return json.loads((self.home / "credentials.json").read_text())["token"]
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token()}"}
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         return requests.request(
             method, self.stack.url + "/api/v1" + path, headers=headers, timeout=30, **kwargs
         )
