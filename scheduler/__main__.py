@@ -14,13 +14,15 @@ from redis import Redis
 from portal import create_app
 from scheduler.leader import Lease
 from scheduler.loop import Scheduler
-from scheduler.policy import POLICIES
+from scheduler.policy import DEFAULT_POLICY, POLICIES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scheduler", description=__doc__)
     parser.add_argument(
-        "--policy", choices=POLICIES, default=os.environ.get("PODIUM_SCHEDULER_POLICY", "best-fit")
+        "--policy",
+        choices=POLICIES,
+        default=os.environ.get("PODIUM_SCHEDULER_POLICY", DEFAULT_POLICY),
     )
     parser.add_argument(
         "--lease-seconds",

@@ -61,9 +61,9 @@ def allocation_bound(nodes: Sequence[NodeView], requests: Sequence[Request]) -> 
             on_class[4 * c + 2, column] = request.memory_mb
             on_class[4 * c + 3, column] = 1 if 2 * request.gpus > classes[c][1] else 0
         room = []
-        for c in classes:
-            _model, gpus, cpus, memory = c
-            room += [sizes[c] * gpus, sizes[c] * cpus, sizes[c] * memory, sizes[c]]
+        for kind in classes:
+            _model, gpus, cpus, memory = kind
+            room += [sizes[kind] * gpus, sizes[kind] * cpus, sizes[kind] * memory, sizes[kind]]
         solved = linprog(
             np.zeros(len(pairs)),
             A_ub=on_class,

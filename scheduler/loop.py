@@ -53,7 +53,14 @@ from portal.services.nodes import mark_lost_nodes
 from portal.timeutil import utcnow
 from scheduler.housekeeping import Housekeeper
 from scheduler.leader import Lease
-from scheduler.policy import Cluster, NodeView, Placement, Request, never_fits_reason
+from scheduler.policy import (
+    DEFAULT_POLICY,
+    Cluster,
+    NodeView,
+    Placement,
+    Request,
+    never_fits_reason,
+)
 from scheduler.queueing import Pending, plan
 
 log = logging.getLogger(__name__)
@@ -141,7 +148,7 @@ class Scheduler:
         tick_seconds: float = 1.0,
         reconcile_seconds: float = 10.0,
         sweep_seconds: float = 3600.0,
-        policy: str = "best-fit",
+        policy: str = DEFAULT_POLICY,
     ):
         self.app = app
         self.redis = redis

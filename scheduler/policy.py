@@ -23,10 +23,24 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from portal import trust
+from scheduler.fragmentation import (
+    REPLAN_EVERY,
+    ClassPlan,
+    Demand,
+    Fragmentation,
+    NodeClass,
+    StateKey,
+    node_class,
+    state_key,
+)
 
-POLICIES = ("best-fit", "first-fit", "worst-fit", "random")
+POLICIES = ("fgd", "best-fit", "first-fit", "worst-fit", "random")
+DEFAULT_POLICY = "fgd"
 # How each policy chooses among nodes it scores alike (the simulator reports it).
 TIE_BREAKS = {
+    "fgd": "most locality; then the node class furthest behind its planned share; then"
+    " the least fragmentation added; then fewest GPUs left free; then the first node by"
+    " name among nodes in the same state",
     "best-fit": "most locality, then fewest GPUs left free; then, with locality, the first"
     " node by name, and without, the node longest at its number of free GPUs",
     "first-fit": "the first node by name",
@@ -133,15 +147,25 @@ class Cluster:
     # Which nodes hold an image or a dataset version: locality looks at these, not at
     # every node.
     holders: dict[str, set[str]] = field(default_factory=dict)
+    # Nodes with a GPU free, grouped by state (`fragmentation.state_key`): the `fgd`
+    # policy scores one node of each group.
+    states: dict[StateKey, dict[str, None]] = field(default_factory=dict)
+    demand: Demand = field(default_factory=Demand)
+    _fragmentation: Fragmentation | None = None
+    _plan: ClassPlan | None = None
+    _placed_since_plan: int = 0
+    _plan_version: int = 0  # the demand's version when the plan was made
     _rank: dict[str, int] | None = None  # a node's place in `order`, made when first needed
 
     @classmethod
-    def of(cls, nodes: Iterable[NodeView]) -> Cluster:
-        cluster = cls()
+    def of(cls, nodes: Iterable[NodeView], demand: Demand | None = None) -> Cluster:
+        cluster = cls(demand=demand or Demand())
         for node in sorted(nodes, key=lambda n: n.name):
             cluster.nodes[node.name] = node
             cluster.order.append(node.name)
             cluster.by_free.setdefault(len(node.free_gpus), {})[node.name] = None
+            if node.free_gpus:
+                cluster.states.setdefault(state_key(node), {})[node.name] = None
             if node.images or node.datasets:
                 for held in node.images | node.datasets:
                     cluster.holders.setdefault(held, set()).add(node.name)
@@ -156,12 +180,16 @@ class Cluster:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def observe(self, request: Request) -> None:
+        """A request arrived: it joins the demand the `fgd` policy plans for."""
+        self.demand.observe(request)
+
     # Decisions ----------------------------------------------------------------------
 
     def place(
         self,
         request: Request,
-        policy: str = "best-fit",
+        policy: str = DEFAULT_POLICY,
         *,
         weights: Weights = DEFAULT_WEIGHTS,
         rng: random_module.Random | None = None,
@@ -170,10 +198,12 @@ class Cluster:
         """Where `request` goes now, or None; the cluster is not changed."""
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
-        wants_locality = policy == "best-fit" and (
+        wants_locality = policy in ("best-fit", "fgd") and (
             (request.datasets and weights.dataset) or (request.image and weights.image)
         )
-        if wants_locality:
+        if policy == "fgd":
+            chosen = self._least_fragmenting(request, weights if wants_locality else None, exclude)
+        elif wants_locality:
             chosen = self._best_with_locality(request, weights, exclude)
         elif policy == "random":
             fitting = [n for n in self._in_order(exclude) if fits_now(n, request)]
@@ -236,6 +266,85 @@ class Cluster:
             None,
         )
 
+    def _least_fragmenting(
+        self, request: Request, weights: Weights | None, exclude: frozenset[str]
+    ) -> NodeView | None:
+        """`fgd`: locality first where the request wants it; then the node class the
+        plan gives the request's shape and it is furthest behind on; then the node
+        where it adds the least fragmentation; then best fit. Nodes in the same state
+        score alike, so one of each state is scored."""
+        fragmentation = self._fragmentation_measure()
+        if weights is not None:
+            wanted = list(request.datasets) if weights.dataset else []
+            if request.image and weights.image:
+                wanted.append(request.image)
+            near = [
+                node
+                for name in {n for held in wanted for n in self.holders.get(held, ())} - exclude
+                if fits_now(node := self.nodes[name], request)
+                and locality(node, request, weights) > 0
+            ]
+            if near:
+                return min(
+                    near,
+                    key=lambda n: (
+                        -locality(n, request, weights),
+                        fragmentation.added(n, request),
+                        len(n.free_gpus) - request.gpus,
+                        self.rank[n.name],
+                    ),
+                )
+        if not request.gpus:
+            # Taking CPUs and memory strands no GPU on a node with none free.
+            for name in self.by_free.get(0, {}):
+                if name not in exclude and fits_now(self.nodes[name], request):
+                    return self.nodes[name]
+        order = self._class_plan().order(request) if request.gpus else {}
+        unplanned = len(order)
+        best: tuple[tuple[int, float, int, int], NodeView] | None = None
+        for key, names in self.states.items():
+            free = key[1]
+            if free < request.gpus:
+                continue
+            first = next((n for n in names if n not in exclude), None)
+            if first is None or not fits_now(node := self.nodes[first], request):
+                continue
+            score = (
+                order.get(key[0], unplanned),
+                fragmentation.added(node, request),
+                free - request.gpus,
+                self.rank[first],
+            )
+            if best is None or score < best[0]:
+                best = (score, node)
+        return best[1] if best else None
+
+    def _fragmentation_measure(self) -> Fragmentation:
+        if self._fragmentation is None or self._fragmentation.demand is not self.demand:
+            self._fragmentation = Fragmentation(self.demand)
+        return self._fragmentation
+
+    def _class_plan(self) -> ClassPlan:
+        """The class plan, solved again every REPLAN_EVERY placements: the free
+        resources move, and so does the mix."""
+        mix = self.demand.mix()
+        stale = self._plan_version != self.demand.version
+        if self._plan is None or stale or self._placed_since_plan >= REPLAN_EVERY:
+            free: dict[NodeClass, tuple[int, float, int]] = {}
+            for (kind, gpus, cpus, memory, drained, _iso, _ops), names in self.states.items():
+                if drained:
+                    continue
+                had = free.get(kind, (0, 0.0, 0))
+                count = len(names)
+                free[kind] = (
+                    had[0] + gpus * count,
+                    had[1] + cpus * count,
+                    had[2] + memory * count,
+                )
+            self._plan = ClassPlan.solve(mix, free)
+            self._placed_since_plan, self._plan_version = 0, self.demand.version
+        return self._plan
+
     def _best_with_locality_by_scan(
         self, request: Request, weights: Weights, exclude: frozenset[str]
     ) -> NodeView | None:
@@ -254,6 +363,13 @@ class Cluster:
     def _replace(self, node: NodeView, updated: NodeView) -> None:
         del self.by_free[len(node.free_gpus)][node.name]
         self.by_free.setdefault(len(updated.free_gpus), {})[node.name] = None
+        if node.free_gpus:
+            key = state_key(node)
+            del self.states[key][node.name]
+            if not self.states[key]:
+                del self.states[key]
+        if updated.free_gpus:
+            self.states.setdefault(state_key(updated), {})[node.name] = None
         self.nodes[node.name] = updated
 
     def allocate(self, request: Request, placement: Placement) -> None:
@@ -261,6 +377,10 @@ class Cluster:
         taken = set(placement.gpu_indices)
         if not taken <= set(node.free_gpus) or not fits_now(node, request):
             raise ValueError(f"{placement} does not fit on {node.name}")
+        if request.gpus:
+            self._placed_since_plan += 1
+            if self._plan is not None:
+                self._plan.record(request, node_class(node))
         self._replace(
             node,
             replace(
@@ -287,7 +407,7 @@ class Cluster:
 def place(
     request: Request,
     nodes: Iterable[NodeView],
-    policy: str = "best-fit",
+    policy: str = DEFAULT_POLICY,
     *,
     weights: Weights = DEFAULT_WEIGHTS,
     rng: random_module.Random | None = None,

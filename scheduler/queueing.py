@@ -19,7 +19,15 @@ from collections import defaultdict, deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-from scheduler.policy import DEFAULT_WEIGHTS, Cluster, Placement, Request, Weights, fits_ever
+from scheduler.policy import (
+    DEFAULT_POLICY,
+    DEFAULT_WEIGHTS,
+    Cluster,
+    Placement,
+    Request,
+    Weights,
+    fits_ever,
+)
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ def plan(
     *,
     held_gpus: dict[str, int] | None = None,
     held_sessions: dict[str, int] | None = None,
-    policy: str = "best-fit",
+    policy: str = DEFAULT_POLICY,
     weights: Weights = DEFAULT_WEIGHTS,
     backfill: bool = True,
 ) -> Plan:

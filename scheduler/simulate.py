@@ -27,6 +27,7 @@ from typing import Any
 
 from scheduler.bound import allocation_bound
 from scheduler.policy import (
+    DEFAULT_POLICY,
     POLICIES,
     TIE_BREAKS,
     Cluster,
@@ -171,6 +172,7 @@ def pack(nodes: list[NodeView], tasks: list[Task], policy: str, seed: int) -> di
         if hopeless[request]:
             never += 1
             continue
+        cluster.observe(request)
         placement = cluster.place(request, policy, rng=rng)
         if placement is None:
             failed += 1
@@ -258,6 +260,7 @@ def replay(
             if never_fits_reason(task.request, nodes):
                 rejected += 1
                 continue
+            cluster.observe(task.request)
             pending[key] = Pending(key, "trace", task.request, task.arrival)
         decided = plan(list(pending.values()), cluster, policy=policy, backfill=backfill)
         for item, placement in decided.placed:
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nodes", type=Path, required=True)
     parser.add_argument("--trace", type=Path, required=True)
-    parser.add_argument("--policy", choices=POLICIES, default="best-fit")
+    parser.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY)
     parser.add_argument("--mode", choices=("auto", "packing", "replay"), default="auto")
     parser.add_argument("--no-backfill", action="store_true", help="strict FIFO in a replay")
     parser.add_argument("--seed", type=int, default=0, help="for the random policy")
