@@ -51,6 +51,7 @@ from portal.services.artifacts import ArtifactStore
 from portal.services.lifecycle import finish, transition
 from portal.services.nodes import mark_lost_nodes
 from portal.timeutil import utcnow
+from scheduler.fragmentation import WINDOW, Demand
 from scheduler.housekeeping import Housekeeper
 from scheduler.leader import Lease
 from scheduler.policy import (
@@ -124,6 +125,22 @@ def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Requ
         user=session.user.username,
         trusted=session.user.is_trusted,
     )
+
+
+def recent_demand() -> Demand:
+    """What the last sessions that wanted GPUs asked for (pending ones included), oldest
+    first: the mix the `fgd` policy plans for (`scheduler/fragmentation.py`)."""
+    rows = db.session.execute(
+        select(Session.gpus, Session.cpus, Session.memory_mb, Session.gpu_models)
+        .where(Session.gpus > 0)
+        .order_by(Session.id.desc())
+        .limit(WINDOW)
+    ).all()
+    demand = Demand()
+    for gpus, cpus, memory_mb, models in reversed(rows):
+        allowed = frozenset(m for m in models.split("|") if m)
+        demand.observe(Request(gpus=gpus, cpus=cpus, memory_mb=memory_mb, gpu_models=allowed))
+    return demand
 
 
 def mounted_refs(session_ids: list[int]) -> dict[int, frozenset[str]]:
@@ -272,6 +289,8 @@ class Scheduler:
                         grading=session.kind == SessionKind.GRADING.value,
                     )
                 )
+        if self.policy == "fgd" and any(p.request.gpus for p in admitted):
+            schedulable.demand = recent_demand()
         held_gpus, held_sessions = self._holdings()
         decided = plan(
             admitted,

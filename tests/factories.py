@@ -32,6 +32,7 @@ def node(
     memory_mb: int = 32768,
     runtime: str = "local",
     operators: list[str] | None = None,
+    model: str = "TestGPU",
 ):
     registered, secret = nodes.register_node(
         JOIN_TOKEN,
@@ -43,7 +44,7 @@ def node(
         memory_mb=memory_mb,
         runtime=runtime,
         operators=operators,
-        gpus=[{"index": i, "model": "TestGPU", "simulated": True} for i in range(gpus)],
+        gpus=[{"index": i, "model": model, "simulated": True} for i in range(gpus)],
     )
     return registered, secret
 
@@ -56,6 +57,7 @@ def session(
     cpus: float = 1.0,
     redis=None,
     code_digest: str | None = None,
+    gpu_models: tuple[str, ...] = (),
 ):
     request = sessions.SessionRequest(
         entry="train.py",
@@ -63,6 +65,7 @@ def session(
         gpus=gpus,
         cpus=cpus,
         memory_mb=memory_mb,
+        gpu_models=gpu_models,
     )
     return sessions.create_session(owner, request, redis=redis)
 

@@ -32,6 +32,31 @@ def test_a_pass_places_by_best_fit_with_gpu_indices_and_queues_the_start(app, re
     assert [job["id"] for job in node_work.take(redis, "eight")] == [f"start-{second.id}"]
 
 
+@pytest.mark.parametrize("policy", ["fgd", "best-fit"])
+def test_the_recent_demand_keeps_a_scarce_model_for_the_sessions_that_need_it(
+    app, redis, policy
+):
+    """A quarter of the recent sessions could run only on T4s: `fgd` places sessions
+    that accept any model on the big node, and the T4 sessions that come after still
+    start; best fit fills the small T4 node first and they wait."""
+    ada = factories.user("ada")
+    factories.node("big", gpus=8, cpus=64, memory_mb=2**18, model="V100M32")
+    factories.node("small", gpus=2, cpus=32, memory_mb=2**17, model="T4")
+    for _ in range(10):
+        for models in ((), (), (), ("T4",)):
+            done = factories.session(ada, gpus=1, gpu_models=models)
+            done.status = SessionStatus.COMPLETED.value
+    db.session.commit()
+    anywhere = [factories.session(ada, gpus=1) for _ in range(8)]
+    on_t4 = [factories.session(ada, gpus=1, gpu_models=("T4",)) for _ in range(2)]
+    Scheduler(app, redis, policy=policy).run_pass()
+    if policy == "fgd":
+        assert {s.node.name for s in anywhere} == {"big"}
+        assert {s.node.name for s in on_t4} == {"small"}
+    else:
+        assert on_t4[0].state is SessionStatus.PENDING
+
+
 def test_a_second_pass_places_nothing_twice(app, redis):
     ada = factories.user("ada")
     factories.node("one", gpus=1)

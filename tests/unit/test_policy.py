@@ -185,3 +185,35 @@ def test_the_locality_index_decides_as_scoring_every_node_would(nodes, request):
     assert merit(fast) == merit(scan)
     if merit(scan)[0] > 0:  # ties among nodes with locality go by name, as before
         assert fast.name == scan.name
+
+
+def test_fgd_keeps_a_scarce_model_for_the_requests_that_need_it():
+    """A quarter of the recent demand can run only on the T4s of the small node: `fgd`
+    sends requests that accept any model to the big node and the T4 requests still fit;
+    best fit fills the small node first and they find it taken."""
+    from scheduler.fragmentation import Demand
+    from scheduler.policy import Cluster
+
+    def nodes():
+        return [
+            NodeView("big", 8, tuple(range(8)), 64, 64, 2**18, 2**18, gpu_model="V100M32"),
+            NodeView("small", 2, (0, 1), 32, 32, 2**17, 2**17, gpu_model="T4"),
+        ]
+
+    anything, t4 = Request(gpus=1), Request(gpus=1, gpu_models=frozenset({"T4"}))
+    placed = {}
+    for policy in ("fgd", "best-fit"):
+        demand = Demand()
+        for _ in range(10):
+            for request in (anything, anything, anything, t4):
+                demand.observe(request)
+        cluster = Cluster.of(nodes(), demand)
+        where = []
+        for request in [anything] * 8 + [t4, t4]:
+            placement = cluster.place(request, policy)
+            where.append(placement.node if placement else None)
+            if placement:
+                cluster.allocate(request, placement)
+        placed[policy] = where
+    assert placed["fgd"] == ["big"] * 8 + ["small"] * 2
+    assert placed["best-fit"][:2] == ["small", "small"] and placed["best-fit"][8:] == [None, None]

@@ -188,3 +188,66 @@ def test_the_bound_is_what_a_clairvoyant_placement_reaches(tmp_path, nodes, caps
     )
     result = run(capsys, "--nodes", nodes, "--trace", cpu_bound, "--bound")
     assert result["bound"] == {"allocation_ratio": 0.1, "task_index": 1}
+
+
+# Shapes of the openb traces, made here from the default file (the variants beside it
+# are kept for measuring, not for tuning): a fifth of the GPU tasks bound to GPU models,
+# as in `openb_pod_list_gpuspec*`, and CPU-only work twice as common, as the `cpu*`
+# files vary it.
+SPECS = {
+    "T4": 35,
+    "G2": 15,
+    "P100": 15,
+    "V100M16|V100M32": 10,
+    "P100|V100M16|V100M32": 6,
+    "G3": 5,
+    "V100M32": 4,
+    "G2|P100|T4|V100M16|V100M32": 5,
+    "A10|T4": 5,
+}
+
+
+def shaped(tmp_path: Path, kind: str) -> Path:
+    import csv
+    import random
+
+    rng = random.Random(7)
+    with (TRACES / "openb_pod_list_default.csv").open(newline="") as source:
+        rows = list(csv.DictReader(source))
+    columns = ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec"]
+    out = []
+    for row in rows:
+        row = {c: row.get(c, "") for c in columns}
+        if kind == "gpuspec" and row["num_gpu"] != "0" and rng.random() < 0.2:
+            row["gpu_spec"] = rng.choices(list(SPECS), weights=list(SPECS.values()))[0]
+        out.append(row)
+        if kind == "cpu" and row["num_gpu"] == "0":
+            out.append({**row, "name": row["name"] + "-again"})
+    path = tmp_path / f"{kind}.csv"
+    with path.open("w", newline="") as target:
+        writer = csv.DictWriter(target, columns)
+        writer.writeheader()
+        writer.writerows(out)
+    return path
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="the openb traces are not beside the checkout")
+@pytest.mark.parametrize("kind", ["gpuspec", "cpu"])
+def test_fgd_packs_each_openb_shape_at_least_as_far_as_every_baseline(tmp_path, capsys, kind):
+    """On the openb cluster, 20,000 tasks drawn from each shape: `fgd` allocates at least
+    as much as the best of best, first, worst fit and random before a GPU request first
+    fails. Where models do not matter it is within 2% of the bound; where they do, it is
+    not yet on every draw (about 0.90-0.93 of a bound of 1.0 on this one)."""
+    trace = shaped(tmp_path, kind)
+    nodes = TRACES / "openb_node_list_gpu_node.csv"
+    common = ["--nodes", nodes, "--trace", trace, "--draw", "20000"]
+    reached = {}
+    for policy in ("fgd", "best-fit", "first-fit", "worst-fit", "random"):
+        result = run(capsys, *common, "--policy", policy, *(["--bound"] * (policy == "fgd")))
+        failure = result["first_gpu_failure"]
+        reached[policy] = failure["allocation_ratio"] if failure else 1.0
+        if policy == "fgd":
+            bound = result["bound"]["allocation_ratio"]
+    assert reached["fgd"] >= max(reached.values()), reached
+    if kind == "cpu":
+        assert reached["fgd"] >= bound - 0.02, (reached, bound)

@@ -1,0 +1,251 @@
+"""What the `fgd` policy knows about demand: the mix of recent requests, how many GPUs a
+node's state would leave unusable to it, and which kinds of node each kind of request
+should take so that scarce GPU models stay for the requests that need them.
+
+Fragmentation (Weng et al., "Beware of Fragmentation", USENIX ATC 2023, generalised to
+GPU models): a node's free GPUs are *stranded* for a kind of request when the node
+cannot hold it (too few GPUs, CPUs or memory free, or not a model it accepts). The
+fragmentation of a node is its free GPUs times the share of the demand it cannot hold:
+the GPUs that the next request, drawn from the recent mix, is expected to find
+unusable. A placement goes where it adds the least fragmentation.
+
+Scarcity: fragmentation alone sends a request that accepts any model to whichever node
+it fits best, and on a cluster where the small nodes carry the rare models (P100, T4)
+those are taken first and the requests that can only run there starve. `ClassPlan`
+splits the recent mix over the node classes (nodes alike in GPU model, GPU count, CPUs
+and memory) with a linear program that maximises how much of the mix the free
+resources can hold, each kind of request only on classes that could hold it; a request
+then goes to the class furthest behind the share the plan gives it, and within the
+class where it adds the least fragmentation.
+
+Pure: no database, no clock; the live loop and the simulator feed it the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scheduler.policy import NodeView, Request
+
+# How many recent requests make up the mix.
+WINDOW = 2000
+# Requests between two takes of the mix (and so two solutions of the class plan), once
+# it has that many; before, it is taken again at every doubling.
+REFRESH = 200
+# Placements between two solutions of the class plan, whatever arrives.
+REPLAN_EVERY = 200
+
+NodeClass = tuple[str, int, float, int]  # GPU model, GPUs, CPUs, memory (MiB)
+Shape = tuple[int, float, int, frozenset[str]]  # GPUs, CPUs, memory (MiB), GPU models
+State = tuple[str, int, float, int]  # GPU model, free GPUs, CPUs, memory (MiB)
+
+
+def node_class(node: NodeView) -> NodeClass:
+    return (node.gpu_model, node.total_gpus, node.total_cpus, node.total_memory_mb)
+
+
+def shape(request: Request) -> Shape:
+    """The request's resources only: what the mix counts."""
+    return (request.gpus, request.cpus, request.memory_mb, request.gpu_models)
+
+
+@dataclass
+class Demand:
+    """The recent requests that asked for GPUs, as a mix of shapes with their shares."""
+
+    window: int = WINDOW
+    recent: deque[Shape] = field(default_factory=deque)
+    counts: Counter[Shape] = field(default_factory=Counter)
+    seen: int = 0  # requests observed
+    version: int = 0  # moves each time the mix is taken again
+    _mix: tuple[tuple[Shape, float], ...] = ()
+    _taken_at: int = 0  # `seen` when it was
+
+    def observe(self, request: Request) -> None:
+        if not request.gpus:
+            return
+        kind = shape(request)
+        self.recent.append(kind)
+        self.counts[kind] += 1
+        if len(self.recent) > self.window:
+            gone = self.recent.popleft()
+            self.counts[gone] -= 1
+            if not self.counts[gone]:
+                del self.counts[gone]
+        self.seen += 1
+
+    def mix(self) -> tuple[tuple[Shape, float], ...]:
+        if self.seen - self._taken_at >= min(REFRESH, max(1, self._taken_at)):
+            total = len(self.recent)
+            self._mix = tuple((kind, count / total) for kind, count in self.counts.items())
+            self._taken_at = self.seen
+            self.version += 1
+        return self._mix
+
+
+def blocked(mix: Iterable[tuple[Shape, float]], state: State) -> float:
+    """The share of the mix that a node in `state` cannot hold."""
+    model, gpus, cpus, memory = state
+    return sum(
+        share
+        for (wants_gpus, wants_cpus, wants_memory, models), share in mix
+        if wants_gpus > gpus
+        or wants_cpus > cpus
+        or wants_memory > memory
+        or (models and model not in models)
+    )
+
+
+class Fragmentation:
+    """Fragmentation of node states under a demand's mix, remembered per state (nodes
+    repeat each other's states) until the mix is taken again."""
+
+    def __init__(self, demand: Demand):
+        self.demand = demand
+        self._version = -1
+        self._known: dict[State, float] = {}
+
+    def __call__(self, state: State) -> float:
+        mix = self.demand.mix()
+        if self._version != self.demand.version:
+            self._version, self._known = self.demand.version, {}
+        known = self._known.get(state)
+        if known is None:
+            known = state[1] * blocked(mix, state) if state[1] else 0.0
+            self._known[state] = known
+        return known
+
+    def added(self, node: NodeView, request: Request) -> float:
+        """How much placing `request` on `node` adds (negative: it takes stranded GPUs)."""
+        before = (node.gpu_model, len(node.free_gpus), node.free_cpus, node.free_memory_mb)
+        after = (
+            node.gpu_model,
+            len(node.free_gpus) - request.gpus,
+            node.free_cpus - request.cpus,
+            node.free_memory_mb - request.memory_mb,
+        )
+        return self(after) - self(before)
+
+
+def _holds(node_kind: NodeClass, wanted: Shape) -> bool:
+    model, gpus, cpus, memory = node_kind
+    wants_gpus, wants_cpus, wants_memory, models = wanted
+    return (
+        wants_gpus <= gpus
+        and wants_cpus <= cpus
+        and wants_memory <= memory
+        and (not models or model in models)
+    )
+
+
+@dataclass
+class ClassPlan:
+    """Each group's share of GPUs per node class, and what it has placed where since.
+    A group is the shapes that could go to the same classes."""
+
+    targets: dict[frozenset[NodeClass], dict[NodeClass, float]] = field(default_factory=dict)
+    placed: dict[frozenset[NodeClass], Counter[NodeClass]] = field(default_factory=dict)
+    classes: tuple[NodeClass, ...] = ()
+    _groups: dict[Shape, frozenset[NodeClass]] = field(default_factory=dict)
+
+    @classmethod
+    def solve(
+        cls, mix: tuple[tuple[Shape, float], ...], free: dict[NodeClass, tuple[int, float, int]]
+    ) -> ClassPlan:
+        """Split the mix over the classes, by the free GPUs, CPUs and memory of each
+        class's nodes that have a GPU free: the split that lets the largest t times
+        each shape's share be held, each shape only on classes where it fits an empty
+        node. Without shapes bound to GPU models there is nothing to plan:
+        fragmentation alone decides."""
+        if not any(models for (_g, _c, _m, models), _share in mix):
+            return cls()
+        classes = [c for c, room in free.items() if room[0] > 0]
+        homes = [[c for c, kind in enumerate(classes) if _holds(kind, s)] for s, _ in mix]
+        try:
+            import numpy as np
+            from scipy.optimize import linprog
+        except ImportError:  # without SciPy, fragmentation alone decides
+            return cls()
+        pairs = [(k, c) for k, found in enumerate(homes) for c in found]
+        columns = len(pairs) + 1  # the last is t
+        per_shape = np.zeros((len(mix), columns))
+        per_class = np.zeros((3 * len(classes), columns))
+        for column, (k, c) in enumerate(pairs):
+            gpus, cpus, memory, _models = mix[k][0]
+            per_shape[k, column] = 1.0
+            per_class[3 * c, column] = gpus
+            per_class[3 * c + 1, column] = cpus
+            per_class[3 * c + 2, column] = memory
+        for k, (_s, share) in enumerate(mix):
+            per_shape[k, -1] = -share
+        room = np.array([float(value) for c in classes for value in free[c]])
+        most = np.zeros(columns)
+        most[-1] = -1.0
+        first = linprog(
+            most,
+            A_ub=per_class,
+            b_ub=room,
+            A_eq=per_shape,
+            b_eq=np.zeros(len(mix)),
+            bounds=(0, None),
+            method="highs",
+        )
+        if first.status != 0 or first.x[-1] <= 0:
+            return cls()
+        # Shapes that could go to the same classes share one split (in GPUs), so that a
+        # shape the mix has not seen yet follows that of its group.
+        targets: dict[frozenset[NodeClass], dict[NodeClass, float]] = {}
+        for column, (k, c) in enumerate(pairs):
+            if first.x[column] > 1e-9:
+                split = targets.setdefault(frozenset(classes[i] for i in homes[k]), {})
+                gpus = mix[k][0][0]
+                split[classes[c]] = split.get(classes[c], 0.0) + first.x[column] * gpus
+        for split in targets.values():
+            total = sum(split.values())
+            for kind in split:
+                split[kind] /= total
+        return cls(targets, classes=tuple(classes))
+
+    def group(self, request: Request) -> frozenset[NodeClass]:
+        kind = shape(request)
+        found = self._groups.get(kind)
+        if found is None:
+            found = self._groups[kind] = frozenset(c for c in self.classes if _holds(c, kind))
+        return found
+
+    def order(self, request: Request) -> dict[NodeClass, int]:
+        """The classes the plan gives the request's group, furthest behind its share
+        first."""
+        group = self.group(request)
+        split = self.targets.get(group)
+        if not split:
+            return {}
+        done = self.placed.get(group, Counter())
+        count = sum(done.values()) + request.gpus
+        ranked = sorted(split, key=lambda kind: done[kind] / count - split[kind])
+        return {kind: rank for rank, kind in enumerate(ranked)}
+
+    def record(self, request: Request, kind: NodeClass) -> None:
+        self.placed.setdefault(self.group(request), Counter())[kind] += request.gpus
+
+
+# A node's class, free GPUs, CPUs and memory, whether it is drained, whether it isolates
+# sessions, and its operators.
+StateKey = tuple[NodeClass, int, float, int, bool, bool, frozenset[str]]
+
+
+def state_key(node: NodeView) -> StateKey:
+    """Nodes alike in everything a placement looks at, so that one stands for all."""
+    return (
+        node_class(node),
+        len(node.free_gpus),
+        node.free_cpus,
+        node.free_memory_mb,
+        node.drained,
+        node.isolating,
+        node.operators,
+    )
