@@ -33,9 +33,7 @@ def test_a_pass_places_by_best_fit_with_gpu_indices_and_queues_the_start(app, re
 
 
 @pytest.mark.parametrize("policy", ["fgd", "best-fit"])
-def test_the_recent_demand_keeps_a_scarce_model_for_the_sessions_that_need_it(
-    app, redis, policy
-):
+def test_the_recent_demand_keeps_a_scarce_model_for_the_sessions_that_need_it(app, redis, policy):
     """A quarter of the recent sessions could run only on T4s: `fgd` places sessions
     that accept any model on the big node, and the T4 sessions that come after still
     start; best fit fills the small T4 node first and they wait."""
