@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "CREDIT_CPU_HOUR": 0.0,
     "CREDIT_CHARGE_SECONDS": 60,
     "CREDIT_GRACE_SECONDS": 300,
+    # How long a session asked to checkpoint by `node drain --migrate` has to save one;
+    # past it, it is left to finish where it is.
+    "MIGRATION_GRACE_SECONDS": 300,
     # How often the scheduler records the cluster's state for its dashboard.
     "CLUSTER_SAMPLE_SECONDS": 60,
     # E-mail (portal/services/alerts.py): off while SMTP_HOST is unset. SMTP_SECURITY is
@@ -103,6 +106,7 @@ ENVIRONMENT = {
     "PODIUM_SMTP_PASSWORD": "SMTP_PASSWORD",
     "PODIUM_MAIL_FROM": "MAIL_FROM",
     "PODIUM_CREDIT_GRACE_SECONDS": "CREDIT_GRACE_SECONDS",
+    "PODIUM_MIGRATION_GRACE_SECONDS": "MIGRATION_GRACE_SECONDS",
     "PODIUM_CREDIT_CHARGE_SECONDS": "CREDIT_CHARGE_SECONDS",
     "PODIUM_CREDIT_GPU_HOUR": "CREDIT_GPU_HOUR",
     "PODIUM_CREDIT_CPU_HOUR": "CREDIT_CPU_HOUR",
@@ -119,6 +123,7 @@ INTEGER_KEYS = {
 FLOAT_KEYS = {
     "MAX_EXPANSION_RATIO",
     "CREDIT_GRACE_SECONDS",
+    "MIGRATION_GRACE_SECONDS",
     "CREDIT_CHARGE_SECONDS",
     "CREDIT_GPU_HOUR",
     "CREDIT_CPU_HOUR",

@@ -3,6 +3,8 @@ that a slow mail server or a large cluster sample never delays a placement:
 
 - charge running sessions every `CREDIT_CHARGE_SECONDS` (`credits.charge_running`), and
   every few seconds warn, then stop, those whose payer ran out (`credits.enforce`);
+- move the sessions of nodes drained with `--migrate` once they have checkpointed
+  (`migration.advance`);
 - flag sessions that stalled (`alerts.flag_stalled`);
 - record the cluster's state every `CLUSTER_SAMPLE_SECONDS` (`monitoring`);
 - tell competitions' entrants of rounds that opened or ended (`announcements`);
@@ -23,12 +25,13 @@ from flask import Flask
 from redis import Redis
 
 from portal.extensions import db
-from portal.services import alerts, credits, monitoring
+from portal.services import alerts, credits, migration, monitoring
 from portal.services.competitions import announcements
 
 log = logging.getLogger(__name__)
 
 ENFORCE_SECONDS = 5.0
+MIGRATE_SECONDS = 2.0
 STALL_SECONDS = 30.0
 MAIL_SECONDS = 5.0
 ROUNDS_SECONDS = 30.0
@@ -43,6 +46,7 @@ class Housekeeper:
         self.tasks: list[tuple[str, float, Callable[[], object]]] = [
             ("charge", float(config["CREDIT_CHARGE_SECONDS"]), credits.charge_running),
             ("enforce", ENFORCE_SECONDS, lambda: credits.enforce(self.redis)),
+            ("migrate", MIGRATE_SECONDS, lambda: migration.advance(self.redis)),
             ("stalls", STALL_SECONDS, alerts.flag_stalled),
             (
                 "cluster sample",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.client import CliError
 from cli.context import client
 from cli.output import emit_json, listing
 
@@ -43,10 +44,22 @@ def node_ls(as_json: bool) -> None:
 @node.command("drain")
 @click.argument("name")
 @click.option("--undo", is_flag=True, help="take new sessions again")
-def node_drain(name: str, undo: bool) -> None:
-    """Stop placing sessions on node NAME (what runs there goes on)."""
-    body = client().post(f"/nodes/{name}/drain", json={"drained": not undo})
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="move its running sessions that bound `save` to other nodes, from a checkpoint",
+)
+def node_drain(name: str, undo: bool, migrate: bool) -> None:
+    """Stop placing sessions on node NAME (what runs there goes on, or moves with
+    --migrate)."""
+    if undo and migrate:
+        raise CliError("--migrate drains; it cannot go with --undo")
+    body = client().post(f"/nodes/{name}/drain", json={"drained": not undo, "migrate": migrate})
     click.echo(f"node {body['name']} is {body['status']}")
+    if body["migrating"]:
+        click.echo("checkpointing to move elsewhere: " + ", ".join(body["migrating"]))
+    if migrate and body["left_to_finish"]:
+        click.echo("left to finish there (no `save` bound): " + ", ".join(body["left_to_finish"]))
 
 
 @node.command("rm")

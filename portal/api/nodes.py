@@ -5,7 +5,15 @@ from flask_smorest import Blueprint
 
 from portal import node_work
 from portal.api.guards import BEARER, admin_required
-from portal.api.schemas import DrainIn, JoinTokenOut, NodeOut, NodeRemovedOut, SessionOut
+from portal.api.schemas import (
+    DrainIn,
+    DrainOut,
+    JoinTokenOut,
+    NodeOut,
+    NodeRemovedOut,
+    SessionOut,
+)
+from portal.queue import redis_connection
 from portal.services import nodes, sessions
 from portal.services.nodes import nodes_with_allocations, remove_node, set_drained
 
@@ -25,12 +33,15 @@ def list_nodes():
 @blp.route("/<name>/drain", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.arguments(DrainIn)
-@blp.response(200, NodeOut)
+@blp.response(200, DrainOut)
 @admin_required
 def drain(payload, name: str):
-    """Drain a node (it takes no new sessions), or undrain it with `drained: false`."""
-    set_drained(name, payload["drained"])
-    return next(n for n in nodes_with_allocations() if n["name"] == name)
+    """Drain a node (it takes no new sessions), or undrain it with `drained: false`; with
+    `migrate`, its running sessions that bound `save` checkpoint and go on elsewhere."""
+    moved = set_drained(
+        name, payload["drained"], migrate=payload["migrate"], redis=redis_connection()
+    )
+    return {**next(n for n in nodes_with_allocations() if n["name"] == name), **moved}
 
 
 @blp.route("/queue")

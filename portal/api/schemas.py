@@ -444,6 +444,20 @@ class LogsIn(Schema):
 
 class DrainIn(Schema):
     drained = fields.Boolean(load_default=True)
+    migrate = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "move the running sessions that bound `save` to other nodes, each"
+            " from a checkpoint it saves now"
+        },
+    )
+
+
+class DrainOut(NodeOut):
+    migrating = fields.List(fields.String(), metadata={"description": "sessions moving"})
+    left_to_finish = fields.List(
+        fields.String(), metadata={"description": "sessions that bound no `save`"}
+    )
 
 
 class CreditRatesOut(Schema):

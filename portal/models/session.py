@@ -113,6 +113,9 @@ class Session(db.Model):  # type: ignore[name-defined]
     charged_until: Mapped[datetime | None]
     # Its owner's credit ran out: told to checkpoint, it is stopped at this time.
     credit_stop_at: Mapped[datetime | None]
+    # Its node is being drained with --migrate: told to checkpoint at this time, it goes
+    # on elsewhere from the checkpoint it saves (`portal/services/migration.py`).
+    migrating_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     scheduled_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

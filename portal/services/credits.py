@@ -33,7 +33,6 @@ from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import selectinload
 
-from portal import node_work
 from portal.errors import ApiError, NotFound
 from portal.extensions import db
 from portal.models import (
@@ -374,7 +373,7 @@ def enforce(redis, now: datetime | None = None) -> list[Session]:
             session.credit_stop_at = now + grace
             warned.setdefault(session.user_id, []).append(session)
             db.session.commit()
-            _ask_to_checkpoint(session, redis)
+            session_service.ask_to_checkpoint(session, redis)
             log.warning(
                 "%s is out of credit: %s stops at %s",
                 session.user.username,
@@ -414,11 +413,3 @@ def _enforce_reproductions(redis, now: datetime, rates: Rates, grace: timedelta)
             stopped.append(session)
         db.session.commit()
     return stopped
-
-
-def _ask_to_checkpoint(session: Session, redis) -> None:
-    from portal.services.sessions import tell_node  # sessions imports lifecycle, this
-
-    if session.saves_on_signal:
-        job_id = f"checkpoint-{session.id}-{int(utcnow().timestamp())}"
-        tell_node(session, node_work.CHECKPOINT, job_id, redis)

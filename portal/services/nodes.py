@@ -24,6 +24,7 @@ from portal.models import (
     SessionStatus,
     User,
 )
+from portal.services import migration
 from portal.services.auth import TOKEN_PREFIX, hash_token, new_secret
 from portal.services.lifecycle import finish, mark_running
 from portal.timeutil import isoformat, utcnow
@@ -256,16 +257,24 @@ def mark_lost_nodes(lost_after_seconds: int) -> list[Node]:
     return lost
 
 
-def set_drained(name: str, drained: bool) -> Node:
-    """A drained node keeps what runs on it and takes nothing new."""
+def set_drained(
+    name: str, drained: bool, *, migrate: bool = False, redis=None
+) -> dict[str, list[str]]:
+    """A drained node takes nothing new; what runs on it goes on there, or, with
+    `migrate`, moves to other nodes from a checkpoint (`migration`). Says which sessions
+    migrate and which are left to finish."""
     node = db.session.scalar(select(Node).where(Node.name == name))
     if node is None:
         raise NotFound(f"no node {name!r}")
     if node.status == NodeStatus.LOST.value:
         raise Conflict(f"node {name} is lost; it cannot be drained or undrained")
+    if migrate and not drained:
+        raise ApiError("only a node being drained migrates its sessions", code="invalid_input")
     node.status = (NodeStatus.DRAINED if drained else NodeStatus.READY).value
     db.session.commit()
-    return node
+    if migrate:
+        return migration.start(node, redis)
+    return {"migrating": [], "left_to_finish": []}
 
 
 def live_nodes() -> list[Node]:

@@ -644,6 +644,15 @@ def tell_node(session: Session, kind: str, job_id: str, redis) -> bool:
     return True
 
 
+def ask_to_checkpoint(session: Session, redis) -> bool:
+    """Ask a running session whose program bound `save` to checkpoint now (SIGUSR1: the
+    SDK saves `signal-STEP`); False when it bound none or could not be asked."""
+    if not session.saves_on_signal:
+        return False
+    job_id = f"checkpoint-{session.id}-{int(utcnow().timestamp())}"
+    return tell_node(session, node_work.CHECKPOINT, job_id, redis)
+
+
 def check_data_stays(viewer: User, session: Session, what: str) -> None:
     """Refuse `what` when the session mounts a sessions-only dataset `viewer` does not
     own: a command beside it or a checkpoint of it could carry the data out."""
