@@ -1,6 +1,7 @@
 """Scheduler benchmarks on the Alibaba openb traces (Weng et al., USENIX ATC 2023).
 
     .venv/bin/python bench/scheduler.py [--only policy,packing,replay,live_loop,failover]
+        [--replays 40:1,40:20]
 
 Prints one JSON document:
 - policy: placement decisions per second of the pure policy on the 1,213-node cluster,
@@ -160,10 +161,12 @@ def packing() -> dict:
     return result
 
 
-def replays(speedups: list[float]) -> dict:
-    nodes = read_nodes(NODES)
+def replays(runs: list[tuple[float, int]]) -> dict:
+    """The default trace in simulated time, arrivals `speedup` times faster, on every
+    `every`-th node of the cluster (at 40x the whole cluster never fills)."""
     result: dict = {}
-    for speedup in speedups:
+    for speedup, every in runs:
+        nodes = read_nodes(NODES, every)
         tasks, _ = tasks_in_time(read_rows(TRACES / "openb_pod_list_default.csv"), speedup)
         per_policy = {}
         for policy in POLICIES:
@@ -179,7 +182,7 @@ def replays(speedups: list[float]) -> dict:
                 "queueing_delay_all_mean_s": summary["queueing_delay_s"].get("mean"),
                 "allocation_ratio_peak": summary["allocation_ratio_peak"],
             }
-        result[f"speedup {speedup:g}"] = per_policy
+        result[f"{speedup:g}x, {len(nodes)} nodes"] = per_policy
     return result
 
 
@@ -329,7 +332,11 @@ def main() -> None:
     )
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--sessions", type=int, default=2000)
-    parser.add_argument("--speedups", default="1,40")
+    parser.add_argument(
+        "--replays",
+        default="40:1,40:20",
+        help="SPEEDUP:K pairs, comma-separated: arrivals SPEEDUP times faster on every K-th node",
+    )
     parser.add_argument(
         "--only",
         default="policy,packing,replay,live_loop,failover",
@@ -343,7 +350,10 @@ def main() -> None:
     if "packing" in parts:
         result["packing"] = packing()
     if "replay" in parts:
-        result["replay_default"] = replays([float(s) for s in args.speedups.split(",")])
+        runs = [
+            (float(a), int(b)) for a, _, b in (r.partition(":") for r in args.replays.split(","))
+        ]
+        result["replay_default"] = replays(runs)
     with tempfile.TemporaryDirectory() as folder, EmbeddedRedis(Path(folder)) as server:
         if "live_loop" in parts:
             result["live_loop"] = live_loop(server.url, args.sessions)

@@ -24,9 +24,8 @@ Pure: no database, no clock; the live loop and the simulator feed it the same wa
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from scheduler.policy import NodeView, Request
@@ -84,20 +83,38 @@ class Demand:
             self._mix = tuple((kind, count / total) for kind, count in self.counts.items())
             self._taken_at = self.seen
             self.version += 1
+            self._columns = None
         return self._mix
 
+    _columns: tuple[Any, ...] | None = None
 
-def blocked(mix: Iterable[tuple[Shape, float]], state: State) -> float:
-    """The share of the mix that a node in `state` cannot hold."""
+    def columns(self) -> tuple[Any, ...]:
+        """The mix as arrays (GPUs, CPUs, memory, shares, and per GPU model whether each
+        shape accepts it), for `blocked`."""
+        mix = self.mix()
+        if self._columns is None:
+            import numpy as np
+
+            shapes = [kind for kind, _share in mix]
+            models = {m for kind in shapes for m in kind[3]}
+            self._columns = (
+                np.array([k[0] for k in shapes], dtype=float),
+                np.array([k[1] for k in shapes], dtype=float),
+                np.array([k[2] for k in shapes], dtype=float),
+                np.array([share for _kind, share in mix], dtype=float),
+                {m: np.array([not k[3] or m in k[3] for k in shapes]) for m in models},
+                np.array([not k[3] for k in shapes]),  # shapes that accept any model
+            )
+        return self._columns
+
+
+def blocked(demand: Demand, state: State) -> float:
+    """The share of the demand's mix that a node in `state` cannot hold."""
     model, gpus, cpus, memory = state
-    return sum(
-        share
-        for (wants_gpus, wants_cpus, wants_memory, models), share in mix
-        if wants_gpus > gpus
-        or wants_cpus > cpus
-        or wants_memory > memory
-        or (models and model not in models)
-    )
+    wants_gpus, wants_cpus, wants_memory, shares, accepts, any_model = demand.columns()
+    held = (wants_gpus <= gpus) & (wants_cpus <= cpus) & (wants_memory <= memory)
+    held &= accepts.get(model, any_model)
+    return float(shares.sum() - shares[held].sum())
 
 
 class Fragmentation:
@@ -110,12 +127,12 @@ class Fragmentation:
         self._known: dict[State, float] = {}
 
     def __call__(self, state: State) -> float:
-        mix = self.demand.mix()
+        self.demand.mix()
         if self._version != self.demand.version:
             self._version, self._known = self.demand.version, {}
         known = self._known.get(state)
         if known is None:
-            known = state[1] * blocked(mix, state) if state[1] else 0.0
+            known = state[1] * blocked(self.demand, state) if state[1] else 0.0
             self._known[state] = known
         return known
 

@@ -301,23 +301,39 @@ class Cluster:
                     return self.nodes[name]
         order = self._class_plan().order(request) if request.gpus else {}
         unplanned = len(order)
-        best: tuple[tuple[int, float, int, int], NodeView] | None = None
+        needs, models = request.gpus, request.gpu_models
+        admitted: dict[tuple[bool, frozenset[str]], bool] = {}
+        best: tuple[tuple[int, float, int, int], str] | None = None
+        # What fits_now asks of a node, asked of its state, once for all nodes in it.
         for key, names in self.states.items():
-            free = key[1]
-            if free < request.gpus:
+            kind, free, cpus, memory, drained, isolating, operators = key
+            if (
+                free < needs
+                or cpus < request.cpus
+                or memory < request.memory_mb
+                or drained
+                or (needs and models and kind[0] not in models)
+            ):
+                continue
+            if (isolating, operators) not in admitted:
+                admitted[isolating, operators] = trust.may_run_on(
+                    isolating=isolating,
+                    operators=operators,
+                    username=request.user,
+                    trusted=request.trusted,
+                )
+            if not admitted[isolating, operators]:
                 continue
             first = next((n for n in names if n not in exclude), None)
-            if first is None or not fits_now(node := self.nodes[first], request):
+            if first is None:
                 continue
-            score = (
-                order.get(key[0], unplanned),
-                fragmentation.added(node, request),
-                free - request.gpus,
-                self.rank[first],
-            )
+            added = fragmentation(
+                (kind[0], free - needs, cpus - request.cpus, memory - request.memory_mb)
+            ) - fragmentation((kind[0], free, cpus, memory))
+            score = (order.get(kind, unplanned), added, free - needs, self.rank[first])
             if best is None or score < best[0]:
-                best = (score, node)
-        return best[1] if best else None
+                best = (score, first)
+        return self.nodes[best[1]] if best else None
 
     def _fragmentation_measure(self) -> Fragmentation:
         if self._fragmentation is None or self._fragmentation.demand is not self.demand:
