@@ -102,8 +102,8 @@ class Demand:
                 np.array([k[1] for k in shapes], dtype=float),
                 np.array([k[2] for k in shapes], dtype=float),
                 np.array([share for _kind, share in mix], dtype=float),
-                {m: np.array([not k[3] or m in k[3] for k in shapes]) for m in models},
-                np.array([not k[3] for k in shapes]),  # shapes that accept any model
+                {m: np.array([not k[3] or m in k[3] for k in shapes], dtype=bool) for m in models},
+                np.array([not k[3] for k in shapes], dtype=bool),  # those that accept any model
             )
         return self._columns
 
