@@ -126,10 +126,15 @@ class Fragmentation:
         self._version = -1
         self._known: dict[State, float] = {}
 
-    def __call__(self, state: State) -> float:
+    def current(self) -> Fragmentation:
+        """Take the mix again if it is due; what was remembered goes with the old one."""
         self.demand.mix()
         if self._version != self.demand.version:
             self._version, self._known = self.demand.version, {}
+        return self
+
+    def __call__(self, state: State) -> float:
+        """Fragmentation of a node in `state`, under the mix as it was last taken."""
         known = self._known.get(state)
         if known is None:
             known = state[1] * blocked(self.demand, state) if state[1] else 0.0
@@ -174,57 +179,65 @@ class ClassPlan:
         cls, mix: tuple[tuple[Shape, float], ...], free: dict[NodeClass, tuple[int, float, int]]
     ) -> ClassPlan:
         """Split the mix over the classes, by the free GPUs, CPUs and memory of each
-        class's nodes that have a GPU free: the split that lets the largest t times
-        each shape's share be held, each shape only on classes where it fits an empty
-        node. Without shapes bound to GPU models there is nothing to plan:
+        class's nodes that have a GPU free. Shapes that could go to the same classes
+        form a group, which shares one split (so that a shape the mix has not seen yet
+        follows its group's): the split that lets the largest t times each group's
+        demand be held. Without shapes bound to GPU models there is nothing to plan:
         fragmentation alone decides."""
         if not any(models for (_g, _c, _m, models), _share in mix):
             return cls()
-        classes = [c for c, room in free.items() if room[0] > 0]
-        homes = [[c for c, kind in enumerate(classes) if _holds(kind, s)] for s, _ in mix]
         try:
             import numpy as np
             from scipy.optimize import linprog
+            from scipy.sparse import coo_array
         except ImportError:  # without SciPy, fragmentation alone decides
             return cls()
-        pairs = [(k, c) for k, found in enumerate(homes) for c in found]
-        columns = len(pairs) + 1  # the last is t
-        per_shape = np.zeros((len(mix), columns))
-        per_class = np.zeros((3 * len(classes), columns))
-        for column, (k, c) in enumerate(pairs):
-            gpus, cpus, memory, _models = mix[k][0]
-            per_shape[k, column] = 1.0
-            per_class[3 * c, column] = gpus
-            per_class[3 * c + 1, column] = cpus
-            per_class[3 * c + 2, column] = memory
-        for k, (_s, share) in enumerate(mix):
-            per_shape[k, -1] = -share
+        classes = [c for c, room in free.items() if room[0] > 0]
+        demand: dict[frozenset[int], list[float]] = {}  # group -> GPUs, CPUs, memory
+        for (gpus, cpus, memory, models), share in mix:
+            group = frozenset(
+                c for c, kind in enumerate(classes) if _holds(kind, (gpus, cpus, memory, models))
+            )
+            if group:
+                total = demand.setdefault(group, [0.0, 0.0, 0.0])
+                total[0] += share * gpus
+                total[1] += share * cpus
+                total[2] += share * memory
+        groups = list(demand)
+        pairs = [(g, c) for g, group in enumerate(groups) for c in sorted(group)]
+        if not pairs:
+            return cls()
+        t = len(pairs)  # the last column
+        rows, cols, values = [], [], []
+        for column, (g, c) in enumerate(pairs):
+            for resource in range(3):
+                rows.append(3 * c + resource)
+                cols.append(column)
+                values.append(demand[groups[g]][resource])
+        per_class = coo_array((values, (rows, cols)), shape=(3 * len(classes), t + 1))
+        rows = [g for g, _c in pairs] + list(range(len(groups)))
+        cols = list(range(t)) + [t] * len(groups)
+        values = [1.0] * t + [-1.0] * len(groups)
+        per_group = coo_array((values, (rows, cols)), shape=(len(groups), t + 1))
         room = np.array([float(value) for c in classes for value in free[c]])
-        most = np.zeros(columns)
+        most = np.zeros(t + 1)
         most[-1] = -1.0
-        first = linprog(
+        solved = linprog(
             most,
-            A_ub=per_class,
+            A_ub=per_class.tocsr(),
             b_ub=room,
-            A_eq=per_shape,
-            b_eq=np.zeros(len(mix)),
+            A_eq=per_group.tocsr(),
+            b_eq=np.zeros(len(groups)),
             bounds=(0, None),
             method="highs",
         )
-        if first.status != 0 or first.x[-1] <= 0:
+        if solved.status != 0 or solved.x[-1] <= 0:
             return cls()
-        # Shapes that could go to the same classes share one split (in GPUs), so that a
-        # shape the mix has not seen yet follows that of its group.
         targets: dict[frozenset[NodeClass], dict[NodeClass, float]] = {}
-        for column, (k, c) in enumerate(pairs):
-            if first.x[column] > 1e-9:
-                split = targets.setdefault(frozenset(classes[i] for i in homes[k]), {})
-                gpus = mix[k][0][0]
-                split[classes[c]] = split.get(classes[c], 0.0) + first.x[column] * gpus
-        for split in targets.values():
-            total = sum(split.values())
-            for kind in split:
-                split[kind] /= total
+        for column, (g, c) in enumerate(pairs):
+            if solved.x[column] > 1e-9:
+                split = targets.setdefault(frozenset(classes[i] for i in groups[g]), {})
+                split[classes[c]] = float(solved.x[column] / solved.x[-1])
         return cls(targets, classes=tuple(classes))
 
     def group(self, request: Request) -> frozenset[NodeClass]:

@@ -338,7 +338,7 @@ class Cluster:
     def _fragmentation_measure(self) -> Fragmentation:
         if self._fragmentation is None or self._fragmentation.demand is not self.demand:
             self._fragmentation = Fragmentation(self.demand)
-        return self._fragmentation
+        return self._fragmentation.current()
 
     def _class_plan(self) -> ClassPlan:
         """The class plan, solved again every REPLAN_EVERY placements: the free
