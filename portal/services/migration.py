@@ -61,6 +61,7 @@ def advance(redis, now: datetime | None = None) -> list[Session]:
     """Move each migrating session that has saved a checkpoint since it was asked; leave
     to finish those past the grace, or no longer running. Commits; returns the sessions
     started elsewhere."""
+    from portal.services import alerts
     from portal.services import sessions as session_service
 
     now = now or utcnow()
@@ -102,6 +103,14 @@ def advance(redis, now: datetime | None = None) -> list[Session]:
             f"migrated from {session.ident} (node {node} drained), from checkpoint {saved.name}"
         )
         session.migrating_since = None
+        alerts.notify(
+            session.user,
+            "session_migrated",
+            f"Session {session.ident} moved to {moved.ident}",
+            f"Node {node} is being drained. {session.ident} saved checkpoint {saved.name}"
+            f" and goes on from it as {moved.ident}, on another node.",
+            alerts.session_link(moved),
+        )
         db.session.commit()
         session_service.request_stop(
             session,

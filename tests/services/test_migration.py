@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from portal import node_work
 from portal.extensions import db
-from portal.models import Checkpoint, Session, SessionStatus
+from portal.models import Checkpoint, Notification, Session, SessionStatus
 from portal.services import migration
 from portal.services.lifecycle import finish, mark_running
 from portal.timeutil import utcnow
@@ -61,6 +61,9 @@ def test_a_drain_with_migrate_moves_what_saves_and_leaves_the_rest(app, client, 
     assert saving.stop_requested
     assert saving.stop_reason == f"migrated: node old is drained; it goes on as {moved.ident}"
     assert [j["kind"] for j in node_work.take(redis, "old")] == ["stop"]
+    told = db.session.query(Notification).filter_by(kind="session_migrated").one()
+    assert told.user_id == ada.id
+    assert told.subject == f"Session {saving.ident} moved to {moved.ident}"
     finish(saving, SessionStatus.STOPPED, saving.stop_reason)
     assert saving.status_reason == saving.stop_reason
     # The drained node takes nothing new: the moved session starts on the other.
