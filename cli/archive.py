@@ -10,7 +10,9 @@ it, so that what a node writes is bounded by the limits, not by the archive's si
 
 from __future__ import annotations
 
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -97,6 +99,26 @@ def unpack(
             if written > max_bytes:
                 raise ArchiveRefused(f"it unpacks to more than {max_bytes // 2**20} MiB")
             tar.extract(member, destination, filter="data")
+    return written
+
+
+def unpack_fresh(
+    archive: Path | IO[bytes], destination: Path, *, max_bytes: int, max_members: int
+) -> int:
+    """`unpack` into `destination` (absent or empty) whole or not at all: into a folder
+    beside it first, renamed into place once every member is in, so that a refused
+    archive leaves nothing behind."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        written = unpack(archive, staging, max_bytes=max_bytes, max_members=max_members)
+        staging.chmod(0o755)
+        if destination.exists():
+            destination.rmdir()
+        staging.rename(destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return written
 
 

@@ -42,6 +42,8 @@ def allocation_bound(nodes: Sequence[NodeView], requests: Sequence[Request]) -> 
         for index, r in enumerate(requests)
         if r.gpus and any(fits_ever(example[c], r) for c in classes)
     ]
+    if not wanted or not total:
+        return {"allocation_ratio": None, "reason": "no task asks for GPUs some node has"}
     homes: dict[Request, list[int]] = {}
     for _index, request in wanted:
         if request not in homes:

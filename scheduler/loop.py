@@ -3,12 +3,13 @@ the starts on each node's own queue of work (`portal/node_work.py`).
 
 A pass (only while this process holds the leader lease): mark nodes whose heartbeats
 stopped as lost; reject sessions no node could ever hold, with the reason; admit the
-rest (what costs credit needs its payer to have some left); plan with `scheduler.queueing.plan`
-(grading first, fairness between users, best fit with locality, backfill around the
-head); write each placement with a conditional update from pending to scheduled plus
-its Allocation rows (whose unique key forbids double allocation), and queue the start
-with a job id derived from the session (an agent ignores a start it has taken already);
-tell waiting sessions why they wait.
+rest (what costs credit needs its payer to have some left); plan with
+`scheduler.queueing.plan` (grading first, fairness between users, the configured
+policy, `fgd` by default, fed the recent demand, backfill around the head); write each
+placement with a conditional update from pending to scheduled plus its Allocation rows
+(whose unique key forbids double allocation), and queue the start with a job id
+derived from the session (an agent ignores a start it has taken already); tell waiting
+sessions why they wait.
 
 While it leads, a second thread does the periodic work beside placement (credits,
 stalls, the cluster's samples, e-mail: `scheduler/housekeeping.py`).
@@ -29,7 +30,7 @@ from datetime import UTC, timedelta
 from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -128,11 +129,16 @@ def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Requ
 
 
 def recent_demand() -> Demand:
-    """What the last sessions that wanted GPUs asked for (pending ones included), oldest
-    first: the mix the `fgd` policy plans for (`scheduler/fragmentation.py`)."""
+    """What the last sessions that wanted GPUs asked for, oldest first: the mix the
+    `fgd` policy plans for (`scheduler/fragmentation.py`). Sessions that started, and
+    those waiting; not those refused or stopped before they ran, which cost nothing to
+    make and so would let anyone steer everyone's placements."""
     rows = db.session.execute(
         select(Session.gpus, Session.cpus, Session.memory_mb, Session.gpu_models)
-        .where(Session.gpus > 0)
+        .where(
+            Session.gpus > 0,
+            or_(Session.started_at.is_not(None), Session.status == SessionStatus.PENDING.value),
+        )
         .order_by(Session.id.desc())
         .limit(WINDOW)
     ).all()

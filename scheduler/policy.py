@@ -4,15 +4,18 @@ simulator and the tests.
 A node can take a request when it is not drained, admits its owner's code (a node
 that does not isolate sessions runs only trusted users' code, and only its operators'
 where it names them: `portal/trust.py`), and has the GPUs (of an allowed model), CPUs
-and memory free. Of those, the default policy prefers locality first (the
-request's dataset versions cached there, its image present: weights configurable),
-then best fit: the fewest GPUs left free afterwards, so that whole multi-GPU nodes stay
-free for the sessions that need them (NSML, section 3.2.1). First fit, worst fit
+and memory free. Of those, the default policy, `fgd`, prefers locality first (the
+request's dataset versions cached there, its image present: weights configurable), then
+the node class its kind of request is planned to go to, then the node where it strands
+the fewest GPUs for the recent demand (`fragmentation.py`), then best fit. `best-fit`
+(locality, then the fewest GPUs left free afterwards, so that whole multi-GPU nodes stay
+free for the sessions that need them: NSML, section 3.2.1), first fit, worst fit
 (spreading, as Kubernetes does by default) and random remain as baselines.
 
 `Cluster` indexes nodes by their number of free GPUs, so that a best-fit or worst-fit
-decision on a 1,213-node cluster looks at a handful of nodes, not all of them, and it
-is updated in place as placements are made and released. GPUs are whole, with device
+decision on a 1,213-node cluster looks at a handful of nodes, not all of them, and the
+nodes with a GPU free by state, so that `fgd` scores one node of each state; both are
+updated in place as placements are made and released. GPUs are whole, with device
 indices.
 """
 
@@ -39,8 +42,9 @@ DEFAULT_POLICY = "fgd"
 # How each policy chooses among nodes it scores alike (the simulator reports it).
 TIE_BREAKS = {
     "fgd": "most locality; then the node class furthest behind its planned share; then"
-    " the least fragmentation added; then fewest GPUs left free; then the first node by"
-    " name among nodes in the same state",
+    " the least fragmentation added; then fewest GPUs left free; then, of nodes in the"
+    " same state, the one longest in it, and of states, the one whose node comes first"
+    " by name",
     "best-fit": "most locality, then fewest GPUs left free; then, with locality, the first"
     " node by name, and without, the node longest at its number of free GPUs",
     "first-fit": "the first node by name",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.archive import DATASET_MEMBERS, spool, unpack
+from cli.archive import DATASET_MEMBERS, spool, unpack_fresh
 from cli.client import CliError
 from cli.context import client
 from cli.output import human_size, listing
@@ -118,9 +118,8 @@ def dataset_pull(ref: str, dest: Path | None) -> None:
     response = api.call("GET", f"/datasets/{name}/versions/{number}/archive", stream=True)
     with tempfile.TemporaryFile() as file:
         archive = spool(response.iter_content(2**20), file)
-        target.mkdir(parents=True, exist_ok=True)
         # What the portal measured at upload, and no more.
-        unpack(archive, target, max_bytes=version["size_bytes"], max_members=DATASET_MEMBERS)
+        unpack_fresh(archive, target, max_bytes=version["size_bytes"], max_members=DATASET_MEMBERS)
     click.echo(f"{name}:{number} → {target}")
 
 

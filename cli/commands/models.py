@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.archive import SESSION_ARCHIVE_BYTES, SESSION_ARCHIVE_FILES, spool, unpack
+from cli.archive import SESSION_ARCHIVE_BYTES, SESSION_ARCHIVE_FILES, spool, unpack_fresh
 from cli.client import CliError
 from cli.commands.sessions import session_path
 from cli.context import client
@@ -58,8 +58,9 @@ def model_pull(target: str, dest: Path | None) -> None:
     response = api.call("GET", path, timeout=600, stream=True)
     with tempfile.TemporaryFile() as file:
         archive = spool(response.iter_content(2**20), file)
-        dest.mkdir(parents=True, exist_ok=True)
-        unpack(archive, dest, max_bytes=SESSION_ARCHIVE_BYTES, max_members=SESSION_ARCHIVE_FILES)
+        unpack_fresh(
+            archive, dest, max_bytes=SESSION_ARCHIVE_BYTES, max_members=SESSION_ARCHIVE_FILES
+        )
     click.echo(f"{session}:{name} -> {dest}")
 
 

@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from nodes import environment
 from portal import trust
@@ -271,6 +271,10 @@ def set_drained(
     if migrate and not drained:
         raise ApiError("only a node being drained migrates its sessions", code="invalid_input")
     node.status = (NodeStatus.DRAINED if drained else NodeStatus.READY).value
+    if not drained:  # what was asked to move stays
+        db.session.execute(
+            update(Session).where(Session.node_id == node.id).values(migrating_since=None)
+        )
     db.session.commit()
     if migrate:
         return migration.start(node, redis)

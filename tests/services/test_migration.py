@@ -111,3 +111,30 @@ def test_migrate_only_goes_with_a_drain(app, client, redis):
     )
     assert answer.status_code == 400
     assert answer.get_json()["error"]["code"] == "invalid_input"
+
+
+def test_a_session_is_moved_once_and_an_undrain_calls_the_move_off(app, redis):
+    from portal.services.nodes import set_drained
+
+    ada = factories.user("ada")
+    factories.node("old", gpus=2)
+    first = running_on(app, redis, ada, "old", saves_on_signal=True)
+    second = running_on(app, redis, ada, "old", saves_on_signal=True)
+    factories.node("new", gpus=2)
+    set_drained("old", True, migrate=True, redis=redis)
+    asked = first.migrating_since
+    assert asked is not None
+    for session in (first, second):
+        db.session.add(Checkpoint(session_id=session.id, name="signal-1", digest="0" * 64, size=1))
+    db.session.commit()
+    # Two housekeepers (a leader and the one taking over) reach the same session: the
+    # claim lets one move it.
+    assert migration._move(first, asked, "signal-1", redis) is not None
+    assert migration._move(first, asked, "signal-1", redis) is None
+    assert db.session.query(Session).filter_by(forked_from=first.ident).count() == 1
+    # Undrained before it moved: the second stays, checkpoint or not.
+    set_drained("old", False)
+    assert second.migrating_since is None
+    assert migration.advance(redis) == []
+    assert not second.stop_requested
+    assert db.session.query(Session).filter_by(forked_from=second.ident).count() == 0

@@ -44,6 +44,7 @@ def test_the_recent_demand_keeps_a_scarce_model_for_the_sessions_that_need_it(ap
         for models in ((), (), (), ("T4",)):
             done = factories.session(ada, gpus=1, gpu_models=models)
             done.status = SessionStatus.COMPLETED.value
+            done.started_at = utcnow()
     db.session.commit()
     anywhere = [factories.session(ada, gpus=1) for _ in range(8)]
     on_t4 = [factories.session(ada, gpus=1, gpu_models=("T4",)) for _ in range(2)]
