@@ -9,8 +9,9 @@ GPUs, CPUs and memory, with at most one task per node that asks for more than ha
 the node's GPUs. Any real placement of the prefix is such a split, so the first
 infeasible prefix is a task where every policy has failed by then, and the GPUs asked
 for before it are the most any could have allocated. Tasks without GPUs are left out,
-which only loosens the bound (a policy could not place them all either). The bound
-needs SciPy (HiGHS); without it there is none.
+which only loosens the bound (a policy could not place them all either). A share of a
+GPU counts as its fraction of a GPU. The bound needs SciPy (HiGHS); without it there is
+none.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from scheduler.policy import NodeView, Request, fits_ever
+from scheduler.policy import NodeView, Request, fits_ever, gpu_amount
 
 
 def _class(node: NodeView) -> tuple[str, int, float, int]:
@@ -40,11 +41,16 @@ def allocation_bound(nodes: Sequence[NodeView], requests: Sequence[Request]) -> 
     wanted = [
         (index, r)
         for index, r in enumerate(requests)
-        if r.gpus and any(fits_ever(example[c], r) for c in classes)
+        if r.wants_gpu and any(fits_ever(example[c], r) for c in classes)
     ]
     if not wanted or not total:
         return {"allocation_ratio": None, "reason": "no task asks for GPUs some node has"}
     homes: dict[Request, list[int]] = {}
+
+    def _amount(request: Request) -> float:
+        # A share by memory: its fraction of the first GPU that could hold it.
+        return gpu_amount(request, example[classes[homes[request][0]]].gpu_memory_mb)
+
     for _index, request in wanted:
         if request not in homes:
             homes[request] = [i for i, c in enumerate(classes) if fits_ever(example[c], request)]
@@ -58,7 +64,7 @@ def allocation_bound(nodes: Sequence[NodeView], requests: Sequence[Request]) -> 
         for column, (k, c) in enumerate(pairs):
             request = kinds[k]
             of_kind[k, column] = 1
-            on_class[4 * c, column] = request.gpus
+            on_class[4 * c, column] = gpu_amount(request, example[classes[c]].gpu_memory_mb)
             on_class[4 * c + 1, column] = request.cpus
             on_class[4 * c + 2, column] = request.memory_mb
             on_class[4 * c + 3, column] = 1 if 2 * request.gpus > classes[c][1] else 0
@@ -78,7 +84,7 @@ def allocation_bound(nodes: Sequence[NodeView], requests: Sequence[Request]) -> 
         return bool(solved.status == 0)
 
     if feasible(len(wanted)):
-        allocated = sum(r.gpus for _index, r in wanted)
+        allocated = sum(_amount(r) for _index, r in wanted)
         return {"allocation_ratio": round(allocated / total, 4), "task_index": None}
     low, high = 0, len(wanted)  # low is feasible, high is not
     while high - low > 1:
@@ -87,5 +93,5 @@ def allocation_bound(nodes: Sequence[NodeView], requests: Sequence[Request]) -> 
             low = middle
         else:
             high = middle
-    allocated = sum(r.gpus for _index, r in wanted[: high - 1])
+    allocated = sum(_amount(r) for _index, r in wanted[: high - 1])
     return {"allocation_ratio": round(allocated / total, 4), "task_index": wanted[high - 1][0]}

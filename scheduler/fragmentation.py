@@ -7,7 +7,10 @@ GPU models): a node's free GPUs are *stranded* for a kind of request when the no
 cannot hold it (too few GPUs, CPUs or memory free, or not a model it accepts). The
 fragmentation of a node is its free GPUs times the share of the demand it cannot hold:
 the GPUs that the next request, drawn from the recent mix, is expected to find
-unusable. A placement goes where it adds the least fragmentation.
+unusable. With shares of GPUs (as in the paper): for a kind of request the node can
+hold, the free parts of its partly held GPUs count as stranded when they are too small
+for it (for a request of whole GPUs, all of them); for one it cannot hold, all its free
+capacity does. A placement goes where it adds the least fragmentation.
 
 Scarcity: fragmentation alone sends a request that accepts any model to whichever node
 it fits best, and on a cluster where the small nodes carry the rare models (P100, T4)
@@ -24,7 +27,7 @@ Pure: no database, no clock; the live loop and the simulator feed it the same wa
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,18 +41,47 @@ REFRESH = 200
 # Placements between two solutions of the class plan, whatever arrives.
 REPLAN_EVERY = 200
 
-NodeClass = tuple[str, int, float, int]  # GPU model, GPUs, CPUs, memory (MiB)
-Shape = tuple[int, float, int, frozenset[str]]  # GPUs, CPUs, memory (MiB), GPU models
-State = tuple[str, int, float, int]  # GPU model, free GPUs, CPUs, memory (MiB)
+WHOLE = 1000  # a GPU in thousandths (`policy.WHOLE`)
+
+# GPU model, GPUs, CPUs, memory (MiB), each GPU's memory (MiB)
+NodeClass = tuple[str, int, float, int, int]
+# Whole GPUs, CPUs, memory (MiB), GPU models, a share of one GPU in thousandths, or as
+# memory of one GPU (MiB)
+Shape = tuple[int, float, int, frozenset[str], int, int]
+# GPU model, free GPUs, CPUs, memory (MiB), the free thousandths of partly held GPUs
+# (sorted), each GPU's memory (MiB)
+State = tuple[str, int, float, int, tuple[int, ...], int]
 
 
 def node_class(node: NodeView) -> NodeClass:
-    return (node.gpu_model, node.total_gpus, node.total_cpus, node.total_memory_mb)
+    return (
+        node.gpu_model,
+        node.total_gpus,
+        node.total_cpus,
+        node.total_memory_mb,
+        node.gpu_memory_mb,
+    )
 
 
 def shape(request: Request) -> Shape:
     """The request's resources only: what the mix counts."""
-    return (request.gpus, request.cpus, request.memory_mb, request.gpu_models)
+    return (
+        request.gpus,
+        request.cpus,
+        request.memory_mb,
+        request.gpu_models,
+        request.gpu_milli,
+        request.gpu_memory_mb,
+    )
+
+
+def _need(milli: int, gpu_memory: int, memory_of_gpu: int) -> int:
+    """Thousandths of a GPU with `memory_of_gpu` that a share needs (`policy.share_of`)."""
+    if milli or not gpu_memory:
+        return milli
+    if not memory_of_gpu:
+        return WHOLE + 1
+    return -(-gpu_memory * WHOLE // memory_of_gpu)
 
 
 @dataclass
@@ -65,7 +97,7 @@ class Demand:
     _taken_at: int = 0  # `seen` when it was
 
     def observe(self, request: Request) -> None:
-        if not request.gpus:
+        if not request.wants_gpu:
             return
         kind = shape(request)
         self.recent.append(kind)
@@ -89,8 +121,9 @@ class Demand:
     _columns: tuple[Any, ...] | None = None
 
     def columns(self) -> tuple[Any, ...]:
-        """The mix as arrays (GPUs, CPUs, memory, shares, and per GPU model whether each
-        shape accepts it), for `blocked`."""
+        """The mix as arrays (whole GPUs, shares in thousandths, shares as GPU memory,
+        CPUs, memory, shares of the mix, and per GPU model whether each shape accepts
+        it), for `stranded`."""
         mix = self.mix()
         if self._columns is None:
             import numpy as np
@@ -99,6 +132,8 @@ class Demand:
             models = {m for kind in shapes for m in kind[3]}
             self._columns = (
                 np.array([k[0] for k in shapes], dtype=float),
+                np.array([k[4] for k in shapes], dtype=float),
+                np.array([k[5] for k in shapes], dtype=float),
                 np.array([k[1] for k in shapes], dtype=float),
                 np.array([k[2] for k in shapes], dtype=float),
                 np.array([share for _kind, share in mix], dtype=float),
@@ -108,13 +143,33 @@ class Demand:
         return self._columns
 
 
-def blocked(demand: Demand, state: State) -> float:
-    """The share of the demand's mix that a node in `state` cannot hold."""
-    model, gpus, cpus, memory = state
-    wants_gpus, wants_cpus, wants_memory, shares, accepts, any_model = demand.columns()
-    held = (wants_gpus <= gpus) & (wants_cpus <= cpus) & (wants_memory <= memory)
-    held &= accepts.get(model, any_model)
-    return float(shares.sum() - shares[held].sum())
+def stranded(demand: Demand, state: State) -> float:
+    """The GPUs of a node in `state` that the demand's next request is expected to find
+    unusable: its fragmentation."""
+    import numpy as np
+
+    model, whole, cpus, memory, partial, memory_of_gpu = state
+    total = whole * WHOLE + sum(partial)
+    if not total:
+        return 0.0
+    (gpus, milli, gpu_memory, wants_cpus, wants_memory, shares, accepts, any_model) = (
+        demand.columns()
+    )
+    if gpu_memory.any():
+        if memory_of_gpu:
+            need = np.where(gpu_memory > 0, np.ceil(gpu_memory * WHOLE / memory_of_gpu), milli)
+        else:
+            need = np.where(gpu_memory > 0, WHOLE + 1, milli)
+    else:
+        need = milli
+    sharing = need > 0
+    room = WHOLE if whole else max(partial, default=0)
+    held = (wants_cpus <= cpus) & (wants_memory <= memory) & accepts.get(model, any_model)
+    held &= np.where(sharing, need <= room, gpus <= whole)
+    parts = np.array(partial, dtype=float)
+    below = np.concatenate(([0.0], np.cumsum(parts)))[np.searchsorted(parts, need, "left")]
+    lost = np.where(held, np.where(sharing, below, parts.sum()), total)
+    return float((shares * lost).sum()) / WHOLE
 
 
 class Fragmentation:
@@ -137,31 +192,60 @@ class Fragmentation:
         """Fragmentation of a node in `state`, under the mix as it was last taken."""
         known = self._known.get(state)
         if known is None:
-            known = state[1] * blocked(self.demand, state) if state[1] else 0.0
+            known = stranded(self.demand, state)
             self._known[state] = known
         return known
 
     def added(self, node: NodeView, request: Request) -> float:
         """How much placing `request` on `node` adds (negative: it takes stranded GPUs)."""
-        before = (node.gpu_model, len(node.free_gpus), node.free_cpus, node.free_memory_mb)
-        after = (
-            node.gpu_model,
-            len(node.free_gpus) - request.gpus,
-            node.free_cpus - request.cpus,
-            node.free_memory_mb - request.memory_mb,
+        from scheduler.policy import share_gpu, share_of, with_share
+
+        after = node
+        if request.shares:
+            need = share_of(request, node.gpu_memory_mb)
+            index = share_gpu(node, need)
+            if index is not None:
+                after = with_share(node, index, -need)
+        elif request.gpus:
+            after = replace(node, free_gpus=node.free_gpus[request.gpus :])
+        after = replace(
+            after,
+            free_cpus=node.free_cpus - request.cpus,
+            free_memory_mb=node.free_memory_mb - request.memory_mb,
         )
-        return self(after) - self(before)
+        return self(node_state(after)) - self(node_state(node))
+
+
+def node_state(node: NodeView) -> State:
+    return (
+        node.gpu_model,
+        len(node.free_gpus),
+        node.free_cpus,
+        node.free_memory_mb,
+        tuple(sorted(free for _index, free in node.partial)),
+        node.gpu_memory_mb,
+    )
 
 
 def _holds(node_kind: NodeClass, wanted: Shape) -> bool:
-    model, gpus, cpus, memory = node_kind
-    wants_gpus, wants_cpus, wants_memory, models = wanted
+    model, gpus, cpus, memory, memory_of_gpu = node_kind
+    wants_gpus, wants_cpus, wants_memory, models, milli, gpu_memory = wanted
+    sharing = bool(milli or gpu_memory)
     return (
         wants_gpus <= gpus
+        and (not sharing or (gpus > 0 and _need(milli, gpu_memory, memory_of_gpu) <= WHOLE))
         and wants_cpus <= cpus
         and wants_memory <= memory
         and (not models or model in models)
     )
+
+
+def _amount(wanted: Shape, node_kind: NodeClass) -> float:
+    """GPUs a shape takes on a class's node, shares as fractions."""
+    gpus, _cpus, _memory, _models, milli, gpu_memory = wanted
+    if gpus or not (milli or gpu_memory):
+        return float(gpus)
+    return min(_need(milli, gpu_memory, node_kind[4]), WHOLE) / WHOLE
 
 
 @dataclass
@@ -170,13 +254,14 @@ class ClassPlan:
     A group is the shapes that could go to the same classes."""
 
     targets: dict[frozenset[NodeClass], dict[NodeClass, float]] = field(default_factory=dict)
-    placed: dict[frozenset[NodeClass], Counter[NodeClass]] = field(default_factory=dict)
+    # GPUs placed per class since the plan was made (shares as fractions)
+    placed: dict[frozenset[NodeClass], dict[NodeClass, float]] = field(default_factory=dict)
     classes: tuple[NodeClass, ...] = ()
     _groups: dict[Shape, frozenset[NodeClass]] = field(default_factory=dict)
 
     @classmethod
     def solve(
-        cls, mix: tuple[tuple[Shape, float], ...], free: dict[NodeClass, tuple[int, float, int]]
+        cls, mix: tuple[tuple[Shape, float], ...], free: dict[NodeClass, tuple[float, float, int]]
     ) -> ClassPlan:
         """Split the mix over the classes, by the free GPUs, CPUs and memory of each
         class's nodes that have a GPU free. Shapes that could go to the same classes
@@ -184,7 +269,7 @@ class ClassPlan:
         follows its group's): the split that lets the largest t times each group's
         demand be held. Without shapes bound to GPU models there is nothing to plan:
         fragmentation alone decides."""
-        if not any(models for (_g, _c, _m, models), _share in mix):
+        if not any(kind[3] for kind, _share in mix):
             return cls()
         try:
             import numpy as np
@@ -194,15 +279,13 @@ class ClassPlan:
             return cls()
         classes = [c for c, room in free.items() if room[0] > 0]
         demand: dict[frozenset[int], list[float]] = {}  # group -> GPUs, CPUs, memory
-        for (gpus, cpus, memory, models), share in mix:
-            group = frozenset(
-                c for c, kind in enumerate(classes) if _holds(kind, (gpus, cpus, memory, models))
-            )
+        for wanted, share in mix:
+            group = frozenset(c for c, kind in enumerate(classes) if _holds(kind, wanted))
             if group:
                 total = demand.setdefault(group, [0.0, 0.0, 0.0])
-                total[0] += share * gpus
-                total[1] += share * cpus
-                total[2] += share * memory
+                total[0] += share * _amount(wanted, classes[min(group)])
+                total[1] += share * wanted[1]
+                total[2] += share * wanted[2]
         groups = list(demand)
         pairs = [(g, c) for g, group in enumerate(groups) for c in sorted(group)]
         if not pairs:
@@ -254,18 +337,19 @@ class ClassPlan:
         split = self.targets.get(group)
         if not split:
             return {}
-        done = self.placed.get(group, Counter())
-        count = sum(done.values()) + request.gpus
-        ranked = sorted(split, key=lambda kind: done[kind] / count - split[kind])
+        done = self.placed.get(group, {})
+        count = sum(done.values()) + _amount(shape(request), min(split))
+        ranked = sorted(split, key=lambda kind: done.get(kind, 0.0) / count - split[kind])
         return {kind: rank for rank, kind in enumerate(ranked)}
 
     def record(self, request: Request, kind: NodeClass) -> None:
-        self.placed.setdefault(self.group(request), Counter())[kind] += request.gpus
+        done = self.placed.setdefault(self.group(request), {})
+        done[kind] = done.get(kind, 0.0) + _amount(shape(request), kind)
 
 
-# A node's class, free GPUs, CPUs and memory, whether it is drained, whether it isolates
-# sessions, and its operators.
-StateKey = tuple[NodeClass, int, float, int, bool, bool, frozenset[str]]
+# A node's class, free GPUs, CPUs and memory, the free thousandths of its partly held
+# GPUs, whether it is drained, whether it isolates sessions, and its operators.
+StateKey = tuple[NodeClass, int, float, int, tuple[int, ...], bool, bool, frozenset[str]]
 
 
 def state_key(node: NodeView) -> StateKey:
@@ -275,6 +359,7 @@ def state_key(node: NodeView) -> StateKey:
         len(node.free_gpus),
         node.free_cpus,
         node.free_memory_mb,
+        tuple(sorted(free for _index, free in node.partial)),
         node.drained,
         node.isolating,
         node.operators,

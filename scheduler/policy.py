@@ -15,12 +15,19 @@ free for the sessions that need them: NSML, section 3.2.1), first fit, worst fit
 `Cluster` indexes nodes by their number of free GPUs, so that a best-fit or worst-fit
 decision on a 1,213-node cluster looks at a handful of nodes, not all of them, and the
 nodes with a GPU free by state, so that `fgd` scores one node of each state; both are
-updated in place as placements are made and released. GPUs are whole, with device
-indices.
+updated in place as placements are made and released.
+
+A request asks for whole GPUs, or for a share of one GPU: thousandths of it
+(`gpu_milli`, `podium run -g 0.25`) or as much of it as a given memory is of its memory
+(`gpu_memory_mb`, `--gpu-memory 10G`, resolved on each node against its GPUs' memory).
+A node knows which GPUs are wholly free and how much of each partly held GPU is left;
+a share goes to the partly held GPU it fills best, else to a free one, so whole GPUs
+stay whole for the requests that need them.
 """
 
 from __future__ import annotations
 
+import bisect
 import random as random_module
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,14 +44,18 @@ from scheduler.fragmentation import (
     state_key,
 )
 
+WHOLE = 1000  # a GPU, in the thousandths that shares are counted in
+
 POLICIES = ("fgd", "best-fit", "first-fit", "worst-fit", "random")
 DEFAULT_POLICY = "fgd"
 # How each policy chooses among nodes it scores alike (the simulator reports it).
 TIE_BREAKS = {
     "fgd": "most locality; then the node class furthest behind its planned share; then"
-    " the least fragmentation added; then fewest GPUs left free; then, of nodes in the"
-    " same state, the one longest in it, and of states, the one whose node comes first"
-    " by name",
+    " the least fragmentation added (a share of a GPU: a GPU already shared first, else"
+    " the node with fewest whole GPUs free); then fewest GPUs left free (without GPUs:"
+    " the node with the least GPU capacity free, first); then, of nodes in the same"
+    " state, the one longest in it, and of states, the one whose node comes first by"
+    " name",
     "best-fit": "most locality, then fewest GPUs left free; then, with locality, the first"
     " node by name, and without, the node longest at its number of free GPUs",
     "first-fit": "the first node by name",
@@ -63,6 +74,17 @@ class Request:
     image: str = ""
     user: str = ""  # its owner's username
     trusted: bool = True  # may its owner's code run outside a container?
+    gpu_milli: int = 0  # a share of one GPU in thousandths (1-999), instead of whole GPUs
+    gpu_memory_mb: int = 0  # or a share of one GPU as this much of its memory
+
+    @property
+    def shares(self) -> bool:
+        """Asks for a share of one GPU rather than whole GPUs."""
+        return bool(self.gpu_milli or self.gpu_memory_mb)
+
+    @property
+    def wants_gpu(self) -> bool:
+        return bool(self.gpus) or self.shares
 
 
 @dataclass(frozen=True)
@@ -80,12 +102,69 @@ class NodeView:
     images: frozenset[str] = frozenset()
     isolating: bool = True  # runs sessions in containers
     operators: frozenset[str] = frozenset()  # runs only these users' sessions; empty: any
+    # GPUs partly held by shares: (index, thousandths still free), by index.
+    partial: tuple[tuple[int, int], ...] = ()
+    gpu_memory_mb: int = 0  # each GPU's memory; 0: not known (no share by memory fits)
 
 
 @dataclass(frozen=True)
 class Placement:
     node: str
     gpu_indices: tuple[int, ...]
+    gpu_milli: int = 0  # a share of gpu_indices[0], in thousandths; 0: whole GPUs
+
+
+def share_of(request: Request, gpu_memory_mb: int) -> int:
+    """The thousandths of one GPU with `gpu_memory_mb` of memory that a share request
+    needs; over WHOLE when such a GPU cannot hold it."""
+    if request.gpu_milli:
+        return request.gpu_milli
+    if not gpu_memory_mb:
+        return WHOLE + 1
+    return -(-request.gpu_memory_mb * WHOLE // gpu_memory_mb)
+
+
+def gpu_amount(request: Request, gpu_memory_mb: int = 0) -> float:
+    """The GPUs a request takes, shares as fractions (on GPUs with that memory)."""
+    if request.gpus or not request.shares:
+        return float(request.gpus)
+    return min(share_of(request, gpu_memory_mb), WHOLE) / WHOLE
+
+
+def free_share(node: NodeView) -> int:
+    """All the GPU capacity free on a node, in thousandths."""
+    return len(node.free_gpus) * WHOLE + sum(free for _index, free in node.partial)
+
+
+def share_gpu(node: NodeView, need: int) -> int | None:
+    """The GPU a share of `need` goes to: the partly held one it fills best, else the
+    first free one; None when none has room."""
+    fitting = [(free, index) for index, free in node.partial if free >= need]
+    if fitting:
+        return min(fitting)[1]
+    return min(node.free_gpus) if node.free_gpus and need <= WHOLE else None
+
+
+def gpu_room(node: NodeView, request: Request) -> bool:
+    if request.gpus:
+        return len(node.free_gpus) >= request.gpus
+    if request.shares:
+        return share_gpu(node, share_of(request, node.gpu_memory_mb)) is not None
+    return True
+
+
+def with_share(node: NodeView, index: int, change: int) -> NodeView:
+    """The node after `change` thousandths of GPU `index` are freed (or taken: < 0)."""
+    held = dict(node.partial)
+    current = WHOLE if index in node.free_gpus else held.pop(index, 0)
+    left = current + change
+    if not 0 <= left <= WHOLE:
+        raise ValueError(f"GPU {index} of {node.name} has {current} thousandths free")
+    others = set(node.free_gpus) - {index}
+    free_gpus = tuple(sorted({*others, index} if left == WHOLE else others))
+    if 0 < left < WHOLE:
+        held[index] = left
+    return replace(node, free_gpus=free_gpus, partial=tuple(sorted(held.items())))
 
 
 @dataclass(frozen=True)
@@ -100,7 +179,24 @@ DEFAULT_WEIGHTS = Weights()
 
 
 def model_allowed(node: NodeView, request: Request) -> bool:
-    return request.gpus == 0 or not request.gpu_models or node.gpu_model in request.gpu_models
+    return not request.wants_gpu or not request.gpu_models or node.gpu_model in request.gpu_models
+
+
+def _share_taken(
+    free: int, partial: tuple[int, ...], need: int
+) -> tuple[int, tuple[int, ...]] | None:
+    """A node state's free GPUs and partly free thousandths (sorted) once a share of
+    `need` is placed as `share_gpu` places it; None when it has no room."""
+    if need > WHOLE:
+        return None
+    at = bisect.bisect_left(partial, need)
+    if at < len(partial):
+        rest = partial[:at] + partial[at + 1 :]
+        left = partial[at] - need
+        return free, tuple(sorted((*rest, left))) if left else rest
+    if not free:
+        return None
+    return free - 1, tuple(sorted((*partial, WHOLE - need))) if need < WHOLE else partial
 
 
 def admits(node: NodeView, request: Request) -> bool:
@@ -115,7 +211,7 @@ def admits(node: NodeView, request: Request) -> bool:
 def fits_now(node: NodeView, request: Request) -> bool:
     return (
         not node.drained
-        and len(node.free_gpus) >= request.gpus
+        and gpu_room(node, request)
         and node.free_cpus >= request.cpus
         and node.free_memory_mb >= request.memory_mb
         and model_allowed(node, request)
@@ -127,6 +223,10 @@ def fits_ever(node: NodeView, request: Request) -> bool:
     """Could the node hold the request if nothing else ran on it?"""
     return (
         node.total_gpus >= request.gpus
+        and (
+            not request.shares
+            or (node.total_gpus > 0 and share_of(request, node.gpu_memory_mb) <= WHOLE)
+        )
         and node.total_cpus >= request.cpus
         and node.total_memory_mb >= request.memory_mb
         and model_allowed(node, request)
@@ -168,7 +268,7 @@ class Cluster:
             cluster.nodes[node.name] = node
             cluster.order.append(node.name)
             cluster.by_free.setdefault(len(node.free_gpus), {})[node.name] = None
-            if node.free_gpus:
+            if node.free_gpus or node.partial:
                 cluster.states.setdefault(state_key(node), {})[node.name] = None
             if node.images or node.datasets:
                 for held in node.images | node.datasets:
@@ -226,6 +326,11 @@ class Cluster:
             )
         if chosen is None:
             return None
+        if request.shares:
+            need = share_of(request, chosen.gpu_memory_mb)
+            index = share_gpu(chosen, need)
+            assert index is not None
+            return Placement(chosen.name, (index,), need)
         return Placement(chosen.name, tuple(sorted(chosen.free_gpus)[: request.gpus]))
 
     def _in_order(self, exclude: frozenset[str]) -> Iterator[NodeView]:
@@ -275,8 +380,12 @@ class Cluster:
     ) -> NodeView | None:
         """`fgd`: locality first where the request wants it; then the node class the
         plan gives the request's shape and it is furthest behind on; then the node
-        where it adds the least fragmentation; then best fit. Nodes in the same state
-        score alike, so one of each state is scored."""
+        where it adds the least fragmentation; then best fit. A share of a GPU goes to
+        a GPU already shared where one has room, else breaks a whole GPU on the node
+        with the fewest whole ones free (fragmentation alone would break the large
+        nodes' GPUs, the only homes of the largest requests). A request without GPUs
+        goes where the least GPU capacity is free. Nodes in the same state score alike,
+        so one of each state is scored."""
         fragmentation = self._fragmentation_measure()
         if weights is not None:
             wanted = list(request.datasets) if weights.dataset else []
@@ -298,27 +407,34 @@ class Cluster:
                         self.rank[n.name],
                     ),
                 )
-        if not request.gpus:
+        if not request.wants_gpu:
             # Taking CPUs and memory strands no GPU on a node with none free.
             for name in self.by_free.get(0, {}):
-                if name not in exclude and fits_now(self.nodes[name], request):
-                    return self.nodes[name]
-        order = self._class_plan().order(request) if request.gpus else {}
+                node = self.nodes[name]
+                if name not in exclude and not node.partial and fits_now(node, request):
+                    return node
+        order = self._class_plan().order(request) if request.wants_gpu else {}
         unplanned = len(order)
         needs, models = request.gpus, request.gpu_models
         admitted: dict[tuple[bool, frozenset[str]], bool] = {}
-        best: tuple[tuple[int, float, int, int], str] | None = None
+        best: tuple[tuple[int, float, float, int], str] | None = None
         # What fits_now asks of a node, asked of its state, once for all nodes in it.
         for key, names in self.states.items():
-            kind, free, cpus, memory, drained, isolating, operators = key
+            kind, free, cpus, memory, partial, drained, isolating, operators = key
             if (
                 free < needs
                 or cpus < request.cpus
                 or memory < request.memory_mb
                 or drained
-                or (needs and models and kind[0] not in models)
+                or (request.wants_gpu and models and kind[0] not in models)
             ):
                 continue
+            left_free, left_partial = free - needs, partial
+            if request.shares:
+                taken = _share_taken(free, partial, share_of(request, kind[4]))
+                if taken is None:
+                    continue
+                left_free, left_partial = taken
             if (isolating, operators) not in admitted:
                 admitted[isolating, operators] = trust.may_run_on(
                     isolating=isolating,
@@ -332,9 +448,26 @@ class Cluster:
             if first is None:
                 continue
             added = fragmentation(
-                (kind[0], free - needs, cpus - request.cpus, memory - request.memory_mb)
-            ) - fragmentation((kind[0], free, cpus, memory))
-            score = (order.get(kind, unplanned), added, free - needs, self.rank[first])
+                (
+                    kind[0],
+                    left_free,
+                    cpus - request.cpus,
+                    memory - request.memory_mb,
+                    left_partial,
+                    kind[4],
+                )
+            ) - fragmentation((kind[0], free, cpus, memory, partial, kind[4]))
+            if request.shares:
+                # A GPU already shared first; a whole one broken where fewest are whole.
+                broken = left_free if left_free < free else -1
+                score = (order.get(kind, unplanned), float(broken), added, self.rank[first])
+            elif request.wants_gpu:
+                score = (order.get(kind, unplanned), added, float(left_free), self.rank[first])
+            else:
+                # Without GPUs: where the least GPU capacity is free, so that CPUs and
+                # memory stay beside the free GPUs for the requests that need them.
+                capacity = free * WHOLE + sum(partial)
+                score = (0, float(capacity), added, self.rank[first])
             if best is None or score < best[0]:
                 best = (score, first)
         return self.nodes[best[1]] if best else None
@@ -350,14 +483,15 @@ class Cluster:
         mix = self.demand.mix()
         stale = self._plan_version != self.demand.version
         if self._plan is None or stale or self._placed_since_plan >= REPLAN_EVERY:
-            free: dict[NodeClass, tuple[int, float, int]] = {}
-            for (kind, gpus, cpus, memory, drained, _iso, _ops), names in self.states.items():
+            free: dict[NodeClass, tuple[float, float, int]] = {}
+            for key, names in self.states.items():
+                kind, gpus, cpus, memory, partial, drained, _iso, _ops = key
                 if drained:
                     continue
-                had = free.get(kind, (0, 0.0, 0))
+                had = free.get(kind, (0.0, 0.0, 0))
                 count = len(names)
                 free[kind] = (
-                    had[0] + gpus * count,
+                    had[0] + (gpus + sum(partial) / WHOLE) * count,
                     had[1] + cpus * count,
                     had[2] + memory * count,
                 )
@@ -383,29 +517,34 @@ class Cluster:
     def _replace(self, node: NodeView, updated: NodeView) -> None:
         del self.by_free[len(node.free_gpus)][node.name]
         self.by_free.setdefault(len(updated.free_gpus), {})[node.name] = None
-        if node.free_gpus:
+        if node.free_gpus or node.partial:
             key = state_key(node)
             del self.states[key][node.name]
             if not self.states[key]:
                 del self.states[key]
-        if updated.free_gpus:
+        if updated.free_gpus or updated.partial:
             self.states.setdefault(state_key(updated), {})[node.name] = None
         self.nodes[node.name] = updated
 
     def allocate(self, request: Request, placement: Placement) -> None:
         node = self.nodes[placement.node]
         taken = set(placement.gpu_indices)
-        if not taken <= set(node.free_gpus) or not fits_now(node, request):
+        if not fits_now(node, request) or (
+            not placement.gpu_milli and not taken <= set(node.free_gpus)
+        ):
             raise ValueError(f"{placement} does not fit on {node.name}")
-        if request.gpus:
+        if request.wants_gpu:
             self._placed_since_plan += 1
             if self._plan is not None:
                 self._plan.record(request, node_class(node))
+        if placement.gpu_milli:
+            updated = with_share(node, placement.gpu_indices[0], -placement.gpu_milli)
+        else:
+            updated = replace(node, free_gpus=tuple(i for i in node.free_gpus if i not in taken))
         self._replace(
             node,
             replace(
-                node,
-                free_gpus=tuple(i for i in node.free_gpus if i not in taken),
+                updated,
                 free_cpus=node.free_cpus - request.cpus,
                 free_memory_mb=node.free_memory_mb - request.memory_mb,
             ),
@@ -413,11 +552,16 @@ class Cluster:
 
     def release(self, request: Request, placement: Placement) -> None:
         node = self.nodes[placement.node]
+        if placement.gpu_milli:
+            updated = with_share(node, placement.gpu_indices[0], placement.gpu_milli)
+        else:
+            updated = replace(
+                node, free_gpus=tuple(sorted((*node.free_gpus, *placement.gpu_indices)))
+            )
         self._replace(
             node,
             replace(
-                node,
-                free_gpus=tuple(sorted((*node.free_gpus, *placement.gpu_indices))),
+                updated,
                 free_cpus=node.free_cpus + request.cpus,
                 free_memory_mb=node.free_memory_mb + request.memory_mb,
             ),
@@ -449,6 +593,18 @@ def never_fits_reason(request: Request, nodes: Sequence[NodeView]) -> str | None
     allowed = [n for n in admitting if model_allowed(n, request)]
     if not allowed:
         return f"asks for GPU models {', '.join(sorted(request.gpu_models))}, which no node has"
+    if request.shares:
+        with_gpus = [n for n in allowed if n.total_gpus]
+        if not with_gpus:
+            return "asks for a share of a GPU but no node has one"
+        if request.gpu_memory_mb and all(
+            share_of(request, n.gpu_memory_mb) > WHOLE for n in with_gpus
+        ):
+            largest = max(n.gpu_memory_mb for n in with_gpus)
+            return (
+                f"asks for {request.gpu_memory_mb} MiB of one GPU's memory but the "
+                f"largest GPU has {largest} MiB"
+            )
     most_gpus = max(node.total_gpus for node in allowed)
     most_cpus = max(node.total_cpus for node in allowed)
     most_memory = max(node.total_memory_mb for node in allowed)

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from scheduler.policy import (
     DEFAULT_POLICY,
     DEFAULT_WEIGHTS,
+    WHOLE,
     Cluster,
     Placement,
     Request,
     Weights,
     fits_ever,
+    free_share,
 )
 
 
@@ -49,6 +51,10 @@ class Plan:
 
 def describe(request: Request) -> str:
     parts = [f"{request.gpus} GPU{'s' * (request.gpus != 1)}"] if request.gpus else []
+    if request.gpu_milli:
+        parts.append(f"{request.gpu_milli / WHOLE:g} of a GPU")
+    elif request.gpu_memory_mb:
+        parts.append(f"{request.gpu_memory_mb} MiB of a GPU")
     parts += [f"{request.cpus:g} CPU", f"{request.memory_mb} MiB"]
     if request.gpu_models:
         parts.append("model " + "|".join(sorted(request.gpu_models)))
@@ -62,8 +68,11 @@ def reservation_for(request: Request, cluster: Cluster) -> str | None:
     candidates = [n for n in cluster.nodes.values() if not n.drained and fits_ever(n, request)]
     if not candidates:
         return None
-    if request.gpus:
-        chosen = max(candidates, key=lambda n: (len(n.free_gpus), n.free_cpus, n.free_memory_mb))
+    if request.wants_gpu:
+        chosen = max(
+            candidates,
+            key=lambda n: (len(n.free_gpus), free_share(n), n.free_cpus, n.free_memory_mb),
+        )
     else:
         chosen = min(candidates, key=lambda n: (n.total_gpus, -n.free_memory_mb, -n.free_cpus))
     return chosen.name
@@ -73,7 +82,7 @@ def plan(
     pending: Sequence[Pending],
     cluster: Cluster,
     *,
-    held_gpus: dict[str, int] | None = None,
+    held_gpus: dict[str, float] | None = None,
     held_sessions: dict[str, int] | None = None,
     policy: str = DEFAULT_POLICY,
     weights: Weights = DEFAULT_WEIGHTS,
@@ -81,7 +90,7 @@ def plan(
 ) -> Plan:
     """Decide this round; `cluster` is updated with every placement made."""
     result = Plan()
-    held = defaultdict(int, held_gpus or {})
+    held: defaultdict[str, float] = defaultdict(float, held_gpus or {})
     running = defaultdict(int, held_sessions or {})
     for grading in (True, False):
         queues: dict[str, deque[Pending]] = defaultdict(deque)
@@ -115,7 +124,7 @@ def plan(
                     result.waiting[item.key] = f"waiting for {wanted}"
                 continue
             cluster.allocate(item.request, placement)
-            held[user] += item.request.gpus
+            held[user] += placement.gpu_milli / WHOLE or item.request.gpus
             running[user] += 1
             result.placed.append((item, placement))
     return result

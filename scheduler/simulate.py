@@ -4,11 +4,13 @@
 
 Reads the Alibaba "openb" CSVs (Weng et al., "Beware of Fragmentation: Scheduling
 GPU-Sharing Workloads with Fragmentation Gradient Descent", USENIX ATC 2023) and any
-file with the same columns. Podium allocates whole GPUs, so a task asking for a share
-of one GPU takes a whole one. A trace with creation, scheduled and deletion times is
-replayed in simulated time (arrivals at creation, each running for deletion minus
-scheduled); one without times, or `--mode packing`, is packed in arrival order with
-nothing ever ending. Prints a JSON summary.
+file with the same columns. A task asking for a share of one GPU (`gpu_milli` under
+1000) gets that share, as a session run with `-g 0.25` does (`--whole-gpus`: a whole
+GPU instead, to compare); allocation is reported in shares of GPUs (`allocation_ratio`)
+and in GPUs that anything holds (`gpus_in_use_ratio`). A trace with creation, scheduled
+and deletion times is replayed in simulated time (arrivals at creation, each running
+for deletion minus scheduled); one without times, or `--mode packing`, is packed in
+arrival order with nothing ever ending. Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from scheduler.policy import (
     DEFAULT_POLICY,
     POLICIES,
     TIE_BREAKS,
+    WHOLE,
     Cluster,
     NodeView,
     Placement,
     Request,
+    free_share,
     never_fits_reason,
 )
 from scheduler.queueing import Pending, plan
@@ -81,10 +85,17 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(source))
 
 
-def request_of(row: dict[str, str]) -> Request:
+def request_of(row: dict[str, str], whole_gpus: bool = False) -> Request:
     spec = (row.get("gpu_spec") or "").strip()
+    gpus = int(row["num_gpu"])
+    milli = int(row.get("gpu_milli") or 0) if gpus == 1 else 0
+    if 0 < milli < WHOLE and not whole_gpus:
+        gpus = 0
+    else:
+        milli = 0
     return Request(
-        gpus=int(row["num_gpu"]),
+        gpus=gpus,
+        gpu_milli=milli,
         cpus=int(row["cpu_milli"]) / 1000,
         memory_mb=int(row["memory_mib"]),
         gpu_models=frozenset(spec.split("|")) if spec else frozenset(),
@@ -95,19 +106,26 @@ def timed(rows: list[dict[str, str]]) -> bool:
     return bool(rows) and "creation_time" in rows[0]
 
 
-def tasks_in_order(rows: list[dict[str, str]]) -> list[Task]:
+def tasks_in_order(rows: list[dict[str, str]], whole_gpus: bool = False) -> list[Task]:
     """Every row, in the file's order, for packing: times play no part."""
-    return [Task(row["name"], request_of(row)) for row in rows]
+    return [Task(row["name"], request_of(row, whole_gpus)) for row in rows]
 
 
-def drawn(rows: list[dict[str, str]], count: int, seed: int) -> list[Task]:
+def drawn(
+    rows: list[dict[str, str]], count: int, seed: int, whole_gpus: bool = False
+) -> list[Task]:
     """`count` rows drawn at random with replacement (`random.Random(seed)`), so that a
     file's shape is measured rather than its row order."""
     rng = random.Random(seed)
-    return [Task(row["name"], request_of(row)) for row in (rng.choice(rows) for _ in range(count))]
+    return [
+        Task(row["name"], request_of(row, whole_gpus))
+        for row in (rng.choice(rows) for _ in range(count))
+    ]
 
 
-def tasks_in_time(rows: list[dict[str, str]], speedup: float = 1.0) -> tuple[list[Task], int]:
+def tasks_in_time(
+    rows: list[dict[str, str]], speedup: float = 1.0, whole_gpus: bool = False
+) -> tuple[list[Task], int]:
     """For a timed replay: the rows with all three times, by creation time, and how many
     had to be left out. `speedup` divides the arrival times (not the durations): the
     same work arriving faster."""
@@ -119,12 +137,19 @@ def tasks_in_time(rows: list[dict[str, str]], speedup: float = 1.0) -> tuple[lis
             skipped += 1
             continue
         duration = max(0.0, deleted - started)
-        tasks.append(Task(row["name"], request_of(row), created / speedup, duration))
+        tasks.append(Task(row["name"], request_of(row, whole_gpus), created / speedup, duration))
     tasks.sort(key=lambda t: t.arrival)  # stable: rows keep their order within a time
     return tasks, skipped
 
 
 def allocation_ratio(cluster: Cluster, total_gpus: int) -> float:
+    """The share of the cluster's GPU capacity held, shares counted as their fraction."""
+    free = sum(free_share(n) for n in cluster.nodes.values())
+    return (total_gpus * WHOLE - free) / (total_gpus * WHOLE) if total_gpus else 0.0
+
+
+def in_use_ratio(cluster: Cluster, total_gpus: int) -> float:
+    """The share of the cluster's GPUs that something holds, whole or in part."""
     free = sum(len(n.free_gpus) for n in cluster.nodes.values())
     return (total_gpus - free) / total_gpus if total_gpus else 0.0
 
@@ -137,21 +162,29 @@ def free_gpu_histogram(cluster: Cluster) -> dict[int, int]:
 
 
 def _failure(cluster: Cluster, total: int, index: int, task: Task) -> dict[str, Any]:
-    free = sum(len(n.free_gpus) for n in cluster.nodes.values())
+    request = task.request
+    nodes = cluster.nodes.values()
+    if request.shares:
+        # Free parts of GPUs too small for the share.
+        fragmented = sum(f for n in nodes for _i, f in n.partial if f < request.gpu_milli) / WHOLE
+    else:
+        # Free GPUs on nodes with fewer free than the task asked for, and the free parts
+        # of partly held GPUs: capacity that exists but is too scattered to use.
+        fragmented = sum(
+            (len(n.free_gpus) if len(n.free_gpus) < request.gpus else 0)
+            + sum(f for _i, f in n.partial) / WHOLE
+            for n in nodes
+        )
     return {
         "task": task.name,
         "index": index,
-        "gpus": task.request.gpus,
-        "gpu_models": sorted(task.request.gpu_models),
+        "gpus": request.gpus,
+        "gpu_milli": request.gpu_milli,
+        "gpu_models": sorted(request.gpu_models),
         "allocation_ratio": round(allocation_ratio(cluster, total), 4),
-        "free_gpus": free,
-        # Free GPUs on nodes with fewer free than the task asked for: capacity that
-        # exists but is too scattered to use.
-        "fragmented_gpus": sum(
-            len(n.free_gpus)
-            for n in cluster.nodes.values()
-            if 0 < len(n.free_gpus) < task.request.gpus
-        ),
+        "gpus_in_use_ratio": round(in_use_ratio(cluster, total), 4),
+        "free_gpus": round(sum(free_share(n) for n in nodes) / WHOLE, 3),
+        "fragmented_gpus": round(fragmented, 3),
     }
 
 
@@ -176,7 +209,7 @@ def pack(nodes: list[NodeView], tasks: list[Task], policy: str, seed: int) -> di
         placement = cluster.place(request, policy, rng=rng)
         if placement is None:
             failed += 1
-            if request.gpus and first_gpu is None:
+            if request.wants_gpu and first_gpu is None:
                 first_gpu = _failure(cluster, total, index, task)
             if request.gpus > 1 and first_multi_gpu is None:
                 first_multi_gpu = _failure(cluster, total, index, task)
@@ -194,6 +227,7 @@ def pack(nodes: list[NodeView], tasks: list[Task], policy: str, seed: int) -> di
         "first_gpu_failure": first_gpu,
         "first_multi_gpu_failure": first_multi_gpu,
         "final_allocation_ratio": round(allocation_ratio(cluster, total), 4),
+        "final_gpus_in_use_ratio": round(in_use_ratio(cluster, total), 4),
         "nodes_by_free_gpus": free_gpu_histogram(cluster),
     }
 
@@ -246,7 +280,7 @@ def replay(
             break
         now = min(upcoming)
         ratio = allocation_ratio(cluster, total)
-        free = total - round(ratio * total)
+        free = total * (1 - ratio)
         weighted_ratio += ratio * (now - last_time)
         weighted_fragments += free * (now - last_time)
         last_time = now
@@ -271,9 +305,10 @@ def replay(
             heapq.heappush(completions, (ended[key], key, placement))
         series.append((now, allocation_ratio(cluster, total), len(pending)))
     span = (last_time - tasks[0].arrival) if tasks else 0.0
-    delays: dict[int, list[float]] = defaultdict(list)
+    delays: dict[str, list[float]] = defaultdict(list)
     for key, start in started.items():
-        delays[by_key[key].request.gpus].append(start - by_key[key].arrival)
+        request = by_key[key].request
+        delays["share" if request.shares else str(request.gpus)].append(start - by_key[key].arrival)
     step = max(1, len(series) // samples)
     return {
         "mode": "replay",
@@ -291,7 +326,9 @@ def replay(
         "allocation_ratio_over_time": [
             {"t": round(t), "ratio": round(r, 4), "queued": q} for t, r, q in series[::step]
         ],
-        "queueing_delay_s_by_gpus": {str(g): _summary(v) for g, v in sorted(delays.items())},
+        "queueing_delay_s_by_gpus": {
+            g: _summary(v) for g, v in sorted(delays.items(), key=lambda i: (len(i[0]), i[0]))
+        },
         "queueing_delay_s": _summary([d for v in delays.values() for d in v]),
         "completion_time_s": _summary([ended[k] - by_key[k].arrival for k in started]),
     }
@@ -323,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--draw-seed", type=int, default=42, help="for --draw")
     parser.add_argument(
+        "--whole-gpus",
+        action="store_true",
+        help="a task asking for a share of a GPU takes a whole one",
+    )
+    parser.add_argument(
         "--nodes-every",
         type=int,
         default=1,
@@ -342,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes = read_nodes(args.nodes, args.nodes_every)
         rows = read_rows(args.trace)
         for row in rows:  # every row is checked, drawn or not
-            request_of(row)
+            request_of(row, args.whole_gpus)
     except (OSError, KeyError, ValueError) as exc:
         print(f"simulate: cannot read the input: {exc}", file=sys.stderr)
         return 2
@@ -357,12 +399,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     skipped = 0
     if mode == "packing":
-        tasks = drawn(rows, args.draw, args.draw_seed) if args.draw else tasks_in_order(rows)
+        tasks = (
+            drawn(rows, args.draw, args.draw_seed, args.whole_gpus)
+            if args.draw
+            else tasks_in_order(rows, args.whole_gpus)
+        )
         result = pack(nodes, tasks, args.policy, args.seed)
         if args.bound:
             result["bound"] = allocation_bound(nodes, [t.request for t in tasks])
     else:
-        tasks, skipped = tasks_in_time(rows, args.speedup)
+        tasks, skipped = tasks_in_time(rows, args.speedup, args.whole_gpus)
         random.seed(args.seed)
         result = replay(nodes, tasks, args.policy, backfill=not args.no_backfill)
     result.update(
@@ -374,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             "trace": args.trace.name,
             "draw": {"tasks": args.draw, "seed": args.draw_seed} if args.draw else None,
             "speedup": args.speedup,
+            "whole_gpus": args.whole_gpus,
         }
     )
     print(json.dumps(result, indent=2))

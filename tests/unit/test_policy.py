@@ -1,7 +1,9 @@
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.policy import NodeView, Request, best_fit, never_fits_reason
+from scheduler.policy import NodeView, Placement, Request, best_fit, never_fits_reason
 
 
 def view(name, total, free, cpus=32.0, memory=262144):
@@ -217,3 +219,101 @@ def test_fgd_keeps_a_scarce_model_for_the_requests_that_need_it():
         placed[policy] = where
     assert placed["fgd"] == ["big"] * 8 + ["small"] * 2
     assert placed["best-fit"][:2] == ["small", "small"] and placed["best-fit"][8:] == [None, None]
+
+
+# Shares of GPUs ---------------------------------------------------------------------
+
+
+def test_shares_fill_a_gpu_already_shared_before_breaking_a_whole_one():
+    from scheduler.policy import POLICIES, Cluster
+
+    for policy in POLICIES:
+        cluster = Cluster.of([view("n", 2, [0, 1])])
+        quarter, half = Request(gpu_milli=250), Request(gpu_milli=500)
+        first = cluster.place(half, policy)
+        assert first == Placement("n", (0,), 500), policy
+        cluster.allocate(half, first)
+        second = cluster.place(quarter, policy)
+        # Into GPU 0's free half, not GPU 1: a 1-GPU request still fits after.
+        assert second == Placement("n", (0,), 250), policy
+        cluster.allocate(quarter, second)
+        assert cluster.nodes["n"].free_gpus == (1,) and cluster.nodes["n"].partial == ((0, 250),)
+        assert cluster.place(Request(gpus=1), policy) == Placement("n", (1,))
+        assert cluster.place(Request(gpus=2), policy) is None
+        cluster.release(half, first)
+        cluster.release(quarter, second)
+        assert cluster.nodes["n"].free_gpus == (0, 1) and cluster.nodes["n"].partial == ()
+
+
+def test_a_share_by_memory_is_measured_against_each_nodes_gpus():
+    from scheduler.policy import place
+
+    small = replace(view("small", 1, [0]), gpu_memory_mb=16384)
+    large = replace(view("large", 1, [0]), gpu_memory_mb=81920)
+    ten = Request(gpu_memory_mb=10240)
+    # A quarter of a large GPU's memory is more than half of a small one's.
+    assert place(ten, [small]) == Placement("small", (0,), 625)
+    assert place(ten, [large]) == Placement("large", (0,), 125)
+    shared = replace(small, free_gpus=(), partial=((0, 500),))
+    assert place(ten, [shared]) is None
+    assert never_fits_reason(ten, [shared]) is None  # it fits once the GPU is free
+    assert never_fits_reason(Request(gpu_memory_mb=20000), [small]) == (
+        "asks for 20000 MiB of one GPU's memory but the largest GPU has 16384 MiB"
+    )
+    # A node that does not say how much memory its GPUs have holds no share by memory.
+    assert never_fits_reason(ten, [view("unknown", 1, [0])]) is not None
+    assert never_fits_reason(Request(gpu_milli=100), [view("cpu", 0, [])]) == (
+        "asks for a share of a GPU but no node has one"
+    )
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(lambda m: Request(gpu_milli=m), st.integers(1, 999)),
+            st.builds(lambda g: Request(gpus=g), st.integers(1, 3)),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(["fgd", "best-fit", "first-fit", "worst-fit"]),
+)
+def test_shares_never_overcommit_a_gpu_and_release_whole(requests, policy):
+    from scheduler.policy import WHOLE, Cluster
+
+    nodes = [view("a", 2, [0, 1]), view("b", 4, range(4))]
+    cluster = Cluster.of(nodes)
+    held: dict[tuple[str, int], int] = {}
+    placed = []
+    for request in requests:
+        cluster.observe(request)
+        placement = cluster.place(request, policy)
+        if placement is None:
+            continue
+        cluster.allocate(request, placement)
+        placed.append((request, placement))
+        for index in placement.gpu_indices:
+            key = (placement.node, index)
+            held[key] = held.get(key, 0) + (placement.gpu_milli or WHOLE)
+            assert held[key] <= WHOLE
+        for node in cluster.nodes.values():
+            for index in range(node.total_gpus):
+                free = dict(node.partial).get(index, WHOLE if index in node.free_gpus else 0)
+                assert free == WHOLE - held.get((node.name, index), 0)
+    for request, placement in placed:
+        cluster.release(request, placement)
+    assert all(cluster.nodes[n.name] == n for n in nodes)
+
+
+def test_fragmentation_counts_the_parts_of_shared_gpus_too_small_to_use():
+    from scheduler.fragmentation import Demand, stranded
+
+    demand = Demand()
+    for request in [Request(gpus=1)] * 2 + [Request(gpu_milli=500)] * 2:
+        demand.observe(request)
+    # One GPU whole and one with 300 thousandths free: for a 1-GPU request the 0.3 is
+    # lost, for half a GPU too; the whole GPU serves both.
+    assert stranded(demand, ("", 1, 8.0, 1024, (300,), 0)) == 0.3
+    # With 600 free the half fits; only the 1-GPU requests lose it.
+    assert stranded(demand, ("", 1, 8.0, 1024, (600,), 0)) == 0.3
+    # No CPU left: nothing fits, everything free is lost.
+    assert stranded(demand, ("", 1, 0.0, 1024, (600,), 0)) == 1.6
