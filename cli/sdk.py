@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import atexit
 import csv
+import importlib.abc
+import importlib.util
 import io
 import math
 import os
@@ -388,3 +390,49 @@ def infer(*args: Any, **kwargs: Any) -> Any:
     if "infer" not in _bound:
         raise RuntimeError("call sdk.bind(infer=...) first")
     return _bound["infer"](*args, **kwargs)
+
+
+# A share of a GPU --------------------------------------------------------------------
+# A session given a share of one GPU (`podium run -g 0.25`) is told the part of its
+# memory it may use; PyTorch reads no variable for it, so the SDK caps PyTorch's CUDA
+# allocator at that fraction, when torch is imported (before this module or after).
+GPU_MEMORY_FRACTION = float(os.environ.get("PODIUM_GPU_MEMORY_FRACTION") or 0) or None
+
+
+def cap_gpu_memory(torch_module: Any) -> bool:
+    """Cap each visible GPU at the session's share; False when there is nothing to cap
+    (no share, or no CUDA)."""
+    cuda = getattr(torch_module, "cuda", None)
+    if GPU_MEMORY_FRACTION is None or cuda is None or not cuda.is_available():
+        return False
+    for device in range(cuda.device_count()):
+        cuda.set_per_process_memory_fraction(GPU_MEMORY_FRACTION, device)
+    return True
+
+
+class _AfterTorch(importlib.abc.MetaPathFinder):
+    """Runs `cap_gpu_memory` once torch has been imported."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "torch":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        run = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            cap_gpu_memory(module)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if GPU_MEMORY_FRACTION is not None:
+    if "torch" in sys.modules:
+        cap_gpu_memory(sys.modules["torch"])
+    else:
+        sys.meta_path.insert(0, _AfterTorch())

@@ -444,6 +444,7 @@ class Agent:
             code_dir=code_dir,
             output_dir=output_dir,
             gpu_indices=spec["gpu_indices"],
+            gpu_share=spec.get("gpu_share"),
             cpus=spec["cpus"],
             memory_mb=spec["memory_mb"],
             image=spec["image"],

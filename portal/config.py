@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     # How long a session asked to checkpoint by `node drain --migrate` has to save one;
     # past it, it is left to finish where it is.
     "MIGRATION_GRACE_SECONDS": 300,
+    # The share of one GPU a grading session takes when the session it grades used
+    # GPUs (predicting rarely needs more); 0: as many whole GPUs as that session had.
+    "GRADING_GPU_SHARE": 0.25,
     # How often the scheduler records the cluster's state for its dashboard.
     "CLUSTER_SAMPLE_SECONDS": 60,
     # E-mail (portal/services/alerts.py): off while SMTP_HOST is unset. SMTP_SECURITY is
@@ -111,6 +114,7 @@ ENVIRONMENT = {
     "PODIUM_CREDIT_GPU_HOUR": "CREDIT_GPU_HOUR",
     "PODIUM_CREDIT_CPU_HOUR": "CREDIT_CPU_HOUR",
     "PODIUM_CLUSTER_SAMPLE_SECONDS": "CLUSTER_SAMPLE_SECONDS",
+    "PODIUM_GRADING_GPU_SHARE": "GRADING_GPU_SHARE",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
@@ -128,6 +132,7 @@ FLOAT_KEYS = {
     "CREDIT_GPU_HOUR",
     "CREDIT_CPU_HOUR",
     "CLUSTER_SAMPLE_SECONDS",
+    "GRADING_GPU_SHARE",
 }
 
 

@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, timedelta
 
 from flask import Flask
@@ -39,6 +40,7 @@ from portal import keys, node_work
 from portal.extensions import db
 from portal.models import (
     Allocation,
+    Gpu,
     Node,
     NodeStatus,
     Session,
@@ -50,13 +52,14 @@ from portal.models import (
 from portal.services import blobs, credits
 from portal.services.artifacts import ArtifactStore
 from portal.services.lifecycle import finish, transition
-from portal.services.nodes import mark_lost_nodes
+from portal.services.nodes import mark_lost_nodes, view_of
 from portal.timeutil import utcnow
 from scheduler.fragmentation import WINDOW, Demand
 from scheduler.housekeeping import Housekeeper
 from scheduler.leader import Lease
 from scheduler.policy import (
     DEFAULT_POLICY,
+    WHOLE,
     Cluster,
     NodeView,
     Placement,
@@ -70,11 +73,18 @@ log = logging.getLogger(__name__)
 STARTED_GRACE = timedelta(seconds=30)
 
 
+class OverCommitted(Exception):
+    """A pass would hold more of a GPU than the whole of it: another scheduler placed
+    something there since the pass read what was free."""
+
+
 def node_views(nodes: list[Node]) -> list[NodeView]:
     """What each node has free, from the allocations and the active sessions on it."""
-    held: dict[int, set[int]] = defaultdict(set)
-    for node_id, gpu_index in db.session.execute(select(Allocation.node_id, Allocation.gpu_index)):
-        held[node_id].add(gpu_index)
+    held: dict[int, dict[int, int]] = defaultdict(dict)  # node -> GPU -> thousandths held
+    for node_id, gpu_index, milli in db.session.execute(
+        select(Allocation.node_id, Allocation.gpu_index, Allocation.milli)
+    ):
+        held[node_id][gpu_index] = held[node_id].get(gpu_index, 0) + milli
     used_cpus: dict[int | None, float] = defaultdict(float)
     used_memory: dict[int | None, int] = defaultdict(int)
     for placed_on, cpus, memory_mb in db.session.execute(
@@ -86,20 +96,10 @@ def node_views(nodes: list[Node]) -> list[NodeView]:
         used_cpus[placed_on] += cpus
         used_memory[placed_on] += memory_mb
     return [
-        NodeView(
-            name=node.name,
-            total_gpus=len(node.gpus),
-            free_gpus=tuple(g.index for g in node.gpus if g.index not in held[node.id]),
-            total_cpus=float(node.cpu_count),
+        replace(
+            view_of(node, held[node.id]),
             free_cpus=node.cpu_count - used_cpus[node.id],
-            total_memory_mb=node.memory_mb,
             free_memory_mb=node.memory_mb - used_memory[node.id],
-            gpu_model=node.gpus[0].model if node.gpus else "",
-            drained=node.status == NodeStatus.DRAINED.value,
-            datasets=frozenset(node.datasets or ()),
-            images=frozenset(node.images or ()),
-            isolating=node.isolating,
-            operators=frozenset(node.operators or ()),
         )
         for node in nodes
     ]
@@ -125,6 +125,8 @@ def request_of(session: Session, datasets: frozenset[str] = frozenset()) -> Requ
         ),
         user=session.user.username,
         trusted=session.user.is_trusted,
+        gpu_milli=session.gpu_milli,
+        gpu_memory_mb=session.gpu_memory_mb,
     )
 
 
@@ -134,18 +136,33 @@ def recent_demand() -> Demand:
     those waiting; not those refused or stopped before they ran, which cost nothing to
     make and so would let anyone steer everyone's placements."""
     rows = db.session.execute(
-        select(Session.gpus, Session.cpus, Session.memory_mb, Session.gpu_models)
+        select(
+            Session.gpus,
+            Session.cpus,
+            Session.memory_mb,
+            Session.gpu_models,
+            Session.gpu_milli,
+            Session.gpu_memory_mb,
+        )
         .where(
-            Session.gpus > 0,
+            or_(Session.gpus > 0, Session.gpu_milli > 0, Session.gpu_memory_mb > 0),
             or_(Session.started_at.is_not(None), Session.status == SessionStatus.PENDING.value),
         )
         .order_by(Session.id.desc())
         .limit(WINDOW)
     ).all()
     demand = Demand()
-    for gpus, cpus, memory_mb, models in reversed(rows):
-        allowed = frozenset(m for m in models.split("|") if m)
-        demand.observe(Request(gpus=gpus, cpus=cpus, memory_mb=memory_mb, gpu_models=allowed))
+    for gpus, cpus, memory_mb, models, milli, gpu_memory_mb in reversed(rows):
+        demand.observe(
+            Request(
+                gpus=gpus,
+                cpus=cpus,
+                memory_mb=memory_mb,
+                gpu_models=frozenset(m for m in models.split("|") if m),
+                gpu_milli=milli,
+                gpu_memory_mb=gpu_memory_mb,
+            )
+        )
     return demand
 
 
@@ -295,7 +312,7 @@ class Scheduler:
                         grading=session.kind == SessionKind.GRADING.value,
                     )
                 )
-        if self.policy == "fgd" and any(p.request.gpus for p in admitted):
+        if self.policy == "fgd" and any(p.request.wants_gpu for p in admitted):
             schedulable.demand = recent_demand()
         held_gpus, held_sessions = self._holdings()
         decided = plan(
@@ -318,12 +335,20 @@ class Scheduler:
         # One transaction for the pass: a commit per placement would bound the loop by
         # the database's commit rate.
         try:
+            if placed:
+                self._check_gpus_held(
+                    {
+                        (nodes_by_name[placement.node].id, index)
+                        for _session, placement in placed
+                        for index in placement.gpu_indices
+                    }
+                )
             db.session.commit()
-        except IntegrityError:
+        except (IntegrityError, OverCommitted) as exc:
             # Another writer took one of these GPUs first (a failover in flight): nothing
             # of this pass is kept, and the next pass plans again from what is stored.
             db.session.rollback()
-            log.warning("a placement of this pass lost a race; planning again")
+            log.warning("a placement of this pass lost a race (%s); planning again", exc)
             return []
         for session, placement in placed:
             log.info(
@@ -335,13 +360,30 @@ class Scheduler:
             self._enqueue_start(session.id, placement.node)
         return placed
 
-    def _holdings(self) -> tuple[dict[str, int], dict[str, int]]:
-        """GPUs, and active placed sessions, held by each user: the fair share's measure.
-        The sessions the platform runs for a user (grading, reproductions) are not theirs
-        to count."""
-        gpus = _as_dict(
+    def _check_gpus_held(self, taken: set[tuple[int, int]]) -> None:
+        """Lock the rows of the nodes' GPUs this pass took (node id, GPU index): a second
+        scheduler's pass waits here until this one commits. Then check that none is
+        held past the whole of it, counting what others committed since this pass read
+        the allocations."""
+        nodes = {node_id for node_id, _index in taken}
+        db.session.execute(
+            select(Gpu.id).where(Gpu.node_id.in_(nodes)).order_by(Gpu.id).with_for_update()
+        ).all()
+        for node_id, gpu_index, milli in db.session.execute(
+            select(Allocation.node_id, Allocation.gpu_index, func.sum(Allocation.milli))
+            .where(Allocation.node_id.in_(nodes))
+            .group_by(Allocation.node_id, Allocation.gpu_index)
+        ):
+            if (node_id, gpu_index) in taken and milli > WHOLE:
+                raise OverCommitted(f"GPU {gpu_index} of node {node_id} would be held {milli}/1000")
+
+    def _holdings(self) -> tuple[dict[str, float], dict[str, int]]:
+        """GPUs (shares as fractions), and active placed sessions, held by each user: the
+        fair share's measure. The sessions the platform runs for a user (grading,
+        reproductions) are not theirs to count."""
+        milli = _as_dict(
             db.session.execute(
-                select(User.username, func.count(Allocation.id))
+                select(User.username, func.sum(Allocation.milli))
                 .join(Session, Session.user_id == User.id)
                 .join(Allocation, Allocation.session_id == Session.id)
                 .where(Session.kind == SessionKind.TRAINING.value)
@@ -361,7 +403,7 @@ class Scheduler:
                 .group_by(User.username)
             )
         )
-        return gpus, sessions
+        return {user: held / WHOLE for user, held in milli.items()}, sessions
 
     def _record_placement(self, session: Session, node: Node, placement: Placement) -> bool:
         """Pending to scheduled, once: a conditional update, so that a second scheduler
@@ -379,7 +421,12 @@ class Scheduler:
             log.warning("session %s was placed by another scheduler", session.id)
             return False
         db.session.add_all(
-            Allocation(session_id=session.id, node_id=node.id, gpu_index=index)
+            Allocation(
+                session_id=session.id,
+                node_id=node.id,
+                gpu_index=index,
+                milli=placement.gpu_milli or WHOLE,
+            )
             for index in placement.gpu_indices
         )
         return True

@@ -33,6 +33,7 @@ def node(
     runtime: str = "local",
     operators: list[str] | None = None,
     model: str = "TestGPU",
+    gpu_memory_mb: int = 16384,
 ):
     registered, secret = nodes.register_node(
         JOIN_TOKEN,
@@ -44,7 +45,10 @@ def node(
         memory_mb=memory_mb,
         runtime=runtime,
         operators=operators,
-        gpus=[{"index": i, "model": model, "simulated": True} for i in range(gpus)],
+        gpus=[
+            {"index": i, "model": model, "memory_mb": gpu_memory_mb, "simulated": True}
+            for i in range(gpus)
+        ],
     )
     return registered, secret
 
@@ -58,11 +62,15 @@ def session(
     redis=None,
     code_digest: str | None = None,
     gpu_models: tuple[str, ...] = (),
+    gpu_milli: int = 0,
+    gpu_memory_mb: int = 0,
 ):
     request = sessions.SessionRequest(
         entry="train.py",
         code_digest=code_digest or hashlib.sha256(b"code").hexdigest(),
         gpus=gpus,
+        gpu_milli=gpu_milli,
+        gpu_memory_mb=gpu_memory_mb,
         cpus=cpus,
         memory_mb=memory_mb,
         gpu_models=gpu_models,

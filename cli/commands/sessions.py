@@ -87,7 +87,17 @@ def upload_code(api: ApiClient, code_dir: Path, entry: str, limit: int) -> tuple
     multiple=True,
     help="NAME[:VERSION] to mount read-only at DATASET_PATH/NAME (repeatable)",
 )
-@click.option("-g", "--gpus", default=0, type=click.IntRange(min=0), help="whole GPUs")
+@click.option(
+    "-g",
+    "--gpus",
+    default=0,
+    type=click.FloatRange(min=0),
+    help="whole GPUs, or a share of one GPU (0.25: a quarter of its memory, beside others)",
+)
+@click.option(
+    "--gpu-memory",
+    help="a share of one GPU: this much of its memory, e.g. 10G (instead of -g)",
+)
 @click.option("-c", "--cpus", type=click.FloatRange(min=0.1), help="CPU cores [default: 1]")
 @click.option("-m", "--memory", help="memory limit, e.g. 4G [default: 2G]")
 @click.option(
@@ -119,7 +129,8 @@ def run(
     entry: Path,
     args: str,
     datasets: tuple[str, ...],
-    gpus: int,
+    gpus: float,
+    gpu_memory: str | None,
     cpus: float | None,
     memory: str | None,
     image: str,
@@ -138,6 +149,7 @@ def run(
     except ValueError:
         raise CliError(f"{entry} is not inside the code folder {code_dir}") from None
     memory_mb = parse_memory(memory) if memory else None
+    gpu_memory_mb = parse_memory(gpu_memory) if gpu_memory else 0
     api = client()
     limits = api.get("/auth/me")["limits"]
     digest, _ = upload_code(api, code_dir, relative_entry, limits["max_code_bytes"])
@@ -147,7 +159,8 @@ def run(
             "entry": relative_entry,
             "code_digest": digest,
             "args": args,
-            "gpus": gpus,
+            "gpus": int(gpus) if gpus == int(gpus) else gpus,
+            "gpu_memory_mb": gpu_memory_mb,
             "cpus": cpus,
             "memory_mb": memory_mb,
             "image": image,
@@ -212,6 +225,18 @@ def report_end(session: dict[str, Any]) -> int:
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 
+def gpus_column(session: dict[str, Any]) -> str:
+    """The GPUs it holds (2,3; a share: 0 (0.25)), or what it asks for."""
+    held = ",".join(map(str, session["gpu_indices"]))
+    share = session.get("gpu_share")
+    if held:
+        return f"{held} ({share:g})" if share else held
+    if share or session.get("gpu_memory_mb"):
+        wanted = f"{share:g}" if share else f"{session['gpu_memory_mb']} MiB of"
+        return f"{wanted} GPU wanted"
+    return f"{session['gpus']:g} wanted" if session["gpus"] else "-"
+
+
 @click.command()
 @click.option("--all", "everyone", is_flag=True, help="everyone's sessions (administrators)")
 @click.option("--json", "as_json", is_flag=True)
@@ -226,7 +251,7 @@ def ps(everyone: bool, as_json: bool) -> None:
             s["id"] + (" (grading)" if s.get("kind") == "grading" else ""),
             s["status"],
             s["node"] or "-",
-            ",".join(map(str, s["gpu_indices"])) or (f"{s['gpus']} wanted" if s["gpus"] else "-"),
+            gpus_column(s),
             (s["created_at"] or "").replace("T", " ").removesuffix("Z"),
             s["command"],
             s["memo"][:40],

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ class RunSpec:
     datasets: dict[str, Path] = field(default_factory=dict)  # mount name -> cached copy
     trusted: bool = False  # its owner's code may run beside the agent (and build as root)
     environment: str = ""  # the digest of the environment the portal read at submission
+    gpu_share: float | None = None  # a share of its one GPU (a memory cap); None: whole
 
 
 Say = Callable[[str], None]  # a line for the session's log
@@ -37,6 +38,23 @@ class ExitInfo:
     exit_code: int
     out_of_memory: bool = False
     timed_out: bool = False
+
+
+def gpu_environment(spec: RunSpec, visible: Iterable[int]) -> dict[str, str]:
+    """What a session's processes learn of their GPUs: which they see (`visible`, as
+    numbered where they run) and, for a share of one GPU, the part of its memory they
+    may use: PyTorch has no variable for it, so the SDK applies PODIUM_GPU_MEMORY_FRACTION
+    (`cli/sdk.py`); JAX reads its own; TensorFlow is told to grow its memory as needed
+    rather than take it all. None of this is isolation: code may ignore it (no MPS or
+    MIG partitioning here)."""
+    env = {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in visible)}
+    if spec.gpu_share:
+        env.update(
+            PODIUM_GPU_MEMORY_FRACTION=f"{spec.gpu_share:g}",
+            XLA_PYTHON_CLIENT_MEM_FRACTION=f"{spec.gpu_share:g}",
+            TF_FORCE_GPU_ALLOW_GROWTH="true",
+        )
+    return env
 
 
 def remaining(spec: RunSpec, started: float) -> float | None:

@@ -30,7 +30,15 @@ from typing import Any
 from requests.exceptions import RequestException
 
 from nodes import environment
-from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, Say, remaining
+from nodes.runtime.base import (
+    ExitInfo,
+    Run,
+    RunSpec,
+    Runtime,
+    Say,
+    gpu_environment,
+    remaining,
+)
 from nodes.runtime.environments import BuildFailed, EnvironmentBuilder, PackageSettings
 
 log = logging.getLogger(__name__)
@@ -248,7 +256,7 @@ class DockerRuntime(Runtime):
         if spec.inputs is not None:
             env["PODIUM_INPUTS"] = MOUNT_INPUTS
         # Inside, the container sees only its own GPUs, numbered from 0.
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(spec.gpu_indices)))
+        env.update(gpu_environment(spec, range(len(spec.gpu_indices))))
         return env
 
     def start(self, spec: RunSpec) -> DockerRun:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import psutil
 
-from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, remaining
+from nodes.runtime.base import ExitInfo, Run, RunSpec, Runtime, gpu_environment, remaining
 
 PR_SET_PDEATHSIG = 1
 MAX_LINE = 16 * 1024
@@ -184,7 +184,7 @@ class LocalRun(Run):
         self._signal_group(signal.SIGKILL)
 
     def exec(self, command: list[str], timeout: float) -> tuple[int, str]:
-        env = dict(self.spec.env, CUDA_VISIBLE_DEVICES=",".join(map(str, self.spec.gpu_indices)))
+        env = dict(self.spec.env, **gpu_environment(self.spec, self.spec.gpu_indices))
         try:
             done = subprocess.run(
                 command,
@@ -291,7 +291,7 @@ class LocalRuntime(Runtime):
 
     def start(self, spec: RunSpec) -> LocalRun:
         env = dict(spec.env)
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in spec.gpu_indices)
+        env.update(gpu_environment(spec, spec.gpu_indices))
         # NVML numbers GPUs by PCI bus; CUDA's default order may differ on mixed hosts.
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["PYTHONUNBUFFERED"] = "1"

@@ -162,6 +162,7 @@ def session_spec(session_id: int):
         "args": shlex.split(session.args),
         "code_digest": session.code_digest,
         "gpu_indices": session.gpu_index_list,
+        "gpu_share": sessions.gpu_share(session),
         "cpus": session.cpus,
         "memory_mb": session.memory_mb,
         "image": session.image,

@@ -102,11 +102,29 @@ class CodeOut(Schema):
     size = Int()
 
 
+def _gpu_count(value: float) -> None:
+    if not (value == int(value) and 0 <= value <= 64) and not (
+        0 < value < 1 and abs(value * 1000 - round(value * 1000)) < 1e-6
+    ):
+        raise ValidationError(
+            "GPUs are a whole number from 0 to 64, or a share of one GPU from 0.001 to 0.999"
+        )
+
+
 class SessionIn(Schema):
     entry = fields.String(required=True, validate=validate.Length(min=1, max=512))
     code_digest = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
     args = fields.String(load_default="", validate=validate.Length(max=8192))
-    gpus = Int(load_default=0, validate=validate.Range(min=0, max=64))
+    gpus = fields.Float(
+        load_default=0,
+        validate=_gpu_count,
+        metadata={"description": "whole GPUs (0-64), or a share of one GPU (0.001-0.999)"},
+    )
+    gpu_memory_mb = Int(
+        load_default=0,
+        validate=validate.Range(min=0, max=2**24),
+        metadata={"description": "a share of one GPU: this much of its memory (not with gpus)"},
+    )
     cpus = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1))
     memory_mb = Int(load_default=None, allow_none=True, validate=validate.Range(min=16, max=2**40))
     image = fields.String(load_default="", validate=validate.Length(max=256))
@@ -139,7 +157,11 @@ class SessionOut(Schema):
     entry = fields.String()
     args = fields.String()
     command = fields.String()
-    gpus = Int()
+    gpus = fields.Float(metadata={"description": "whole GPUs, or the share of one it asked for"})
+    gpu_memory_mb = Int(allow_none=True, metadata={"description": "a share of one GPU's memory"})
+    gpu_share = fields.Float(
+        allow_none=True, metadata={"description": "the share of its GPU it takes (memory cap)"}
+    )
     cpus = fields.Float()
     memory_mb = Int()
     image = fields.String()
@@ -411,6 +433,9 @@ class SessionSpecOut(Schema):
     args = fields.List(fields.String())
     code_digest = fields.String()
     gpu_indices = fields.List(Int())
+    gpu_share = fields.Float(
+        allow_none=True, metadata={"description": "the share of its one GPU it may use"}
+    )
     cpus = fields.Float()
     memory_mb = Int()
     image = fields.String()

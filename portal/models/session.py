@@ -82,6 +82,10 @@ class Session(db.Model):  # type: ignore[name-defined]
     code_digest: Mapped[str] = mapped_column(String(64))
     code_bytes: Mapped[int] = mapped_column(default=0)
     gpus: Mapped[int] = mapped_column(default=0)
+    # Instead of whole GPUs, a share of one: thousandths of it (`-g 0.25`), or as much of
+    # it as this much of its memory (`--gpu-memory 10G`, measured on the node's GPUs).
+    gpu_milli: Mapped[int] = mapped_column(default=0, server_default="0")
+    gpu_memory_mb: Mapped[int] = mapped_column(default=0, server_default="0")
     cpus: Mapped[float] = mapped_column(Float, default=1.0)
     memory_mb: Mapped[int] = mapped_column(default=2048)
     image: Mapped[str] = mapped_column(String(256), default="")
@@ -147,6 +151,22 @@ class Session(db.Model):  # type: ignore[name-defined]
         return frozenset(m for m in self.gpu_models.split("|") if m)
 
     @property
+    def shares_gpu(self) -> bool:
+        return bool(self.gpu_milli or self.gpu_memory_mb)
+
+    @property
+    def gpu_amount(self) -> float:
+        """The GPUs it takes, a share of one as its fraction: what it is charged for. A
+        share by memory is the part of the GPU it was placed on (before it is placed,
+        and after it ends, a whole GPU at most)."""
+        if not self.shares_gpu:
+            return float(self.gpus)
+        held = [a.milli for a in self.allocations]
+        if held:
+            return held[0] / 1000
+        return self.gpu_milli / 1000 if self.gpu_milli else 1.0
+
+    @property
     def gpu_index_list(self) -> list[int]:
         return [int(i) for i in self.gpu_indices.split(",") if i]
 
@@ -156,11 +176,14 @@ class Session(db.Model):  # type: ignore[name-defined]
 
 
 class Allocation(db.Model):  # type: ignore[name-defined]
-    """One GPU held by one active session. The unique key makes double allocation
-    impossible whatever the scheduler does; rows are deleted when the session ends."""
+    """A GPU, or a share of one, held by one active session; rows are deleted when the
+    session ends. Several sessions may hold shares of one GPU: a placement locks the
+    rows of the GPUs it takes (`Gpu`) and checks that what is held of each stays within
+    one whole GPU, so that two schedulers (a failover in flight) cannot over-commit
+    one (`scheduler/loop.py`)."""
 
     __tablename__ = "allocations"
-    __table_args__ = (UniqueConstraint("node_id", "gpu_index"),)
+    __table_args__ = (Index("ix_allocations_gpu", "node_id", "gpu_index"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(
@@ -168,6 +191,8 @@ class Allocation(db.Model):  # type: ignore[name-defined]
     )
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
     gpu_index: Mapped[int]
+    # Thousandths of the GPU held: 1000 for a whole one.
+    milli: Mapped[int] = mapped_column(default=1000, server_default="1000")
 
     session: Mapped[Session] = relationship(back_populates="allocations")
 

@@ -67,7 +67,7 @@ class Rates:
         return cls(float(config["CREDIT_GPU_HOUR"]), float(config["CREDIT_CPU_HOUR"]))
 
     def per_hour(self, session: Session) -> float:
-        return session.gpus * self.gpu_hour + session.cpus * self.cpu_hour
+        return session.gpu_amount * self.gpu_hour + session.cpus * self.cpu_hour
 
 
 def payer(session: Session) -> tuple[User, Competition | None]:
@@ -138,7 +138,7 @@ def charge_until(session: Session, end: datetime, rates: Rates | None = None) ->
     session.charged_until = end
     rates = rates or Rates.configured()
     hours = (end - start).total_seconds() / 3600
-    gpu_hours, cpu_hours = session.gpus * hours, session.cpus * hours
+    gpu_hours, cpu_hours = session.gpu_amount * hours, session.cpus * hours
     amount = gpu_hours * rates.gpu_hour + cpu_hours * rates.cpu_hour
     if amount <= 0:
         return 0.0

@@ -405,7 +405,9 @@ def user_averages(viewer: User) -> list[dict[str, Any]]:
 def node_states() -> list[dict[str, Any]]:
     held: dict[int, int] = defaultdict(int)
     for node_id, count in db.session.execute(
-        select(Allocation.node_id, func.count()).group_by(Allocation.node_id)
+        select(Allocation.node_id, func.count(func.distinct(Allocation.gpu_index))).group_by(
+            Allocation.node_id
+        )
     ):
         held[node_id] = count
     gpus: dict[int, int] = defaultdict(int)

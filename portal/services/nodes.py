@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from portal.services import migration
 from portal.services.auth import TOKEN_PREFIX, hash_token, new_secret
 from portal.services.lifecycle import finish, mark_running
 from portal.timeutil import isoformat, utcnow
+from scheduler import policy
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -289,40 +291,47 @@ def live_nodes() -> list[Node]:
     )
 
 
-def capacity_refusal(
-    gpus: int,
-    cpus: float,
-    memory_mb: int,
-    gpu_models: frozenset[str] = frozenset(),
-    owner: User | None = None,
-) -> str | None:
-    """Why no registered node could ever hold the request, or None.
+def capacity_refusal(request: policy.Request, owner: User | None = None) -> str | None:
+    """Why no registered node could ever hold the request, or None: the scheduler's
+    own judgement (`scheduler.policy.never_fits_reason`) on the nodes as registered.
 
     With no node registered yet the request waits: a node may still join.
     """
     # Lost nodes count: one that misses heartbeats for a while must not make requests
     # that only it can hold be refused.
     nodes = list(db.session.scalars(select(Node).where(Node.status != NodeStatus.REMOVED.value)))
-    if not nodes:
-        return None
     if owner is not None:
-        admitting = [n for n in nodes if admits(n, owner)]
-        if not admitting:
-            return trust.refusal(any(n.isolating for n in nodes), owner.is_trusted)
-        nodes = admitting
-    if gpus and gpu_models:
-        nodes = [n for n in nodes if n.gpus and n.gpus[0].model in gpu_models]
-        if not nodes:
-            return f"asks for GPU models {', '.join(sorted(gpu_models))}, which no node has"
-    if any(len(n.gpus) >= gpus and n.cpu_count >= cpus and n.memory_mb >= memory_mb for n in nodes):
-        return None
-    most_gpus = max(len(n.gpus) for n in nodes)
-    most_memory = max(n.memory_mb for n in nodes)
-    if gpus > most_gpus:
-        return f"asks for {gpus} GPU{'s' * (gpus != 1)} but the largest node has {most_gpus}"
-    if memory_mb > most_memory:
-        return f"asks for {memory_mb} MiB of memory but the largest node has {most_memory} MiB"
-    return f"asks for {cpus:g} CPUs and no node has that many with the GPUs and memory"
+        request = replace(request, user=owner.username, trusted=owner.is_trusted)
+    return policy.never_fits_reason(request, [view_of(node) for node in nodes])
+
+
+def view_of(node: Node, held: dict[int, int] | None = None) -> policy.NodeView:
+    """A node as placement sees it, its GPUs free but for `held` (thousandths held of
+    each GPU); CPUs and memory are as registered (`scheduler/loop.py` subtracts what
+    its sessions take)."""
+    held = held or {}
+    return policy.NodeView(
+        name=node.name,
+        total_gpus=len(node.gpus),
+        free_gpus=tuple(g.index for g in node.gpus if not held.get(g.index)),
+        total_cpus=float(node.cpu_count),
+        free_cpus=float(node.cpu_count),
+        total_memory_mb=node.memory_mb,
+        free_memory_mb=node.memory_mb,
+        gpu_model=node.gpus[0].model if node.gpus else "",
+        drained=node.status == NodeStatus.DRAINED.value,
+        datasets=frozenset(node.datasets or ()),
+        images=frozenset(node.images or ()),
+        isolating=node.isolating,
+        operators=frozenset(node.operators or ()),
+        partial=tuple(
+            (g.index, policy.WHOLE - taken)
+            for g in node.gpus
+            if 0 < (taken := held.get(g.index, 0)) < policy.WHOLE
+        ),
+        # The least of its GPUs' memory: a share by memory fits on any of them.
+        gpu_memory_mb=min((g.memory_mb for g in node.gpus), default=0),
+    )
 
 
 def admits(node: Node, user: User) -> bool:

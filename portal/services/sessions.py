@@ -37,6 +37,7 @@ from portal.services import nodes as node_service
 from portal.services.artifacts import TooLarge
 from portal.services.lifecycle import finish
 from portal.timeutil import isoformat, utcnow
+from scheduler.policy import WHOLE, Request
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class SessionRequest:
     memory_mb: int = 2048
     image: str = ""
     gpu_models: tuple[str, ...] = ()
+    # Instead of whole GPUs, a share of one: thousandths of it, or some of its memory.
+    gpu_milli: int = 0
+    gpu_memory_mb: int = 0
     datasets: tuple[str, ...] = ()  # NAME or NAME:VERSION, each mounted at DATASET_PATH/NAME
     memo: str = ""
     environment: str = ""  # a digest, for sessions made from another's code (forks)
@@ -204,8 +208,19 @@ def validate_request(request: SessionRequest, owner: User | None = None) -> None
         raise ApiError(f"the arguments cannot be parsed: {exc}", code="invalid_input") from exc
     if request.gpus < 0 or request.cpus <= 0 or request.memory_mb <= 0:
         raise ApiError("GPUs must be 0 or more; CPUs and memory more than 0", code="invalid_input")
+    share_refusal = gpu_share_refusal(request.gpus, request.gpu_milli, request.gpu_memory_mb)
+    if share_refusal:
+        raise ApiError(share_refusal, code="invalid_input")
     refusal = node_service.capacity_refusal(
-        request.gpus, request.cpus, request.memory_mb, frozenset(request.gpu_models), owner
+        Request(
+            gpus=request.gpus,
+            cpus=request.cpus,
+            memory_mb=request.memory_mb,
+            gpu_models=frozenset(request.gpu_models),
+            gpu_milli=request.gpu_milli,
+            gpu_memory_mb=request.gpu_memory_mb,
+        ),
+        owner,
     )
     if refusal:
         raise ApiError(
@@ -297,6 +312,8 @@ def create_session(
         code_digest=request.code_digest,
         code_bytes=request.code_bytes,
         gpus=request.gpus,
+        gpu_milli=request.gpu_milli,
+        gpu_memory_mb=request.gpu_memory_mb,
         cpus=request.cpus,
         memory_mb=request.memory_mb,
         image=request.image,
@@ -419,6 +436,8 @@ def fork(
         code_bytes=source.code_bytes,
         args=source.args if args is None else args,
         gpus=source.gpus,
+        gpu_milli=source.gpu_milli,
+        gpu_memory_mb=source.gpu_memory_mb,
         cpus=source.cpus,
         memory_mb=source.memory_mb,
         image=source.image,
@@ -611,6 +630,27 @@ def queue() -> list[Session]:
     )
 
 
+def gpu_share_refusal(gpus: int, milli: int, gpu_memory_mb: int) -> str | None:
+    """Why a request's GPUs are not one of: whole GPUs, a share of one GPU in thousandths
+    (1-999), or a share of one GPU's memory; None when they are."""
+    if milli and not 0 < milli < WHOLE:
+        return "a share of a GPU is more than 0 and less than 1 (0.001 to 0.999)"
+    if gpu_memory_mb < 0:
+        return "GPU memory must be more than 0"
+    if sum(map(bool, (gpus, milli, gpu_memory_mb))) > 1:
+        return "ask for whole GPUs, a share of one GPU or some of one GPU's memory, not several"
+    return None
+
+
+def gpu_share(session: Session) -> float | None:
+    """The share of one GPU a session takes (its memory cap), or None: whole GPUs, or a
+    share by memory not placed (it depends on the GPU)."""
+    if session.gpu_milli:
+        return session.gpu_milli / WHOLE
+    held = [a.milli for a in session.allocations] if session.gpu_memory_mb else []
+    return held[0] / WHOLE if held else None
+
+
 def command_line(session: Session) -> str:
     return shlex.join(["python", session.entry, *shlex.split(session.args)])
 
@@ -760,7 +800,9 @@ def session_dict(session: Session) -> dict[str, Any]:
         "entry": session.entry,
         "args": session.args,
         "command": command_line(session),
-        "gpus": session.gpus,
+        "gpus": session.gpus if not session.gpu_milli else session.gpu_milli / WHOLE,
+        "gpu_memory_mb": session.gpu_memory_mb or None,
+        "gpu_share": gpu_share(session),
         "cpus": session.cpus,
         "memory_mb": session.memory_mb,
         "image": session.image,

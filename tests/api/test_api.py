@@ -97,6 +97,18 @@ def test_bad_session_requests_change_nothing(client, app):
     cases = [
         ({"entry": "a.py", "code_digest": "0" * 64}, 400, "upload the code archive first"),
         ({"entry": "a.py", "code_digest": digest, "gpus": 3}, 422, "largest node has 1"),
+        ({"entry": "a.py", "code_digest": digest, "gpus": 1.5}, 422, "a share of one GPU"),
+        ({"entry": "a.py", "code_digest": digest, "gpus": 0.0001}, 422, "from 0.001 to 0.999"),
+        (
+            {"entry": "a.py", "code_digest": digest, "gpus": 0.5, "gpu_memory_mb": 1024},
+            400,
+            "not several",
+        ),
+        (
+            {"entry": "a.py", "code_digest": digest, "gpu_memory_mb": 10**6},
+            422,
+            "asks for 1000000 MiB of one GPU's memory but the largest GPU has 16384 MiB",
+        ),
         ({"entry": "../a.py", "code_digest": digest}, 400, "relative path"),
         ({"entry": "a.py", "code_digest": digest, "args": "'unclosed"}, 400, "cannot be parsed"),
         ({"entry": "a.py", "code_digest": "short"}, 422, "code_digest"),

@@ -287,3 +287,78 @@ def test_the_leader_collects_stored_files_nothing_uses(app, redis):
     Scheduler(app, redis).sweep_store()
     assert not store.exists(unused)
     assert store.exists(used)
+
+
+# Shares of GPUs ---------------------------------------------------------------------
+
+
+def test_shares_of_a_gpu_are_packed_together_and_whole_gpus_stay_whole(app, redis):
+    from portal.services.sessions import session_dict
+
+    ada = factories.user("ada")
+    factories.node("n", gpus=2, gpu_memory_mb=16384)
+    half = factories.session(ada, gpu_milli=500)
+    quarter = factories.session(ada, gpu_milli=250)
+    by_memory = factories.session(ada, gpu_memory_mb=4096)  # a quarter of 16 GiB
+    whole = factories.session(ada, gpus=1)
+    late = factories.session(ada, gpu_milli=500)
+    Scheduler(app, redis).run_pass()
+    assert [s.gpu_indices for s in (half, quarter, by_memory, whole)] == ["0", "0", "0", "1"]
+    assert late.state is SessionStatus.PENDING
+    assert late.status_reason.startswith("first in line for 0.5 of a GPU")
+    held = {(a.session_id, a.gpu_index): a.milli for a in db.session.query(Allocation)}
+    assert held == {
+        (half.id, 0): 500,
+        (quarter.id, 0): 250,
+        (by_memory.id, 0): 250,
+        (whole.id, 1): 1000,
+    }
+    shown = session_dict(by_memory)
+    assert shown["gpu_share"] == 0.25 and shown["gpu_memory_mb"] == 4096
+    assert session_dict(half)["gpus"] == 0.5 and session_dict(whole)["gpu_share"] is None
+
+
+def test_a_share_is_charged_as_its_part_of_a_gpu(app, redis):
+    from portal.services.lifecycle import finish
+
+    ada = factories.user("ada")
+    factories.node("n", gpus=1)
+    run = factories.session(ada, gpu_milli=250)
+    Scheduler(app, redis).run_pass()
+    run.status = SessionStatus.RUNNING.value
+    run.started_at = utcnow() - timedelta(minutes=60)
+    db.session.commit()
+    finish(run, SessionStatus.COMPLETED, exit_code=0)
+    assert round(ada.credit, 3) == 99.75
+
+
+def test_a_scheduler_reading_before_another_committed_cannot_overcommit_a_gpu(
+    app, redis, monkeypatch
+):
+    """Two schedulers (a failover in flight): the second read the GPU as free before the
+    first placed 0.6 of it. Its pass finds the GPU held past the whole when it checks
+    under the GPUs' lock, and keeps nothing."""
+    from scheduler import loop
+
+    ada = factories.user("ada")
+    factories.node("n", gpus=1)
+    first = factories.session(ada, gpu_milli=600)
+    second = factories.session(ada, gpu_milli=600)
+    stale = loop.node_views(list(db.session.query(Node)))  # read before the first placed
+    db.session.rollback()
+    first_scheduler, second_scheduler = Scheduler(app, redis), Scheduler(app, redis)
+    first.status_reason = "first"  # only `first` is pending for the first scheduler
+    second.status = SessionStatus.STOPPED.value
+    db.session.commit()
+    assert [s for s, _p in first_scheduler.run_pass()] == [first]
+    second.status = SessionStatus.PENDING.value
+    db.session.commit()
+    monkeypatch.setattr(loop, "node_views", lambda nodes: stale)
+    assert second_scheduler.run_pass() == []
+    db.session.refresh(second)
+    assert second.state is SessionStatus.PENDING
+    assert sum(a.milli for a in db.session.query(Allocation)) == 600
+    # Without the check, the same pass holds 1.2 of the GPU.
+    monkeypatch.setattr(Scheduler, "_check_gpus_held", lambda self, taken: None)
+    assert [s for s, _p in second_scheduler.run_pass()] == [second]
+    assert sum(a.milli for a in db.session.query(Allocation)) == 1200

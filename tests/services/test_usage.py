@@ -262,7 +262,9 @@ def test_grading_is_paid_by_the_competitions_organiser(app, redis, client):
     grading.started_at = utcnow() - timedelta(hours=1)
     db.session.commit()
     credits.charge_running()
-    assert ada.credit == 100 and organiser.credit == pytest.approx(9.0, abs=1e-3)
+    # Grading takes a quarter of a GPU (GRADING_GPU_SHARE), where the training had one.
+    assert grading.gpus == 0 and grading.gpu_milli == 250
+    assert ada.credit == 100 and organiser.credit == pytest.approx(9.75, abs=1e-3)
     entry = db.session.query(CreditEntry).filter_by(user_id=organiser.id).one()
     assert entry.competition_id == competition.id and "for toy" in entry.reason
 

@@ -45,6 +45,21 @@ def test_a_process_gets_its_gpus_arguments_and_environment(tmp_path):
     assert run.wait().exit_code == 0
 
 
+def test_a_share_of_a_gpu_is_told_the_part_of_its_memory_it_may_use(tmp_path):
+    from dataclasses import replace
+
+    script = (
+        "import os\n"
+        "print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ.get('PODIUM_GPU_MEMORY_FRACTION'),"
+        " os.environ.get('XLA_PYTHON_CLIENT_MEM_FRACTION'))\n"
+    )
+    runtime = get_runtime("local")
+    shared = runtime.start(replace(spec(tmp_path, script, gpus=[3]), gpu_share=0.25))
+    assert list(shared.output()) == ["3 0.25 0.25"]
+    whole = runtime.start(spec(tmp_path, script, gpus=[3]))
+    assert list(whole.output()) == ["3 None None"]
+
+
 def test_going_over_the_memory_limit_kills_the_whole_group(tmp_path):
     runtime = get_runtime("local")
     script = (

@@ -299,3 +299,39 @@ def test_downloads_are_unpacked_within_limits(tmp_path, slow_portal):
     ), pulled.stderr
     assert not (tmp_path / "out").exists()  # nothing left behind
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+FAKE_TORCH = textwrap.dedent(
+    """
+    # Stands in for torch on a machine with two CUDA GPUs (this one has none).
+    class cuda:
+        calls = []
+
+        @staticmethod
+        def is_available():
+            return True
+
+        @staticmethod
+        def device_count():
+            return 2
+
+        @classmethod
+        def set_per_process_memory_fraction(cls, fraction, device):
+            cls.calls.append((fraction, device))
+    """
+)
+
+
+@pytest.mark.parametrize("torch_first", [True, False])
+def test_a_share_of_a_gpu_caps_pytorchs_memory_whenever_torch_is_imported(tmp_path, torch_first):
+    fake = tmp_path / "fake"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text(FAKE_TORCH)
+    imports = ["import torch", "from cli import sdk"]
+    script = "\n".join([*(imports if torch_first else imports[::-1]), "print(torch.cuda.calls)"])
+    root = str(Path(__file__).resolve().parents[2])
+    path = {"PYTHONPATH": os.pathsep.join([str(fake), root])}
+    shared = run_script(tmp_path, {**path, "PODIUM_GPU_MEMORY_FRACTION": "0.25"}, script)
+    assert shared.stdout.strip() == "[(0.25, 0), (0.25, 1)]", shared.stderr
+    whole = run_script(tmp_path, {**path, "PODIUM_GPU_MEMORY_FRACTION": ""}, script)
+    assert whole.stdout.strip() == "[]", whole.stderr

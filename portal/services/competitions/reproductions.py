@@ -94,6 +94,8 @@ def start(
         code_bytes=int(record.get("code_bytes") or 0),
         args=record["args"],
         gpus=int(record["gpus"]),
+        gpu_milli=int(record.get("gpu_milli") or 0),
+        gpu_memory_mb=int(record.get("gpu_memory_mb") or 0),
         cpus=float(record["cpus"]),
         memory_mb=int(record["memory_mb"]),
         image=record["image"],

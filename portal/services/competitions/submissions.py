@@ -16,6 +16,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
@@ -255,12 +256,18 @@ def open_grading(
     """A grading session of `owner` that restores `checkpoint` of `source` (same code and
     environment) and predicts the round's hidden inputs, within the round's limits.
     Not committed."""
+    # A share of one GPU where the training had any (`GRADING_GPU_SHARE`).
+    share = round(float(current_app.config["GRADING_GPU_SHARE"]) * 1000)
+    uses_gpus = bool(source.gpus or source.shares_gpu)
+    whole = not (0 < share < 1000) or not uses_gpus
     request = session_service.SessionRequest(
         entry=source.entry,
         code_digest=source.code_digest,
         code_bytes=source.code_bytes,
         args=source.args,
-        gpus=source.gpus,
+        gpus=source.gpus if whole else 0,
+        gpu_milli=source.gpu_milli if whole else share,
+        gpu_memory_mb=source.gpu_memory_mb if whole else 0,
         cpus=1.0,
         memory_mb=round_.memory_mb,
         image=source.image,
@@ -457,6 +464,8 @@ def provenance(source: Session, checkpoint: Checkpoint, grading: Session) -> dic
         "environment": source.environment,
         "image": source.image,
         "gpus": source.gpus,
+        "gpu_milli": source.gpu_milli,
+        "gpu_memory_mb": source.gpu_memory_mb,
         "cpus": source.cpus,
         "memory_mb": source.memory_mb,
         "gpu_models": sorted(source.gpu_model_set),
