@@ -9,7 +9,9 @@ Prints one JSON document:
   carry an image and datasets;
 - packing: on each openb trace shape, 20,000 tasks drawn with replacement
   (random.Random(42)), the allocation ratio when a GPU request first fails, per policy,
-  beside the bound (scheduler/bound.py);
+  beside the bound (scheduler/bound.py): with shares of GPUs as the traces ask for them
+  (allocation in shares, and the GPUs anything holds), and with every share rounded up
+  to a whole GPU (`whole_gpus`);
 - replay: the `default` trace replayed at higher loads (arrivals sped up, 40x by
   default), mean and p99 queueing delay of 8-GPU and 1-GPU tasks, per policy;
 - live_loop: sessions placed per second by the real loop (SQLite and Redis);
@@ -36,7 +38,14 @@ from redis import Redis
 
 from portal.redis_server import EmbeddedRedis
 from scheduler.bound import allocation_bound
-from scheduler.policy import DEFAULT_WEIGHTS, POLICIES, Cluster, Placement
+from scheduler.policy import (
+    DEFAULT_WEIGHTS,
+    POLICIES,
+    Cluster,
+    Placement,
+    share_gpu,
+    share_of,
+)
 from scheduler.simulate import drawn, pack, read_nodes, read_rows, replay, tasks_in_time
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "alibaba-openb"
@@ -47,8 +56,9 @@ SHAPES = ("default", "multigpu20", "gpuspec20", "cpu100", "gpushare40")
 DRAW, DRAW_SEED = 20_000, 42
 
 
-def draw(shape: str) -> list:
-    return drawn(read_rows(TRACES / f"openb_pod_list_{shape}.csv"), DRAW, DRAW_SEED)
+def draw(shape: str, whole_gpus: bool = False) -> list:
+    rows = read_rows(TRACES / f"openb_pod_list_{shape}.csv")
+    return drawn(rows, DRAW, DRAW_SEED, whole_gpus)
 
 
 def policy_speed(seconds: float = 3.0) -> dict:
@@ -57,6 +67,14 @@ def policy_speed(seconds: float = 3.0) -> dict:
     nodes = read_nodes(NODES)
     kinds = {
         "any GPU model (default)": (nodes, [t.request for t in draw("default")[:6000]]),
+        "any GPU model, whole GPUs (default)": (
+            nodes,
+            [t.request for t in draw("default", whole_gpus=True)[:6000]],
+        ),
+        "shares of GPUs (gpushare40)": (
+            nodes,
+            [t.request for t in draw("gpushare40")[:6000]],
+        ),
         "GPU models (gpuspec20)": (nodes, [t.request for t in draw("gpuspec20")[:6000]]),
         "image and datasets (default)": with_locality(nodes, draw("default")[:6000]),
     }
@@ -118,8 +136,15 @@ def locality_speed(held: list, wanting: list, seconds: float) -> dict:
                 chosen = decide(request, DEFAULT_WEIGHTS, frozenset())
                 decisions += 1
                 if chosen is not None:
-                    gpus = tuple(sorted(chosen.free_gpus)[: request.gpus])
-                    cluster.allocate(request, Placement(chosen.name, gpus))
+                    if request.shares:
+                        need = share_of(request, chosen.gpu_memory_mb)
+                        index = share_gpu(chosen, need)
+                        assert index is not None
+                        placement = Placement(chosen.name, (index,), need)
+                    else:
+                        gpus = tuple(sorted(chosen.free_gpus)[: request.gpus])
+                        placement = Placement(chosen.name, gpus)
+                    cluster.allocate(request, placement)
         result[label] = round(decisions / (time.perf_counter() - started))
     return result
 
@@ -127,37 +152,38 @@ def locality_speed(held: list, wanting: list, seconds: float) -> dict:
 def packing() -> dict:
     """Per trace shape, 20,000 tasks drawn with replacement (random.Random(42)): the
     share of the cluster's GPUs allocated when a GPU request first fails, per policy
-    (random: the mean of 5 seeds), beside the bound (scheduler/bound.py)."""
+    (random: the mean of 5 seeds), beside the bound (scheduler/bound.py); with shares of
+    GPUs as asked, and with each share rounded up to a whole GPU."""
     nodes = read_nodes(NODES)
     result: dict = {}
     for shape in SHAPES:
-        tasks = draw(shape)
-        row: dict = {
-            "bound": allocation_bound(nodes, [t.request for t in tasks])["allocation_ratio"]
-        }
-        for policy in POLICIES:
-            seeds = range(5) if policy == "random" else range(1)
-            runs = [pack(nodes, tasks, policy, seed) for seed in seeds]
-            first = [
-                r["first_gpu_failure"]["allocation_ratio"] if r["first_gpu_failure"] else 1.0
-                for r in runs
-            ]
-            multi = [
-                r["first_multi_gpu_failure"]["allocation_ratio"]
-                if r["first_multi_gpu_failure"]
-                else 1.0
-                for r in runs
-            ]
-            row[policy] = {
-                "at_first_gpu_failure": round(statistics.fmean(first), 4),
-                "at_first_multi_gpu_failure": round(statistics.fmean(multi), 4),
-            }
-        baselines = [row[p]["at_first_gpu_failure"] for p in POLICIES if p != "fgd"]
-        row["fgd_minus_best_baseline"] = round(
-            row["fgd"]["at_first_gpu_failure"] - max(baselines), 4
-        )
-        row["fgd_below_bound"] = round(row["bound"] - row["fgd"]["at_first_gpu_failure"], 4)
-        result[shape] = row
+        result[shape] = {}
+        for label, whole in (("shares", False), ("whole_gpus", True)):
+            tasks = draw(shape, whole)
+            bound = allocation_bound(nodes, [t.request for t in tasks])
+            row: dict = {"bound": bound["allocation_ratio"]}
+            for policy in POLICIES:
+                seeds = range(5) if policy == "random" else range(1)
+                runs = [pack(nodes, tasks, policy, seed) for seed in seeds]
+                first = [r["first_gpu_failure"] or {} for r in runs]
+                multi = [r["first_multi_gpu_failure"] or {} for r in runs]
+                row[policy] = {
+                    "at_first_gpu_failure": round(
+                        statistics.fmean(f.get("allocation_ratio", 1.0) for f in first), 4
+                    ),
+                    "gpus_in_use_at_first_gpu_failure": round(
+                        statistics.fmean(f.get("gpus_in_use_ratio", 1.0) for f in first), 4
+                    ),
+                    "at_first_multi_gpu_failure": round(
+                        statistics.fmean(f.get("allocation_ratio", 1.0) for f in multi), 4
+                    ),
+                }
+            baselines = [row[p]["at_first_gpu_failure"] for p in POLICIES if p != "fgd"]
+            row["fgd_minus_best_baseline"] = round(
+                row["fgd"]["at_first_gpu_failure"] - max(baselines), 4
+            )
+            row["fgd_below_bound"] = round(row["bound"] - row["fgd"]["at_first_gpu_failure"], 4)
+            result[shape][label] = row
     return result
 
 

@@ -605,6 +605,8 @@ class Agent:
 
     def _verdict(self, entry: Tracked, info: ExitInfo) -> tuple[str, str]:
         code = info.exit_code
+        if entry.run.killed_because:
+            return "killed", entry.run.killed_because
         if info.timed_out:
             return "killed", f"ran over its time limit of {entry.run.spec.time_limit_s:g} s"
         if info.out_of_memory:

@@ -7,6 +7,11 @@ the utilisation, memory used, temperature and power NVML reports. Simulated GPUs
 nothing: the portal then says that no utilisation is known. Samples carry the seconds
 since the session started here, which only grow: a batch sent twice is stored once.
 One thread samples every session; a failed shipment is kept and sent with the next.
+
+The same thread holds a session with a share of a GPU to its share: the frameworks'
+caps (`nodes/runtime/base.py`, `gpu_environment`) are the session's to ignore, so one
+whose processes hold more of its GPU's memory than its share, with an allowance for
+CUDA's own context, is killed with the reason, before it starves its neighbours there.
 """
 
 from __future__ import annotations
@@ -24,6 +29,29 @@ from nodes.runtime import Run
 log = logging.getLogger(__name__)
 
 MAX_KEPT = 2000  # samples kept per session while the portal cannot be reached
+# GPU memory a process holds beyond what its framework allocates (CUDA's context, its
+# kernels), allowed over a session's share.
+CONTEXT_ALLOWANCE_MB = 1024
+
+
+def over_share(
+    run: Run, gpu_indices: list[int], processes: dict[int, tuple[int, dict[int, int]]]
+) -> str | None:
+    """Why a session holding a share of a GPU is over it, or None."""
+    share = run.spec.gpu_share
+    if not share or len(gpu_indices) != 1 or gpu_indices[0] not in processes:
+        return None
+    index = gpu_indices[0]
+    total, held = processes[index]
+    mine = run.pids()
+    used = sum(mb for pid, mb in held.items() if pid in mine)
+    allowed = share * total
+    if used <= allowed + CONTEXT_ALLOWANCE_MB:
+        return None
+    return (
+        f"it held {used} MiB of GPU {index}'s memory, more than its share of "
+        f"{share:g} ({allowed:.0f} MiB, and {CONTEXT_ALLOWANCE_MB} MiB for CUDA's own)"
+    )
 
 
 @dataclass
@@ -77,6 +105,7 @@ class ResourceMonitor:
             if not watched:
                 continue
             gpus = {reading["index"]: reading for reading in self._gpu_readings()}
+            self.hold_to_shares(watched)
             for session_id, entry in watched:
                 sample = self.sample(entry, gpus)
                 if sample is not None:
@@ -84,6 +113,21 @@ class ResourceMonitor:
                     del entry.pending[:-MAX_KEPT]
                 if len(entry.pending) >= self.ship_every:
                     self._ship(session_id, entry)
+
+    def hold_to_shares(self, watched: list[tuple[int, Watched]]) -> None:
+        if not any(entry.run.spec.gpu_share for _id, entry in watched):
+            return
+        try:
+            processes = self.nvml.processes()
+        except Exception as exc:
+            log.warning("reading the GPUs' processes failed: %s", exc)
+            return
+        for session_id, entry in watched:
+            reason = over_share(entry.run, entry.gpu_indices, processes)
+            if reason and not entry.run.killed_because:
+                log.warning("session %s went over its share of a GPU: killed", session_id)
+                entry.run.killed_because = reason
+                entry.run.kill()
 
     def _gpu_readings(self) -> list[dict[str, Any]]:
         try:

@@ -105,6 +105,25 @@ class Nvml:
             usage.append(reading)
         return usage
 
+    def processes(self) -> dict[int, tuple[int, dict[int, int]]]:
+        """Per GPU index: its memory (MiB) and the MiB each process holds on it, by the
+        host's process id (processes whose use NVML cannot tell are left out)."""
+        if not self.available:
+            return {}
+        nvml = self._nvml
+        found: dict[int, tuple[int, dict[int, int]]] = {}
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            total = int(nvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024))
+            held: dict[int, int] = {}
+            with contextlib.suppress(nvml.NVMLError):
+                for process in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    used = getattr(process, "usedGpuMemory", None)
+                    if isinstance(used, int) and 0 <= used < 2**62:
+                        held[process.pid] = held.get(process.pid, 0) + used // (1024 * 1024)
+            found[index] = (total, held)
+        return found
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -72,6 +72,13 @@ class Run(abc.ABC):
     # When it started (seconds since the epoch): resource samples count from it, also
     # for a run a restarted agent adopts.
     started_at: float = 0.0
+    # Why the node killed it, when it did so for breaking a limit the runtime itself
+    # does not enforce (more of a shared GPU's memory than its share).
+    killed_because: str = ""
+
+    def pids(self) -> set[int]:
+        """The host's process ids of its processes (empty: not known)."""
+        return set()
 
     @abc.abstractmethod
     def output(self) -> Iterator[str]:

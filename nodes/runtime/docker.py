@@ -77,6 +77,15 @@ class DockerRun(Run):
         if pending:
             yield pending.decode("utf-8", errors="replace").rstrip("\r")
 
+    def pids(self) -> set[int]:
+        # `docker top` lists the container's processes by their ids on the host, which
+        # is how NVML names them to the agent.
+        try:
+            top = self.container.top(ps_args="-o pid")
+            return {int(row[0]) for row in top.get("Processes") or [] if row and row[0].isdigit()}
+        except Exception:
+            return set()
+
     def wait(self) -> ExitInfo:
         # Several threads may wait (the agent's monitor, its straggler reaper): the time
         # limit is enforced once and remembered on the run.

@@ -223,6 +223,13 @@ class LocalRun(Run):
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.process.pid, signal.SIGUSR1)
 
+    def pids(self) -> set[int]:
+        try:
+            leader = psutil.Process(self.process.pid)
+            return {leader.pid, *(child.pid for child in leader.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return set()
+
     def resident_mb(self) -> float:
         """Memory the session's processes hold. One process: its resident set. Several
         (data-loader workers, say): their proportional sets, so that pages they share

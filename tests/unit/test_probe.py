@@ -94,3 +94,45 @@ def test_the_monitor_samples_a_process_tree_and_ships_what_the_portal_missed():
     assert cpu and max(cpu) > 50
     assert max(s["memory_mb"] for s in shipped[0]) > 30
     assert monitor.sample(entry, {}) is None  # ended: nothing to read
+
+
+def test_a_session_over_its_share_of_a_gpu_is_killed_with_the_reason(tmp_path):
+    """NVML (faked: this machine has no GPU) reports a real process of a session given a
+    quarter of a 16 GiB GPU: within its share and CUDA's allowance it runs on; over,
+    the monitor kills it, and its end gives the reason."""
+    import time
+    from dataclasses import replace
+
+    from nodes.agent import Agent, Tracked
+    from nodes.monitor import ResourceMonitor, Watched
+    from nodes.runtime import get_runtime
+    from tests.unit.test_local_runtime import spec
+
+    runtime = get_runtime("local")
+    run = runtime.start(
+        replace(spec(tmp_path, "import time\ntime.sleep(60)\n", gpus=[0]), gpu_share=0.25)
+    )
+    neighbour = runtime.start(spec(tmp_path / "other", "import time\ntime.sleep(60)\n"))
+    held = {neighbour.pid: 12000}  # another session's process on the same GPU
+
+    class FakeNvml:
+        def processes(self):
+            return {0: (16384, dict(held))}
+
+    monitor = ResourceMonitor(None, FakeNvml(), interval=3600)  # type: ignore[arg-type]
+    watched = [(1, Watched(run, [0], time.monotonic())), (2, Watched(neighbour, [], 0.0))]
+    held[run.pid] = 4096 + 1000  # its share, and less than CUDA's allowance beyond
+    monitor.hold_to_shares(watched)
+    assert run.process.poll() is None and not run.killed_because
+    held[run.pid] = 4096 + 1100
+    monitor.hold_to_shares(watched)
+    info = run.wait()
+    assert info.exit_code == -9
+    assert run.killed_because == (
+        "it held 5196 MiB of GPU 0's memory, more than its share of 0.25 "
+        "(4096 MiB, and 1024 MiB for CUDA's own)"
+    )
+    assert Agent._verdict(None, Tracked(run), info) == ("killed", run.killed_because)  # type: ignore[arg-type]
+    assert neighbour.process.poll() is None  # whole GPUs are not held to a share
+    neighbour.kill()
+    monitor.close()
