@@ -108,7 +108,11 @@ def gpustat(as_json: bool) -> None:
     """The cluster's GPUs: node, index, model, who holds it, utilisation, memory."""
 
     def row(g: dict) -> list[str]:
-        holder = g["session"] or g["user"] or "-"
+        held = g.get("holders") or []
+        if len(held) > 1 or (held and held[0]["share"] < 1):
+            holder = ", ".join(f"{h['session'] or h['user']} ({h['share']:g})" for h in held)
+        else:
+            holder = g["session"] or g["user"] or "-"
         if g["simulated"]:
             use, memory = "simulated", "-"
         else:

@@ -921,6 +921,12 @@ class ResourceSamplesIn(Schema):
     samples = fields.List(fields.Dict(), required=True, validate=validate.Length(max=5000))
 
 
+class GpuHolderOut(Schema):
+    user = fields.String(allow_none=True)
+    session = fields.String(allow_none=True, metadata={"description": "shown to its owner"})
+    share = fields.Float(metadata={"description": "the part of the GPU it holds; 1: whole"})
+
+
 class GpuStatOut(Schema):
     node = fields.String()
     node_status = fields.String()
@@ -928,8 +934,12 @@ class GpuStatOut(Schema):
     model = fields.String()
     simulated = fields.Boolean()
     memory_total_mb = Int()
-    user = fields.String(allow_none=True)
+    user = fields.String(allow_none=True, metadata={"description": "the first holder's"})
     session = fields.String(allow_none=True)
+    holders = fields.List(
+        fields.Nested(GpuHolderOut),
+        metadata={"description": "every session holding it, or a share of it"},
+    )
     utilization_percent = fields.Float(allow_none=True)
     memory_used_mb = Int(allow_none=True)
     temperature_c = fields.Float(allow_none=True)

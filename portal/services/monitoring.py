@@ -252,22 +252,24 @@ def gpustat(viewer: User, *, only_theirs: bool = False) -> list[dict[str, Any]]:
     index, model, who holds it, its use now. The holding session's id is shown to its
     owner and administrators; others see whose. Plain rows, three queries: a cluster of
     thousands of GPUs reads in one go."""
-    holders: dict[tuple[int, int], tuple[int, str, int, str, int]] = {
-        (node_id, index): (user_id, username, number, kind, session_id)
-        for node_id, index, user_id, username, number, kind, session_id in db.session.execute(
-            select(
-                Allocation.node_id,
-                Allocation.gpu_index,
-                Session.user_id,
-                User.username,
-                Session.number,
-                Session.kind,
-                Session.id,
-            )
-            .join(Session, Session.id == Allocation.session_id)
-            .join(User, User.id == Session.user_id)
+    # Several sessions may hold shares of one GPU: each with the thousandths it holds.
+    holders: dict[tuple[int, int], list[tuple[int, str, int, str, int, int]]] = defaultdict(list)
+    for node_id, index, user_id, username, number, kind, session_id, milli in db.session.execute(
+        select(
+            Allocation.node_id,
+            Allocation.gpu_index,
+            Session.user_id,
+            User.username,
+            Session.number,
+            Session.kind,
+            Session.id,
+            Allocation.milli,
         )
-    }
+        .join(Session, Session.id == Allocation.session_id)
+        .join(User, User.id == Session.user_id)
+        .order_by(Allocation.id)
+    ):
+        holders[node_id, index].append((user_id, username, number, kind, session_id, milli))
     nodes = {
         node_id: (name, status, _readings_of(sample))
         for node_id, name, status, sample in db.session.execute(
@@ -284,9 +286,10 @@ def gpustat(viewer: User, *, only_theirs: bool = False) -> list[dict[str, Any]]:
     ):
         if node_id not in nodes:
             continue
-        holder = holders.get((node_id, index))
-        if only_theirs and (holder is None or holder[0] != viewer.id):
+        held = holders.get((node_id, index), [])
+        if only_theirs and not any(h[0] == viewer.id for h in held):
             continue
+        holder = held[0] if held else None
         name, status, readings = nodes[node_id]
         reading = {} if simulated else readings.get(index, {})
         rows.append(
@@ -301,6 +304,16 @@ def gpustat(viewer: User, *, only_theirs: bool = False) -> list[dict[str, Any]]:
                 "session": _holder_ident(holder)
                 if holder is not None and (viewer.is_admin or holder[0] == viewer.id)
                 else None,
+                "holders": [
+                    {
+                        "user": _holder_owner(h),
+                        "session": _holder_ident(h)
+                        if viewer.is_admin or h[0] == viewer.id
+                        else None,
+                        "share": h[5] / 1000,
+                    }
+                    for h in held
+                ],
                 "utilization_percent": reading.get("utilization_percent"),
                 "memory_used_mb": reading.get("memory_used_mb"),
                 "temperature_c": reading.get("temperature_c"),
@@ -319,7 +332,7 @@ def _holder_owner(holder: tuple | None) -> str | None:
 
 def _holder_ident(holder: tuple) -> str:
     """A session's id as `Session.ident` writes it, from a plain row."""
-    _, username, number, kind, session_id = holder
+    _, username, number, kind, session_id = holder[:5]
     if kind in PLATFORM_KINDS:
         return f"{PLATFORM_KINDS[kind]}/{session_id}"
     return f"{username}/{number}"

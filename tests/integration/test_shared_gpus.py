@@ -54,6 +54,9 @@ def test_sessions_share_one_gpu_each_within_its_part(one_gpu, tmp_path):
     assert (listed[quarter]["gpu_indices"], listed[quarter]["gpu_share"]) == ([0], 0.25)
     assert listed[late]["status"] == "pending"
     assert "0.5 of a GPU" in listed[late]["status_reason"]
+    (gpu,) = demo.json("gpustat")
+    assert [(h["session"], h["share"]) for h in gpu["holders"]] == [(half, 0.5), (quarter, 0.25)]
+    assert f"{half} (0.5), {quarter} (0.25)" in demo("gpustat").stdout
     table = demo("ps").stdout
     assert "0 (0.5)" in table and "0 (0.25)" in table and "0.5 GPU wanted" in table
     for ident in (half, quarter):
