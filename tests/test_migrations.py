@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
 from portal import MIGRATIONS_DIR
 from portal.extensions import db
@@ -91,3 +91,49 @@ def test_revision_0011_keeps_sessions_their_logs_and_balances(app):
     assert db.session.get(Session, run_id) is not None
     assert db.session.query(LogLine).filter_by(session_id=run_id).count() == 1
     assert db.session.query(User).filter_by(username="ada").one().credit == 42.5
+
+
+def test_revision_0016_keeps_allocations_and_new_ones_follow(app, redis):
+    """0016 lets several rows name one GPU: allocations made before it are kept, and
+    those made after take new ids (on PostgreSQL the table is altered in place, so its
+    id sequence goes on); a downgrade keeps one row per GPU held."""
+    from flask_migrate import upgrade
+
+    from portal.models import Allocation, Node
+    from scheduler.loop import Scheduler
+    from tests import factories
+
+    ada = factories.user("ada")
+    factories.node("n", gpus=3)
+    before = factories.session(ada, gpus=1).id
+    db.session.close()
+    downgrade(revision="0015_migration_on_drain")
+    with db.engine.begin() as connection:
+        node_id = connection.execute(select(Node.id)).scalar_one()
+        connection.execute(
+            text("UPDATE sessions SET status = 'running', node_id = :n WHERE id = :s"),
+            {"n": node_id, "s": before},
+        )
+        for index in range(2):  # ids from the table's own sequence
+            connection.execute(
+                text(
+                    "INSERT INTO allocations (session_id, node_id, gpu_index) "
+                    "VALUES (:s, :n, :i)"
+                ),
+                {"s": before, "n": node_id, "i": index},
+            )
+    upgrade()
+    ada = db.session.merge(ada)
+    after = factories.session(ada, gpu_milli=500)
+    factories.session(ada, gpu_milli=400)
+    placed = Scheduler(app, redis).run_pass()
+    assert len(placed) == 2
+    rows = sorted((a.gpu_index, a.milli) for a in db.session.query(Allocation))
+    assert rows == [(0, 1000), (1, 1000), (2, 400), (2, 500)]
+    assert after.gpu_indices == "2"
+    db.session.close()
+    downgrade(revision="0015_migration_on_drain")
+    with db.engine.connect() as connection:
+        kept = connection.execute(text("SELECT gpu_index FROM allocations ORDER BY gpu_index"))
+        assert [index for (index,) in kept] == [0, 1, 2]
+    upgrade()

@@ -35,13 +35,12 @@ def _allocations(name, *, shares):
     op.create_table(name, *columns)
 
 
-def _replace_allocations(*, shares):
-    # The table is made anew and its rows copied (SQLite cannot drop an unnamed unique
-    # key in place): only active sessions' GPUs are in it.
+def _sqlite_replace_allocations(*, shares):
+    # SQLite cannot drop an unnamed unique key in place: the table is made anew and its
+    # rows copied (only active sessions' GPUs are in it; nothing refers to it).
     _allocations('allocations_next', shares=shares)
     kept = 'id, session_id, node_id, gpu_index'
-    where = '' if shares else ' WHERE milli = 1000'
-    op.execute(f'INSERT INTO allocations_next ({kept}) SELECT {kept} FROM allocations{where}')
+    op.execute(f'INSERT INTO allocations_next ({kept}) SELECT {kept} FROM allocations')
     op.drop_index('ix_allocations_session_id', table_name='allocations')
     if not shares:
         op.drop_index('ix_allocations_gpu', table_name='allocations')
@@ -55,12 +54,30 @@ def _replace_allocations(*, shares):
 def upgrade():
     op.add_column('sessions', sa.Column('gpu_milli', sa.Integer(), server_default='0', nullable=False))
     op.add_column('sessions', sa.Column('gpu_memory_mb', sa.Integer(), server_default='0', nullable=False))
-    _replace_allocations(shares=True)
+    if op.get_bind().dialect.name == 'sqlite':
+        _sqlite_replace_allocations(shares=True)
+        return
+    # Elsewhere in place: the table keeps its ids, sequence and constraint names.
+    op.drop_constraint('allocations_node_id_gpu_index_key', 'allocations', type_='unique')
+    op.add_column('allocations', sa.Column('milli', sa.Integer(), server_default='1000', nullable=False))
+    op.create_index('ix_allocations_gpu', 'allocations', ['node_id', 'gpu_index'], unique=False)
 
 
 def downgrade():
-    # A share of a GPU has no row in whole GPUs: its session keeps running, unaccounted.
-    _replace_allocations(shares=False)
+    # Whole GPUs only: of the shares of a GPU, one row stays (the GPU is still held, and
+    # not handed out twice); its other sharers hold nothing until they end.
+    op.execute(
+        'DELETE FROM allocations WHERE milli < 1000 AND id NOT IN '
+        '(SELECT min(id) FROM allocations GROUP BY node_id, gpu_index)'
+    )
+    if op.get_bind().dialect.name == 'sqlite':
+        _sqlite_replace_allocations(shares=False)
+    else:
+        op.drop_index('ix_allocations_gpu', table_name='allocations')
+        op.drop_column('allocations', 'milli')
+        op.create_unique_constraint(
+            'allocations_node_id_gpu_index_key', 'allocations', ['node_id', 'gpu_index']
+        )
     # Not batch_alter_table: on SQLite it recreates the table, and the rows that refer to
     # it would go with it.
     op.execute('ALTER TABLE sessions DROP COLUMN gpu_memory_mb')
