@@ -400,13 +400,31 @@ GPU_MEMORY_FRACTION = float(os.environ.get("PODIUM_GPU_MEMORY_FRACTION") or 0) o
 
 
 def cap_gpu_memory(torch_module: Any) -> bool:
-    """Cap each visible GPU at the session's share; False when there is nothing to cap
-    (no share, or no CUDA)."""
+    """Cap each visible GPU at the session's share, when CUDA starts (not before: a
+    program that forks workers before touching CUDA still may); False when there is
+    nothing to cap (no share, or no CUDA) or it could not be (said on stderr: the node
+    still holds the session to its share)."""
     cuda = getattr(torch_module, "cuda", None)
-    if GPU_MEMORY_FRACTION is None or cuda is None or not cuda.is_available():
+    if GPU_MEMORY_FRACTION is None or cuda is None:
         return False
-    for device in range(cuda.device_count()):
-        cuda.set_per_process_memory_fraction(GPU_MEMORY_FRACTION, device)
+    fraction = GPU_MEMORY_FRACTION
+
+    def cap() -> None:
+        for device in range(cuda.device_count()):
+            cuda.set_per_process_memory_fraction(fraction, device)
+
+    try:
+        if not cuda.is_available():
+            return False
+        lazy = getattr(cuda, "_lazy_call", None)
+        initialised = getattr(cuda, "is_initialized", lambda: True)()
+        if lazy is not None and not initialised:
+            lazy(cap)
+        else:
+            cap()
+    except Exception as exc:
+        print(f"podium: could not cap PyTorch's GPU memory at {fraction:g}: {exc}", file=sys.stderr)
+        return False
     return True
 
 

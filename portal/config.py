@@ -65,8 +65,9 @@ DEFAULTS: dict[str, Any] = {
     # How long a session asked to checkpoint by `node drain --migrate` has to save one;
     # past it, it is left to finish where it is.
     "MIGRATION_GRACE_SECONDS": 300,
-    # The share of one GPU a grading session takes when the session it grades used
-    # GPUs (predicting rarely needs more); 0: as many whole GPUs as that session had.
+    # The share of one GPU a grading session takes when the session it grades ran on
+    # one GPU or a share of one (predicting rarely needs more); 0, or a training on
+    # several GPUs: as many whole GPUs as that session had.
     "GRADING_GPU_SHARE": 0.25,
     # How often the scheduler records the cluster's state for its dashboard.
     "CLUSTER_SAMPLE_SECONDS": 60,

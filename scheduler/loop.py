@@ -40,7 +40,6 @@ from portal import keys, node_work
 from portal.extensions import db
 from portal.models import (
     Allocation,
-    Gpu,
     Node,
     NodeStatus,
     Session,
@@ -361,13 +360,20 @@ class Scheduler:
         return placed
 
     def _check_gpus_held(self, taken: set[tuple[int, int]]) -> None:
-        """Lock the rows of the nodes' GPUs this pass took (node id, GPU index): a second
-        scheduler's pass waits here until this one commits. Then check that none is
-        held past the whole of it, counting what others committed since this pass read
-        the allocations."""
-        nodes = {node_id for node_id, _index in taken}
+        """Lock the rows of the nodes this pass placed on (node id, GPU index taken): a
+        second scheduler's pass waits here until this one commits. Then check that no
+        GPU it took is held past the whole of it, counting what others committed since
+        this pass read the allocations (PostgreSQL's default READ COMMITTED: each
+        statement sees what was committed before it; SQLite lets one writer at a time).
+        The lock is FOR NO KEY UPDATE, which the key-share locks that inserting rows
+        referring to a node take do not wait for (a node's GPU rows are made anew each
+        time its agent registers, so they would be no lock)."""
+        nodes = sorted({node_id for node_id, _index in taken})
         db.session.execute(
-            select(Gpu.id).where(Gpu.node_id.in_(nodes)).order_by(Gpu.id).with_for_update()
+            select(Node.id)
+            .where(Node.id.in_(nodes))
+            .order_by(Node.id)
+            .with_for_update(key_share=True)
         ).all()
         for node_id, gpu_index, milli in db.session.execute(
             select(Allocation.node_id, Allocation.gpu_index, func.sum(Allocation.milli))

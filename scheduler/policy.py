@@ -601,6 +601,8 @@ def never_fits_reason(request: Request, nodes: Sequence[NodeView]) -> str | None
             share_of(request, n.gpu_memory_mb) > WHOLE for n in with_gpus
         ):
             largest = max(n.gpu_memory_mb for n in with_gpus)
+            if not largest:
+                return "asks for some of one GPU's memory but no node says how much its GPUs have"
             return (
                 f"asks for {request.gpu_memory_mb} MiB of one GPU's memory but the "
                 f"largest GPU has {largest} MiB"

@@ -117,8 +117,7 @@ def test_revision_0016_keeps_allocations_and_new_ones_follow(app, redis):
         for index in range(2):  # ids from the table's own sequence
             connection.execute(
                 text(
-                    "INSERT INTO allocations (session_id, node_id, gpu_index) "
-                    "VALUES (:s, :n, :i)"
+                    "INSERT INTO allocations (session_id, node_id, gpu_index) VALUES (:s, :n, :i)"
                 ),
                 {"s": before, "n": node_id, "i": index},
             )

@@ -234,7 +234,7 @@ def gpus_column(session: dict[str, Any]) -> str:
     if share or session.get("gpu_memory_mb"):
         wanted = f"{share:g}" if share else f"{session['gpu_memory_mb']} MiB of"
         return f"{wanted} GPU wanted"
-    return f"{session['gpus']:g} wanted" if session["gpus"] else "-"
+    return f"{session['gpus']} wanted" if session["gpus"] else "-"
 
 
 @click.command()

@@ -49,6 +49,7 @@ LABEL_DATASETS = "podium.datasets"
 LABEL_GRADING = "podium.grading"
 LABEL_TIME_LIMIT = "podium.time-limit"
 LABEL_GPUS = "podium.gpus"
+LABEL_GPU_SHARE = "podium.gpu-share"  # a share of its GPU, held to it after a restart too
 MOUNT_CODE, MOUNT_OUTPUT, MOUNT_DATASETS = "/podium/code", "/podium/output", "/podium/datasets"
 MOUNT_INPUTS = "/podium/inputs"
 NOBODY = 65534
@@ -293,6 +294,7 @@ class DockerRuntime(Runtime):
                 LABEL_GRADING: "1" if spec.grading else "0",
                 LABEL_TIME_LIMIT: "" if spec.time_limit_s is None else str(spec.time_limit_s),
                 LABEL_GPUS: ",".join(map(str, spec.gpu_indices)),
+                LABEL_GPU_SHARE: "" if spec.gpu_share is None else f"{spec.gpu_share:g}",
             },
             "mem_limit": f"{spec.memory_mb}m",
             "memswap_limit": f"{spec.memory_mb}m",  # no swap: over the limit is OOM
@@ -406,6 +408,7 @@ def _adopted_spec(session_id: int, container: Any) -> RunSpec:
     except ValueError:
         datasets = {}
     limit = labels.get(LABEL_TIME_LIMIT)
+    share = labels.get(LABEL_GPU_SHARE)
     return RunSpec(
         session_id=session_id,
         ident=str(session_id),
@@ -419,4 +422,5 @@ def _adopted_spec(session_id: int, container: Any) -> RunSpec:
         grading=labels.get(LABEL_GRADING) == "1",
         time_limit_s=float(limit) if limit else None,
         datasets=datasets,
+        gpu_share=float(share) if share else None,
     )

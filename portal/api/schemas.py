@@ -103,11 +103,12 @@ class CodeOut(Schema):
 
 
 def _gpu_count(value: float) -> None:
+    # A share's least is the service's to say (`sessions.gpu_share_refusal`).
     if not (value == int(value) and 0 <= value <= 64) and not (
-        0 < value < 1 and abs(value * 1000 - round(value * 1000)) < 1e-6
+        0.001 <= value < 1 and abs(value * 1000 - round(value * 1000)) < 1e-6
     ):
         raise ValidationError(
-            "GPUs are a whole number from 0 to 64, or a share of one GPU from 0.001 to 0.999"
+            "GPUs are a whole number from 0 to 64, or a share of one GPU in thousandths (0.25)"
         )
 
 
@@ -118,7 +119,7 @@ class SessionIn(Schema):
     gpus = fields.Float(
         load_default=0,
         validate=_gpu_count,
-        metadata={"description": "whole GPUs (0-64), or a share of one GPU (0.001-0.999)"},
+        metadata={"description": "whole GPUs (0-64), or a share of one GPU (0.05-0.999)"},
     )
     gpu_memory_mb = Int(
         load_default=0,
@@ -157,10 +158,14 @@ class SessionOut(Schema):
     entry = fields.String()
     args = fields.String()
     command = fields.String()
-    gpus = fields.Float(metadata={"description": "whole GPUs, or the share of one it asked for"})
+    gpus = Int(metadata={"description": "whole GPUs; 0 for a share of one (gpu_share)"})
     gpu_memory_mb = Int(allow_none=True, metadata={"description": "a share of one GPU's memory"})
     gpu_share = fields.Float(
-        allow_none=True, metadata={"description": "the share of its GPU it takes (memory cap)"}
+        allow_none=True,
+        metadata={
+            "description": "the share of one GPU it takes (its memory cap); a share by "
+            "memory is known once it is placed"
+        },
     )
     cpus = fields.Float()
     memory_mb = Int()

@@ -2,9 +2,10 @@
 
 Sessions are charged while they run, an interval at a time (`charge_running`, which the
 scheduler's housekeeping calls every `CREDIT_CHARGE_SECONDS`), and for the rest of their
-last interval when they end (`charge_until`). The cost of an hour is its GPUs times
-`CREDIT_GPU_HOUR` plus its CPUs times `CREDIT_CPU_HOUR`; a session that costs nothing
-(CPU-only at a CPU rate of 0, the default) is never held back or stopped for credit.
+last interval when they end (`charge_until`). The cost of an hour is its GPUs (a share
+of one GPU as its fraction: `Session.gpu_amount`) times `CREDIT_GPU_HOUR` plus its CPUs
+times `CREDIT_CPU_HOUR`; a session that costs nothing (CPU-only at a CPU rate of 0, the
+default) is never held back or stopped for credit.
 A grading session is paid for by its competition's organiser, not by the participant.
 
 Each interval is charged once: the session's `charged_until` moves by a conditional

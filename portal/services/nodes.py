@@ -402,9 +402,18 @@ def node_dict(node: Node, allocations: dict[int, str] | None = None) -> dict[str
 def nodes_with_allocations() -> list[dict]:
     held: dict[int, dict[int, str]] = {}
     for allocation, session in db.session.execute(
-        select(Allocation, Session).join(Session, Allocation.session_id == Session.id)
+        select(Allocation, Session)
+        .join(Session, Allocation.session_id == Session.id)
+        .order_by(Allocation.id)
     ):
-        held.setdefault(allocation.node_id, {})[allocation.gpu_index] = session.ident
+        # A GPU shared by several sessions names each, with its share.
+        holder = session.ident
+        if allocation.milli < policy.WHOLE:
+            holder += f" ({allocation.milli / policy.WHOLE:g})"
+        gpus = held.setdefault(allocation.node_id, {})
+        gpus[allocation.gpu_index] = (
+            f"{gpus[allocation.gpu_index]}, {holder}" if allocation.gpu_index in gpus else holder
+        )
     nodes = db.session.scalars(
         select(Node).where(Node.status != NodeStatus.REMOVED.value).order_by(Node.name)
     )

@@ -630,11 +630,20 @@ def queue() -> list[Session]:
     )
 
 
+# The least share of a GPU a session may ask for: each process on a GPU also holds
+# CUDA's context (the node allows it 1 GiB over a share, `nodes/monitor.py`), so a tiny
+# share would buy far more of the GPU than it pays for.
+MIN_SHARE = 50
+
+
 def gpu_share_refusal(gpus: int, milli: int, gpu_memory_mb: int) -> str | None:
     """Why a request's GPUs are not one of: whole GPUs, a share of one GPU in thousandths
     (1-999), or a share of one GPU's memory; None when they are."""
-    if milli and not 0 < milli < WHOLE:
-        return "a share of a GPU is more than 0 and less than 1 (0.001 to 0.999)"
+    if milli and not MIN_SHARE <= milli < WHOLE:
+        return (
+            f"a share of one GPU is from {MIN_SHARE / WHOLE:g} to 0.999 of it "
+            "(beside its share, a process holds CUDA's own context)"
+        )
     if gpu_memory_mb < 0:
         return "GPU memory must be more than 0"
     if sum(map(bool, (gpus, milli, gpu_memory_mb))) > 1:
@@ -800,7 +809,7 @@ def session_dict(session: Session) -> dict[str, Any]:
         "entry": session.entry,
         "args": session.args,
         "command": command_line(session),
-        "gpus": session.gpus if not session.gpu_milli else session.gpu_milli / WHOLE,
+        "gpus": session.gpus,
         "gpu_memory_mb": session.gpu_memory_mb or None,
         "gpu_share": gpu_share(session),
         "cpus": session.cpus,

@@ -98,7 +98,8 @@ def test_bad_session_requests_change_nothing(client, app):
         ({"entry": "a.py", "code_digest": "0" * 64}, 400, "upload the code archive first"),
         ({"entry": "a.py", "code_digest": digest, "gpus": 3}, 422, "largest node has 1"),
         ({"entry": "a.py", "code_digest": digest, "gpus": 1.5}, 422, "a share of one GPU"),
-        ({"entry": "a.py", "code_digest": digest, "gpus": 0.0001}, 422, "from 0.001 to 0.999"),
+        ({"entry": "a.py", "code_digest": digest, "gpus": 0.0001}, 422, "in thousandths"),
+        ({"entry": "a.py", "code_digest": digest, "gpus": 0.01}, 400, "from 0.05 to 0.999"),
         (
             {"entry": "a.py", "code_digest": digest, "gpus": 0.5, "gpu_memory_mb": 1024},
             400,

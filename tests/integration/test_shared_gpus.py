@@ -34,7 +34,8 @@ def test_sessions_share_one_gpu_each_within_its_part(one_gpu, tmp_path):
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
-    refused("-g", "1.5", message="a share of one GPU from 0.001 to 0.999")
+    refused("-g", "1.5", message="a share of one GPU in thousandths")
+    refused("-g", "0.01", message="a share of one GPU is from 0.05 to 0.999")
     refused("-g", "0.5", "--gpu-memory", "1G", message="not several")
     refused(
         "--gpu-memory",

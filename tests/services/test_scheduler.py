@@ -315,7 +315,8 @@ def test_shares_of_a_gpu_are_packed_together_and_whole_gpus_stay_whole(app, redi
     }
     shown = session_dict(by_memory)
     assert shown["gpu_share"] == 0.25 and shown["gpu_memory_mb"] == 4096
-    assert session_dict(half)["gpus"] == 0.5 and session_dict(whole)["gpu_share"] is None
+    assert (session_dict(half)["gpus"], session_dict(half)["gpu_share"]) == (0, 0.5)
+    assert (session_dict(whole)["gpus"], session_dict(whole)["gpu_share"]) == (1, None)
 
 
 def test_a_share_is_charged_as_its_part_of_a_gpu(app, redis):

@@ -317,6 +317,9 @@ FAKE_TORCH = textwrap.dedent(
 
         @classmethod
         def set_per_process_memory_fraction(cls, fraction, device):
+            import os
+            if os.environ.get("FAKE_CUDA_BUSY"):
+                raise RuntimeError("CUDA error: all CUDA-capable devices are busy")
             cls.calls.append((fraction, device))
     """
 )
@@ -335,3 +338,8 @@ def test_a_share_of_a_gpu_caps_pytorchs_memory_whenever_torch_is_imported(tmp_pa
     assert shared.stdout.strip() == "[(0.25, 0), (0.25, 1)]", shared.stderr
     whole = run_script(tmp_path, {**path, "PODIUM_GPU_MEMORY_FRACTION": ""}, script)
     assert whole.stdout.strip() == "[]", whole.stderr
+    # A cap that fails leaves `import torch` working, and says why.
+    busy = {**path, "PODIUM_GPU_MEMORY_FRACTION": "0.25", "FAKE_CUDA_BUSY": "1"}
+    failed = run_script(tmp_path, busy, script)
+    assert failed.returncode == 0 and failed.stdout.strip() == "[]", failed.stderr
+    assert "could not cap PyTorch's GPU memory at 0.25: CUDA error" in failed.stderr

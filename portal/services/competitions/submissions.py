@@ -256,10 +256,11 @@ def open_grading(
     """A grading session of `owner` that restores `checkpoint` of `source` (same code and
     environment) and predicts the round's hidden inputs, within the round's limits.
     Not committed."""
-    # A share of one GPU where the training had any (`GRADING_GPU_SHARE`).
+    # A share of one GPU where the training had one or a share of one
+    # (`GRADING_GPU_SHARE`); a model trained across several GPUs may need them all.
     share = round(float(current_app.config["GRADING_GPU_SHARE"]) * 1000)
-    uses_gpus = bool(source.gpus or source.shares_gpu)
-    whole = not (0 < share < 1000) or not uses_gpus
+    on_one_gpu = source.gpus == 1 or source.shares_gpu
+    whole = not (0 < share < 1000) or not on_one_gpu
     request = session_service.SessionRequest(
         entry=source.entry,
         code_digest=source.code_digest,
