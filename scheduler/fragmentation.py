@@ -27,7 +27,7 @@ Pure: no database, no clock; the live loop and the simulator feed it the same wa
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 WINDOW = 2000
 # Requests between two takes of the mix (and so two solutions of the class plan), once
 # it has that many; before, it is taken again at every doubling.
-REFRESH = 200
+REFRESH = 1000
 # Placements between two solutions of the class plan, whatever arrives.
 REPLAN_EVERY = 200
 
@@ -119,6 +119,7 @@ class Demand:
         return self._mix
 
     _columns: tuple[Any, ...] | None = None
+    by_memory: bool = False  # some shape asks for a share by GPU memory
 
     def columns(self) -> tuple[Any, ...]:
         """The mix as arrays (whole GPUs, shares in thousandths, shares as GPU memory,
@@ -140,6 +141,7 @@ class Demand:
                 {m: np.array([not k[3] or m in k[3] for k in shapes], dtype=bool) for m in models},
                 np.array([not k[3] for k in shapes], dtype=bool),  # those that accept any model
             )
+            self.by_memory = any(kind[5] for kind in shapes)
         return self._columns
 
 
@@ -155,7 +157,7 @@ def stranded(demand: Demand, state: State) -> float:
     (gpus, milli, gpu_memory, wants_cpus, wants_memory, shares, accepts, any_model) = (
         demand.columns()
     )
-    if gpu_memory.any():
+    if demand.by_memory:
         if memory_of_gpu:
             need = np.where(gpu_memory > 0, np.ceil(gpu_memory * WHOLE / memory_of_gpu), milli)
         else:
@@ -166,10 +168,16 @@ def stranded(demand: Demand, state: State) -> float:
     room = WHOLE if whole else max(partial, default=0)
     held = (wants_cpus <= cpus) & (wants_memory <= memory) & accepts.get(model, any_model)
     held &= np.where(sharing, need <= room, gpus <= whole)
-    parts = np.array(partial, dtype=float)
-    below = np.concatenate(([0.0], np.cumsum(parts)))[np.searchsorted(parts, need, "left")]
-    lost = np.where(held, np.where(sharing, below, parts.sum()), total)
-    return float((shares * lost).sum()) / WHOLE
+    if partial:
+        # Free parts too small for a share are lost to it; all of them to whole GPUs.
+        parts = np.asarray(partial, dtype=float)
+        sums = np.concatenate(([0.0], np.cumsum(parts)))
+        lost = np.where(
+            held, np.where(sharing, sums[np.searchsorted(parts, need)], sums[-1]), total
+        )
+    else:
+        lost = np.where(held, 0.0, float(total))
+    return float(shares @ lost) / WHOLE
 
 
 class Fragmentation:
@@ -198,22 +206,24 @@ class Fragmentation:
 
     def added(self, node: NodeView, request: Request) -> float:
         """How much placing `request` on `node` adds (negative: it takes stranded GPUs)."""
-        from scheduler.policy import share_gpu, share_of, with_share
+        from scheduler.policy import _share_taken, share_of
 
-        after = node
+        before = node_state(node)
+        model, free, cpus, memory, partial, memory_of_gpu = before
+        left_free, left_partial = free - request.gpus, partial
         if request.shares:
-            need = share_of(request, node.gpu_memory_mb)
-            index = share_gpu(node, need)
-            if index is not None:
-                after = with_share(node, index, -need)
-        elif request.gpus:
-            after = replace(node, free_gpus=node.free_gpus[request.gpus :])
-        after = replace(
-            after,
-            free_cpus=node.free_cpus - request.cpus,
-            free_memory_mb=node.free_memory_mb - request.memory_mb,
+            taken = _share_taken(free, partial, share_of(request, memory_of_gpu))
+            if taken is not None:
+                left_free, left_partial = taken
+        after = (
+            model,
+            left_free,
+            cpus - request.cpus,
+            memory - request.memory_mb,
+            left_partial,
+            memory_of_gpu,
         )
-        return self(node_state(after)) - self(node_state(node))
+        return self(after) - self(before)
 
 
 def node_state(node: NodeView) -> State:

@@ -28,6 +28,7 @@ stay whole for the requests that need them.
 from __future__ import annotations
 
 import bisect
+import functools
 import random as random_module
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -182,6 +183,7 @@ def model_allowed(node: NodeView, request: Request) -> bool:
     return not request.wants_gpu or not request.gpu_models or node.gpu_model in request.gpu_models
 
 
+@functools.lru_cache(maxsize=2**16)
 def _share_taken(
     free: int, partial: tuple[int, ...], need: int
 ) -> tuple[int, tuple[int, ...]] | None:
@@ -388,25 +390,34 @@ class Cluster:
         so one of each state is scored."""
         fragmentation = self._fragmentation_measure()
         if weights is not None:
-            wanted = list(request.datasets) if weights.dataset else []
+            # Each node's locality, from the index of what nodes hold (as `locality`
+            # scores it); from the most local down, the first level where some node
+            # fits decides, by fragmentation (the costly part, for those nodes only).
+            near: dict[str, float] = {}
+            if weights.dataset:
+                for ref in request.datasets:
+                    for name in self.holders.get(ref, ()):
+                        near[name] = near.get(name, 0.0) + weights.dataset
             if request.image and weights.image:
-                wanted.append(request.image)
-            near = [
-                node
-                for name in {n for held in wanted for n in self.holders.get(held, ())} - exclude
-                if fits_now(node := self.nodes[name], request)
-                and locality(node, request, weights) > 0
-            ]
-            if near:
-                return min(
-                    near,
-                    key=lambda n: (
-                        -locality(n, request, weights),
-                        fragmentation.added(n, request),
-                        len(n.free_gpus) - request.gpus,
-                        self.rank[n.name],
-                    ),
-                )
+                for name in self.holders.get(request.image, ()):
+                    near[name] = near.get(name, 0.0) + weights.image
+            for level in sorted({v for v in near.values() if v > 0}, reverse=True):
+                local = [
+                    node
+                    for name, nearness in near.items()
+                    if nearness == level
+                    and name not in exclude
+                    and fits_now(node := self.nodes[name], request)
+                ]
+                if local:
+                    return min(
+                        local,
+                        key=lambda n: (
+                            fragmentation.added(n, request),
+                            len(n.free_gpus) - request.gpus,
+                            self.rank[n.name],
+                        ),
+                    )
         if not request.wants_gpu:
             # Taking CPUs and memory strands no GPU on a node with none free.
             for name in self.by_free.get(0, {}):
@@ -416,21 +427,26 @@ class Cluster:
         order = self._class_plan().order(request) if request.wants_gpu else {}
         unplanned = len(order)
         needs, models = request.gpus, request.gpu_models
+        wants_gpu, shares = request.wants_gpu, request.shares
+        wants_cpus, wants_memory = request.cpus, request.memory_mb
         admitted: dict[tuple[bool, frozenset[str]], bool] = {}
-        best: tuple[tuple[int, float, float, int], str] | None = None
+        # The states that could take it, with what comes before fragmentation in their
+        # score: fragmentation, the costly part, is then looked at only for the states
+        # that lead on it.
+        fitting: list[tuple[tuple[int, float], StateKey, int, tuple[int, ...], float, str]] = []
         # What fits_now asks of a node, asked of its state, once for all nodes in it.
         for key, names in self.states.items():
             kind, free, cpus, memory, partial, drained, isolating, operators = key
             if (
                 free < needs
-                or cpus < request.cpus
-                or memory < request.memory_mb
+                or cpus < wants_cpus
+                or memory < wants_memory
                 or drained
-                or (request.wants_gpu and models and kind[0] not in models)
+                or (wants_gpu and models and kind[0] not in models)
             ):
                 continue
             left_free, left_partial = free - needs, partial
-            if request.shares:
+            if shares:
                 taken = _share_taken(free, partial, share_of(request, kind[4]))
                 if taken is None:
                     continue
@@ -447,30 +463,43 @@ class Cluster:
             first = next((n for n in names if n not in exclude), None)
             if first is None:
                 continue
+            if shares:
+                # A GPU already shared first; a whole one broken where fewest are whole.
+                lead: tuple[int, float] = (
+                    order.get(kind, unplanned),
+                    float(left_free if left_free < free else -1),
+                )
+                after_lead = 0.0
+            elif wants_gpu:
+                lead, after_lead = (order.get(kind, unplanned), 0.0), float(left_free)
+            else:
+                # Without GPUs: where the least GPU capacity is free, so that CPUs and
+                # memory stay beside the free GPUs for the requests that need them.
+                lead, after_lead = (0, float(free * WHOLE + sum(partial))), 0.0
+            fitting.append((lead, key, left_free, left_partial, after_lead, first))
+        if not fitting:
+            return None
+        leading = min(entry[0] for entry in fitting)
+        best: tuple[float, float, int, str] | None = None
+        for lead, key, left_free, left_partial, after_lead, first in fitting:
+            if lead != leading:
+                continue
+            kind, free, cpus, memory, partial = key[:5]
             added = fragmentation(
                 (
                     kind[0],
                     left_free,
-                    cpus - request.cpus,
-                    memory - request.memory_mb,
+                    cpus - wants_cpus,
+                    memory - wants_memory,
                     left_partial,
                     kind[4],
                 )
             ) - fragmentation((kind[0], free, cpus, memory, partial, kind[4]))
-            if request.shares:
-                # A GPU already shared first; a whole one broken where fewest are whole.
-                broken = left_free if left_free < free else -1
-                score = (order.get(kind, unplanned), float(broken), added, self.rank[first])
-            elif request.wants_gpu:
-                score = (order.get(kind, unplanned), added, float(left_free), self.rank[first])
-            else:
-                # Without GPUs: where the least GPU capacity is free, so that CPUs and
-                # memory stay beside the free GPUs for the requests that need them.
-                capacity = free * WHOLE + sum(partial)
-                score = (0, float(capacity), added, self.rank[first])
-            if best is None or score < best[0]:
-                best = (score, first)
-        return self.nodes[best[1]] if best else None
+            score = (added, after_lead, self.rank[first], first)
+            if best is None or score < best:
+                best = score
+        assert best is not None
+        return self.nodes[best[3]]
 
     def _fragmentation_measure(self) -> Fragmentation:
         if self._fragmentation is None or self._fragmentation.demand is not self.demand:
