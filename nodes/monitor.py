@@ -32,6 +32,9 @@ MAX_KEPT = 2000  # samples kept per session while the portal cannot be reached
 # GPU memory a process holds beyond what its framework allocates (CUDA's context, its
 # kernels), allowed over a session's share.
 CONTEXT_ALLOWANCE_MB = 1024
+# How the reason a session was killed over its share of a GPU reads (the portal grades
+# a submission again on a whole GPU when its grading session ends so).
+OVER_SHARE = "more than its share of"
 
 
 def over_share(
@@ -49,7 +52,7 @@ def over_share(
     if used <= allowed + CONTEXT_ALLOWANCE_MB:
         return None
     return (
-        f"it held {used} MiB of GPU {index}'s memory, more than its share of "
+        f"it held {used} MiB of GPU {index}'s memory, {OVER_SHARE} "
         f"{share:g} ({allowed:.0f} MiB, and {CONTEXT_ALLOWANCE_MB} MiB for CUDA's own)"
     )
 

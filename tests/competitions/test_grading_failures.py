@@ -83,3 +83,55 @@ def test_the_submitted_code_failing_counts_and_is_not_tried_again(
     assert submission.grading_session_id == grading_id
     assert submissions.quota(submission.team, submission.round)["used"] == 1
     assert client.get(f"{INTERNAL}/{grading_id}/spec", headers=node).status_code == 200
+
+
+def test_a_grading_killed_over_the_gpu_share_it_was_given_is_graded_on_a_whole_gpu(
+    setup,  # noqa: F811
+    app,
+    client,
+    redis,
+):
+    """The platform grades a model trained on one GPU on a quarter of one; a model that
+    needs more is killed by its node, and graded again on a whole GPU, not failed."""
+    from portal.models import Session
+
+    _, secret = factories.node("n", runtime="docker", gpus=1)
+    node = factories.headers(secret)
+    digest, size = artifact_store().put(
+        io.BytesIO(code_archive({"train.py": "print('training')"})), max_bytes=2**20
+    )
+    source = session_service.create_session(
+        named("ann"),
+        session_service.SessionRequest(
+            entry="train.py", code_digest=digest, code_bytes=size, gpus=1
+        ),
+    )
+    db.session.add(Checkpoint(session_id=source.id, name="final", digest="a" * 64, size=9))
+    db.session.commit()
+    made = client.post(
+        f"{TOY}/submissions/session", json={"session": source.ident}, headers=setup["ann"]
+    )
+    assert made.status_code == 201, made.get_json()
+    Scheduler(app, redis).run_pass()
+    submission = db.session.get(Submission, made.get_json()["id"])
+    first = db.session.get(Session, submission.grading_session_id)
+    assert (first.gpus, first.gpu_milli) == (0, 250)
+    state(client, node, first.id, "running")
+    state(
+        client,
+        node,
+        first.id,
+        "killed",
+        reason="it held 9000 MiB of GPU 0's memory, more than its share of 0.25 "
+        "(4096 MiB, and 1024 MiB for CUDA's own)",
+    )
+    db.session.refresh(submission)
+    again = db.session.get(Session, submission.grading_session_id)
+    assert again.id != first.id and (again.gpus, again.gpu_milli) == (1, 0)
+    assert submission.status == "grading" and "too small" in submission.error
+    # Killed on a whole GPU, it is the code's own failure.
+    Scheduler(app, redis).run_pass()
+    state(client, node, again.id, "running")
+    state(client, node, again.id, "killed", reason="out of memory: it used more than 1024 MiB")
+    db.session.refresh(submission)
+    assert submission.status == "failed"

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from grader.metrics import METRICS
+from nodes.monitor import OVER_SHARE
 from portal import keys
 from portal.errors import Conflict
 from portal.extensions import db
@@ -120,7 +121,19 @@ def platform_failure(session: Session) -> str | None:
         return f"{status.value}: {session.status_reason}".rstrip(": ")
     if status is SessionStatus.FAILED and session.status_reason.startswith("could not start"):
         return session.status_reason
+    if over_its_share(session):
+        # The platform chose the share (`GRADING_GPU_SHARE`): graded again on a whole GPU.
+        return f"the share of a GPU it was given was too small: {session.status_reason}"
     return None
+
+
+def over_its_share(session: Session) -> bool:
+    """Killed by its node for holding more of a shared GPU's memory than its share."""
+    return (
+        session.state is SessionStatus.KILLED
+        and session.shares_gpu
+        and OVER_SHARE in session.status_reason
+    )
 
 
 def grading_ended(session: Session) -> None:

@@ -51,6 +51,7 @@ from portal.services.competitions.entrants import find_team, team_of
 from portal.services.competitions.grading import (
     MAX_PREDICTIONS_BYTES,
     enqueue_scoring,
+    over_its_share,
     team_changed,
     validate_predictions,
 )
@@ -251,24 +252,36 @@ def submit_session(
 
 
 def open_grading(
-    owner: User, source: Session, checkpoint: Checkpoint, round_: Round, *, memo: str
+    owner: User,
+    source: Session,
+    checkpoint: Checkpoint,
+    round_: Round,
+    *,
+    memo: str,
+    whole_gpu: bool = False,
 ) -> Session:
     """A grading session of `owner` that restores `checkpoint` of `source` (same code and
-    environment) and predicts the round's hidden inputs, within the round's limits.
-    Not committed."""
-    # A share of one GPU where the training had one or a share of one
-    # (`GRADING_GPU_SHARE`); a model trained across several GPUs may need them all.
+    environment) and predicts the round's hidden inputs, within the round's limits:
+    on a share of one GPU where the training had one or a share of one
+    (`GRADING_GPU_SHARE`; `whole_gpu`: a whole one), as many whole GPUs as it had
+    where it had several (a model trained across GPUs may need them all). Not
+    committed."""
     share = round(float(current_app.config["GRADING_GPU_SHARE"]) * 1000)
     on_one_gpu = source.gpus == 1 or source.shares_gpu
-    whole = not (0 < share < 1000) or not on_one_gpu
+    if whole_gpu:
+        gpus, milli, gpu_memory = max(1, source.gpus), 0, 0
+    elif 0 < share < 1000 and on_one_gpu:
+        gpus, milli, gpu_memory = 0, share, 0
+    else:
+        gpus, milli, gpu_memory = source.gpus, source.gpu_milli, source.gpu_memory_mb
     request = session_service.SessionRequest(
         entry=source.entry,
         code_digest=source.code_digest,
         code_bytes=source.code_bytes,
         args=source.args,
-        gpus=source.gpus if whole else 0,
-        gpu_milli=source.gpu_milli if whole else share,
-        gpu_memory_mb=source.gpu_memory_mb if whole else 0,
+        gpus=gpus,
+        gpu_milli=milli,
+        gpu_memory_mb=gpu_memory,
         cpus=1.0,
         memory_mb=round_.memory_mb,
         image=source.image,
@@ -307,6 +320,7 @@ def grade_again(submission: Submission, failed: Session, why: str) -> Session:
         checkpoint,
         submission.round,
         memo=f"{failed.memo} (again: {why})"[:2000],
+        whole_gpu=over_its_share(failed),
     )
     grading.forked_from = failed.forked_from
     submission.grading_session_id = grading.id
