@@ -41,7 +41,7 @@ REFRESH = 1000
 # Placements between two solutions of the class plan, whatever arrives.
 REPLAN_EVERY = 200
 
-WHOLE = 1000  # a GPU in thousandths (`policy.WHOLE`)
+WHOLE = 1000  # a GPU, in the thousandths that shares are counted in
 
 # GPU model, GPUs, CPUs, memory (MiB), each GPU's memory (MiB)
 NodeClass = tuple[str, int, float, int, int]
@@ -75,8 +75,10 @@ def shape(request: Request) -> Shape:
     )
 
 
-def _need(milli: int, gpu_memory: int, memory_of_gpu: int) -> int:
-    """Thousandths of a GPU with `memory_of_gpu` that a share needs (`policy.share_of`)."""
+def share_need(milli: int, gpu_memory: int, memory_of_gpu: int) -> int:
+    """Thousandths of a GPU with `memory_of_gpu` (MiB) that a share of `milli`
+    thousandths, or of `gpu_memory` MiB, needs; over WHOLE when such a GPU cannot hold
+    it (a share by memory of a GPU whose memory is not known)."""
     if milli or not gpu_memory:
         return milli
     if not memory_of_gpu:
@@ -243,7 +245,7 @@ def _holds(node_kind: NodeClass, wanted: Shape) -> bool:
     sharing = bool(milli or gpu_memory)
     return (
         wants_gpus <= gpus
-        and (not sharing or (gpus > 0 and _need(milli, gpu_memory, memory_of_gpu) <= WHOLE))
+        and (not sharing or (gpus > 0 and share_need(milli, gpu_memory, memory_of_gpu) <= WHOLE))
         and wants_cpus <= cpus
         and wants_memory <= memory
         and (not models or model in models)
@@ -255,7 +257,7 @@ def _amount(wanted: Shape, node_kind: NodeClass) -> float:
     gpus, _cpus, _memory, _models, milli, gpu_memory = wanted
     if gpus or not (milli or gpu_memory):
         return float(gpus)
-    return min(_need(milli, gpu_memory, node_kind[4]), WHOLE) / WHOLE
+    return min(share_need(milli, gpu_memory, node_kind[4]), WHOLE) / WHOLE
 
 
 @dataclass

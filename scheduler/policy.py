@@ -36,16 +36,16 @@ from dataclasses import dataclass, field, replace
 from portal import trust
 from scheduler.fragmentation import (
     REPLAN_EVERY,
+    WHOLE,
     ClassPlan,
     Demand,
     Fragmentation,
     NodeClass,
     StateKey,
     node_class,
+    share_need,
     state_key,
 )
-
-WHOLE = 1000  # a GPU, in the thousandths that shares are counted in
 
 POLICIES = ("fgd", "best-fit", "first-fit", "worst-fit", "random")
 DEFAULT_POLICY = "fgd"
@@ -118,11 +118,7 @@ class Placement:
 def share_of(request: Request, gpu_memory_mb: int) -> int:
     """The thousandths of one GPU with `gpu_memory_mb` of memory that a share request
     needs; over WHOLE when such a GPU cannot hold it."""
-    if request.gpu_milli:
-        return request.gpu_milli
-    if not gpu_memory_mb:
-        return WHOLE + 1
-    return -(-request.gpu_memory_mb * WHOLE // gpu_memory_mb)
+    return share_need(request.gpu_milli, request.gpu_memory_mb, gpu_memory_mb)
 
 
 def gpu_amount(request: Request, gpu_memory_mb: int = 0) -> float:
