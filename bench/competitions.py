@@ -608,7 +608,8 @@ def main(args: argparse.Namespace) -> dict:
     from redis import Redis
 
     from portal import create_app
-    from portal.redis_server import EmbeddedRedis, free_port
+    from portal.ports import free_port
+    from portal.redis_server import EmbeddedRedis
     from portal.services import sealing
 
     if args.quick:

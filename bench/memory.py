@@ -25,7 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from portal.redis_server import free_port  # noqa: E402
+from portal.ports import free_port  # noqa: E402
 
 PODIUM = str(Path(sys.executable).with_name("podium"))
 

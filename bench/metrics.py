@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from portal.ports import free_port
 from tests.integration.stack import PODIUM, Stack, User
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +49,6 @@ MLFLOW_VENV = ROOT / ".bench" / "mlflow"
 TAGS, STEPS, BATCH = 10, 20_000, 1_000
 ROUNDS = 3  # ingestion rounds, Podium and MLflow alternating; the medians are compared
 COMPARE_POINTS = 100_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def mlflow_python() -> Path:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import requests
 
+from portal.ports import free_port, port_is_free
 from portal.redis_server import EmbeddedRedis
 from portal.services import sealing
 
@@ -112,24 +113,12 @@ def ensure_instance(instance: Path) -> dict[str, str]:
     return values
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def node_port(host: str, port: int) -> int:
     """The port of the portal process that answers nodes: the next one when it is free,
     else any free one."""
     if port_is_free(host, port + 1):
         return port + 1
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+    return free_port(host)
 
 
 def migrate_and_seed_apart(instance: Path, *, demo: bool, grader_public_key: str) -> str:

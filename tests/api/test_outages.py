@@ -9,7 +9,8 @@ import subprocess
 import pytest
 from redis import Redis
 
-from portal.redis_server import EmbeddedRedis, free_port
+from portal.ports import free_port
+from portal.redis_server import EmbeddedRedis
 from tests import factories
 from tests.competitions.test_competitions_api import setup  # noqa: F401
 from tests.conftest import require

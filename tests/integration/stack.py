@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from portal.redis_server import free_port
+from portal.ports import free_port
 from tests.conftest import make_passable
 
 PODIUM = str(Path(sys.executable).with_name("podium"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from portal.redis_server import free_port
+from portal.ports import free_port
 from tests import factories
 from tests.conftest import build_app
 
