@@ -7,6 +7,8 @@ the utilisation, memory used, temperature and power NVML reports. Simulated GPUs
 nothing: the portal then says that no utilisation is known. Samples carry the seconds
 since the session started here, which only grow: a batch sent twice is stored once.
 One thread samples every session; a failed shipment is kept and sent with the next.
+A session on a share of a GPU is shown its own part of it: the memory its processes
+hold and the utilisation they drive (NVML's per-process figures), not the board's.
 
 The same thread holds a session with a share of a GPU to its share: the frameworks'
 caps (`nodes/runtime/base.py`, `gpu_environment`) are the session's to ignore, so one
@@ -55,6 +57,26 @@ def over_share(
         f"it held {used} MiB of GPU {index}'s memory, {OVER_SHARE} "
         f"{share:g} ({allowed:.0f} MiB, and {CONTEXT_ALLOWANCE_MB} MiB for CUDA's own)"
     )
+
+
+def own_reading(
+    reading: dict[str, Any],
+    mine: set[int],
+    held: dict[int, int] | None,
+    utilization: dict[int, float] | None,
+) -> dict[str, Any]:
+    """A GPU's reading narrowed to one session's processes, for a session that holds a
+    share of it: the memory they hold and the utilisation they drive, where NVML tells
+    them apart (else left out, unknown, rather than its neighbours' counted as its own).
+    Temperature and power stay the board's."""
+    own = {k: v for k, v in reading.items() if k not in ("memory_used_mb", "utilization_percent")}
+    if held is not None:
+        own["memory_used_mb"] = sum(mb for pid, mb in held.items() if pid in mine)
+    if utilization is not None:
+        own["utilization_percent"] = round(
+            min(100.0, sum(u for pid, u in utilization.items() if pid in mine)), 1
+        )
+    return own
 
 
 @dataclass
@@ -108,29 +130,43 @@ class ResourceMonitor:
             if not watched:
                 continue
             gpus = {reading["index"]: reading for reading in self._gpu_readings()}
-            self.hold_to_shares(watched)
+            processes = self.hold_to_shares(watched)
+            utilization = self._process_utilization() if processes is not None else None
             for session_id, entry in watched:
-                sample = self.sample(entry, gpus)
+                sample = self.sample(entry, gpus, processes, utilization)
                 if sample is not None:
                     entry.pending.append(sample)
                     del entry.pending[:-MAX_KEPT]
                 if len(entry.pending) >= self.ship_every:
                     self._ship(session_id, entry)
 
-    def hold_to_shares(self, watched: list[tuple[int, Watched]]) -> None:
+    def hold_to_shares(
+        self, watched: list[tuple[int, Watched]]
+    ) -> dict[int, tuple[int, dict[int, int]]] | None:
+        """Kill each session over its share of a GPU; the GPUs' processes as read, or
+        None where no session holds a share (or they could not be read)."""
         if not any(entry.run.spec.gpu_share for _id, entry in watched):
-            return
+            return None
         try:
             processes = self.nvml.processes()
         except Exception as exc:
             log.warning("reading the GPUs' processes failed: %s", exc)
-            return
+            return None
         for session_id, entry in watched:
             reason = over_share(entry.run, entry.gpu_indices, processes)
             if reason and not entry.run.killed_because:
                 log.warning("session %s went over its share of a GPU: killed", session_id)
                 entry.run.killed_because = reason
                 entry.run.kill()
+        return processes
+
+    def _process_utilization(self) -> dict[int, dict[int, float]]:
+        since = int((time.time() - self.interval) * 1_000_000)
+        try:
+            return self.nvml.process_utilization(since)
+        except Exception as exc:
+            log.warning("reading the GPUs' per-process utilisation failed: %s", exc)
+            return {}
 
     def _gpu_readings(self) -> list[dict[str, Any]]:
         try:
@@ -139,7 +175,13 @@ class ResourceMonitor:
             log.warning("reading the GPUs failed: %s", exc)
             return []
 
-    def sample(self, entry: Watched, gpus: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    def sample(
+        self,
+        entry: Watched,
+        gpus: dict[int, dict[str, Any]],
+        processes: dict[int, tuple[int, dict[int, int]]] | None = None,
+        utilization: dict[int, dict[int, float]] | None = None,
+    ) -> dict[str, Any] | None:
         now = time.monotonic()
         used = entry.run.usage()
         if used is None:
@@ -149,10 +191,25 @@ class ResourceMonitor:
         if entry.cpu_seconds is not None and now > entry.at:
             cpu_percent = max(0.0, (cpu_seconds - entry.cpu_seconds) / (now - entry.at) * 100)
         entry.cpu_seconds, entry.at = cpu_seconds, now
+        readings = [gpus[i] for i in entry.gpu_indices if i in gpus]
+        if entry.run.spec.gpu_share and readings:
+            # Its GPU is shared: the board's figures are its neighbours' too.
+            mine = entry.run.pids()
+            readings = [
+                own_reading(
+                    reading,
+                    mine,
+                    processes[reading["index"]][1]
+                    if processes and reading["index"] in processes
+                    else None,
+                    (utilization or {}).get(reading["index"]),
+                )
+                for reading in readings
+            ]
         sample: dict[str, Any] = {
             "t": int(now - entry.started),
             "memory_mb": round(memory_mb, 1),
-            "gpus": [gpus[i] for i in entry.gpu_indices if i in gpus],
+            "gpus": readings,
         }
         if cpu_percent is not None:
             sample["cpu_percent"] = round(cpu_percent, 1)

@@ -124,6 +124,29 @@ class Nvml:
             found[index] = (total, held)
         return found
 
+    def process_utilization(self, since_us: int = 0) -> dict[int, dict[int, float]]:
+        """Per GPU index: each process's SM utilisation (percent of the GPU, averaged
+        over NVML's samples since `since_us`, its clock in microseconds), by the host's
+        process id. A GPU that keeps no per-process samples is left out."""
+        if not self.available:
+            return {}
+        nvml = self._nvml
+        found: dict[int, dict[int, float]] = {}
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                samples = nvml.nvmlDeviceGetProcessUtilization(handle, since_us)
+            except nvml.NVMLError as exc:
+                # No sample since then: nothing ran there; unsupported: unknown.
+                if getattr(exc, "value", None) == nvml.NVML_ERROR_NOT_FOUND:
+                    found[index] = {}
+                continue
+            by_pid: dict[int, list[int]] = {}
+            for sample in samples:
+                by_pid.setdefault(int(sample.pid), []).append(int(sample.smUtil))
+            found[index] = {pid: sum(v) / len(v) for pid, v in by_pid.items()}
+        return found
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

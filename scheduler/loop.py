@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import replace
 from datetime import UTC, timedelta
 
@@ -196,6 +197,10 @@ class Scheduler:
         self.reconcile_seconds = reconcile_seconds
         self.sweep_seconds = sweep_seconds
         self.policy = policy
+        # The last pass's head and the node held for it: held again while that head
+        # waits, so that a reservation does not move from node to node as they drain
+        # and neither ever empties. A hint only: a new leader starts without it.
+        self.kept: tuple[Hashable, str] | None = None
 
     # The process ---------------------------------------------------------------------
 
@@ -320,7 +325,9 @@ class Scheduler:
             held_gpus=held_gpus,
             held_sessions=held_sessions,
             policy=self.policy,
+            kept=self.kept,
         )
+        self.kept = (decided.head, decided.reserved) if decided.reserved else None
         waiting.update({int(k): why for k, why in decided.waiting.items()})  # type: ignore[call-overload]
         nodes_by_name = {n.name: n for n in candidates}
         placed = []

@@ -61,10 +61,15 @@ def describe(request: Request) -> str:
     return ", ".join(parts)
 
 
-def reservation_for(request: Request, cluster: Cluster) -> str | None:
-    """The node the head most likely gets first: for GPUs, the one with most GPUs free;
+def reservation_for(request: Request, cluster: Cluster, kept: str | None = None) -> str | None:
+    """The node the head most likely gets first: `kept` (the node held for it last
+    round) while it could still hold it; else, for GPUs, the one with most GPUs free;
     without GPUs, the one with fewest GPUs (so GPU nodes are not held for it), then the
     most memory and CPUs free."""
+    if kept is not None:
+        node = cluster.nodes.get(kept)
+        if node is not None and not node.drained and fits_ever(node, request):
+            return kept
     candidates = [n for n in cluster.nodes.values() if not n.drained and fits_ever(n, request)]
     if not candidates:
         return None
@@ -87,8 +92,10 @@ def plan(
     policy: str = DEFAULT_POLICY,
     weights: Weights = DEFAULT_WEIGHTS,
     backfill: bool = True,
+    kept: tuple[Hashable, str] | None = None,
 ) -> Plan:
-    """Decide this round; `cluster` is updated with every placement made."""
+    """Decide this round; `cluster` is updated with every placement made. `kept`: the
+    last round's head and the node held for it, held again while that head waits."""
     result = Plan()
     held: defaultdict[str, float] = defaultdict(float, held_gpus or {})
     running = defaultdict(int, held_sessions or {})
@@ -117,7 +124,11 @@ def plan(
                 wanted = describe(item.request)
                 if result.head is None:
                     result.head = item.key
-                    result.reserved = reservation_for(item.request, cluster)
+                    result.reserved = reservation_for(
+                        item.request,
+                        cluster,
+                        kept[1] if kept is not None and kept[0] == item.key else None,
+                    )
                     where = f" ({result.reserved} is held for it)" if result.reserved else ""
                     result.waiting[item.key] = f"first in line for {wanted}{where}"
                 else:

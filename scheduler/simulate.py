@@ -51,12 +51,13 @@ class Task:
     duration: float | None = None
 
 
-def read_nodes(path: Path, every: int = 1) -> list[NodeView]:
-    """The cluster's nodes; with `every` K, only every K-th row (a fraction of it)."""
+def read_nodes(path: Path, every: int = 1, offset: int = 0) -> list[NodeView]:
+    """The cluster's nodes; with `every` K, only every K-th row (a fraction of it),
+    starting at row `offset`."""
     nodes = []
     with path.open(newline="") as source:
         for index, row in enumerate(csv.DictReader(source)):
-            if index % every:
+            if index % every != offset % every:
                 continue
             gpus = int(row["gpu"])
             cpus = int(row["cpu_milli"]) / 1000
@@ -272,6 +273,7 @@ def replay(
     weighted_fragments = 0.0
     last_time = tasks[0].arrival if tasks else 0.0
     next_arrival = 0
+    kept = None  # the head and the node held for it, held again while it waits
     while next_arrival < len(arrivals) or completions or pending:
         upcoming = [by_key[arrivals[next_arrival]].arrival] if next_arrival < len(arrivals) else []
         if completions:
@@ -296,7 +298,8 @@ def replay(
                 continue
             cluster.observe(task.request)
             pending[key] = Pending(key, "trace", task.request, task.arrival)
-        decided = plan(list(pending.values()), cluster, policy=policy, backfill=backfill)
+        decided = plan(list(pending.values()), cluster, policy=policy, backfill=backfill, kept=kept)
+        kept = (decided.head, decided.reserved) if decided.reserved else None
         for item, placement in decided.placed:
             key = int(item.key)  # type: ignore[call-overload]
             del pending[key]
@@ -372,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
         help="keep every K-th node only: a fraction of the cluster",
     )
     parser.add_argument(
+        "--nodes-offset",
+        type=int,
+        default=0,
+        metavar="I",
+        help="with --nodes-every K, start at the I-th node (another fraction)",
+    )
+    parser.add_argument(
         "--bound",
         action="store_true",
         help="in packing, also the most any policy could allocate before a GPU request fails",
@@ -380,8 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.nodes_every < 1 or (args.draw is not None and args.draw < 1):
         print("simulate: --nodes-every and --draw take a positive number", file=sys.stderr)
         return 2
+    if not 0 <= args.nodes_offset < args.nodes_every:
+        print("simulate: --nodes-offset takes 0 to K-1 for --nodes-every K", file=sys.stderr)
+        return 2
     try:
-        nodes = read_nodes(args.nodes, args.nodes_every)
+        nodes = read_nodes(args.nodes, args.nodes_every, args.nodes_offset)
         rows = read_rows(args.trace)
         for row in rows:  # every row is checked, drawn or not
             request_of(row, args.whole_gpus)

@@ -64,6 +64,7 @@ def test_the_monitor_samples_a_process_tree_and_ships_what_the_portal_missed():
 
     class Spec:
         gpu_indices: list[int] = []
+        gpu_share = 0.0
 
     run = LocalRun.__new__(LocalRun)
     run.process, run.spec = process, Spec()  # type: ignore[assignment]
@@ -135,4 +136,55 @@ def test_a_session_over_its_share_of_a_gpu_is_killed_with_the_reason(tmp_path):
     assert Agent._verdict(None, Tracked(run), info) == ("killed", run.killed_because)  # type: ignore[arg-type]
     assert neighbour.process.poll() is None  # whole GPUs are not held to a share
     neighbour.kill()
+    monitor.close()
+
+
+def test_a_session_on_a_share_of_a_gpu_is_shown_its_own_part_of_it(tmp_path):
+    """Two sessions share GPU 0 (NVML faked: this machine has no GPU). The board reads
+    90% busy with 13 GiB used; the session on a quarter of it is shown the 3000 MiB and
+    the 30% its own process drives, not its neighbour's; a session on whole GPUs is
+    shown the board."""
+    import time
+    from dataclasses import replace
+
+    from nodes.monitor import ResourceMonitor, Watched
+    from nodes.runtime import get_runtime
+    from tests.unit.test_local_runtime import spec
+
+    runtime = get_runtime("local")
+    run = runtime.start(
+        replace(spec(tmp_path, "import time\ntime.sleep(60)\n", gpus=[0]), gpu_share=0.25)
+    )
+    neighbour = runtime.start(spec(tmp_path / "other", "import time\ntime.sleep(60)\n", gpus=[0]))
+    board = {"index": 0, "utilization_percent": 90, "memory_used_mb": 13000, "power_w": 250.0}
+
+    class FakeNvml:
+        def processes(self):
+            return {0: (16384, {run.pid: 3000, neighbour.pid: 10000})}
+
+        def process_utilization(self, since_us):
+            assert since_us > (time.time() - 3700) * 1e6  # the last interval's samples
+            return {0: {run.pid: 30.0, neighbour.pid: 60.0}}
+
+        def usage(self):
+            return [dict(board)]
+
+    monitor = ResourceMonitor(None, FakeNvml(), interval=3600)  # type: ignore[arg-type]
+    shared, whole = Watched(run, [0], time.monotonic()), Watched(neighbour, [0], 0.0)
+    watched = [(1, shared), (2, whole)]
+    processes = monitor.hold_to_shares(watched)
+    utilization = monitor._process_utilization()
+    gpus = {0: board}
+    mine = monitor.sample(shared, gpus, processes, utilization)
+    assert mine is not None
+    assert mine["gpus"] == [
+        {"index": 0, "memory_used_mb": 3000, "utilization_percent": 30.0, "power_w": 250.0}
+    ]
+    theirs = monitor.sample(whole, gpus, processes, utilization)
+    assert theirs is not None and theirs["gpus"] == [board]
+    # Where NVML keeps no per-process samples, its utilisation is unknown, not the board's.
+    unknown = monitor.sample(shared, gpus, processes, {})
+    assert unknown is not None and "utilization_percent" not in unknown["gpus"][0]
+    for started in (run, neighbour):
+        started.kill()
     monitor.close()

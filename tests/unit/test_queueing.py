@@ -58,6 +58,25 @@ def test_backfill_never_takes_the_heads_reserved_node():
     assert "(big is held for it)" in decided.waiting["head"]
 
 
+def test_the_heads_reservation_stays_on_its_node_while_it_waits():
+    # Last round "left" was held for the head with 6 GPUs free; now "right" has 7 free.
+    # The head keeps "left" (which nothing else took meanwhile): moving the reservation
+    # to whichever node is emptier would let the other fill again, and neither empty.
+    cluster = Cluster.of([node("left", 8, range(6)), node("right", 8, range(7))])
+    waiting = [pending("head", "ada", 8, 0.0), pending("tiny", "bob", 1, 1.0)]
+    fresh = plan(waiting, cluster)
+    assert fresh.reserved == "right"
+    cluster = Cluster.of([node("left", 8, range(6)), node("right", 8, range(7))])
+    decided = plan(waiting, cluster, kept=("head", "left"))
+    assert decided.reserved == "left"
+    assert [(p.key, pl.node) for p, pl in decided.placed] == [("tiny", "right")]
+    # Another head, or a node that could no longer hold it, gets a fresh choice.
+    cluster = Cluster.of([node("left", 8, range(6)), node("right", 8, range(7))])
+    assert plan(waiting, cluster, kept=("other", "left")).reserved == "right"
+    cluster = Cluster.of([node("left", 4, range(4)), node("right", 8, range(7))])
+    assert plan(waiting, cluster, kept=("head", "left")).reserved == "right"
+
+
 def test_without_backfill_everyone_waits_behind_the_head():
     cluster = Cluster.of([node("big", 8, range(6)), node("small", 2)])
     decided = plan(

@@ -170,6 +170,17 @@ def test_draws_and_a_fraction_of_the_cluster(tmp_path, capsys):
     assert half["nodes"] == 5 and half["gpus"] == 10
     assert main(["--nodes", str(nodes), "--trace", str(trace), "--nodes-every", "0"]) == 2
     assert "positive" in capsys.readouterr().err
+    from scheduler.simulate import read_nodes
+
+    assert [n.name for n in read_nodes(nodes, 4, 1)] == ["n1", "n5", "n9"]
+    third = run(capsys, "--nodes", nodes, "--trace", trace, "--nodes-every", "3")
+    other_third = run(
+        capsys, "--nodes", nodes, "--trace", trace, "--nodes-every", "3", "--nodes-offset", "2"
+    )
+    assert (third["nodes"], other_third["nodes"]) == (4, 3)
+    args = ["--nodes", str(nodes), "--trace", str(trace), "--nodes-every", "3"]
+    assert main([*args, "--nodes-offset", "3"]) == 2
+    assert "--nodes-offset takes 0 to K-1" in capsys.readouterr().err
 
 
 def test_the_bound_is_what_a_clairvoyant_placement_reaches(tmp_path, nodes, capsys):
