@@ -8,6 +8,7 @@ that a slow mail server or a large cluster sample never delays a placement:
 - flag sessions that stalled (`alerts.flag_stalled`);
 - record the cluster's state every `CLUSTER_SAMPLE_SECONDS` (`monitoring`);
 - tell competitions' entrants of rounds that opened or ended (`announcements`);
+- advance each running hyperparameter search (`searches.advance_all`);
 - send the e-mails waiting in the outbox (`alerts.send_pending`).
 
 Each task runs only while this process holds the leader lease, and a task that fails
@@ -25,7 +26,7 @@ from flask import Flask
 from redis import Redis
 
 from portal.extensions import db
-from portal.services import alerts, credits, migration, monitoring
+from portal.services import alerts, credits, migration, monitoring, searches
 from portal.services.competitions import announcements
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ MIGRATE_SECONDS = 2.0
 STALL_SECONDS = 30.0
 MAIL_SECONDS = 5.0
 ROUNDS_SECONDS = 30.0
+SEARCH_SECONDS = 2.0
 
 
 class Housekeeper:
@@ -54,6 +56,7 @@ class Housekeeper:
                 monitoring.record_cluster_sample,
             ),
             ("rounds", ROUNDS_SECONDS, announcements.announce_rounds),
+            ("searches", SEARCH_SECONDS, lambda: searches.advance_all(self.redis)),
             ("mail", MAIL_SECONDS, alerts.send_pending),
         ]
         self._last: dict[str, float] = {}

@@ -1017,3 +1017,73 @@ class ReadIn(Schema):
 
 class EmailAlertsIn(Schema):
     enabled = fields.Boolean(required=True)
+
+
+class SearchIn(SessionIn):
+    """A search: its spec, and what each of its sessions is (the code, resources and
+    datasets, as for a session; the script's fixed arguments are the spec's `args`)."""
+
+    class Meta:
+        exclude = ("args",)
+
+    spec = fields.Dict(
+        required=True,
+        metadata={
+            "description": "algorithm (grid, random, tpe, asha, pbt), metric, direction, "
+            "search (NAME: {choice|uniform|loguniform|int: [...]}), args, parallel, "
+            "budget (sessions, gpu_hours, minutes), seed, asha or pbt options"
+        },
+    )
+
+
+class SearchTrialOut(Schema):
+    number = Int()
+    session = fields.String(allow_none=True)
+    session_status = fields.String(allow_none=True)
+    params = fields.Dict()
+    rungs = fields.Dict(metadata={"description": "ASHA: the metric at each rung it reached"})
+    state = fields.String(
+        metadata={"description": "running, done, pruned, replaced, failed or stopped"}
+    )
+    value = fields.Float(allow_none=True)
+    step = Int(allow_none=True)
+    member = Int(metadata={"description": "PBT: the population slot it fills"})
+    parent = Int(allow_none=True, metadata={"description": "PBT: the trial it took over from"})
+    checkpoint = fields.String(allow_none=True)
+    note = fields.String()
+    created_at = fields.String()
+    ended_at = fields.String(allow_none=True)
+
+
+class SearchBestOut(Schema):
+    trial = Int()
+    value = fields.Float()
+
+
+class SearchOut(Schema):
+    id = fields.String(metadata={"description": "USER/search/N"})
+    user = fields.String()
+    number = Int()
+    algorithm = fields.String()
+    metric = fields.String()
+    direction = fields.String()
+    status = fields.String(metadata={"description": "running, done, stopped or failed"})
+    status_reason = fields.String()
+    spec = fields.Dict()
+    entry = fields.String()
+    memo = fields.String()
+    best = fields.Nested(SearchBestOut, allow_none=True)
+    trial_counts = fields.Dict(keys=fields.String(), values=Int())
+    gpu_hours_used = fields.Float()
+    created_at = fields.String()
+    ended_at = fields.String(allow_none=True)
+    trials = fields.List(fields.Nested(SearchTrialOut))
+
+
+class SearchListOut(SearchOut):
+    class Meta:
+        exclude = ("trials",)
+
+
+class SearchListArgs(Schema):
+    all = fields.Boolean(load_default=False, metadata={"description": "everyone's (admins)"})

@@ -51,23 +51,19 @@ def _find(username: str, number: int, *, change: bool = False) -> Session:
     return session
 
 
-@blp.route("", methods=["POST"])
-@blp.doc(security=BEARER)
-@blp.arguments(SessionIn)
-@blp.response(201, SessionOut)
-@token_required()
-def create_session(payload):
-    """Start a session from an uploaded code archive."""
+def session_request(payload: dict) -> service.SessionRequest:
+    """What a session (or each of a search's) is asked to be, from `SessionIn`; the code
+    archive must be one the caller uploaded or runs."""
     if not service.may_use_code(
         g.user, payload["code_digest"], artifact_store(), current_app.extensions.get("redis")
     ):
         raise ApiError("upload the code archive first (PUT /api/v1/code)", code="unknown_code")
     config = current_app.config
-    request_ = service.SessionRequest(
+    return service.SessionRequest(
         entry=payload["entry"],
         code_digest=payload["code_digest"],
         code_bytes=artifact_store().path(payload["code_digest"]).stat().st_size,
-        args=payload["args"],
+        args=payload.get("args", ""),
         gpus=int(payload["gpus"]) if payload["gpus"] >= 1 else 0,
         gpu_milli=round(payload["gpus"] * 1000) if payload["gpus"] < 1 else 0,
         gpu_memory_mb=payload["gpu_memory_mb"],
@@ -77,14 +73,23 @@ def create_session(payload):
         gpu_models=tuple(payload["gpu_models"]),
         datasets=tuple(payload["datasets"]),
         memo=payload["memo"],
-        stall_minutes=payload["stall_minutes"],
+        stall_minutes=payload.get("stall_minutes"),
     )
+
+
+@blp.route("", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(SessionIn)
+@blp.response(201, SessionOut)
+@token_required()
+def create_session(payload):
+    """Start a session from an uploaded code archive."""
     session = service.create_session(
         g.user,
-        request_,
+        session_request(payload),
         redis=redis_connection(),
         archive=artifact_store().path(payload["code_digest"]),
-        max_unpacked_bytes=config["MAX_CODE_UNPACKED_BYTES"],
+        max_unpacked_bytes=current_app.config["MAX_CODE_UNPACKED_BYTES"],
     )
     service.forget_upload(current_app.extensions.get("redis"), g.user, session.code_digest)
     return service.session_dict(session)

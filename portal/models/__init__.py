@@ -23,6 +23,7 @@ from portal.models.dataset import (
     Visibility,
 )
 from portal.models.node import Gpu, Node, NodeJoinToken, NodeStatus
+from portal.models.search import Search, SearchStatus, SearchTrial, TrialState
 from portal.models.session import (
     ACTIVE_STATUSES,
     Allocation,
@@ -73,6 +74,9 @@ __all__ = [
     "ScalarChunk",
     "ScalarSeries",
     "ScalarSummaryBlock",
+    "Search",
+    "SearchStatus",
+    "SearchTrial",
     "Session",
     "SessionDataset",
     "SessionKind",
@@ -85,6 +89,7 @@ __all__ = [
     "TeamInvitation",
     "TeamInvite",
     "TeamMember",
+    "TrialState",
     "User",
     "UserUsage",
     "Visibility",

@@ -41,7 +41,15 @@ from itertools import islice
 from sqlalchemy import select, union
 
 from portal.extensions import db
-from portal.models import Checkpoint, DatasetVersion, Reproduction, Round, Session, Submission
+from portal.models import (
+    Checkpoint,
+    DatasetVersion,
+    Reproduction,
+    Round,
+    Search,
+    Session,
+    Submission,
+)
 from portal.services.artifacts import DIGEST_PATTERN, ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,7 @@ log = logging.getLogger(__name__)
 # it; tests/services/test_blobs.py fails on any *digest column that is not classified.
 REFERENCES = (
     Session.code_digest,
+    Search.code_digest,
     Checkpoint.digest,
     DatasetVersion.digest,
     Round.inputs_digest,

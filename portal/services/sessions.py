@@ -339,11 +339,11 @@ def create_session(
         return session
     db.session.commit()
     if redis is not None:
-        _wake(redis)
+        wake(redis)
     return session
 
 
-def _wake(redis) -> None:
+def wake(redis) -> None:
     try:
         wake_scheduler(redis)
     except RedisError:
@@ -420,11 +420,19 @@ def find_session(
 
 
 def fork(
-    viewer: User, source: Session, *, args: str | None, checkpoint: str | None, store, redis=None
+    viewer: User,
+    source: Session,
+    *,
+    args: str | None,
+    checkpoint: str | None,
+    store,
+    redis=None,
+    commit: bool = True,
 ) -> Session:
     """A new session of `viewer` with the source's code, data and resources; with
     `checkpoint`, that checkpoint is copied to it and named in PODIUM_RESUME. The
-    sessions the platform runs are not forked: fork the training they came from."""
+    sessions the platform runs are not forked: fork the training they came from. With
+    `commit=False` it is only flushed, as `create_session` does."""
     if source.kind in PLATFORM_KINDS:
         raise Forbidden(
             f"{source.ident} is run by the platform: fork the training session it came from"
@@ -465,9 +473,12 @@ def fork(
             )
         )
         session.resume_checkpoint = copied.name
+    if not commit:
+        db.session.flush()
+        return session
     db.session.commit()
     if redis is not None:
-        _wake(redis)
+        wake(redis)
     return session
 
 

@@ -133,7 +133,7 @@ def start(
     db.session.add(reproduction)
     db.session.commit()
     if redis is not None:
-        session_service._wake(redis)
+        session_service.wake(redis)
     return reproduction
 
 
@@ -260,7 +260,7 @@ def training_ended(session: Session) -> None:
     db.session.commit()
     redis = grading._app_redis()
     if redis is not None:
-        session_service._wake(redis)
+        session_service.wake(redis)
 
 
 def _graded_checkpoint(session: Session, submission: Submission) -> Checkpoint | None:

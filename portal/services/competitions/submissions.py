@@ -247,7 +247,7 @@ def submit_session(
     db.session.commit()
     _counted(redis, submission)
     if redis is not None:
-        session_service._wake(redis)
+        session_service.wake(redis)
     return submission
 
 

@@ -1,0 +1,639 @@
+"""Hyperparameter searches (`podium automl`): starting one, listing, showing and stopping
+them (the API and pages call these), and `advance`, the driver the leading scheduler's
+housekeeping runs every few seconds for each running search.
+
+A search's trials are ordinary sessions of its owner: placed by the scheduler with the
+rest, charged to the owner's credit, shown in `ps`, comparable. Everything the driver
+decides from is in the database (the trials, their sessions, the metric's series and
+the checkpoints), so a restarted scheduler goes on where the last one was; a search row
+is locked while it is advanced, so two schedulers (a failover in flight) do not both
+start its next trial.
+
+- grid, random, TPE: each trial runs to its end; the next one starts while fewer than
+  `parallel` run and the budget lasts.
+- ASHA: random trials, each stopped at a rung (min_steps * eta^k steps) where its metric
+  is not within the top 1/eta of the values recorded there (`search_space.promotable`).
+- PBT: `parallel` members run at once; each time a member has saved a checkpoint past
+  its next multiple of `interval` steps, it is ranked by its last value among the
+  members: one in the bottom quantile is stopped and replaced by a fork of a top
+  member's last checkpoint with perturbed hyperparameters (a new trial of the same
+  member, its parent the top member's trial), so each member's lineage is a chain of
+  sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from portal.errors import ApiError, Conflict, Forbidden, NotFound
+from portal.extensions import db
+from portal.models import (
+    Checkpoint,
+    ScalarSeries,
+    Search,
+    SearchStatus,
+    SearchTrial,
+    Session,
+    SessionStatus,
+    TrialState,
+    User,
+)
+from portal.services import metrics, search_space
+from portal.services import sessions as session_service
+from portal.services.search_space import Past, Spec
+from portal.timeutil import isoformat, utcnow
+
+log = logging.getLogger(__name__)
+
+# Trials that fail one after another, with none done, before the search gives up: its
+# code is broken, and the budget should not burn on it.
+FAILURES_IN_A_ROW = 3
+# What a trial's session carries from the search's request.
+TEMPLATE_FIELDS = (
+    "entry",
+    "code_digest",
+    "code_bytes",
+    "gpus",
+    "gpu_milli",
+    "gpu_memory_mb",
+    "cpus",
+    "memory_mb",
+    "image",
+    "environment",
+    "gpu_models",
+    "datasets",
+)
+
+
+def parse_spec_text(text: str) -> dict[str, Any]:
+    """A spec file's text (YAML, or JSON) as a mapping, for the pages' form."""
+    try:
+        body = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ApiError(
+            f"search spec: cannot read it as YAML: {exc}", code="invalid_input"
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError(
+            "search spec: a mapping of algorithm, metric, search ...", code="invalid_input"
+        )
+    return body
+
+
+def start(
+    owner: User,
+    spec_body: Any,
+    request: session_service.SessionRequest,
+    *,
+    archive=None,
+    max_unpacked_bytes: int = 8 * 2**30,
+    memo: str = "",
+) -> Search:
+    """A running search of `owner`: the spec checked whole, the session request (its code
+    and resources) checked as `podium run` checks one. Its first trials start at the
+    driver's next turn."""
+    spec = search_space.parse_spec(spec_body)
+    session_service.validate_request(request, owner)
+    environment = request.environment
+    if archive is not None:
+        environment = session_service.check_code(
+            archive,
+            request.entry,
+            max_unpacked_bytes=max_unpacked_bytes,
+            image=request.image,
+            owner=owner,
+        )
+    if spec.gpu_hours is not None and not (
+        request.gpus or request.gpu_milli or request.gpu_memory_mb
+    ):
+        raise ApiError(
+            "search spec: a budget in GPU-hours needs sessions with GPUs (-g); "
+            "give sessions or minutes",
+            code="invalid_input",
+        )
+    template = {
+        "entry": request.entry,
+        "code_digest": request.code_digest,
+        "code_bytes": request.code_bytes,
+        "gpus": request.gpus,
+        "gpu_milli": request.gpu_milli,
+        "gpu_memory_mb": request.gpu_memory_mb,
+        "cpus": request.cpus,
+        "memory_mb": request.memory_mb,
+        "image": request.image,
+        "environment": environment,
+        "gpu_models": list(request.gpu_models),
+        "datasets": list(request.datasets),
+    }
+    number = (
+        db.session.scalar(select(func.max(Search.number)).where(Search.user_id == owner.id)) or 0
+    ) + 1
+    search = Search(
+        user_id=owner.id,
+        number=number,
+        algorithm=spec.algorithm,
+        metric=spec.metric,
+        direction=spec.direction,
+        spec=spec.as_dict(),
+        template=template,
+        code_digest=request.code_digest,
+        memo=memo,
+        status=SearchStatus.RUNNING.value,
+        status_reason="starting its first trials",
+    )
+    db.session.add(search)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict(
+            "another search of yours was started at the same moment: try again"
+        ) from None
+    return search
+
+
+def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
+    """`USER/search/N`, or `N` for one's own."""
+    parts = ident.strip().split("/")
+    if len(parts) == 1 and parts[0].isdigit():
+        return viewer.username, int(parts[0])
+    if len(parts) == 3 and parts[1] == "search" and parts[2].isdigit():
+        return parts[0], int(parts[2])
+    raise NotFound(f"no search {ident!r}: a search id reads USER/search/N")
+
+
+def find(viewer: User, username: str, number: int, *, change: bool = False) -> Search:
+    """The search, if `viewer` may see it (its owner, an administrator, a teammate of the
+    owner); 404 otherwise. With `change`, only its owner and administrators."""
+    search = db.session.scalar(
+        select(Search)
+        .join(User, Search.user_id == User.id)
+        .where(User.username == username, Search.number == number)
+    )
+    if search is None:
+        raise NotFound(f"no search {username}/search/{number}")
+    if viewer.is_admin or search.user_id == viewer.id:
+        return search
+    if not session_service.teammates(viewer, search.user):
+        raise NotFound(f"no search {username}/search/{number}")
+    if change:
+        raise Forbidden(f"only {search.user.username} may change {search.ident}")
+    return search
+
+
+def listing(viewer: User, *, everyone: bool = False, limit: int = 100) -> list[Search]:
+    query = select(Search).options(selectinload(Search.user)).order_by(Search.id.desc())
+    if not (everyone and viewer.is_admin):
+        query = query.where(Search.user_id == viewer.id)
+    return list(db.session.scalars(query.limit(limit)))
+
+
+def stop(search: Search, redis=None, reason: str = "") -> Search:
+    """Stop the search and every session of it that has not ended."""
+    if search.status != SearchStatus.RUNNING.value:
+        raise Conflict(f"search {search.ident} has already ended ({search.status})")
+    _end(search, SearchStatus.STOPPED, reason or "stopped by its owner")
+    for trial in search.trials:
+        if trial.state == TrialState.RUNNING.value:
+            _end_trial(trial, TrialState.STOPPED, "stopped with its search", redis)
+    db.session.commit()
+    return search
+
+
+# The driver ----------------------------------------------------------------------------
+
+
+def advance_all(redis=None) -> int:
+    """Advance every running search (the scheduler's housekeeping); how many moved."""
+    ids = list(
+        db.session.scalars(select(Search.id).where(Search.status == SearchStatus.RUNNING.value))
+    )
+    moved = 0
+    for search_id in ids:
+        try:
+            moved += advance(search_id, redis)
+        except Exception:
+            log.exception("advancing search %s failed", search_id)
+            db.session.rollback()
+    return moved
+
+
+def advance(search_id: int, redis=None) -> bool:
+    """One turn of one search's driver: what its trials did, then what starts or stops.
+    True when something changed."""
+    search = db.session.scalar(
+        select(Search).where(Search.id == search_id).with_for_update(of=Search)
+    )
+    if search is None or search.status != SearchStatus.RUNNING.value:
+        db.session.rollback()
+        return False
+    spec = search_space.spec_from_dict(search.spec)
+    changed = False
+    running = [t for t in search.trials if t.state == TrialState.RUNNING.value]
+    for trial in running:
+        changed |= _observe(search, spec, trial, redis)
+    if spec.algorithm == "pbt":
+        changed |= _pbt_turn(search, spec, redis)
+    changed |= _update_best(search, spec)
+    spent = _budget_spent(search, spec)
+    if spent and spent.startswith("now:"):
+        # Time or GPU-hours ran out: what runs is stopped.
+        for trial in search.trials:
+            if trial.state == TrialState.RUNNING.value:
+                _end_trial(
+                    trial, TrialState.STOPPED, f"its search's budget ran out ({spent[4:]})", redis
+                )
+                changed = True
+    failed_run = _failures_in_a_row(search)
+    if failed_run:
+        for trial in search.trials:
+            if trial.state == TrialState.RUNNING.value:
+                _end_trial(trial, TrialState.STOPPED, "its search failed", redis)
+        _end(search, SearchStatus.FAILED, failed_run)
+        db.session.commit()
+        return True
+    if not spent:
+        changed |= _start_trials(search, spec, redis)
+        if search.status != SearchStatus.RUNNING.value:
+            db.session.commit()
+            return True
+    still = [t for t in search.trials if t.state == TrialState.RUNNING.value]
+    if not still:
+        more = spec.algorithm != "grid" or len(search.trials) < search_space.grid_size(spec)
+        if spent or not more or (spec.algorithm == "pbt" and search.trials):
+            done = [
+                t for t in search.trials if t.state == TrialState.DONE.value or t.value is not None
+            ]
+            if not done:
+                _end(search, SearchStatus.FAILED, "no trial reported " + spec.metric)
+            else:
+                _end(search, SearchStatus.DONE, _done_reason(search, spec, spent))
+            changed = True
+    elif changed or search.status_reason.startswith("starting"):
+        search.status_reason = f"{len(still)} running, {len(search.trials)} started"
+    db.session.commit()
+    return changed
+
+
+def _done_reason(search: Search, spec: Spec, spent: str | None) -> str:
+    if spent:
+        return f"budget spent: {spent.removeprefix('now:')}"
+    if spec.algorithm == "grid":
+        return f"every point of the grid ran ({search_space.grid_size(spec)})"
+    return "every member finished"
+
+
+def _budget_spent(search: Search, spec: Spec) -> str | None:
+    """What of the budget is spent, or None. 'now:...' where running trials must stop
+    (wall time, GPU-hours); plain where only no new trial may start (sessions)."""
+    elapsed = utcnow() - search.created_at
+    if spec.minutes is not None and elapsed >= timedelta(minutes=spec.minutes):
+        return f"now:{spec.minutes:g} minutes"
+    if spec.gpu_hours is not None:
+        used = gpu_hours_used(search)
+        if used >= spec.gpu_hours:
+            return f"now:{spec.gpu_hours:g} GPU-hours"
+    if spec.sessions is not None and len(search.trials) >= spec.sessions:
+        return f"{spec.sessions} sessions"
+    return None
+
+
+def gpu_hours_used(search: Search) -> float:
+    total = 0.0
+    for trial in search.trials:
+        session = trial.session
+        if session is None:
+            continue
+        seconds = session_service.duration(session) or 0.0
+        total += session.gpu_amount * seconds / 3600
+    return total
+
+
+def _failures_in_a_row(search: Search) -> str | None:
+    ended = [t for t in search.trials if t.state != TrialState.RUNNING.value]
+    if any(t.state == TrialState.DONE.value or t.value is not None for t in ended):
+        return None
+    failed = [t for t in ended if t.state == TrialState.FAILED.value]
+    if len(failed) >= FAILURES_IN_A_ROW:
+        return f"its first {len(failed)} trials failed: {failed[0].note}"
+    return None
+
+
+def _observe(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
+    """Read what a running trial's session did; end the trial when its session ended;
+    ASHA's rungs."""
+    session = trial.session
+    if session is None:
+        trial.state, trial.note, trial.ended_at = (
+            TrialState.FAILED.value,
+            "its session was removed",
+            utcnow(),
+        )
+        return True
+    series = db.session.get(ScalarSeries, (session.id, spec.metric))
+    changed = False
+    if (
+        series is not None
+        and series.count
+        and (trial.step != series.last_step or trial.value != series.last_value)
+    ):
+        trial.value, trial.step = float(series.last_value), int(series.last_step)
+        changed = True
+    state = session.state
+    if state.is_final:
+        trial.ended_at = utcnow()
+        if state is SessionStatus.COMPLETED and trial.value is not None:
+            trial.state, trial.note = TrialState.DONE.value, ""
+        elif state is SessionStatus.COMPLETED:
+            trial.state = TrialState.FAILED.value
+            trial.note = f"its session completed without reporting {spec.metric}"
+        elif session.stop_requested and not session.stop_reason:
+            trial.state, trial.note = (
+                TrialState.STOPPED.value,
+                f"{session.ident} was stopped by hand",
+            )
+        else:
+            trial.state = TrialState.FAILED.value
+            trial.note = f"{session.ident} {session.status}: {session.status_reason}".strip()
+        return True
+    if spec.algorithm == "asha" and series is not None and series.count:
+        changed |= _asha_rungs(search, spec, trial, redis)
+    return changed
+
+
+def _asha_rungs(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
+    assert trial.session is not None
+    passed = search_space.rungs(spec, trial.step or 0)
+    changed = False
+    for index, step in enumerate(passed):
+        if index <= trial.rung:
+            continue
+        steps, values, _ = metrics.raw(trial.session, spec.metric, end=step)
+        if not steps.size:
+            continue
+        value = float(values[-1])
+        others = [
+            float(t.rungs[str(index)])
+            for t in search.trials
+            if t.id != trial.id and str(index) in (t.rungs or {})
+        ]
+        trial.rungs = {**(trial.rungs or {}), str(index): value}
+        trial.rung = index
+        changed = True
+        if not search_space.promotable(spec, value, others):
+            _end_trial(
+                trial,
+                TrialState.PRUNED,
+                f"at step {step} its {spec.metric} {value:.4g} was not in the top 1/{spec.eta} "
+                f"of the {len(others) + 1} trials there",
+                redis,
+            )
+            return True
+    return changed
+
+
+def _pbt_turn(search: Search, spec: Spec, redis) -> bool:
+    """Rank each member that reached its next boundary; replace it when it is weak."""
+    latest: dict[int, SearchTrial] = {}
+    for trial in search.trials:
+        if trial.member not in latest or trial.number > latest[trial.member].number:
+            latest[trial.member] = trial
+    values: dict[int, float] = {m: t.value for m, t in latest.items() if t.value is not None}
+    changed = False
+    rng = random.Random(f"{search.id}:{len(search.trials)}:{spec.seed}")
+    for member, trial in sorted(latest.items()):
+        if trial.state != TrialState.RUNNING.value or trial.session is None:
+            continue
+        saved = _last_numeric_checkpoint(trial.session)
+        boundary = (trial.rung if trial.rung >= 0 else _start_step(trial)) + spec.interval
+        if saved is None or saved[0] < boundary or trial.value is None:
+            continue
+        trial.rung = saved[0]
+        changed = True
+        bottom, top = search_space.bottom_and_top(
+            spec, {m: v for m, v in values.items() if v is not None}
+        )
+        if member not in bottom or (
+            spec.sessions is not None and len(search.trials) >= spec.sessions
+        ):
+            continue
+        donors = [
+            (latest[m], donor_session, saved_there)
+            for m in top
+            if m != member
+            and (donor_session := latest[m].session) is not None
+            and (saved_there := _last_numeric_checkpoint(donor_session)) is not None
+        ]
+        if not donors:
+            continue
+        donor, donor_session, checkpoint = rng.choice(donors)
+        params = search_space.explore(spec, dict(donor.params), rng)
+        _end_trial(
+            trial,
+            TrialState.REPLACED,
+            f"at step {saved[0]} its {spec.metric} {trial.value:.4g} was in the bottom "
+            f"{spec.quantile:g}: member {member} goes on from member {donor.member}'s "
+            f"checkpoint {checkpoint[1]} ({donor.value:.4g})",
+            redis,
+        )
+        session = session_service.fork(
+            search.user,
+            donor_session,
+            args=search_space.command_args(spec, params),
+            checkpoint=checkpoint[1],
+            store=None,
+            commit=False,
+        )
+        session.memo = (
+            f"{search.ident}: member {member}, from member {donor.member} at {checkpoint[1]}"
+        )
+        db.session.add(
+            SearchTrial(
+                search_id=search.id,
+                number=len(search.trials) + 1,
+                session_id=session.id,
+                params=params,
+                member=member,
+                parent_id=donor.id,
+                checkpoint=checkpoint[1],
+                rung=checkpoint[0],
+            )
+        )
+        db.session.flush()
+        db.session.expire(search, ["trials"])
+        latest[member] = search.trials[-1]
+        if donor.value is not None:
+            values[member] = donor.value  # it starts where the donor was
+        if redis is not None:
+            session_service.wake(redis)
+    return changed
+
+
+def _start_step(trial: SearchTrial) -> int:
+    return int(trial.checkpoint) if trial.checkpoint.isdigit() else 0
+
+
+def _last_numeric_checkpoint(session: Session) -> tuple[int, str] | None:
+    """The checkpoint saved at the highest step (`sdk.save(step)` names it by the step)."""
+    names = db.session.scalars(select(Checkpoint.name).where(Checkpoint.session_id == session.id))
+    steps = [(int(n), n) for n in names if n.isdigit()]
+    return max(steps) if steps else None
+
+
+def _start_trials(search: Search, spec: Spec, redis) -> bool:
+    running = sum(1 for t in search.trials if t.state == TrialState.RUNNING.value)
+    started = False
+    while running < spec.parallel:
+        if spec.sessions is not None and len(search.trials) >= spec.sessions:
+            break
+        if spec.algorithm == "pbt" and len({t.member for t in search.trials}) >= spec.parallel:
+            break  # the population is made: members are replaced, not added
+        past = [
+            Past(
+                dict(t.params),
+                t.value if t.state in (TrialState.DONE.value, TrialState.PRUNED.value) else None,
+                failed=t.state == TrialState.FAILED.value,
+                pruned=t.state == TrialState.PRUNED.value,
+            )
+            for t in search.trials
+        ]
+        params = search_space.next_params(spec, past)
+        if params is None:
+            break
+        template = search.template
+        request = session_service.SessionRequest(
+            entry=template["entry"],
+            code_digest=template["code_digest"],
+            code_bytes=template["code_bytes"],
+            args=search_space.command_args(spec, params),
+            gpus=template["gpus"],
+            gpu_milli=template["gpu_milli"],
+            gpu_memory_mb=template["gpu_memory_mb"],
+            cpus=template["cpus"],
+            memory_mb=template["memory_mb"],
+            image=template["image"],
+            environment=template["environment"],
+            gpu_models=tuple(template["gpu_models"]),
+            datasets=tuple(template["datasets"]),
+            memo=f"{search.ident}: trial {len(search.trials) + 1}",
+        )
+        try:
+            session = session_service.create_session(search.user, request, commit=False)
+        except ApiError as exc:
+            # A dataset removed since, a level lost: the search cannot go on.
+            db.session.rollback()
+            search = db.session.get(Search, search.id)  # type: ignore[assignment]
+            _end(search, SearchStatus.FAILED, f"its next trial could not start: {exc.message}")
+            return True
+        member = len({t.member for t in search.trials}) if spec.algorithm == "pbt" else 0
+        db.session.add(
+            SearchTrial(
+                search_id=search.id,
+                number=len(search.trials) + 1,
+                session_id=session.id,
+                params=params,
+                member=member,
+            )
+        )
+        db.session.flush()
+        db.session.expire(search, ["trials"])
+        running += 1
+        started = True
+    if started and redis is not None:
+        db.session.commit()
+        session_service.wake(redis)
+    return started
+
+
+def _update_best(search: Search, spec: Spec) -> bool:
+    sign = 1.0 if spec.maximize else -1.0
+    scored = [
+        (sign * t.value, -t.number, t)
+        for t in search.trials
+        if t.value is not None and t.state != TrialState.FAILED.value
+    ]
+    if not scored:
+        return False
+    _key, _order, best = max(scored, key=lambda s: (s[0], s[1]))
+    if (search.best_trial, search.best_value) == (best.number, best.value):
+        return False
+    search.best_trial, search.best_value = best.number, best.value
+    return True
+
+
+def _end_trial(trial: SearchTrial, state: TrialState, note: str, redis) -> None:
+    trial.state, trial.note, trial.ended_at = state.value, note, utcnow()
+    session = trial.session
+    if session is not None and session.state.is_active:
+        session_service.request_stop(session, redis, reason=f"{trial.search.ident}: {note}")
+
+
+def _end(search: Search, status: SearchStatus, reason: str) -> None:
+    search.status, search.status_reason, search.ended_at = status.value, reason, utcnow()
+
+
+# What the API and pages show -----------------------------------------------------------
+
+
+def trial_dict(trial: SearchTrial) -> dict[str, Any]:
+    session = trial.session
+    return {
+        "number": trial.number,
+        "session": session.ident if session is not None else None,
+        "session_status": session.status if session is not None else None,
+        "params": trial.params,
+        "rungs": trial.rungs or {},
+        "state": trial.state,
+        "value": trial.value,
+        "step": trial.step,
+        "member": trial.member,
+        "parent": trial_number(trial.parent_id),
+        "checkpoint": trial.checkpoint or None,
+        "note": trial.note,
+        "created_at": isoformat(trial.created_at),
+        "ended_at": isoformat(trial.ended_at),
+    }
+
+
+def trial_number(trial_id: int | None) -> int | None:
+    if trial_id is None:
+        return None
+    trial = db.session.get(SearchTrial, trial_id)
+    return trial.number if trial is not None else None
+
+
+def search_dict(search: Search, *, trials: bool = True) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for trial in search.trials:
+        counts[trial.state] = counts.get(trial.state, 0) + 1
+    found = {
+        "id": search.ident,
+        "user": search.user.username,
+        "number": search.number,
+        "algorithm": search.algorithm,
+        "metric": search.metric,
+        "direction": search.direction,
+        "status": search.status,
+        "status_reason": search.status_reason,
+        "spec": search.spec,
+        "entry": search.template.get("entry"),
+        "memo": search.memo,
+        "best": {"trial": search.best_trial, "value": search.best_value}
+        if search.best_trial is not None
+        else None,
+        "trial_counts": counts,
+        "gpu_hours_used": round(gpu_hours_used(search), 4),
+        "created_at": isoformat(search.created_at),
+        "ended_at": isoformat(search.ended_at),
+    }
+    if trials:
+        found["trials"] = [trial_dict(t) for t in search.trials]
+    return found

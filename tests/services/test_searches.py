@@ -1,0 +1,301 @@
+"""Hyperparameter searches: the driver starts trials as ordinary sessions, reads their
+metric, stops weak ones (ASHA), replaces weak members from strong ones' checkpoints
+(PBT), keeps to its budget, and ends; the API refuses what is wrong and changes
+nothing. The sessions' runs are played by hand (the node agents are tested elsewhere):
+their metric reported, their checkpoints saved, their ends recorded."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+
+from portal.extensions import db
+from portal.models import (
+    Checkpoint,
+    Search,
+    SearchStatus,
+    SearchTrial,
+    Session,
+    SessionStatus,
+    TrialState,
+)
+from portal.services import metrics, searches
+from portal.services import sessions as session_service
+from portal.services.lifecycle import finish, mark_running
+from tests import factories
+from tests.api.test_api import code_archive
+
+CODE = hashlib.sha256(b"search code").hexdigest()
+SPACE = {"lr": {"loguniform": [0.001, 0.5]}, "hidden": {"int": [16, 128]}}
+
+
+def request(**fields) -> session_service.SessionRequest:
+    return session_service.SessionRequest(entry="train.py", code_digest=CODE, **fields)
+
+
+def start(owner, **spec_fields) -> Search:
+    spec = {
+        "algorithm": "random",
+        "metric": "valid/acc",
+        "search": SPACE,
+        "args": "--epochs 9",
+        "budget": {"sessions": 4},
+        "parallel": 2,
+        **spec_fields,
+    }
+    return searches.start(owner, spec, request())
+
+
+def report(session: Session, points: list[tuple[int, float]], tag: str = "valid/acc") -> None:
+    metrics.record(
+        session,
+        {
+            "scalars": {
+                tag: {
+                    "step": [s for s, _ in points],
+                    "value": [v for _, v in points],
+                    "wall_time": [float(s) for s, _ in points],
+                }
+            }
+        },
+    )
+
+
+def running(search: Search) -> list[SearchTrial]:
+    db.session.refresh(search)
+    return [t for t in search.trials if t.state == TrialState.RUNNING.value]
+
+
+def complete(trial: SearchTrial, value: float, step: int = 9) -> None:
+    assert trial.session is not None
+    report(trial.session, [(step, value)])
+    finish(trial.session, SessionStatus.COMPLETED, "exit code 0", exit_code=0)
+
+
+def test_a_random_search_runs_its_budget_two_at_a_time_and_keeps_the_best(app, redis):
+    ada = factories.user("ada")
+    search = start(ada)
+    assert search.ident == "ada/search/1" and search.status == "running"
+    assert searches.advance(search.id, redis)
+    first = running(search)
+    assert [t.number for t in first] == [1, 2]
+    for trial in first:
+        session = trial.session
+        assert session is not None and session.user_id == ada.id
+        assert session.state is SessionStatus.PENDING  # the scheduler places it like any other
+        assert session.args == (
+            f"--epochs 9 --lr {trial.params['lr']:.6g} --hidden {trial.params['hidden']}"
+        )
+        assert session.memo == f"ada/search/1: trial {trial.number}"
+        assert session.code_digest == CODE and session.entry == "train.py"
+    # Nothing more starts while two run.
+    assert not searches.advance(search.id, redis)
+    assert len(search.trials) == 2
+    complete(first[0], 0.91)
+    searches.advance(search.id, redis)
+    assert [t.number for t in running(search)] == [2, 3]
+    assert first[0].state == TrialState.DONE.value and first[0].value == 0.91
+    assert (search.best_trial, search.best_value) == (1, 0.91)
+    complete(first[1], 0.95)
+    searches.advance(search.id, redis)
+    assert [t.number for t in running(search)] == [3, 4]
+    for trial in running(search):
+        complete(trial, 0.5)
+    searches.advance(search.id, redis)
+    db.session.refresh(search)
+    assert search.status == SearchStatus.DONE.value
+    assert search.status_reason == "budget spent: 4 sessions"
+    assert (search.best_trial, search.best_value) == (2, 0.95)
+    assert len(search.trials) == 4  # never more than its budget
+    body = searches.search_dict(search)
+    assert body["best"] == {"trial": 2, "value": 0.95}
+    assert body["trial_counts"] == {"done": 4}
+    # Its sessions are ordinary sessions of its owner's.
+    listed, _ = session_service.search_sessions(ada, session_service.SessionFilter())
+    assert len(listed) == 4
+
+
+def test_asha_stops_a_trial_that_is_weak_at_a_rung(app, redis):
+    ada = factories.user("ada")
+    search = start(
+        ada, algorithm="asha", asha={"min_steps": 1, "eta": 2, "max_steps": 8}, parallel=2
+    )
+    searches.advance(search.id, redis)
+    strong, weak = running(search)
+    for trial in (strong, weak):
+        assert trial.session is not None
+        mark_running(trial.session)
+    db.session.commit()
+    report(strong.session, [(1, 0.8), (2, 0.85)])  # type: ignore[arg-type]
+    searches.advance(search.id, redis)
+    assert strong.rungs == {"0": 0.8, "1": 0.85} and strong.state == "running"
+    report(weak.session, [(1, 0.4)])  # type: ignore[arg-type]
+    searches.advance(search.id, redis)
+    assert weak.state == TrialState.PRUNED.value
+    assert weak.note == "at step 1 its valid/acc 0.4 was not in the top 1/2 of the 2 trials there"
+    assert weak.session is not None and weak.session.stop_requested
+    assert weak.session.stop_reason == f"ada/search/1: {weak.note}"
+    # The pruned trial's slot goes to a new one.
+    assert [t.number for t in running(search)] == [1, 3]
+
+
+def test_pbt_replaces_the_weak_member_from_the_strong_ones_checkpoint(app, redis):
+    ada = factories.user("ada")
+    search = start(
+        ada,
+        algorithm="pbt",
+        parallel=2,
+        budget={"sessions": 6},
+        pbt={"interval": 3, "quantile": 0.5},
+        seed=7,
+    )
+    searches.advance(search.id, redis)
+    strong, weak = running(search)
+    assert (strong.member, weak.member) == (0, 1)
+    for trial, value in ((strong, 0.9), (weak, 0.6)):
+        assert trial.session is not None
+        mark_running(trial.session)
+        report(trial.session, [(1, value - 0.1), (3, value)])
+    db.session.commit()
+    # Not before a checkpoint past the interval is saved.
+    searches.advance(search.id, redis)
+    assert len(search.trials) == 2
+    for trial in (strong, weak):
+        assert trial.session is not None
+        db.session.add(
+            Checkpoint(session_id=trial.session.id, name="3", digest="0" * 64, size=1)
+        )
+    db.session.commit()
+    searches.advance(search.id, redis)
+    db.session.refresh(search)
+    assert weak.state == TrialState.REPLACED.value
+    assert weak.note == (
+        "at step 3 its valid/acc 0.6 was in the bottom 0.5: member 1 goes on from member 0's "
+        "checkpoint 3 (0.9)"
+    )
+    assert weak.session is not None and weak.session.stop_requested
+    assert strong.state == TrialState.RUNNING.value and strong.rung == 3
+    [successor] = [t for t in search.trials if t.number == 3]
+    assert (successor.member, successor.parent_id, successor.checkpoint) == (1, strong.id, "3")
+    session = successor.session
+    assert session is not None
+    assert session.forked_from == strong.session.ident  # type: ignore[union-attr]
+    assert session.resume_checkpoint == "3"
+    copied = db.session.query(Checkpoint).filter_by(session_id=session.id).all()
+    assert [c.name for c in copied] == ["3"]  # the strong one's
+    # Explored: each number moved by a factor of 0.8 or 1.2 (an integer by one at least).
+    for name, value in successor.params.items():
+        assert value != strong.params[name]
+    assert session.args.startswith("--epochs 9 --lr ")
+    body = searches.search_dict(search)
+    assert [(t["number"], t["member"], t["parent"]) for t in body["trials"]] == [
+        (1, 0, None),
+        (2, 1, None),
+        (3, 1, 1),
+    ]
+    # The population is not grown: two run, no third member.
+    assert [t.member for t in running(search)] == [0, 1]
+    # When every member ends, so does the search.
+    for trial in running(search):
+        complete(trial, 0.97)
+    finish(weak.session, SessionStatus.STOPPED, "stopped")
+    searches.advance(search.id, redis)
+    db.session.refresh(search)
+    assert search.status == "done" and search.status_reason == "every member finished"
+
+
+def test_stopping_a_search_stops_its_sessions(app, client, redis):
+    ada = factories.user("ada")
+    search = start(ada)
+    searches.advance(search.id, redis)
+    trials = running(search)
+    bob = factories.user("bob")
+    path = "/api/v1/searches/ada/1/stop"
+    refused = client.post(path, headers=factories.headers(factories.token(bob)))
+    assert refused.status_code == 404
+    answer = client.post(path, headers=factories.headers(factories.token(ada)))
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["status"] == "stopped"
+    for trial in trials:
+        db.session.refresh(trial)
+        assert trial.state == TrialState.STOPPED.value
+        assert trial.session is not None and trial.session.state is SessionStatus.STOPPED
+    assert not searches.advance(search.id, redis)  # a stopped search starts nothing
+    again = client.post(path, headers=factories.headers(factories.token(ada)))
+    assert again.status_code == 409
+
+
+def test_a_search_whose_trials_all_fail_gives_up(app, redis):
+    ada = factories.user("ada")
+    search = start(ada, budget={"sessions": 10})
+    for _ in range(3):
+        searches.advance(search.id, redis)
+        for trial in running(search):
+            assert trial.session is not None
+            finish(trial.session, SessionStatus.FAILED, "exit code 1", exit_code=1)
+    searches.advance(search.id, redis)
+    db.session.refresh(search)
+    assert search.status == SearchStatus.FAILED.value
+    assert search.status_reason.startswith("its first 4 trials failed: ada/1 failed: exit code 1")
+    assert len(search.trials) == 4  # not the ten of its budget
+
+
+def test_the_wall_time_budget_stops_what_runs(app, redis):
+    ada = factories.user("ada")
+    search = start(ada, budget={"minutes": 30})
+    searches.advance(search.id, redis)
+    trials = running(search)
+    report(trials[0].session, [(2, 0.7)])  # type: ignore[arg-type]
+    search.created_at -= timedelta(minutes=31)
+    db.session.commit()
+    searches.advance(search.id, redis)
+    db.session.refresh(search)
+    assert search.status == "done" and search.status_reason == "budget spent: 30 minutes"
+    assert {t.state for t in trials} == {TrialState.STOPPED.value}
+    assert search.best_value == 0.7
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"search": {}}, "the search space is empty"),
+        ({"algorithm": "bogus"}, "unknown algorithm 'bogus'"),
+        ({"budget": {"sessions": 0}}, "budget.sessions must be above 0"),
+        ({"budget": {"gpu_hours": 2}}, "a budget in GPU-hours needs sessions with GPUs"),
+    ],
+)
+def test_the_api_refuses_a_bad_search_and_keeps_nothing(app, client, redis, spec, says):
+    ada = factories.user("ada")
+    secret = factories.token(ada)
+    archive = code_archive({"train.py": "print('hi')\n"})
+    uploaded = client.put("/api/v1/code", data=archive, headers=factories.headers(secret))
+    assert uploaded.status_code == 201, uploaded.get_json()
+    body = {
+        "entry": "train.py",
+        "code_digest": uploaded.get_json()["digest"],
+        "spec": {
+            "metric": "valid/acc",
+            "search": SPACE,
+            "budget": {"sessions": 2},
+            **spec,
+        },
+    }
+    answer = client.post("/api/v1/searches", json=body, headers=factories.headers(secret))
+    assert answer.status_code == 400, answer.get_json()
+    assert says in answer.get_json()["error"]["message"]
+    assert db.session.query(Search).count() == 0
+    # The same with a good spec starts it; a session's token cannot.
+    body["spec"] = {"metric": "valid/acc", "search": SPACE, "budget": {"sessions": 2}}
+    started = client.post("/api/v1/searches", json=body, headers=factories.headers(secret))
+    assert started.status_code == 201, started.get_json()
+    assert started.get_json()["id"] == "ada/search/1"
+    listed = client.get("/api/v1/searches", headers=factories.headers(secret)).get_json()
+    assert [s["id"] for s in listed] == ["ada/search/1"]
+    unknown = client.post(
+        "/api/v1/searches",
+        json={**body, "code_digest": "f" * 64},
+        headers=factories.headers(secret),
+    )
+    assert unknown.status_code == 400 and unknown.get_json()["error"]["code"] == "unknown_code"
