@@ -164,9 +164,7 @@ def test_pbt_replaces_the_weak_member_from_the_strong_ones_checkpoint(app, redis
     assert len(search.trials) == 2
     for trial in (strong, weak):
         assert trial.session is not None
-        db.session.add(
-            Checkpoint(session_id=trial.session.id, name="3", digest="0" * 64, size=1)
-        )
+        db.session.add(Checkpoint(session_id=trial.session.id, name="3", digest="0" * 64, size=1))
     db.session.commit()
     searches.advance(search.id, redis)
     db.session.refresh(search)
