@@ -20,6 +20,7 @@ from cli.commands import (
     monitoring,
     nodes,
     notifications,
+    searches,
     server,
     sessions,
     teams,
@@ -54,6 +55,7 @@ def cli() -> None:
 for module in (
     auth,
     sessions,
+    searches,
     models,
     compare,
     datasets,

@@ -2,6 +2,7 @@
 
 podium run examples/digits/train.py -a "--epochs 3 --lr 0.1"
 podium run examples/digits/train.py -d digits-train -a "--epochs 20"   # the demo competition
+podium automl examples/digits/search-random.yaml                        # a hyperparameter search
 podium submit demo/1 -C digits                                          # its last checkpoint
 python examples/digits/train.py --epochs 3      # the same, outside Podium
 """
@@ -25,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -46,7 +48,7 @@ def main() -> None:
     model = MLPClassifier(
         hidden_layer_sizes=(args.hidden,),
         solver="sgd",
-        momentum=0.9,
+        momentum=args.momentum,
         learning_rate_init=args.lr,
         batch_size=64,
         random_state=args.seed,
@@ -62,6 +64,10 @@ def main() -> None:
         with open(Path(folder) / "model.pkl", "rb") as source:
             state = pickle.load(source)
         model, scaler = state["model"], state["scaler"]
+        # A fork may run on with other rates (population based training): the optimiser
+        # is made again with this run's at the next step.
+        model.set_params(learning_rate_init=args.lr, momentum=args.momentum)
+        vars(model).pop("_optimizer", None)
 
     def infer(test_csv: str) -> dict[str, int]:
         """A competition's test inputs (id, then the 64 pixels) -> {id: digit}."""
@@ -70,11 +76,13 @@ def main() -> None:
         return dict(zip(ids, model.predict(scaler.transform(pixels)).tolist(), strict=True))
 
     sdk.bind(save=save, load=load, infer=infer)
-    if sdk.RESUME:  # forked with --checkpoint: start from it
+    done = 0
+    if sdk.RESUME:  # forked with --checkpoint: start from it, at the epoch it was saved
         sdk.load(sdk.RESUME)
+        done = int(sdk.RESUME.rpartition("-")[2]) if sdk.RESUME[-1:].isdigit() else 0
         print(f"resumed from checkpoint {sdk.RESUME}", flush=True)
     print(f"training on {len(x_train)} images, validating on {len(x_valid)}", flush=True)
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(done + 1, args.epochs + 1):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.partial_fit(x_train, y_train, classes=classes)

@@ -1042,13 +1042,13 @@ class SearchTrialOut(Schema):
     session_status = fields.String(allow_none=True)
     params = fields.Dict()
     rungs = fields.Dict(metadata={"description": "ASHA: the metric at each rung it reached"})
-    state = fields.String(
-        metadata={"description": "running, done, pruned, replaced, failed or stopped"}
-    )
+    state = fields.String(metadata={"description": "running, done, pruned, failed or stopped"})
     value = fields.Float(allow_none=True)
     step = Int(allow_none=True)
     member = Int(metadata={"description": "PBT: the population slot it fills"})
-    parent = Int(allow_none=True, metadata={"description": "PBT: the trial it took over from"})
+    parent = Int(
+        allow_none=True, metadata={"description": "PBT: the trial whose checkpoint it went on from"}
+    )
     checkpoint = fields.String(allow_none=True)
     note = fields.String()
     created_at = fields.String()

@@ -27,7 +27,6 @@ class TrialState(enum.StrEnum):
     RUNNING = "running"  # its session is pending or running
     DONE = "done"  # its session ended and reported the metric
     PRUNED = "pruned"  # stopped early: weak at a rung (ASHA)
-    REPLACED = "replaced"  # PBT: stopped to take a better member's checkpoint
     FAILED = "failed"  # its session failed, or ended without reporting the metric
     STOPPED = "stopped"  # stopped with its search
 
@@ -85,11 +84,11 @@ class SearchTrial(db.Model):  # type: ignore[name-defined]
     value: Mapped[float | None] = mapped_column(Float)  # the metric, last reported
     step: Mapped[int | None]  # the step of `value`
     # ASHA: the last rung it passed, and its metric at each rung it reached ({"0": 0.91});
-    # PBT: the step it was last ranked at.
+    # PBT: the step its segment trains up to.
     rung: Mapped[int] = mapped_column(default=-1)
     rungs: Mapped[dict] = mapped_column(JSON, default=dict)
     # PBT: the population slot it fills, and the trial whose checkpoint it started from
-    # (None for the first generation).
+    # (the member's own last segment, or a better member's; None in the first generation).
     member: Mapped[int] = mapped_column(default=0)
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("search_trials.id", ondelete="SET NULL")

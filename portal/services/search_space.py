@@ -70,9 +70,12 @@ class Spec:
     min_steps: int = 1
     eta: int = 3
     max_steps: int | None = None
-    # PBT: every `interval` steps (checkpoints), the bottom `quantile` of the population
-    # takes a top member's checkpoint and perturbs its hyperparameters.
+    # PBT: every `interval` steps, up to `steps`, the bottom `quantile` of the population
+    # takes a top member's checkpoint and perturbs its hyperparameters; each segment's
+    # session is told where to stop with `--STEPS_ARG N`.
     interval: int = 5
+    steps: int = 20
+    steps_arg: str = "epochs"
     quantile: float = 0.25
     perturb: tuple[float, ...] = (0.8, 1.2)
     resample: float = 0.25
@@ -115,6 +118,8 @@ class Spec:
                 {
                     "pbt": {
                         "interval": self.interval,
+                        "steps": self.steps,
+                        "steps_arg": self.steps_arg,
                         "quantile": self.quantile,
                         "perturb": list(self.perturb),
                         "resample": self.resample,
@@ -242,7 +247,7 @@ def parse_spec(body: Any) -> Spec:
     options: dict[str, Any] = {}
     for section, fields in (
         ("asha", ("min_steps", "eta", "max_steps")),
-        ("pbt", ("interval", "quantile", "perturb", "resample")),
+        ("pbt", ("interval", "steps", "steps_arg", "quantile", "perturb", "resample")),
     ):
         given = body.get(section)
         if given is None:
@@ -299,6 +304,17 @@ def _pbt_options(spec: Spec, options: dict[str, Any]) -> Spec:
     from dataclasses import replace
 
     interval = _number(options.get("interval", 5), "pbt.interval", integer=True, positive=True)
+    steps = _number(options.get("steps", 4 * interval), "pbt.steps", integer=True, positive=True)
+    if steps <= interval:
+        raise InvalidSpec("pbt.steps (where training ends) must be above pbt.interval")
+    steps_arg = options.get("steps_arg", "epochs")
+    if not isinstance(steps_arg, str) or not NAME.fullmatch(steps_arg):
+        raise InvalidSpec("pbt.steps_arg: the option that says where to stop, e.g. epochs")
+    if any(p.name == steps_arg for p in spec.space):
+        raise InvalidSpec(f"pbt.steps_arg: --{steps_arg} is set by the search, not searched")
+    fixed = shlex.split(spec.args)
+    if f"--{steps_arg}" in fixed or any(a.startswith(f"--{steps_arg}=") for a in fixed):
+        raise InvalidSpec(f"--{steps_arg} is set by the search (pbt.steps): leave it out of args")
     quantile = _number(options.get("quantile", 0.25), "pbt.quantile", positive=True)
     if quantile > 0.5:
         raise InvalidSpec("pbt.quantile is at most 0.5 (the bottom and top must not meet)")
@@ -309,7 +325,15 @@ def _pbt_options(spec: Spec, options: dict[str, Any]) -> Spec:
     resample = _number(options.get("resample", 0.25), "pbt.resample")
     if not 0 <= resample <= 1:
         raise InvalidSpec("pbt.resample is a probability, 0 to 1")
-    return replace(spec, interval=interval, quantile=quantile, perturb=factors, resample=resample)
+    return replace(
+        spec,
+        interval=interval,
+        steps=steps,
+        steps_arg=steps_arg,
+        quantile=quantile,
+        perturb=factors,
+        resample=resample,
+    )
 
 
 def spec_from_dict(stored: dict[str, Any]) -> Spec:
@@ -319,13 +343,16 @@ def spec_from_dict(stored: dict[str, Any]) -> Spec:
     return parse_spec(body)
 
 
-def command_args(spec: Spec, params: dict[str, Any]) -> str:
-    """The script's arguments for one trial: the fixed ones, then `--NAME VALUE`."""
+def command_args(spec: Spec, params: dict[str, Any], until: int | None = None) -> str:
+    """The script's arguments for one trial: the fixed ones, then `--NAME VALUE`, then for
+    a PBT segment where it stops (`--epochs 6`)."""
     parts = [spec.args] if spec.args else []
     for param in spec.space:
         value = params[param.name]
         text = format(value, ".6g") if isinstance(value, float) else str(value)
         parts.append(f"--{param.name} {shlex.quote(text)}")
+    if until is not None:
+        parts.append(f"--{spec.steps_arg} {until}")
     return " ".join(parts)
 
 

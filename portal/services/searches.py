@@ -13,12 +13,13 @@ start its next trial.
   `parallel` run and the budget lasts.
 - ASHA: random trials, each stopped at a rung (min_steps * eta^k steps) where its metric
   is not within the top 1/eta of the values recorded there (`search_space.promotable`).
-- PBT: `parallel` members run at once; each time a member has saved a checkpoint past
-  its next multiple of `interval` steps, it is ranked by its last value among the
-  members: one in the bottom quantile is stopped and replaced by a fork of a top
-  member's last checkpoint with perturbed hyperparameters (a new trial of the same
-  member, its parent the top member's trial), so each member's lineage is a chain of
-  sessions.
+- PBT: `parallel` members, trained in segments of `interval` steps, each segment a
+  session told to train up to its end (`--epochs 3`, then a fork of it with
+  `--epochs 6` ...; `steps_arg` names the option). Once every member's segment ended,
+  they are ranked by their metric there: the bottom quantile goes on from a top
+  member's checkpoint with its hyperparameters perturbed (exploit and explore), the
+  rest from their own, so each member's lineage is a chain of sessions, and the
+  generations stay in step whatever the speed of a step.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from portal.models import (
     Search,
     SearchStatus,
     SearchTrial,
-    Session,
     SessionStatus,
     TrialState,
     User,
@@ -284,6 +284,11 @@ def advance(search_id: int, redis=None) -> bool:
 
 
 def _done_reason(search: Search, spec: Spec, spent: str | None) -> str:
+    if spec.algorithm == "pbt":
+        reached = max((t.rung for t in _members(search).values()), default=0)
+        if reached >= spec.steps:
+            return f"every member reached step {spec.steps}"
+        return f"budget spent: {len(search.trials)} sessions, members at step {reached}"
     if spent:
         return f"budget spent: {spent.removeprefix('now:')}"
     if spec.algorithm == "grid":
@@ -347,11 +352,15 @@ def _observe(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
     ):
         trial.value, trial.step = float(series.last_value), int(series.last_step)
         changed = True
+    if spec.algorithm == "asha" and series is not None and series.count:
+        changed |= _asha_rungs(search, spec, trial, redis)
+        if trial.state != TrialState.RUNNING.value:
+            return True  # pruned
     state = session.state
     if state.is_final:
         trial.ended_at = utcnow()
         if state is SessionStatus.COMPLETED and trial.value is not None:
-            trial.state, trial.note = TrialState.DONE.value, ""
+            trial.state = TrialState.DONE.value
         elif state is SessionStatus.COMPLETED:
             trial.state = TrialState.FAILED.value
             trial.note = f"its session completed without reporting {spec.metric}"
@@ -364,8 +373,6 @@ def _observe(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
             trial.state = TrialState.FAILED.value
             trial.note = f"{session.ident} {session.status}: {session.status_reason}".strip()
         return True
-    if spec.algorithm == "asha" and series is not None and series.count:
-        changed |= _asha_rungs(search, spec, trial, redis)
     return changed
 
 
@@ -388,7 +395,8 @@ def _asha_rungs(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
         trial.rungs = {**(trial.rungs or {}), str(index): value}
         trial.rung = index
         changed = True
-        if not search_space.promotable(spec, value, others):
+        # An ended trial's rungs are recorded for the others to be measured against.
+        if trial.session.state.is_active and not search_space.promotable(spec, value, others):
             _end_trial(
                 trial,
                 TrialState.PRUNED,
@@ -401,91 +409,90 @@ def _asha_rungs(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
 
 
 def _pbt_turn(search: Search, spec: Spec, redis) -> bool:
-    """Rank each member that reached its next boundary; replace it when it is weak."""
+    """Once every member's segment ended, the next generation: the bottom quantile goes
+    on from a top member's checkpoint with its hyperparameters perturbed, the rest from
+    their own, each a fork trained up to the next boundary."""
+    latest = _members(search)
+    if not latest or any(t.state == TrialState.RUNNING.value for t in latest.values()):
+        return False
+    alive = {
+        m: t for m, t in latest.items() if t.state == TrialState.DONE.value and t.value is not None
+    }
+    if not alive:
+        return False
+    reached = max(t.rung for t in alive.values())
+    if reached >= spec.steps:
+        return False
+    if spec.sessions is not None and spec.sessions - len(search.trials) < len(alive):
+        return False  # not a whole generation left in the budget
+    values = {m: t.value for m, t in alive.items() if t.value is not None}
+    bottom, top = search_space.bottom_and_top(spec, values)
+    rng = random.Random(f"{search.id}:{len(search.trials)}:{spec.seed}")
+    end = min(reached + spec.interval, spec.steps)
+    number = len(search.trials)
+    for member, trial in sorted(alive.items()):
+        source, params = trial, dict(trial.params)
+        donors = [alive[d] for d in top if d != member]
+        if member in bottom and donors:
+            source = rng.choice(donors)
+            params = search_space.explore(spec, dict(source.params), rng)
+        saved = _checkpoint_at(source, reached)
+        if saved is None or source.session is None:
+            trial.note = f"it saved no checkpoint at step {reached}: member {member} ends here"
+            continue
+        session = session_service.fork(
+            search.user,
+            source.session,
+            args=search_space.command_args(spec, params, until=end),
+            checkpoint=saved,
+            store=None,
+            commit=False,
+        )
+        taken = "its own" if source is trial else f"member {source.member}'s"
+        session.memo = f"{search.ident}: member {member}, steps {reached + 1}-{end}"
+        number += 1
+        db.session.add(
+            SearchTrial(
+                search_id=search.id,
+                number=number,
+                session_id=session.id,
+                params=params,
+                member=member,
+                parent_id=source.id,
+                checkpoint=saved,
+                rung=end,
+                note=f"from {taken} checkpoint {saved} ({source.value:.4g})",
+            )
+        )
+    db.session.flush()
+    db.session.expire(search, ["trials"])
+    if redis is not None:
+        db.session.commit()
+        session_service.wake(redis)
+    return True
+
+
+def _members(search: Search) -> dict[int, SearchTrial]:
+    """PBT: each member's latest trial."""
     latest: dict[int, SearchTrial] = {}
     for trial in search.trials:
         if trial.member not in latest or trial.number > latest[trial.member].number:
             latest[trial.member] = trial
-    values: dict[int, float] = {m: t.value for m, t in latest.items() if t.value is not None}
-    changed = False
-    rng = random.Random(f"{search.id}:{len(search.trials)}:{spec.seed}")
-    for member, trial in sorted(latest.items()):
-        if trial.state != TrialState.RUNNING.value or trial.session is None:
-            continue
-        saved = _last_numeric_checkpoint(trial.session)
-        boundary = (trial.rung if trial.rung >= 0 else _start_step(trial)) + spec.interval
-        if saved is None or saved[0] < boundary or trial.value is None:
-            continue
-        trial.rung = saved[0]
-        changed = True
-        bottom, top = search_space.bottom_and_top(
-            spec, {m: v for m, v in values.items() if v is not None}
-        )
-        if member not in bottom or (
-            spec.sessions is not None and len(search.trials) >= spec.sessions
-        ):
-            continue
-        donors = [
-            (latest[m], donor_session, saved_there)
-            for m in top
-            if m != member
-            and (donor_session := latest[m].session) is not None
-            and (saved_there := _last_numeric_checkpoint(donor_session)) is not None
-        ]
-        if not donors:
-            continue
-        donor, donor_session, checkpoint = rng.choice(donors)
-        params = search_space.explore(spec, dict(donor.params), rng)
-        _end_trial(
-            trial,
-            TrialState.REPLACED,
-            f"at step {saved[0]} its {spec.metric} {trial.value:.4g} was in the bottom "
-            f"{spec.quantile:g}: member {member} goes on from member {donor.member}'s "
-            f"checkpoint {checkpoint[1]} ({donor.value:.4g})",
-            redis,
-        )
-        session = session_service.fork(
-            search.user,
-            donor_session,
-            args=search_space.command_args(spec, params),
-            checkpoint=checkpoint[1],
-            store=None,
-            commit=False,
-        )
-        session.memo = (
-            f"{search.ident}: member {member}, from member {donor.member} at {checkpoint[1]}"
-        )
-        db.session.add(
-            SearchTrial(
-                search_id=search.id,
-                number=len(search.trials) + 1,
-                session_id=session.id,
-                params=params,
-                member=member,
-                parent_id=donor.id,
-                checkpoint=checkpoint[1],
-                rung=checkpoint[0],
-            )
-        )
-        db.session.flush()
-        db.session.expire(search, ["trials"])
-        latest[member] = search.trials[-1]
-        if donor.value is not None:
-            values[member] = donor.value  # it starts where the donor was
-        if redis is not None:
-            session_service.wake(redis)
-    return changed
+    return latest
 
 
-def _start_step(trial: SearchTrial) -> int:
-    return int(trial.checkpoint) if trial.checkpoint.isdigit() else 0
-
-
-def _last_numeric_checkpoint(session: Session) -> tuple[int, str] | None:
-    """The checkpoint saved at the highest step (`sdk.save(step)` names it by the step)."""
-    names = db.session.scalars(select(Checkpoint.name).where(Checkpoint.session_id == session.id))
-    steps = [(int(n), n) for n in names if n.isdigit()]
-    return max(steps) if steps else None
+def _checkpoint_at(trial: SearchTrial, step: int) -> str | None:
+    """The name of the checkpoint a trial's session saved at `step` (`sdk.save(step)`),
+    else at the highest step it saved."""
+    if trial.session is None:
+        return None
+    names = list(
+        db.session.scalars(select(Checkpoint.name).where(Checkpoint.session_id == trial.session.id))
+    )
+    if str(step) in names:
+        return str(step)
+    steps = sorted((int(n), n) for n in names if n.isdigit())
+    return steps[-1][1] if steps else None
 
 
 def _start_trials(search: Search, spec: Spec, redis) -> bool:
@@ -508,12 +515,13 @@ def _start_trials(search: Search, spec: Spec, redis) -> bool:
         params = search_space.next_params(spec, past)
         if params is None:
             break
+        until = min(spec.interval, spec.steps) if spec.algorithm == "pbt" else None
         template = search.template
         request = session_service.SessionRequest(
             entry=template["entry"],
             code_digest=template["code_digest"],
             code_bytes=template["code_bytes"],
-            args=search_space.command_args(spec, params),
+            args=search_space.command_args(spec, params, until=until),
             gpus=template["gpus"],
             gpu_milli=template["gpu_milli"],
             gpu_memory_mb=template["gpu_memory_mb"],
@@ -527,6 +535,8 @@ def _start_trials(search: Search, spec: Spec, redis) -> bool:
         )
         try:
             session = session_service.create_session(search.user, request, commit=False)
+            if spec.algorithm == "pbt":
+                session.memo = f"{search.ident}: member {len(search.trials)}, steps 1-{until}"
         except ApiError as exc:
             # A dataset removed since, a level lost: the search cannot go on.
             db.session.rollback()
@@ -541,6 +551,7 @@ def _start_trials(search: Search, spec: Spec, redis) -> bool:
                 session_id=session.id,
                 params=params,
                 member=member,
+                rung=until if until is not None else -1,
             )
         )
         db.session.flush()

@@ -141,67 +141,82 @@ def test_asha_stops_a_trial_that_is_weak_at_a_rung(app, redis):
     assert [t.number for t in running(search)] == [1, 3]
 
 
-def test_pbt_replaces_the_weak_member_from_the_strong_ones_checkpoint(app, redis):
+def segment_ends(trial: SearchTrial, value: float, step: int) -> None:
+    """A PBT segment's session reports, saves a checkpoint at its last step, and ends."""
+    assert trial.session is not None
+    mark_running(trial.session)
+    report(trial.session, [(step - 1, value - 0.05), (step, value)])
+    db.session.add(Checkpoint(session_id=trial.session.id, name=str(step), digest="0" * 64, size=1))
+    db.session.commit()
+    finish(trial.session, SessionStatus.COMPLETED, "exit code 0", exit_code=0)
+
+
+@pytest.mark.parametrize(("budget", "generations"), [(6, 3), (5, 2)])
+def test_pbt_trains_in_segments_and_the_weak_go_on_from_the_strong(app, redis, budget, generations):
     ada = factories.user("ada")
     search = start(
         ada,
         algorithm="pbt",
+        args="--momentum 0.9",
         parallel=2,
-        budget={"sessions": 6},
-        pbt={"interval": 3, "quantile": 0.5},
+        budget={"sessions": budget},
+        pbt={"interval": 3, "steps": 9, "quantile": 0.5},
         seed=7,
     )
     searches.advance(search.id, redis)
     strong, weak = running(search)
-    assert (strong.member, weak.member) == (0, 1)
-    for trial, value in ((strong, 0.9), (weak, 0.6)):
-        assert trial.session is not None
-        mark_running(trial.session)
-        report(trial.session, [(1, value - 0.1), (3, value)])
-    db.session.commit()
-    # Not before a checkpoint past the interval is saved.
+    assert (strong.member, weak.member, strong.rung) == (0, 1, 3)
+    assert strong.session is not None and strong.session.args.endswith(" --epochs 3")
+    assert strong.session.args.startswith("--momentum 0.9 --lr ")
+    segment_ends(strong, 0.9, 3)
     searches.advance(search.id, redis)
-    assert len(search.trials) == 2
-    for trial in (strong, weak):
-        assert trial.session is not None
-        db.session.add(Checkpoint(session_id=trial.session.id, name="3", digest="0" * 64, size=1))
-    db.session.commit()
+    assert len(search.trials) == 2  # the generation waits for every member
+    segment_ends(weak, 0.6, 3)
     searches.advance(search.id, redis)
     db.session.refresh(search)
-    assert weak.state == TrialState.REPLACED.value
-    assert weak.note == (
-        "at step 3 its valid/acc 0.6 was in the bottom 0.5: member 1 goes on from member 0's "
-        "checkpoint 3 (0.9)"
-    )
-    assert weak.session is not None and weak.session.stop_requested
-    assert strong.state == TrialState.RUNNING.value and strong.rung == 3
-    [successor] = [t for t in search.trials if t.number == 3]
-    assert (successor.member, successor.parent_id, successor.checkpoint) == (1, strong.id, "3")
-    session = successor.session
-    assert session is not None
-    assert session.forked_from == strong.session.ident  # type: ignore[union-attr]
-    assert session.resume_checkpoint == "3"
+    assert (strong.state, weak.state) == ("done", "done")
+    own, taken = running(search)
+    assert (own.member, own.parent_id, own.checkpoint, own.rung) == (0, strong.id, "3", 6)
+    assert own.params == strong.params and own.note == "from its own checkpoint 3 (0.9)"
+    # The weak member goes on from the strong one's checkpoint, its rates perturbed.
+    assert (taken.member, taken.parent_id, taken.checkpoint) == (1, strong.id, "3")
+    assert taken.note == "from member 0's checkpoint 3 (0.9)"
+    for name, value in taken.params.items():
+        assert value != strong.params[name]
+    session = taken.session
+    assert session is not None and strong.session is not None
+    assert session.forked_from == strong.session.ident and session.resume_checkpoint == "3"
+    assert session.args.endswith(" --epochs 6")
+    assert session.memo == "ada/search/1: member 1, steps 4-6"
     copied = db.session.query(Checkpoint).filter_by(session_id=session.id).all()
     assert [c.name for c in copied] == ["3"]  # the strong one's
-    # Explored: each number moved by a factor of 0.8 or 1.2 (an integer by one at least).
-    for name, value in successor.params.items():
-        assert value != strong.params[name]
-    assert session.args.startswith("--epochs 9 --lr ")
     body = searches.search_dict(search)
     assert [(t["number"], t["member"], t["parent"]) for t in body["trials"]] == [
         (1, 0, None),
         (2, 1, None),
-        (3, 1, 1),
+        (3, 0, 1),
+        (4, 1, 1),
     ]
-    # The population is not grown: two run, no third member.
-    assert [t.member for t in running(search)] == [0, 1]
-    # When every member ends, so does the search.
-    for trial in running(search):
-        complete(trial, 0.97)
-    finish(weak.session, SessionStatus.STOPPED, "stopped")
+    segment_ends(own, 0.92, 6)
+    segment_ends(taken, 0.95, 6)
     searches.advance(search.id, redis)
+    if generations == 3:
+        third = running(search)
+        assert [(t.member, t.rung, t.parent_id) for t in third] == [
+            (0, 9, taken.id),  # now member 0 is the weaker
+            (1, 9, taken.id),
+        ]
+        for trial in third:
+            segment_ends(trial, 0.97, 9)
+        searches.advance(search.id, redis)
     db.session.refresh(search)
-    assert search.status == "done" and search.status_reason == "every member finished"
+    assert search.status == "done"
+    assert search.status_reason == (
+        "every member reached step 9"
+        if generations == 3
+        else "budget spent: 4 sessions, members at step 6"
+    )
+    assert len(search.trials) == 2 * generations <= budget
 
 
 def test_stopping_a_search_stops_its_sessions(app, client, redis):

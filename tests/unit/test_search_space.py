@@ -46,6 +46,15 @@ def spec(**fields):
         ({"algorithm": "pbt", "parallel": 4, "pbt": {"quantile": 0.6}}, "at most 0.5"),
         ({"algorithm": "grid"}, "a grid takes choice and int parameters; lr is loguniform"),
         ({"seeds": 3}, "unknown field 'seeds'"),
+        ({"algorithm": "pbt", "parallel": 2, "pbt": {"interval": 5, "steps": 5}}, "above"),
+        (
+            {"algorithm": "pbt", "parallel": 2, "args": "--epochs 3"},
+            "--epochs is set by the search (pbt.steps)",
+        ),
+        (
+            {"algorithm": "pbt", "parallel": 2, "pbt": {"steps_arg": "lr"}},
+            "--lr is set by the search, not searched",
+        ),
     ],
 )
 def test_a_bad_spec_is_refused_with_what_is_wrong(body, says):
@@ -66,6 +75,11 @@ def test_trial_arguments_follow_the_fixed_ones():
     given = spec(args="--epochs 20")
     args = search_space.command_args(given, {"lr": 0.0123456789, "hidden": 64, "act": "tanh"})
     assert args == "--epochs 20 --lr 0.0123457 --hidden 64 --act tanh"
+    segment = spec(algorithm="pbt", parallel=2, pbt={"interval": 3, "steps_arg": "iters"})
+    assert segment.steps == 12  # four intervals unless said
+    args = search_space.command_args(segment, {"lr": 0.5, "hidden": 8, "act": "relu"}, until=6)
+    assert args == "--lr 0.5 --hidden 8 --act relu --iters 6"
+    assert search_space.spec_from_dict(segment.as_dict()) == segment
 
 
 def test_a_grid_visits_every_point_once_then_ends():
