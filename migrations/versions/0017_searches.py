@@ -49,7 +49,6 @@ def upgrade():
     sa.Column('value', sa.Float(), nullable=True),
     sa.Column('step', sa.Integer(), nullable=True),
     sa.Column('rung', sa.Integer(), nullable=False),
-    sa.Column('rungs', sa.JSON(), nullable=False),
     sa.Column('member', sa.Integer(), nullable=False),
     sa.Column('parent_id', sa.Integer(), nullable=True),
     sa.Column('checkpoint', sa.String(length=128), nullable=False),

@@ -1041,11 +1041,12 @@ class SearchTrialOut(Schema):
     session = fields.String(allow_none=True)
     session_status = fields.String(allow_none=True)
     params = fields.Dict()
-    rungs = fields.Dict(metadata={"description": "ASHA: the metric at each rung it reached"})
     state = fields.String(metadata={"description": "running, done, pruned, failed or stopped"})
     value = fields.Float(allow_none=True)
     step = Int(allow_none=True)
-    member = Int(metadata={"description": "PBT: the population slot it fills"})
+    member = Int(
+        metadata={"description": "PBT: the population slot it fills; ASHA: its configuration"}
+    )
     parent = Int(
         allow_none=True, metadata={"description": "PBT: the trial whose checkpoint it went on from"}
     )

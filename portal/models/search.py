@@ -26,7 +26,7 @@ class SearchStatus(enum.StrEnum):
 class TrialState(enum.StrEnum):
     RUNNING = "running"  # its session is pending or running
     DONE = "done"  # its session ended and reported the metric
-    PRUNED = "pruned"  # stopped early: weak at a rung (ASHA)
+    PRUNED = "pruned"  # ASHA: stopped at a rung, not in the top 1/eta there
     FAILED = "failed"  # its session failed, or ended without reporting the metric
     STOPPED = "stopped"  # stopped with its search
 
@@ -83,12 +83,11 @@ class SearchTrial(db.Model):  # type: ignore[name-defined]
     state: Mapped[str] = mapped_column(String(16), default=TrialState.RUNNING.value)
     value: Mapped[float | None] = mapped_column(Float)  # the metric, last reported
     step: Mapped[int | None]  # the step of `value`
-    # ASHA: the last rung it passed, and its metric at each rung it reached ({"0": 0.91});
-    # PBT: the step its segment trains up to.
+    # ASHA and PBT: the step its segment trains up to (-1: to the script's own end).
     rung: Mapped[int] = mapped_column(default=-1)
-    rungs: Mapped[dict] = mapped_column(JSON, default=dict)
-    # PBT: the population slot it fills, and the trial whose checkpoint it started from
-    # (the member's own last segment, or a better member's; None in the first generation).
+    # PBT: the population slot it fills (ASHA: the configuration), and the trial whose
+    # checkpoint it started from (the member's own last segment, or a better member's;
+    # None for a first segment).
     member: Mapped[int] = mapped_column(default=0)
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("search_trials.id", ondelete="SET NULL")

@@ -1,7 +1,7 @@
 """What a hyperparameter search is and how it decides, without the database: its spec
 (read and checked), the next trial's hyperparameters (grid in order; random and TPE
 through Optuna's samplers, the study rebuilt from the search's own trials), the ASHA
-rung rule, and PBT's exploit and explore. `portal/services/searches.py` feeds it the
+rule of promotion, and PBT's exploit and explore. `portal/services/searches.py` feeds it the
 search's stored trials and carries the decisions out.
 """
 
@@ -66,10 +66,10 @@ class Spec:
     gpu_hours: float | None = None  # ... GPU-hours used ...
     minutes: float | None = None  # ... or wall time since it started
     seed: int = 0
-    # ASHA: rungs at min_steps * eta^k steps (below max_steps when given)
+    # ASHA: rungs at min_steps * eta^k steps, and at max_steps, where training ends
     min_steps: int = 1
     eta: int = 3
-    max_steps: int | None = None
+    max_steps: int = 27
     # PBT: every `interval` steps, up to `steps`, the bottom `quantile` of the population
     # takes a top member's checkpoint and perturbs its hyperparameters; each segment's
     # session is told where to stop with `--STEPS_ARG N`.
@@ -109,6 +109,7 @@ class Spec:
                         "min_steps": self.min_steps,
                         "eta": self.eta,
                         "max_steps": self.max_steps,
+                        "steps_arg": self.steps_arg,
                     }
                 }
                 if self.algorithm == "asha"
@@ -246,7 +247,7 @@ def parse_spec(body: Any) -> Spec:
     seed = _number(body.get("seed", 0), "seed", integer=True)
     options: dict[str, Any] = {}
     for section, fields in (
-        ("asha", ("min_steps", "eta", "max_steps")),
+        ("asha", ("min_steps", "eta", "max_steps", "steps_arg")),
         ("pbt", ("interval", "steps", "steps_arg", "quantile", "perturb", "resample")),
     ):
         given = body.get(section)
@@ -292,12 +293,28 @@ def _asha_options(spec: Spec, options: dict[str, Any]) -> Spec:
     eta = _number(options.get("eta", 3), "asha.eta", integer=True, positive=True)
     if eta < 2:
         raise InvalidSpec("asha.eta is at least 2")
-    max_steps = options.get("max_steps")
-    if max_steps is not None:
-        max_steps = _number(max_steps, "asha.max_steps", integer=True, positive=True)
-        if max_steps <= min_steps:
-            raise InvalidSpec("asha.max_steps must be above asha.min_steps")
-    return replace(spec, min_steps=min_steps, eta=eta, max_steps=max_steps)
+    max_steps = _number(
+        options.get("max_steps", min_steps * eta**3), "asha.max_steps", integer=True, positive=True
+    )
+    if max_steps <= min_steps:
+        raise InvalidSpec("asha.max_steps must be above asha.min_steps")
+    steps_arg = _steps_arg(spec, options, "asha")
+    return replace(spec, min_steps=min_steps, eta=eta, max_steps=max_steps, steps_arg=steps_arg)
+
+
+def _steps_arg(spec: Spec, options: dict[str, Any], section: str) -> str:
+    """The option that tells a segment's session where to stop (`--epochs N`)."""
+    steps_arg = options.get("steps_arg", "epochs")
+    if not isinstance(steps_arg, str) or not NAME.fullmatch(steps_arg):
+        raise InvalidSpec(f"{section}.steps_arg: the option that says where to stop, e.g. epochs")
+    if any(p.name == steps_arg for p in spec.space):
+        raise InvalidSpec(f"{section}.steps_arg: --{steps_arg} is set by the search, not searched")
+    fixed = shlex.split(spec.args)
+    if f"--{steps_arg}" in fixed or any(a.startswith(f"--{steps_arg}=") for a in fixed):
+        raise InvalidSpec(
+            f"--{steps_arg} is set by the search ({section}'s steps): leave it out of args"
+        )
+    return steps_arg
 
 
 def _pbt_options(spec: Spec, options: dict[str, Any]) -> Spec:
@@ -307,14 +324,7 @@ def _pbt_options(spec: Spec, options: dict[str, Any]) -> Spec:
     steps = _number(options.get("steps", 4 * interval), "pbt.steps", integer=True, positive=True)
     if steps <= interval:
         raise InvalidSpec("pbt.steps (where training ends) must be above pbt.interval")
-    steps_arg = options.get("steps_arg", "epochs")
-    if not isinstance(steps_arg, str) or not NAME.fullmatch(steps_arg):
-        raise InvalidSpec("pbt.steps_arg: the option that says where to stop, e.g. epochs")
-    if any(p.name == steps_arg for p in spec.space):
-        raise InvalidSpec(f"pbt.steps_arg: --{steps_arg} is set by the search, not searched")
-    fixed = shlex.split(spec.args)
-    if f"--{steps_arg}" in fixed or any(a.startswith(f"--{steps_arg}=") for a in fixed):
-        raise InvalidSpec(f"--{steps_arg} is set by the search (pbt.steps): leave it out of args")
+    steps_arg = _steps_arg(spec, options, "pbt")
     quantile = _number(options.get("quantile", 0.25), "pbt.quantile", positive=True)
     if quantile > 0.5:
         raise InvalidSpec("pbt.quantile is at most 0.5 (the bottom and top must not meet)")
@@ -460,24 +470,33 @@ def _distributions(spec: Spec) -> dict[str, Any]:
 # ASHA ----------------------------------------------------------------------------------
 
 
-def rungs(spec: Spec, up_to: int) -> list[int]:
-    """The steps of ASHA's rungs that a trial at step `up_to` has passed."""
+def rung_steps(spec: Spec) -> list[int]:
+    """The steps ASHA's rungs are at: min_steps * eta^k below max_steps, then max_steps."""
     found, step = [], spec.min_steps
-    while step <= up_to and (spec.max_steps is None or step < spec.max_steps):
+    while step < spec.max_steps:
         found.append(step)
         step *= spec.eta
-    return found
+    return [*found, spec.max_steps]
 
 
-def promotable(spec: Spec, value: float, others: list[float]) -> bool:
-    """ASHA's rule (as Optuna's successive halving pruner has it): a trial goes on past a
-    rung when its value there is within the top 1/eta of every value recorded at that
-    rung so far, its own included; while fewer than eta are there, only the best goes
-    on."""
-    competing = sorted([*others, value], reverse=spec.maximize)
-    index = max(0, len(competing) // spec.eta - 1)
-    bar = competing[index]
-    return value >= bar if spec.maximize else value <= bar
+def promotion(
+    spec: Spec, at_rungs: list[dict[Any, float]], promoted: set[tuple[Any, int]]
+) -> tuple[Any, int] | None:
+    """ASHA's next job (Li et al., "A System for Massively Parallel Hyperparameter
+    Tuning", Algorithm 2): from the highest rung down, a configuration in the top
+    1/eta of those that reached the rung and not promoted from it yet, with the rung
+    it goes on from; None: start a new configuration at the bottom rung.
+    `at_rungs[k]`: each configuration's value at rung k."""
+    for rung in range(len(at_rungs) - 1, -1, -1):
+        if rung >= len(rung_steps(spec)) - 1:
+            continue  # the top rung: training is over there
+        values = at_rungs[rung]
+        count = len(values) // spec.eta
+        ranked = sorted(values, key=lambda c: values[c], reverse=spec.maximize)
+        for config in ranked[:count]:
+            if (config, rung) not in promoted:
+                return config, rung
+    return None
 
 
 # PBT -----------------------------------------------------------------------------------

@@ -11,8 +11,13 @@ start its next trial.
 
 - grid, random, TPE: each trial runs to its end; the next one starts while fewer than
   `parallel` run and the budget lasts.
-- ASHA: random trials, each stopped at a rung (min_steps * eta^k steps) where its metric
-  is not within the top 1/eta of the values recorded there (`search_space.promotable`).
+- ASHA (Li et al.'s asynchronous successive halving): random configurations, each
+  trained in segments up to its rungs (min_steps * eta^k steps, then max_steps), each
+  segment a session told where to stop; whenever a session may start, a configuration
+  in the top 1/eta of those that reached a rung goes on to the next (from the highest
+  rung down; a fork of its last segment, from its checkpoint), else a new one starts at
+  the bottom rung. The rest stop where they are: weak sessions stop early, whatever the
+  speed of a step.
 - PBT: `parallel` members, trained in segments of `interval` steps, each segment a
   session told to train up to its end (`--epochs 3`, then a fork of it with
   `--epochs 6` ...; `steps_arg` names the option). Once every member's segment ended,
@@ -46,7 +51,7 @@ from portal.models import (
     TrialState,
     User,
 )
-from portal.services import metrics, search_space
+from portal.services import search_space
 from portal.services import sessions as session_service
 from portal.services.search_space import Past, Spec
 from portal.timeutil import isoformat, utcnow
@@ -276,6 +281,8 @@ def advance(search_id: int, redis=None) -> bool:
                 _end(search, SearchStatus.FAILED, "no trial reported " + spec.metric)
             else:
                 _end(search, SearchStatus.DONE, _done_reason(search, spec, spent))
+                if spec.algorithm == "asha":
+                    _settle_asha(search, spec)
             changed = True
     elif changed or search.status_reason.startswith("starting"):
         search.status_reason = f"{len(still)} running, {len(search.trials)} started"
@@ -285,9 +292,13 @@ def advance(search_id: int, redis=None) -> bool:
 
 def _done_reason(search: Search, spec: Spec, spent: str | None) -> str:
     if spec.algorithm == "pbt":
-        reached = max((t.rung for t in _members(search).values()), default=0)
-        if reached >= spec.steps:
+        latest = _members(search).values()
+        there = [t for t in latest if t.state == TrialState.DONE.value and t.rung >= spec.steps]
+        if len(there) == len(latest):
             return f"every member reached step {spec.steps}"
+        if there:
+            return f"{len(there)} of {len(latest)} members reached step {spec.steps}"
+        reached = max((t.rung for t in latest if t.state == TrialState.DONE.value), default=0)
         return f"budget spent: {len(search.trials)} sessions, members at step {reached}"
     if spent:
         return f"budget spent: {spent.removeprefix('now:')}"
@@ -333,8 +344,7 @@ def _failures_in_a_row(search: Search) -> str | None:
 
 
 def _observe(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
-    """Read what a running trial's session did; end the trial when its session ended;
-    ASHA's rungs."""
+    """Read what a running trial's session did; end the trial when its session ended."""
     session = trial.session
     if session is None:
         trial.state, trial.note, trial.ended_at = (
@@ -352,10 +362,6 @@ def _observe(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
     ):
         trial.value, trial.step = float(series.last_value), int(series.last_step)
         changed = True
-    if spec.algorithm == "asha" and series is not None and series.count:
-        changed |= _asha_rungs(search, spec, trial, redis)
-        if trial.state != TrialState.RUNNING.value:
-            return True  # pruned
     state = session.state
     if state.is_final:
         trial.ended_at = utcnow()
@@ -373,38 +379,6 @@ def _observe(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
             trial.state = TrialState.FAILED.value
             trial.note = f"{session.ident} {session.status}: {session.status_reason}".strip()
         return True
-    return changed
-
-
-def _asha_rungs(search: Search, spec: Spec, trial: SearchTrial, redis) -> bool:
-    assert trial.session is not None
-    passed = search_space.rungs(spec, trial.step or 0)
-    changed = False
-    for index, step in enumerate(passed):
-        if index <= trial.rung:
-            continue
-        steps, values, _ = metrics.raw(trial.session, spec.metric, end=step)
-        if not steps.size:
-            continue
-        value = float(values[-1])
-        others = [
-            float(t.rungs[str(index)])
-            for t in search.trials
-            if t.id != trial.id and str(index) in (t.rungs or {})
-        ]
-        trial.rungs = {**(trial.rungs or {}), str(index): value}
-        trial.rung = index
-        changed = True
-        # An ended trial's rungs are recorded for the others to be measured against.
-        if trial.session.state.is_active and not search_space.promotable(spec, value, others):
-            _end_trial(
-                trial,
-                TrialState.PRUNED,
-                f"at step {step} its {spec.metric} {value:.4g} was not in the top 1/{spec.eta} "
-                f"of the {len(others) + 1} trials there",
-                redis,
-            )
-            return True
     return changed
 
 
@@ -429,41 +403,25 @@ def _pbt_turn(search: Search, spec: Spec, redis) -> bool:
     bottom, top = search_space.bottom_and_top(spec, values)
     rng = random.Random(f"{search.id}:{len(search.trials)}:{spec.seed}")
     end = min(reached + spec.interval, spec.steps)
-    number = len(search.trials)
     for member, trial in sorted(alive.items()):
         source, params = trial, dict(trial.params)
         donors = [alive[d] for d in top if d != member]
         if member in bottom and donors:
             source = rng.choice(donors)
             params = search_space.explore(spec, dict(source.params), rng)
-        saved = _checkpoint_at(source, reached)
-        if saved is None or source.session is None:
-            trial.note = f"it saved no checkpoint at step {reached}: member {member} ends here"
-            continue
-        session = session_service.fork(
-            search.user,
-            source.session,
-            args=search_space.command_args(spec, params, until=end),
-            checkpoint=saved,
-            store=None,
-            commit=False,
-        )
         taken = "its own" if source is trial else f"member {source.member}'s"
-        session.memo = f"{search.ident}: member {member}, steps {reached + 1}-{end}"
-        number += 1
-        db.session.add(
-            SearchTrial(
-                search_id=search.id,
-                number=number,
-                session_id=session.id,
-                params=params,
-                member=member,
-                parent_id=source.id,
-                checkpoint=saved,
-                rung=end,
-                note=f"from {taken} checkpoint {saved} ({source.value:.4g})",
-            )
+        made = _segment(
+            search,
+            spec,
+            source,
+            member=member,
+            params=params,
+            start=reached,
+            until=end,
+            note=f"from {taken} checkpoint {reached} ({source.value:.4g})",
         )
+        if made is None:
+            trial.note = f"it saved no checkpoint at step {reached}: member {member} ends here"
     db.session.flush()
     db.session.expire(search, ["trials"])
     if redis is not None:
@@ -473,12 +431,119 @@ def _pbt_turn(search: Search, spec: Spec, redis) -> bool:
 
 
 def _members(search: Search) -> dict[int, SearchTrial]:
-    """PBT: each member's latest trial."""
+    """PBT: each member's latest trial; ASHA: each configuration's."""
     latest: dict[int, SearchTrial] = {}
     for trial in search.trials:
         if trial.member not in latest or trial.number > latest[trial.member].number:
             latest[trial.member] = trial
     return latest
+
+
+def _segment(
+    search: Search,
+    spec: Spec,
+    source: SearchTrial,
+    *,
+    member: int,
+    params: dict[str, Any],
+    start: int,
+    until: int,
+    note: str,
+) -> SearchTrial | None:
+    """A trial that goes on from `source`'s checkpoint at step `start` up to `until` (a
+    fork of its session, told where to stop); None where no such checkpoint was saved."""
+    saved = _checkpoint_at(source, start)
+    if saved is None or source.session is None:
+        return None
+    session = session_service.fork(
+        search.user,
+        source.session,
+        args=search_space.command_args(spec, params, until=until),
+        checkpoint=saved,
+        store=None,
+        commit=False,
+    )
+    kind = "member" if spec.algorithm == "pbt" else "configuration"
+    session.memo = f"{search.ident}: {kind} {member}, steps {int(saved) + 1}-{until}"
+    trial = SearchTrial(
+        search_id=search.id,
+        number=len(search.trials) + 1,
+        session_id=session.id,
+        params=params,
+        member=member,
+        parent_id=source.id,
+        checkpoint=saved,
+        rung=until,
+        note=note,
+    )
+    db.session.add(trial)
+    db.session.flush()
+    db.session.expire(search, ["trials"])
+    return trial
+
+
+def _asha_table(
+    search: Search, spec: Spec
+) -> tuple[list[int], list[dict[int, float]], dict[tuple[int, int], SearchTrial], set]:
+    """ASHA's state from the trials: the rungs' steps, each configuration's value at each
+    rung it reached, the trial that reached it, and the (configuration, rung) pairs it
+    went on from already (or cannot: no checkpoint there)."""
+    steps = search_space.rung_steps(spec)
+    at_rungs: list[dict[int, float]] = [{} for _ in steps]
+    ended: dict[tuple[int, int], SearchTrial] = {}
+    promoted: set[tuple[int, int]] = set()
+    by_id = {t.id: t for t in search.trials}
+    for trial in search.trials:
+        parent = by_id.get(trial.parent_id) if trial.parent_id is not None else None
+        if parent is not None and parent.rung in steps:
+            promoted.add((parent.member, steps.index(parent.rung)))
+        if trial.value is None or trial.rung not in steps:
+            continue
+        if trial.state in (TrialState.DONE.value, TrialState.PRUNED.value):
+            rung = steps.index(trial.rung)
+            at_rungs[rung][trial.member] = trial.value
+            ended[trial.member, rung] = trial
+            if trial.state == TrialState.PRUNED.value:
+                promoted.add((trial.member, rung))  # it cannot go on
+    return steps, at_rungs, ended, promoted
+
+
+def _asha_job(search: Search, spec: Spec) -> tuple[SearchTrial, int] | None:
+    """ASHA's next promotion: the trial a configuration goes on from, and the rung."""
+    _steps, at_rungs, ended, promoted = _asha_table(search, spec)
+    job = search_space.promotion(spec, at_rungs, promoted)
+    if job is None:
+        return None
+    member, rung = job
+    return ended[member, rung], rung
+
+
+def _settle_asha(search: Search, spec: Spec) -> None:
+    """As an ASHA search ends: each configuration that stopped below the last rung and
+    was not in the top 1/eta there is marked pruned; one that was says the budget ran
+    out before it went on."""
+    steps, at_rungs, _ended, _promoted = _asha_table(search, spec)
+    for member, trial in _members(search).items():
+        if trial.state != TrialState.DONE.value or trial.rung not in steps[:-1]:
+            continue
+        values = at_rungs[steps.index(trial.rung)]
+        ranked = sorted(values, key=lambda m: values[m], reverse=spec.maximize)
+        if member in ranked[: len(values) // spec.eta]:
+            trial.note = (
+                f"in the top 1/{spec.eta} at step {trial.rung}: the budget ran out before it "
+                "went on"
+            )
+            continue
+        if len(values) < spec.eta:
+            trial.note = (
+                f"at step {trial.rung} with fewer than {spec.eta} there: the budget ran out "
+                "before it could go on"
+            )
+            continue
+        trial.state = TrialState.PRUNED.value
+        trial.note = (
+            f"stopped at step {trial.rung}: not in the top 1/{spec.eta} of the {len(values)} there"
+        )
 
 
 def _checkpoint_at(trial: SearchTrial, step: int) -> str | None:
@@ -503,6 +568,28 @@ def _start_trials(search: Search, spec: Spec, redis) -> bool:
             break
         if spec.algorithm == "pbt" and len({t.member for t in search.trials}) >= spec.parallel:
             break  # the population is made: members are replaced, not added
+        if spec.algorithm == "asha" and (job := _asha_job(search, spec)) is not None:
+            source, rung = job
+            steps = search_space.rung_steps(spec)
+            made = _segment(
+                search,
+                spec,
+                source,
+                member=source.member,
+                params=dict(source.params),
+                start=steps[rung],
+                until=steps[rung + 1],
+                note=f"promoted: in the top 1/{spec.eta} at step {steps[rung]}",
+            )
+            if made is None:
+                source.state = TrialState.PRUNED.value
+                source.note = f"it saved no checkpoint at step {steps[rung]}: it cannot go on"
+            else:
+                running += 1
+                started = True
+            continue
+        # A configuration's first trial stands for it (ASHA's later rungs are the same).
+        firsts = [t for t in search.trials if t.parent_id is None]
         past = [
             Past(
                 dict(t.params),
@@ -510,12 +597,12 @@ def _start_trials(search: Search, spec: Spec, redis) -> bool:
                 failed=t.state == TrialState.FAILED.value,
                 pruned=t.state == TrialState.PRUNED.value,
             )
-            for t in search.trials
+            for t in firsts
         ]
         params = search_space.next_params(spec, past)
         if params is None:
             break
-        until = min(spec.interval, spec.steps) if spec.algorithm == "pbt" else None
+        until = {"pbt": min(spec.interval, spec.steps), "asha": spec.min_steps}.get(spec.algorithm)
         template = search.template
         request = session_service.SessionRequest(
             entry=template["entry"],
@@ -535,15 +622,16 @@ def _start_trials(search: Search, spec: Spec, redis) -> bool:
         )
         try:
             session = session_service.create_session(search.user, request, commit=False)
-            if spec.algorithm == "pbt":
-                session.memo = f"{search.ident}: member {len(search.trials)}, steps 1-{until}"
+            member = len({t.member for t in search.trials}) if until is not None else 0
+            if until is not None:
+                kind = "member" if spec.algorithm == "pbt" else "configuration"
+                session.memo = f"{search.ident}: {kind} {member}, steps 1-{until}"
         except ApiError as exc:
             # A dataset removed since, a level lost: the search cannot go on.
             db.session.rollback()
             search = db.session.get(Search, search.id)  # type: ignore[assignment]
             _end(search, SearchStatus.FAILED, f"its next trial could not start: {exc.message}")
             return True
-        member = len({t.member for t in search.trials}) if spec.algorithm == "pbt" else 0
         db.session.add(
             SearchTrial(
                 search_id=search.id,
@@ -601,7 +689,6 @@ def trial_dict(trial: SearchTrial) -> dict[str, Any]:
         "session": session.ident if session is not None else None,
         "session_status": session.status if session is not None else None,
         "params": trial.params,
-        "rungs": trial.rungs or {},
         "state": trial.state,
         "value": trial.value,
         "step": trial.step,
@@ -648,3 +735,28 @@ def search_dict(search: Search, *, trials: bool = True) -> dict[str, Any]:
     if trials:
         found["trials"] = [trial_dict(t) for t in search.trials]
     return found
+
+
+def lineage(search: Search) -> list[dict[str, Any]]:
+    """PBT: each member's chain of segments, first to last: the trial, its session, the
+    hyperparameters it trained with, the step it trained up to, its metric there, and
+    whose checkpoint it went on from (its own member's, or another's: an exploit)."""
+    by_id = {t.id: t for t in search.trials}
+    members: dict[int, list[dict[str, Any]]] = {}
+    for trial in search.trials:
+        parent = by_id.get(trial.parent_id) if trial.parent_id is not None else None
+        members.setdefault(trial.member, []).append(
+            {
+                "trial": trial.number,
+                "session": trial.session.ident if trial.session is not None else None,
+                "state": trial.state,
+                "params": trial.params,
+                "until": trial.rung,
+                "value": trial.value,
+                "from_member": parent.member if parent is not None else None,
+                "from_trial": parent.number if parent is not None else None,
+                "checkpoint": trial.checkpoint or None,
+                "exploited": parent is not None and parent.member != trial.member,
+            }
+        )
+    return [{"member": m, "segments": chain} for m, chain in sorted(members.items())]

@@ -36,6 +36,7 @@ def register_web(app: Flask) -> None:
         datasets,
         home,
         organise,
+        searches,
         sessions,
     )
 
@@ -58,6 +59,7 @@ def register_web(app: Flask) -> None:
         home,
         account,
         sessions,
+        searches,
         compare,
         cluster,
         datasets,

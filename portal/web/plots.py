@@ -255,3 +255,149 @@ def cluster_plot(history: dict[str, list]) -> dict[str, Any]:
     plot.legend.location = "top_left"
     plot.toolbar.logo = None
     return dict(json_item(plot))
+
+
+def search_plot(
+    search: dict[str, Any], lines: dict[str, dict[str, list]], order: list[str]
+) -> dict[str, Any]:
+    """A search's page: the metric over steps for each trial (for PBT, coloured by member,
+    so that a member's lineage reads as one coloured path across its segments), and a
+    parallel-coordinates plot of each trial's hyperparameters against the metric (each
+    axis scaled to its range; log for loguniform; a choice at its index)."""
+    from bokeh.models import FixedTicker, LinearColorMapper
+    from bokeh.models.annotations import ColorBar
+    from bokeh.palettes import Viridis256
+
+    metric = search["metric"]
+    pbt = search["algorithm"] == "pbt"
+    trials = {t["session"]: t for t in search["trials"] if t["session"]}
+    over_time = figure(
+        title=f"{metric} over steps",
+        height=320,
+        sizing_mode="stretch_width",
+        x_axis_label="step",
+        y_axis_label=metric,
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+    )
+    renderers: list[Any] = []
+    for index, ident in enumerate(order):
+        line = lines.get(ident)
+        trial = trials.get(ident)
+        if not line or trial is None:
+            continue
+        color = PALETTE[(trial["member"] if pbt else index) % len(PALETTE)]
+        label = f"member {trial['member']}" if pbt else f"trial {trial['number']}"
+        source = ColumnDataSource(
+            data={
+                "step": line["step"],
+                "value": line["value"],
+                "trial": [trial["number"]] * len(line["step"]),
+                "session": [ident] * len(line["step"]),
+            }
+        )
+        renderers.append(
+            over_time.line(
+                "step", "value", source=source, line_width=2, color=color, legend_label=label
+            )
+        )
+    over_time.add_tools(
+        HoverTool(
+            renderers=renderers,
+            tooltips=[
+                ("trial", "@trial"),
+                ("session", "@session"),
+                ("step", "@step"),
+                (metric, "@value{0.0000}"),
+            ],
+        )
+    )
+    over_time.legend.click_policy = "hide"
+    over_time.legend.location = "bottom_right"
+    over_time.toolbar.logo = None
+
+    space = search["spec"]["space"]
+    names = list(space)
+    ended = [t for t in search["trials"] if t["value"] is not None]
+    axes = [*names, metric]
+    values = [t["value"] for t in ended]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    mapper = LinearColorMapper(palette=Viridis256, low=low, high=high if high > low else low + 1)
+    coordinates = figure(
+        title=f"hyperparameters against {metric}",
+        height=340,
+        sizing_mode="stretch_width",
+        x_range=Range1d(start=-0.3, end=len(axes) - 0.7),
+        y_range=Range1d(start=-0.08, end=1.08),
+        tools="pan,box_zoom,reset,save",
+    )
+    xs, ys, colors, numbers, texts = [], [], [], [], []
+    for trial in ended:
+        ys.append(
+            [_scaled(space[n], trial["params"].get(n)) for n in names]
+            + [(trial["value"] - low) / (high - low) if high > low else 0.5]
+        )
+        xs.append(list(range(len(axes))))
+        colors.append(trial["value"])
+        numbers.append(trial["number"])
+        texts.append(", ".join(f"{n}={_short(trial['params'].get(n))}" for n in names))
+    source = ColumnDataSource(
+        data={"xs": xs, "ys": ys, "value": colors, "trial": numbers, "params": texts}
+    )
+    drawn = coordinates.multi_line(
+        "xs",
+        "ys",
+        source=source,
+        line_width=2,
+        line_alpha=0.8,
+        color={"field": "value", "transform": mapper},
+    )
+    coordinates.add_tools(
+        HoverTool(
+            renderers=[drawn],
+            tooltips=[("trial", "@trial"), (metric, "@value{0.0000}"), ("", "@params")],
+        )
+    )
+    coordinates.xaxis.ticker = FixedTicker(ticks=list(range(len(axes))))
+    coordinates.xaxis.major_label_overrides = {i: name for i, name in enumerate(axes)}
+    coordinates.yaxis.visible = False
+    coordinates.ygrid.visible = False
+    for index, name in enumerate(axes):
+        bottom, top = _ends(space[name]) if name in space else (_short(low), _short(high))
+        coordinates.text(
+            x=[index, index],
+            y=[-0.07, 1.02],
+            text=[bottom, top],
+            text_align="center",
+            text_font_size="10px",
+        )
+        coordinates.line(x=[index, index], y=[0, 1], color="#888", line_width=1)
+    coordinates.add_layout(ColorBar(color_mapper=mapper, title=metric, width=10), "right")
+    coordinates.toolbar.logo = None
+    return dict(json_item(column(over_time, coordinates, sizing_mode="stretch_width")))
+
+
+def _short(value: Any) -> str:
+    return format(value, ".4g") if isinstance(value, float) else str(value)
+
+
+def _ends(param: dict[str, Any]) -> tuple[str, str]:
+    ((kind, given),) = param.items()
+    if kind == "choice":
+        return str(given[0]), str(given[-1])
+    return _short(given[0]), _short(given[1])
+
+
+def _scaled(param: dict[str, Any], value: Any) -> float:
+    """Where `value` sits on its parameter's axis, 0 to 1."""
+    import math
+
+    ((kind, given),) = param.items()
+    if kind == "choice":
+        index = given.index(value) if value in given else 0
+        return index / (len(given) - 1) if len(given) > 1 else 0.5
+    low, high = float(given[0]), float(given[1])
+    if value is None:
+        return 0.5
+    if kind == "loguniform":
+        return (math.log(float(value)) - math.log(low)) / (math.log(high) - math.log(low))
+    return (float(value) - low) / (high - low)

@@ -96,6 +96,8 @@ def expected_refusal_node_route(role: str, rule_: Rule) -> set[int]:
     return {404} if role == NODE else {401}
 
 
+SEARCH_SPEC = {"metric": "loss", "search": {"lr": {"uniform": [0, 1]}}, "budget": {"sessions": 2}}
+
 # -- the world ----------------------------------------------------------------------
 
 
@@ -153,6 +155,11 @@ def world(app, client, redis, tmp_path):
             json={"status": "running"},
         )
     headers[SDK] = factories.headers(spec[2]["token"])
+    call(
+        "POST",
+        "/api/v1/searches",
+        json={"entry": "train.py", "code_digest": digest, "spec": SEARCH_SPEC},
+    )
     call(
         "PUT",
         "/api/v1/sessions/oona/1/checkpoints/best",
@@ -231,6 +238,15 @@ RULES: dict[str, Rule] = {
         prepare="code_known",
     ),
     "GET /api/v1/sessions": SIGNED_IN,
+    # A search runs code as sessions do: only whoever uploaded it may start one.
+    "POST /api/v1/searches": rule(
+        {OWNER},
+        refused={OTHER: 400, TEAMMATE: 400, ORGANISER: 400, ADMIN: 400},
+        prepare="search",
+    ),
+    "GET /api/v1/searches": SIGNED_IN,
+    "GET /api/v1/searches/{username}/{number}": SESSION_READ_USERS,
+    "POST /api/v1/searches/{username}/{number}/stop": SESSION_CHANGE,
     "GET /api/v1/sessions/{username}/{number}": SESSION_READ,
     "DELETE /api/v1/sessions/{username}/{number}": SESSION_CHANGE,
     "PATCH /api/v1/sessions/{username}/{number}": rule(
@@ -543,6 +559,12 @@ def prepared(rule_: Rule, world, client) -> dict:
         body["data"] = code_archive({"train.py": "print('again')\n"})
     elif kind == "code_known":
         body["json"] = {"entry": "train.py", "code_digest": world["values"]["code_digest"]}
+    elif kind == "search":
+        body["json"] = {
+            "entry": "train.py",
+            "code_digest": world["values"]["code_digest"],
+            "spec": SEARCH_SPEC,
+        }
     elif kind == "checkpoint":
         body["data"] = code_archive({"model.txt": "more weights"})
     elif kind == "dataset":

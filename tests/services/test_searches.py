@@ -117,28 +117,53 @@ def test_a_random_search_runs_its_budget_two_at_a_time_and_keeps_the_best(app, r
     assert len(listed) == 4
 
 
-def test_asha_stops_a_trial_that_is_weak_at_a_rung(app, redis):
+def test_asha_promotes_the_best_configurations_rung_by_rung(app, redis):
     ada = factories.user("ada")
     search = start(
-        ada, algorithm="asha", asha={"min_steps": 1, "eta": 2, "max_steps": 8}, parallel=2
+        ada,
+        algorithm="asha",
+        args="",
+        asha={"min_steps": 1, "eta": 2, "max_steps": 4},
+        budget={"sessions": 6},
+        parallel=2,
     )
     searches.advance(search.id, redis)
-    strong, weak = running(search)
-    for trial in (strong, weak):
-        assert trial.session is not None
-        mark_running(trial.session)
-    db.session.commit()
-    report(strong.session, [(1, 0.8), (2, 0.85)])  # type: ignore[arg-type]
+    first, second = running(search)
+    assert first.session is not None and first.session.args.endswith(" --epochs 1")
+    assert first.session.memo == "ada/search/1: configuration 0, steps 1-1"
+    segment_ends(first, 0.8, 1)
+    segment_ends(second, 0.4, 1)
     searches.advance(search.id, redis)
-    assert strong.rungs == {"0": 0.8, "1": 0.85} and strong.state == "running"
-    report(weak.session, [(1, 0.4)])  # type: ignore[arg-type]
+    # Two at the bottom rung: the better half (one) goes on to step 2, from its
+    # checkpoint; the other slot starts a new configuration.
+    promoted, fresh = running(search)
+    assert (promoted.member, promoted.parent_id, promoted.checkpoint) == (0, first.id, "1")
+    assert promoted.params == first.params and promoted.rung == 2
+    assert promoted.note == "promoted: in the top 1/2 at step 1"
+    assert promoted.session is not None and promoted.session.args.endswith(" --epochs 2")
+    assert promoted.session.forked_from == first.session.ident
+    assert (fresh.member, fresh.parent_id, fresh.rung) == (2, None, 1)
+    segment_ends(promoted, 0.85, 2)
+    segment_ends(fresh, 0.6, 1)
     searches.advance(search.id, redis)
-    assert weak.state == TrialState.PRUNED.value
-    assert weak.note == "at step 1 its valid/acc 0.4 was not in the top 1/2 of the 2 trials there"
-    assert weak.session is not None and weak.session.stop_requested
-    assert weak.session.stop_reason == f"ada/search/1: {weak.note}"
-    # The pruned trial's slot goes to a new one.
-    assert [t.number for t in running(search)] == [1, 3]
+    # One at step 2 (fewer than eta: none goes on), three at step 1 (the top one went on
+    # already): two new configurations, and the budget of six is spent.
+    assert [(t.member, t.rung) for t in running(search)] == [(3, 1), (4, 1)]
+    for trial, value in zip(running(search), (0.7, 0.3), strict=True):
+        segment_ends(trial, value, 1)
+    searches.advance(search.id, redis)
+    db.session.refresh(search)
+    assert search.status == "done" and search.status_reason == "budget spent: 6 sessions"
+    states = {t.number: (t.state, t.note) for t in search.trials}
+    assert states[3] == (
+        "done",
+        "at step 2 with fewer than 2 there: the budget ran out before it could go on",
+    )
+    assert states[5] == ("done", "in the top 1/2 at step 1: the budget ran out before it went on")
+    for weak in (2, 4, 6):
+        assert states[weak] == ("pruned", "stopped at step 1: not in the top 1/2 of the 5 there")
+    assert states[1] == ("done", "")  # it went on (as trial 3)
+    assert (search.best_trial, search.best_value) == (3, 0.85)
 
 
 def segment_ends(trial: SearchTrial, value: float, step: int) -> None:
@@ -197,6 +222,12 @@ def test_pbt_trains_in_segments_and_the_weak_go_on_from_the_strong(app, redis, b
         (3, 0, 1),
         (4, 1, 1),
     ]
+    chains = searches.lineage(search)
+    assert [[(s["trial"], s["exploited"]) for s in c["segments"]] for c in chains] == [
+        [(1, False), (3, False)],
+        [(2, False), (4, True)],
+    ]
+    assert chains[1]["segments"][1]["from_member"] == 0
     segment_ends(own, 0.92, 6)
     segment_ends(taken, 0.95, 6)
     searches.advance(search.id, redis)

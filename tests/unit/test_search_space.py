@@ -49,7 +49,7 @@ def spec(**fields):
         ({"algorithm": "pbt", "parallel": 2, "pbt": {"interval": 5, "steps": 5}}, "above"),
         (
             {"algorithm": "pbt", "parallel": 2, "args": "--epochs 3"},
-            "--epochs is set by the search (pbt.steps)",
+            "--epochs is set by the search (pbt's steps)",
         ),
         (
             {"algorithm": "pbt", "parallel": 2, "pbt": {"steps_arg": "lr"}},
@@ -68,7 +68,8 @@ def test_a_spec_survives_being_stored():
     given = spec(algorithm="asha", asha={"min_steps": 2, "eta": 2, "max_steps": 16}, parallel=3)
     again = search_space.spec_from_dict(given.as_dict())
     assert again == given
-    assert search_space.rungs(again, 100) == [2, 4, 8]
+    assert search_space.rung_steps(again) == [2, 4, 8, 16]
+    assert search_space.rung_steps(spec(algorithm="asha", asha={"eta": 3})) == [1, 3, 9, 27]
 
 
 def test_trial_arguments_follow_the_fixed_ones():
@@ -140,16 +141,20 @@ def test_tpe_samples_near_what_scored_best():
     assert tpe < 0.6 * drawn, (tpe, drawn)
 
 
-def test_asha_keeps_the_top_third_at_a_rung():
-    given = spec(algorithm="asha")
-    assert search_space.promotable(given, 0.5, [])  # alone at the rung
-    assert not search_space.promotable(given, 0.5, [0.9])  # fewer than eta: only the best
-    assert search_space.promotable(given, 0.95, [0.9])
-    others = [0.1, 0.2, 0.3, 0.4, 0.9]  # six with it: the top two go on
-    assert search_space.promotable(given, 0.5, others)
-    assert not search_space.promotable(given, 0.35, others)
-    lower = spec(algorithm="asha", direction="min")
-    assert search_space.promotable(lower, 0.05, others)
+def test_asha_promotes_the_top_third_from_the_highest_rung_down():
+    given = spec(algorithm="asha", asha={"min_steps": 1, "eta": 3, "max_steps": 9})
+    # Fewer than eta at a rung: nobody goes on, a new configuration starts.
+    assert search_space.promotion(given, [{0: 0.5, 1: 0.9}, {}, {}], set()) is None
+    bottom = {0: 0.5, 1: 0.9, 2: 0.7, 3: 0.6, 4: 0.2, 5: 0.8}  # six: the top two go on
+    assert search_space.promotion(given, [bottom, {}, {}], set()) == (1, 0)
+    assert search_space.promotion(given, [bottom, {}, {}], {(1, 0)}) == (5, 0)
+    assert search_space.promotion(given, [bottom, {}, {}], {(1, 0), (5, 0)}) is None
+    # A higher rung first; the top rung is where training ends.
+    middle = {1: 0.95, 5: 0.85, 7: 0.9}
+    assert search_space.promotion(given, [bottom, middle, {}], {(1, 0), (5, 0)}) == (1, 1)
+    assert search_space.promotion(given, [{}, {}, {1: 0.99, 2: 0.9, 3: 0.8}], set()) is None
+    lower = spec(algorithm="asha", direction="min", asha={"max_steps": 9})
+    assert search_space.promotion(lower, [bottom, {}, {}], set()) == (4, 0)
 
 
 def test_pbt_ranks_the_population_and_perturbs_a_copy():
