@@ -68,6 +68,9 @@ def bind(
     if GRADING and "load" in _bound and "infer" in _bound:
         _grade()
         raise SystemExit(0)
+    if MODE in ("serve", "infer") and "load" in _bound and "infer" in _bound:
+        _serve() if MODE == "serve" else _predict_input()
+        raise SystemExit(0)
     if save is not None and SESSION and not GRADING:
         _save_on_signal()
 
@@ -136,7 +139,8 @@ def _save_as_asked() -> None:
         _saving.release()
 
 
-GRADING = os.environ.get("PODIUM_MODE") == "grade"
+MODE = os.environ.get("PODIUM_MODE", "")  # grade, serve, infer; empty: train
+GRADING = MODE == "grade"
 
 
 def _grade() -> None:
@@ -155,6 +159,120 @@ def _grade() -> None:
             )
             rows += 1
     print(f"podium: wrote {rows} predictions for grading", flush=True)
+
+
+def _pairs(result: Any) -> list[list[Any]]:
+    """What `infer` returned ({id: prediction} or pairs) as [id, prediction] rows of
+    plain values."""
+    pairs = result.items() if hasattr(result, "items") else result
+    plain = []
+    for ident, prediction in pairs:
+        plain.append(
+            [
+                ident.item() if hasattr(ident, "item") else ident,
+                prediction.item() if hasattr(prediction, "item") else prediction,
+            ]
+        )
+    return plain
+
+
+def _api(method: str, path: str, **kwargs: Any) -> Any:
+    import requests
+
+    return requests.request(
+        method,
+        f"{os.environ['PODIUM_API']}/sessions/{SESSION}{path}",
+        headers={"Authorization": f"Bearer {os.environ.get('PODIUM_TOKEN', '')}"},
+        **kwargs,
+    )
+
+
+def _predict_input() -> None:
+    """Infer mode (`podium infer`): restore the checkpoint, predict the session's input
+    file, upload the predictions (a CSV: id, prediction)."""
+    if RESUME:
+        load(RESUME)
+    with tempfile.TemporaryDirectory(prefix="podium-infer-") as folder:
+        source = Path(folder) / "input.csv"
+        response = _api("GET", "/input", timeout=600, stream=True)
+        if response.status_code >= 400:
+            raise RuntimeError(f"reading the input failed: {error_message(response)}")
+        with source.open("wb") as out:
+            for chunk in response.iter_content(2**20):
+                out.write(chunk)
+        rows = _pairs(_bound["infer"](str(source)))
+        target = Path(folder) / "predictions.csv"
+        with target.open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["id", "prediction"])
+            writer.writerows(rows)
+        with target.open("rb") as body:
+            response = _api("PUT", "/predictions", data=body, timeout=600)
+        if response.status_code >= 400:
+            raise RuntimeError(f"uploading the predictions failed: {error_message(response)}")
+    print(f"podium: predicted {len(rows)} rows", flush=True)
+
+
+def _request_file(body: dict[str, Any], folder: Path) -> Path:
+    """A prediction request as the file `infer` reads: its CSV, or its rows under a
+    header `id,x1,...`."""
+    path = folder / "request.csv"
+    if "csv" in body:
+        path.write_text(body["csv"])
+        return path
+    rows = body["rows"]
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["id", *(f"x{i}" for i in range(1, len(rows[0])))])
+        writer.writerows(rows)
+    return path
+
+
+def _serve() -> None:
+    """Serve mode (`podium serve`): restore the checkpoint once, then answer the
+    server's requests with `infer` until the server ends. A request whose infer raises
+    is answered with the error; the replica goes on."""
+    import traceback
+
+    if RESUME:
+        load(RESUME)
+    print(f"podium: serving checkpoint {RESUME or '(none)'}", flush=True)
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="podium-serve-") as folder:
+        while True:
+            try:
+                response = _api("GET", "/serve/next", params={"wait": 10}, timeout=60)
+            except Exception as exc:  # the portal restarting: try again
+                failures += 1
+                print(f"podium: asking for requests failed ({exc})", file=sys.stderr)
+                time.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            if response.status_code >= 400:
+                failures += 1
+                print(f"podium: {error_message(response)}", file=sys.stderr, flush=True)
+                if response.status_code < 500 and failures > 5:
+                    raise RuntimeError("the portal refuses this replica's polls")
+                time.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            failures = 0
+            found = response.json()
+            if found.get("stop"):
+                print("podium: its server ended; stopping", flush=True)
+                return
+            replies = []
+            for item in found.get("requests", []):
+                try:
+                    path = _request_file(item["body"], Path(folder))
+                    replies.append(
+                        {"id": item["id"], "predictions": dict(_pairs(_bound["infer"](str(path))))}
+                    )
+                except Exception as exc:
+                    traceback.print_exc()
+                    replies.append({"id": item["id"], "error": f"{type(exc).__name__}: {exc}"})
+            if replies:
+                sent = _api("POST", "/serve/replies", json={"replies": replies}, timeout=60)
+                if sent.status_code >= 400:
+                    print(f"podium: replies refused: {error_message(sent)}", file=sys.stderr)
 
 
 class _Reporter:

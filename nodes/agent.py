@@ -436,6 +436,10 @@ class Agent:
             # The SDK sees these and, at `sdk.bind`, restores the checkpoint, predicts
             # and writes output/predictions.csv instead of training.
             env.update(PODIUM_MODE="grade", PODIUM_INPUTS=str(inputs))
+        elif spec.get("mode") in ("serve", "infer"):
+            # At `sdk.bind` the SDK restores PODIUM_RESUME and answers a server's
+            # requests, or predicts the session's input, instead of training.
+            env.update(PODIUM_MODE=spec["mode"])
         return RunSpec(
             session_id=spec["session_id"],
             ident=spec["ident"],

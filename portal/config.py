@@ -69,6 +69,10 @@ DEFAULTS: dict[str, Any] = {
     # one GPU or a share of one (predicting rarely needs more); 0, or a training on
     # several GPUs: as many whole GPUs as that session had.
     "GRADING_GPU_SHARE": 0.25,
+    # Serving (`podium serve`): the largest prediction request, and the largest input
+    # file `podium infer` takes.
+    "SERVE_MAX_BODY_BYTES": 1024 * 1024,
+    "INFER_MAX_INPUT_BYTES": 256 * 1024 * 1024,
     # How often the scheduler records the cluster's state for its dashboard.
     "CLUSTER_SAMPLE_SECONDS": 60,
     # E-mail (portal/services/alerts.py): off while SMTP_HOST is unset. SMTP_SECURITY is
@@ -116,6 +120,8 @@ ENVIRONMENT = {
     "PODIUM_CREDIT_CPU_HOUR": "CREDIT_CPU_HOUR",
     "PODIUM_CLUSTER_SAMPLE_SECONDS": "CLUSTER_SAMPLE_SECONDS",
     "PODIUM_GRADING_GPU_SHARE": "GRADING_GPU_SHARE",
+    "PODIUM_SERVE_MAX_BODY_BYTES": "SERVE_MAX_BODY_BYTES",
+    "PODIUM_INFER_MAX_INPUT_BYTES": "INFER_MAX_INPUT_BYTES",
 }
 INTEGER_KEYS = {
     "MAX_CODE_BYTES",
@@ -124,6 +130,8 @@ INTEGER_KEYS = {
     "MAX_DATASET_BYTES",
     "MAX_DATASET_UNPACKED_BYTES",
     "SMTP_PORT",
+    "SERVE_MAX_BODY_BYTES",
+    "INFER_MAX_INPUT_BYTES",
 }
 FLOAT_KEYS = {
     "MAX_EXPANSION_RATIO",

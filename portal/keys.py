@@ -84,3 +84,29 @@ def team_version(team_id: int) -> str:
 
 # What one subscription per portal process listens to (`portal/live.py`).
 LIVE_PATTERNS = ("podium:lb:*", "podium:node:*:wake", "podium:team:*")
+
+
+def serve_queue(server_id: int) -> str:
+    """A server's requests waiting for a replica: a list of JSON {id, body}."""
+    return f"podium:serve:{server_id}:queue"
+
+
+def serve_reply(request_id: str) -> str:
+    """The answer to one prediction request, pushed by the replica that took it."""
+    return f"podium:serve:reply:{request_id}"
+
+
+def serve_ready(server_id: int) -> str:
+    """A server's replicas that are ready: session id -> when its last poll came
+    (seconds since the epoch); one not heard from for a while is not ready."""
+    return f"podium:serve:{server_id}:ready"
+
+
+def serve_stats(server_id: int) -> str:
+    """A server's counters: requests, answered, errors, timeouts, refused (none ready)."""
+    return f"podium:serve:{server_id}:stats"
+
+
+def serve_latencies(server_id: int) -> str:
+    """The latencies (ms) of a server's last answered requests, newest first."""
+    return f"podium:serve:{server_id}:latencies"

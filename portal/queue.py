@@ -32,6 +32,13 @@ def grader_queue(connection: Redis) -> Queue:
 MAX_REDIS_CONNECTIONS = 50
 
 
+# Connections for calls that block on Redis for as long as a client waits (a served
+# model's requests and replies): a pool of their own, so that they never starve the
+# others, and without the socket timeout (redis-py's default is 5 s) that would cut
+# such a wait short.
+MAX_REDIS_WAITS = 1000
+
+
 def init_app(app: Flask) -> None:
     url = app.config.get("REDIS_URL")
     app.extensions["redis"] = (
@@ -43,6 +50,23 @@ def init_app(app: Flask) -> None:
         if url
         else None
     )
+    app.extensions["redis_waits"] = (
+        Redis(
+            connection_pool=BlockingConnectionPool.from_url(
+                url, max_connections=MAX_REDIS_WAITS, timeout=20, socket_timeout=None
+            )
+        )
+        if url
+        else None
+    )
+
+
+def redis_waits() -> Redis:
+    """The connection for calls that block as long as a client waits."""
+    connection = current_app.extensions.get("redis_waits")
+    if connection is None:
+        raise RuntimeError("REDIS_URL is not configured")
+    return connection
 
 
 def redis_connection() -> Redis:

@@ -8,7 +8,8 @@ that a slow mail server or a large cluster sample never delays a placement:
 - flag sessions that stalled (`alerts.flag_stalled`);
 - record the cluster's state every `CLUSTER_SAMPLE_SECONDS` (`monitoring`);
 - tell competitions' entrants of rounds that opened or ended (`announcements`);
-- advance each running hyperparameter search (`searches.advance_all`);
+- advance each running hyperparameter search (`searches.advance_all`), and keep each
+  server's replicas running (`serving.advance_all`: one that ended is replaced);
 - send the e-mails waiting in the outbox (`alerts.send_pending`).
 
 Each task runs only while this process holds the leader lease, and a task that fails
@@ -26,7 +27,7 @@ from flask import Flask
 from redis import Redis
 
 from portal.extensions import db
-from portal.services import alerts, credits, migration, monitoring, searches
+from portal.services import alerts, credits, migration, monitoring, searches, serving
 from portal.services.competitions import announcements
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ STALL_SECONDS = 30.0
 MAIL_SECONDS = 5.0
 ROUNDS_SECONDS = 30.0
 SEARCH_SECONDS = 2.0
+SERVE_SECONDS = 2.0
 
 
 class Housekeeper:
@@ -57,6 +59,7 @@ class Housekeeper:
             ),
             ("rounds", ROUNDS_SECONDS, announcements.announce_rounds),
             ("searches", SEARCH_SECONDS, lambda: searches.advance_all(self.redis)),
+            ("servers", SERVE_SECONDS, lambda: serving.advance_all(self.redis)),
             ("mail", MAIL_SECONDS, alerts.send_pending),
         ]
         self._last: dict[str, float] = {}

@@ -96,7 +96,7 @@ def main() -> None:
 
     def infer(test_csv: str) -> dict[str, int]:
         """A competition's test inputs (id, then the 64 pixels) -> {id: digit}."""
-        table = np.genfromtxt(test_csv, delimiter=",", skip_header=1, dtype=str)
+        table = np.atleast_2d(np.genfromtxt(test_csv, delimiter=",", skip_header=1, dtype=str))
         ids, test_pixels = table[:, 0], table[:, 1:].astype(float)
         model.eval()
         with torch.no_grad():

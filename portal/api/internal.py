@@ -169,6 +169,7 @@ def session_spec(session_id: int):
         "environment": session.environment,
         "token": token,
         "resume": session.resume_checkpoint,
+        "mode": session.mode,
         "api_url": api_url + "/api/v1",
         "grading": grading,
         "datasets": [

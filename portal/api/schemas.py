@@ -447,6 +447,9 @@ class SessionSpecOut(Schema):
     environment = fields.String()
     token = fields.String()
     resume = fields.String()
+    mode = fields.String(
+        metadata={"description": "train, serve (answer a server's predictions) or infer"}
+    )
     api_url = fields.String()
     datasets = fields.List(fields.Nested(MountOut))
     grading = fields.Nested(GradingSpecOut, allow_none=True)
@@ -1088,3 +1091,93 @@ class SearchListOut(SearchOut):
 
 class SearchListArgs(Schema):
     all = fields.Boolean(load_default=False, metadata={"description": "everyone's (admins)"})
+
+
+class ServeIn(Schema):
+    session = fields.String(required=True, metadata={"description": "USER/N: what to serve"})
+    checkpoint = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "default: its last"}
+    )
+    replicas = Int(load_default=1, validate=validate.Range(min=1, max=8))
+    gpus = fields.Float(
+        load_default=0,
+        validate=_gpu_count,
+        metadata={"description": "each replica's GPUs, or a share of one (0.25)"},
+    )
+    name = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,62}$"),
+        metadata={"description": "where it answers: /api/v1/serve/NAME/predict"},
+    )
+    timeout_s = fields.Float(load_default=30.0, validate=validate.Range(min=1, max=300))
+
+
+class ServerStatsOut(Schema):
+    requests = Int()
+    answered = Int()
+    errors = Int()
+    timeouts = Int()
+    refused = Int(metadata={"description": "refused while no replica was ready (503)"})
+    latency_ms_p50 = fields.Float(allow_none=True)
+    latency_ms_p99 = fields.Float(allow_none=True)
+    ready_replicas = Int()
+
+
+class ServerReplicaOut(Schema):
+    id = fields.String()
+    status = fields.String()
+    ready = fields.Boolean()
+
+
+class ServerOut(Schema):
+    name = fields.String()
+    user = fields.String()
+    source = fields.String()
+    checkpoint = fields.String()
+    replicas = Int()
+    gpus = fields.Float()
+    timeout_s = fields.Float()
+    status = fields.String(metadata={"description": "running, stopped or failed"})
+    status_reason = fields.String()
+    restarts = Int()
+    predict = fields.String()
+    created_at = fields.String()
+    ended_at = fields.String(allow_none=True)
+    stats = fields.Nested(ServerStatsOut)
+    sessions = fields.List(fields.Nested(ServerReplicaOut))
+
+
+class ServerListOut(ServerOut):
+    class Meta:
+        exclude = ("stats", "sessions")
+
+
+class ServeListArgs(Schema):
+    all = fields.Boolean(load_default=False, metadata={"description": "everyone's (admins)"})
+
+
+class PredictOut(Schema):
+    predictions = fields.Raw(metadata={"description": "what the model's infer returned"})
+
+
+class InferArgs(Schema):
+    checkpoint = fields.String(load_default=None, metadata={"description": "default: its last"})
+
+
+class ServeNextArgs(Schema):
+    wait = fields.Float(load_default=10.0, validate=validate.Range(min=0, max=30))
+
+
+class ServeRequestOut(Schema):
+    id = fields.String()
+    body = fields.Dict()
+
+
+class ServeNextOut(Schema):
+    requests = fields.List(fields.Nested(ServeRequestOut))
+    stop = fields.Boolean(metadata={"description": "its server ended: the replica exits"})
+
+
+class ServeRepliesIn(Schema):
+    replies = fields.List(fields.Dict(), required=True, validate=validate.Length(max=1000))

@@ -18,6 +18,7 @@ from portal.api.schemas import (
     ExecIn,
     ExecOut,
     ForkIn,
+    InferArgs,
     LogsArgs,
     LogsOut,
     ResourcesArgs,
@@ -25,16 +26,19 @@ from portal.api.schemas import (
     ResumeIn,
     ScalarsArgs,
     SeriesOut,
+    ServeNextArgs,
+    ServeNextOut,
+    ServeRepliesIn,
     SessionIn,
     SessionListArgs,
     SessionOut,
     SessionPatchIn,
 )
-from portal.errors import ApiError, NotFound
+from portal.errors import ApiError, Conflict, Forbidden, NotFound
 from portal.extensions import db
 from portal.models import Session
-from portal.queue import redis_connection
-from portal.services import checkpoints, metrics, monitoring
+from portal.queue import redis_connection, redis_waits
+from portal.services import checkpoints, metrics, monitoring, serving
 from portal.services import sessions as service
 
 PREFIX = "/sessions"
@@ -372,3 +376,107 @@ def download_checkpoint(username: str, number: int, name: str):
         as_attachment=True,
         download_name=f"{name}.tar.gz",
     )
+
+
+# Predictions: `podium infer`, and the replicas of `podium serve` --------------------
+
+BINARY_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+def _own_session(username: str, number: int) -> Session:
+    """A route for the session's own program only: its session token, nobody else's."""
+    session = _find(username, number, change=True)
+    if g.scope_session_id != session.id:
+        raise Forbidden("only the session's own program calls this")
+    return session
+
+
+@blp.route(SESSION + "/infer", methods=["POST"])
+@blp.doc(security=BEARER, requestBody=BINARY_BODY)
+@blp.arguments(InferArgs, location="query")
+@blp.response(201, SessionOut)
+@token_required()
+def infer(args, username: str, number: int):
+    """Predict the file sent as the body with this session's checkpoint (its last by
+    default), in a session of your own that runs its bound `infer`; its predictions at
+    GET .../predictions once it completed."""
+    source = _find(username, number)
+    digest, _size = artifact_store().put(
+        request.stream, max_bytes=current_app.config["INFER_MAX_INPUT_BYTES"]
+    )
+    session = serving.infer(g.user, source, checkpoint=args["checkpoint"], input_digest=digest)
+    service.wake(redis_connection())
+    return service.session_dict(session)
+
+
+@blp.route(SESSION + "/input", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, description="the input file of an infer session")
+@token_required(session_scope=True)
+def download_input(username: str, number: int):
+    """The file an infer session predicts (its program, or its owner)."""
+    session = _find(username, number)
+    if not session.input_digest:
+        raise NotFound(f"{session.ident} has no input")
+    return send_file(
+        artifact_store().path(session.input_digest), as_attachment=True, download_name="input"
+    )
+
+
+@blp.route(SESSION + "/predictions", methods=["PUT"])
+@blp.doc(security=BEARER, requestBody=BINARY_BODY)
+@blp.response(201, AcceptedOut)
+@token_required(session_scope=True)
+def upload_predictions(username: str, number: int):
+    """An infer session's predictions (its own program only)."""
+    session = _own_session(username, number)
+    if session.mode != serving.INFER:
+        raise Conflict(f"{session.ident} is not an infer session")
+    digest, size = artifact_store().put(
+        request.stream, max_bytes=current_app.config["INFER_MAX_INPUT_BYTES"]
+    )
+    session.predictions_digest = digest
+    db.session.commit()
+    return {"accepted": size}
+
+
+@blp.route(SESSION + "/predictions", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.response(200, description="the predictions of an infer session, as its infer wrote them")
+@token_required()
+def download_predictions(username: str, number: int):
+    """What an infer session predicted (a CSV: id, prediction)."""
+    session = _find(username, number)
+    if not session.predictions_digest:
+        raise NotFound(f"{session.ident} has no predictions ({session.status})")
+    return send_file(
+        artifact_store().path(session.predictions_digest),
+        mimetype="text/csv",
+        as_attachment=True,
+        download_name="predictions.csv",
+    )
+
+
+@blp.route(SESSION + "/serve/next", methods=["GET"])
+@blp.doc(security=BEARER)
+@blp.arguments(ServeNextArgs, location="query")
+@blp.response(200, ServeNextOut)
+@token_required(session_scope=True)
+def serve_next(args, username: str, number: int):
+    """A serving replica's long poll for the requests to answer (its own program only)."""
+    session = _own_session(username, number)
+    return serving.next_requests(session, redis_connection(), args["wait"], redis_waits())
+
+
+@blp.route(SESSION + "/serve/replies", methods=["POST"])
+@blp.doc(security=BEARER)
+@blp.arguments(ServeRepliesIn)
+@blp.response(200, AcceptedOut)
+@token_required(session_scope=True)
+def serve_replies(payload, username: str, number: int):
+    """A serving replica's answers (its own program only)."""
+    session = _own_session(username, number)
+    return {"accepted": serving.reply(session, payload["replies"], redis_connection())}

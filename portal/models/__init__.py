@@ -24,6 +24,7 @@ from portal.models.dataset import (
 )
 from portal.models.node import Gpu, Node, NodeJoinToken, NodeStatus
 from portal.models.search import Search, SearchStatus, SearchTrial, TrialState
+from portal.models.serving import Server, ServerStatus
 from portal.models.session import (
     ACTIVE_STATUSES,
     Allocation,
@@ -77,6 +78,8 @@ __all__ = [
     "Search",
     "SearchStatus",
     "SearchTrial",
+    "Server",
+    "ServerStatus",
     "Session",
     "SessionDataset",
     "SessionKind",

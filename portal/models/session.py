@@ -120,6 +120,17 @@ class Session(db.Model):  # type: ignore[name-defined]
     # Its node is being drained with --migrate: told to checkpoint at this time, it goes
     # on elsewhere from the checkpoint it saves (`portal/services/migration.py`).
     migrating_since: Mapped[datetime | None]
+    # What its program does at `sdk.bind`: train (run on), serve (answer a server's
+    # predictions: `server_id`), or infer (predict `input_digest`, upload them as
+    # `predictions_digest`, end).
+    mode: Mapped[str] = mapped_column(String(8), default="train", server_default="train")
+    # (No foreign key: SQLite cannot add one to a table, or drop a column under one,
+    # without copying the table; servers are never deleted but with their user.)
+    server_id: Mapped[int | None] = mapped_column(index=True)
+    input_digest: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    predictions_digest: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Serving: when it first asked for requests (it loaded the checkpoint: it is ready).
+    served_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     scheduled_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

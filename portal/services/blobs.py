@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 # it; tests/services/test_blobs.py fails on any *digest column that is not classified.
 REFERENCES = (
     Session.code_digest,
+    Session.input_digest,
+    Session.predictions_digest,
     Search.code_digest,
     Checkpoint.digest,
     DatasetVersion.digest,

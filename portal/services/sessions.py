@@ -428,8 +428,11 @@ def fork(
     store,
     redis=None,
     commit: bool = True,
+    gpus: int | None = None,
+    gpu_milli: int | None = None,
 ) -> Session:
-    """A new session of `viewer` with the source's code, data and resources; with
+    """A new session of `viewer` with the source's code, data and resources (GPUs as
+    `gpus` and `gpu_milli` say, where given); with
     `checkpoint`, that checkpoint is copied to it and named in PODIUM_RESUME. The
     sessions the platform runs are not forked: fork the training they came from. With
     `commit=False` it is only flushed, as `create_session` does."""
@@ -443,9 +446,9 @@ def fork(
         code_digest=source.code_digest,
         code_bytes=source.code_bytes,
         args=source.args if args is None else args,
-        gpus=source.gpus,
-        gpu_milli=source.gpu_milli,
-        gpu_memory_mb=source.gpu_memory_mb,
+        gpus=source.gpus if gpus is None else gpus,
+        gpu_milli=source.gpu_milli if gpu_milli is None else gpu_milli,
+        gpu_memory_mb=source.gpu_memory_mb if gpus is None and gpu_milli is None else 0,
         cpus=source.cpus,
         memory_mb=source.memory_mb,
         image=source.image,

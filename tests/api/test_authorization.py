@@ -19,6 +19,7 @@ import io
 import json
 import shutil
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from sqlalchemy import select
 from portal import keys, node_work
 from portal.extensions import db
 from portal.models import Level, Session, SessionKind, Team, User
-from portal.services import teams
+from portal.services import auth, teams
 from scheduler.loop import Scheduler
 from tests import factories
 from tests.api.test_api import code_archive
@@ -168,6 +169,26 @@ def world(app, client, redis, tmp_path):
     )
     loss = [{"tag": "loss", "step": 1, "value": 0.5, "wall_time": 1.0}]
     call("POST", "/api/v1/sessions/oona/1/events", json={"events": loss})
+    # oona/3 predicts a file (and has predicted it); oona/4 serves oona/1 as oona-1.
+    infer = call(
+        "POST",
+        "/api/v1/sessions/oona/1/infer",
+        data=b"id,x\na,1\n",
+        content_type="application/octet-stream",
+    )
+    assert infer["id"] == "oona/3"
+    infer_session = db.session.scalar(select(Session).where(Session.number == 3))
+    infer_token = auth.issue_token(
+        users[OWNER], ttl=timedelta(hours=1), session_id=infer_session.id
+    )
+    stored = client.put(
+        "/api/v1/sessions/oona/3/predictions",
+        data=b"id,prediction\na,1\n",
+        headers=factories.headers(infer_token),
+    )
+    assert stored.status_code == 201, stored.get_json()
+    served = call("POST", "/api/v1/serve", json={"session": "oona/1"})
+    assert served["name"] == "oona-1" and served["sessions"][0]["id"] == "oona/4"
     files = factories.competition_files()
     toy = {**factories.competition_spec(publish_inputs=True), "team_size_limit": 3}
     form = {"spec": json.dumps(toy)}
@@ -245,6 +266,60 @@ RULES: dict[str, Rule] = {
         prepare="search",
     ),
     "GET /api/v1/searches": SIGNED_IN,
+    # Serving a session is like forking it: its owner, teammates and administrators.
+    "POST /api/v1/serve": rule(
+        {OWNER, TEAMMATE, ADMIN}, hidden={OTHER, ORGANISER}, json={"session": "oona/1"}
+    ),
+    "GET /api/v1/serve": SIGNED_IN,
+    "GET /api/v1/serve/{name}": rule(
+        {OWNER, TEAMMATE, ADMIN}, hidden={OTHER, ORGANISER}, path={"name": "oona-1"}
+    ),
+    "POST /api/v1/serve/{name}/stop": rule(
+        {OWNER, ADMIN}, hidden={OTHER, ORGANISER}, path={"name": "oona-1"}
+    ),
+    # No replica is ready here: the allowed get the 503 that says so.
+    "POST /api/v1/serve/{name}/predict": rule(
+        {OWNER, TEAMMATE, ADMIN},
+        hidden={OTHER, ORGANISER},
+        path={"name": "oona-1"},
+        json={"rows": [["a", 1]]},
+        answers=frozenset({503}),
+    ),
+    "POST /api/v1/sessions/{username}/{number}/infer": rule(
+        {OWNER, TEAMMATE, ADMIN},
+        hidden={OTHER, ORGANISER},
+        data=b"id,x\nb,2\n",
+        content_type="application/octet-stream",
+    ),
+    "GET /api/v1/sessions/{username}/{number}/input": rule(
+        {OWNER, TEAMMATE, ADMIN},
+        hidden={OTHER, ORGANISER},
+        session_scope=True,
+        path={"number": "3"},
+    ),
+    "GET /api/v1/sessions/{username}/{number}/predictions": rule(
+        {OWNER, TEAMMATE, ADMIN}, hidden={OTHER, ORGANISER}, path={"number": "3"}
+    ),
+    # Only the session's own program: none of the callers here holds oona/3's or
+    # oona/4's token.
+    "PUT /api/v1/sessions/{username}/{number}/predictions": rule(
+        set(),
+        hidden={OTHER, ORGANISER},
+        session_scope=True,
+        path={"number": "3"},
+        data=b"id,prediction\na,9\n",
+        content_type="application/octet-stream",
+    ),
+    "GET /api/v1/sessions/{username}/{number}/serve/next": rule(
+        set(), hidden={OTHER, ORGANISER}, session_scope=True, path={"number": "4"}
+    ),
+    "POST /api/v1/sessions/{username}/{number}/serve/replies": rule(
+        set(),
+        hidden={OTHER, ORGANISER},
+        session_scope=True,
+        path={"number": "4"},
+        json={"replies": []},
+    ),
     "GET /api/v1/searches/{username}/{number}": SESSION_READ_USERS,
     "POST /api/v1/searches/{username}/{number}/stop": SESSION_CHANGE,
     "GET /api/v1/sessions/{username}/{number}": SESSION_READ,
