@@ -228,6 +228,52 @@ def _request_file(body: dict[str, Any], folder: Path) -> Path:
     return path
 
 
+def _answer(requests: list[dict[str, Any]], folder: Path, traceback: Any) -> list[dict[str, Any]]:
+    """Each request's predictions, or the error its infer raised. Requests of rows of
+    one width whose ids differ are predicted together, in one call of `infer` (a
+    model predicts 16 rows about as fast as one); if that call raises, each is tried
+    alone, so that an error is its own request's."""
+    together = [r for r in requests if "rows" in r["body"]]
+    ids = [row[0] for r in together for row in r["body"]["rows"]]
+    widths = {len(row) for r in together for row in r["body"]["rows"]}
+    if len(together) > 1 and len(widths) == 1 and len(set(map(str, ids))) == len(ids):
+        try:
+            path = _request_file(
+                {"rows": [row for r in together for row in r["body"]["rows"]]}, folder
+            )
+            found = {str(k): v for k, v in _pairs(_bound["infer"](str(path)))}
+            replies = [
+                {
+                    "id": r["id"],
+                    "predictions": {
+                        str(row[0]): found.get(str(row[0])) for row in r["body"]["rows"]
+                    },
+                }
+                for r in together
+            ]
+            alone = [r for r in requests if "rows" not in r["body"]]
+            return replies + _answer_each(alone, folder, traceback)
+        except Exception:
+            pass  # tried one by one below, each with its own error
+    return _answer_each(requests, folder, traceback)
+
+
+def _answer_each(
+    requests: list[dict[str, Any]], folder: Path, traceback: Any
+) -> list[dict[str, Any]]:
+    replies = []
+    for item in requests:
+        try:
+            path = _request_file(item["body"], folder)
+            replies.append(
+                {"id": item["id"], "predictions": dict(_pairs(_bound["infer"](str(path))))}
+            )
+        except Exception as exc:
+            traceback.print_exc()
+            replies.append({"id": item["id"], "error": f"{type(exc).__name__}: {exc}"})
+    return replies
+
+
 def _serve() -> None:
     """Serve mode (`podium serve`): restore the checkpoint once, then answer the
     server's requests with `infer` until the server ends. A request whose infer raises
@@ -259,16 +305,7 @@ def _serve() -> None:
             if found.get("stop"):
                 print("podium: its server ended; stopping", flush=True)
                 return
-            replies = []
-            for item in found.get("requests", []):
-                try:
-                    path = _request_file(item["body"], Path(folder))
-                    replies.append(
-                        {"id": item["id"], "predictions": dict(_pairs(_bound["infer"](str(path))))}
-                    )
-                except Exception as exc:
-                    traceback.print_exc()
-                    replies.append({"id": item["id"], "error": f"{type(exc).__name__}: {exc}"})
+            replies = _answer(found.get("requests", []), Path(folder), traceback)
             if replies:
                 sent = _api("POST", "/serve/replies", json={"replies": replies}, timeout=60)
                 if sent.status_code >= 400:

@@ -20,8 +20,9 @@ from wtforms.validators import Length
 
 from portal.api.code import artifact_store
 from portal.errors import ApiError, NotFound
-from portal.models import SessionStatus
-from portal.services import checkpoints, metrics, monitoring
+from portal.extensions import db
+from portal.models import Server, SessionStatus
+from portal.services import checkpoints, metrics, monitoring, serving
 from portal.services import sessions as service
 from portal.web.assets import bokeh_resources
 from portal.web.auth import LogoutForm
@@ -93,7 +94,18 @@ def detail(username: str, number: int):
         owner=session.user_id == current_user.id,
         memo_form=memo_form,
         action_form=ActionForm(),
+        serving=_serving_of(session),
     )
+
+
+def _serving_of(session):
+    """For a replica of a served model: the server, its requests and latencies."""
+    if session.server_id is None:
+        return None
+    server = db.session.get(Server, session.server_id)
+    if server is None:
+        return None
+    return serving.server_dict(server, current_app.extensions.get("redis"))
 
 
 @bp.route(SESSION + "/memo", methods=["POST"])

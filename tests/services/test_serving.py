@@ -125,6 +125,14 @@ def test_a_served_model_answers_through_a_replica(app, client, redis, served):
     stats = client.get("/api/v1/serve/ada-1", headers=served["headers"]).get_json()["stats"]
     assert (stats["requests"], stats["answered"], stats["errors"], stats["refused"]) == (2, 1, 1, 1)
     assert stats["latency_ms_p50"] is not None and stats["ready_replicas"] == 1
+    # The replica's page counts them too.
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    client.post("/login", data={"username": "ada", "password": "ada-password", "csrf_token": token})
+    shown = client.get(f"/sessions/{replica.ident}").get_data(as_text=True)
+    assert "Serving ada-1" in shown and "POST /api/v1/serve/ada-1/predict" in shown
+    assert "2: 1 answered, 1 errors, 0 timed out, 1 refused while none was ready" in shown
+    assert f"p50 {stats['latency_ms_p50']:.1f} ms" in shown
 
 
 @pytest.mark.parametrize(

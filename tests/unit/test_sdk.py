@@ -343,3 +343,74 @@ def test_a_share_of_a_gpu_caps_pytorchs_memory_whenever_torch_is_imported(tmp_pa
     failed = run_script(tmp_path, busy, script)
     assert failed.returncode == 0 and failed.stdout.strip() == "[]", failed.stderr
     assert "could not cap PyTorch's GPU memory at 0.25: CUDA error" in failed.stderr
+
+
+def test_a_replica_predicts_a_batch_in_one_call_and_keeps_each_error_its_own(tmp_path):
+    """Requests of rows whose ids differ go through `infer` together; when that call
+    raises, each is tried alone, so that only the bad request gets the error."""
+    import csv
+    import traceback
+
+    from cli import sdk
+
+    calls = []
+
+    def infer(path):
+        with open(path) as source:
+            rows = list(csv.reader(source))[1:]
+        calls.append(len(rows))
+        if any(len(row) != 3 for row in rows):
+            raise ValueError("expected 2 features")
+        if any(row[0] == "z" for row in rows):
+            raise KeyError("z")
+        return {row[0]: float(row[1]) + float(row[2]) for row in rows}
+
+    saved = dict(sdk._bound)
+    sdk._bound["infer"] = infer
+    try:
+        good = [
+            {"id": "1" * 32, "body": {"rows": [["a", 1, 2], ["b", 3, 4]]}},
+            {"id": "2" * 32, "body": {"csv": "id,x1,x2\nc,5,6\n"}},
+            {"id": "3" * 32, "body": {"rows": [["d", 7, 8]]}},
+        ]
+        replies = sdk._answer(good, tmp_path, traceback)
+        assert calls == [3, 1]  # a, b and d together; the CSV alone
+        assert {r["id"][0]: r["predictions"] for r in replies} == {
+            "1": {"a": 3.0, "b": 7.0},
+            "3": {"d": 15.0},
+            "2": {"c": 11.0},
+        }
+        calls.clear()
+        clash = [
+            {"id": "4" * 32, "body": {"rows": [["a", 1, 1]]}},
+            {"id": "5" * 32, "body": {"rows": [["a", 2, 2]]}},
+        ]
+        assert [r["predictions"] for r in sdk._answer(clash, tmp_path, traceback)] == [
+            {"a": 2.0},
+            {"a": 4.0},
+        ]
+        assert calls == [1, 1]  # the same id in both: one by one
+        calls.clear()
+        bad = [
+            {"id": "6" * 32, "body": {"rows": [["e", 1, 2, 3]]}},
+            {"id": "7" * 32, "body": {"rows": [["f", 1, 2]]}},
+        ]
+        replies = sdk._answer(bad, tmp_path, traceback)
+        assert replies == [
+            {"id": "6" * 32, "error": "ValueError: expected 2 features"},
+            {"id": "7" * 32, "predictions": {"f": 3.0}},
+        ]
+        calls.clear()
+        poisoned = [
+            {"id": "8" * 32, "body": {"rows": [["z", 1, 2]]}},
+            {"id": "9" * 32, "body": {"rows": [["g", 1, 2]]}},
+        ]
+        replies = sdk._answer(poisoned, tmp_path, traceback)
+        assert calls == [2, 1, 1]  # together, then each alone
+        assert replies == [
+            {"id": "8" * 32, "error": "KeyError: 'z'"},
+            {"id": "9" * 32, "predictions": {"g": 3.0}},
+        ]
+    finally:
+        sdk._bound.clear()
+        sdk._bound.update(saved)
