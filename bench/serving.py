@@ -8,7 +8,7 @@ requests per second, and p50/p99 latency. Then the same checkpoint, downloaded a
 loaded here, predicts the same rows in-process the way a replica does (the row written
 as the CSV file the example's `infer` reads): its p50/p99 and calls per second. The
 difference is what the platform adds (HTTP, the portal, the Redis queue, the
-replica's long poll).
+replica's long poll); one client alone shows it without the queueing of 50.
 
     .venv/bin/python bench/serving.py [--clients 50] [--seconds 20] [--replicas 1]
 
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
             url = f"{stack.url}/api/v1/serve/{name}/predict"
             load_test(url, user.token(), data, 5, 3)  # warm up
+            alone = load_test(url, user.token(), data, 1, min(args.seconds, 10.0))
             served = load_test(url, user.token(), data, args.clients, args.seconds)
             shown = user.json("serve", "show", name)["stats"]
             target = root / "checkpoint"
@@ -159,11 +160,15 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "workload": f"examples/digits (5 epochs), one row per request, "
                 f"{args.replicas} replica(s)",
+                "served_one_client": alone,
                 "served": served,
                 "server_counted": {
                     k: shown[k] for k in ("requests", "answered", "errors", "timeouts", "refused")
                 },
                 "in_process": local,
+                # What a request costs beyond the model's own work, alone and under load
+                # (where it is mostly waiting for the 2 cores the clients share).
+                "added_p50_ms_one_client": round(alone["p50_ms"] - local["p50_ms"], 2),
                 "added_p50_ms": round(served["p50_ms"] - local["p50_ms"], 2),
                 "added_p99_ms": round(served["p99_ms"] - local["p99_ms"], 2),
             },

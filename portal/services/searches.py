@@ -39,7 +39,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from portal.errors import ApiError, Conflict, Forbidden, NotFound
+from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
 from portal.models import (
     Checkpoint,
@@ -185,12 +185,7 @@ def find(viewer: User, username: str, number: int, *, change: bool = False) -> S
     )
     if search is None:
         raise NotFound(f"no search {username}/search/{number}")
-    if viewer.is_admin or search.user_id == viewer.id:
-        return search
-    if not session_service.teammates(viewer, search.user):
-        raise NotFound(f"no search {username}/search/{number}")
-    if change:
-        raise Forbidden(f"only {search.user.username} may change {search.ident}")
+    session_service.check_visible(viewer, search.user, f"search {search.ident}", change=change)
     return search
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from portal import keys
-from portal.errors import ApiError, Conflict, Forbidden, NotFound
+from portal.errors import ApiError, Conflict, NotFound
 from portal.extensions import db
 from portal.models import (
     Checkpoint,
@@ -168,12 +168,7 @@ def find(viewer: User, name: str, *, change: bool = False) -> Server:
     server = db.session.scalar(select(Server).where(Server.name == name))
     if server is None:
         raise NotFound(f"no server {name}")
-    if viewer.is_admin or server.user_id == viewer.id:
-        return server
-    if not session_service.teammates(viewer, server.user):
-        raise NotFound(f"no server {name}")
-    if change:
-        raise Forbidden(f"only {server.user.username} may change {name}")
+    session_service.check_visible(viewer, server.user, f"server {name}", change=change)
     return server
 
 

@@ -375,6 +375,18 @@ def parse_ident(ident: str, viewer: User) -> tuple[str, int]:
     return (username or viewer.username), int(number)
 
 
+def check_visible(viewer: User, owner: User, what: str, *, change: bool = False) -> None:
+    """Who may see a user's search or server: its owner, administrators and the owner's
+    teammates (others are told there is no such thing, so names do not leak); who may
+    change it: its owner and administrators."""
+    if viewer.is_admin or owner.id == viewer.id:
+        return
+    if not teammates(viewer, owner):
+        raise NotFound(f"no {what}")
+    if change:
+        raise Forbidden(f"only {owner.username} may change {what}")
+
+
 def teammates(a: User, b: User) -> bool:
     return bool(dataset_service.team_ids(a) & dataset_service.team_ids(b))
 
