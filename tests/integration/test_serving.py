@@ -4,6 +4,8 @@ over HTTP with a user's token (as `curl` would send them), a crashed replica res
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 
 import psutil
@@ -58,6 +60,29 @@ def test_a_digits_model_served_over_rest_and_predicted_from_a_file(demo, tmp_pat
     assert broken.json()["error"]["message"].startswith("the model's infer failed: ValueError")
     again = requests.post(url, json={"rows": batch[:3]}, headers=headers, timeout=60)
     assert again.status_code == 200 and len(again.json()["predictions"]) == 3
+    # The same from curl, as a user of the platform would call it.
+    called = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-X",
+            "POST",
+            url,
+            "-H",
+            f"Authorization: Bearer {demo.token()}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps({"rows": batch[:2]}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(called.stdout) == {
+        "predictions": {"r0": predictions["r0"], "r1": predictions["r1"]}
+    }
     refused = requests.post(url, data=b"{", headers=headers, timeout=60)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_input"
     nobody = requests.post(url, json={"rows": batch}, timeout=60)
