@@ -221,6 +221,29 @@ def test_fgd_keeps_a_scarce_model_for_the_requests_that_need_it():
     assert placed["best-fit"][:2] == ["small", "small"] and placed["best-fit"][8:] == [None, None]
 
 
+def test_the_class_plan_leaves_a_scarce_class_to_the_requests_bound_to_it():
+    """The P100-only demand bounds how much of the mix the cluster holds, so the first
+    linear program is indifferent to where the requests that accept any model go: the
+    plan must not send them to the T4s, the only home of the T4-only ones."""
+    from scheduler.fragmentation import ClassPlan, node_class, shape
+
+    nodes = [
+        NodeView("t4", 2, (0, 1), 32, 32, 2**17, 2**17, gpu_model="T4"),
+        NodeView("v100", 8, tuple(range(8)), 64, 64, 2**18, 2**18, gpu_model="V100M32"),
+        NodeView("p100", 1, (0,), 16, 16, 2**16, 2**16, gpu_model="P100"),
+    ]
+    anything = Request(gpus=1)
+    t4 = Request(gpus=1, gpu_models=frozenset({"T4"}))
+    p100 = Request(gpus=1, gpu_models=frozenset({"P100"}))
+    mix = ((shape(anything), 0.5), (shape(t4), 0.1), (shape(p100), 0.4))
+    free = {node_class(n): (float(n.total_gpus), n.total_cpus, n.total_memory_mb) for n in nodes}
+    plan = ClassPlan.solve(mix, free)
+    split = plan.targets[plan.group(anything)]
+    t4_class = node_class(nodes[0])
+    assert split.get(t4_class, 0.0) < 1e-6, split
+    assert abs(sum(split.values()) - 1) < 1e-6
+
+
 # Shares of GPUs ---------------------------------------------------------------------
 
 
