@@ -426,6 +426,7 @@ class Cluster:
         wants_gpu, shares = request.wants_gpu, request.shares
         wants_cpus, wants_memory = request.cpus, request.memory_mb
         admitted: dict[tuple[bool, frozenset[str]], bool] = {}
+        need_on: dict[int, int] = {}  # the share it needs, by the GPUs' memory
         # The states that could take it, with what comes before fragmentation in their
         # score: fragmentation, the costly part, is then looked at only for the states
         # that lead on it.
@@ -443,7 +444,10 @@ class Cluster:
                 continue
             left_free, left_partial = free - needs, partial
             if shares:
-                taken = _share_taken(free, partial, share_of(request, kind[4]))
+                need = need_on.get(kind[4])
+                if need is None:
+                    need = need_on[kind[4]] = share_of(request, kind[4])
+                taken = _share_taken(free, partial, need)
                 if taken is None:
                     continue
                 left_free, left_partial = taken
