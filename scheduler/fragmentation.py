@@ -333,7 +333,7 @@ class ClassPlan:
         # classes few groups can use to those groups. HiGHS returns any vertex of the
         # first problem's optima, and one that sent unconstrained requests to the G3
         # nodes starved the G3-only ones there (0.9767 at the first failure on
-        # gpuspec20 in whole GPUs; 0.986 with this). Each GPU a group of several
+        # gpuspec20 in whole GPUs; 0.9895 with this). Each GPU a group of several
         # classes takes from a class costs that class's pressure: the demand of every
         # group that could go there, each spread over its classes, per free GPU.
         pressure = np.zeros(len(classes))
