@@ -12,6 +12,7 @@ import click
 import yaml
 
 from cli.client import ApiClient, CliError
+from cli.commands import StartGroup
 from cli.commands.sessions import parse_memory, upload_code
 from cli.context import client
 from cli.output import emit_json, listing, table
@@ -45,17 +46,7 @@ def search_path(ident: str) -> str:
     raise CliError(f"no search {ident!r}: a search id reads USER/search/N")
 
 
-class AutomlGroup(click.Group):
-    """`podium automl SPEC.yaml` starts a search; `podium automl ls|show|stop` are
-    commands of the group."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["start", *args]
-        return super().parse_args(ctx, args)
-
-
-@click.group(cls=AutomlGroup)
+@click.group(cls=StartGroup)
 def automl() -> None:
     """Hyperparameter searches: `podium automl SPEC.yaml` starts one (grid, random, tpe,
     asha or pbt); its trials are sessions of yours."""

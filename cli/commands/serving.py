@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from cli.client import CliError
+from cli.commands import StartGroup
 from cli.commands.sessions import FINAL, session_path
 from cli.context import client
 from cli.output import emit_json, listing
@@ -21,17 +22,7 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     return session, checkpoint or None
 
 
-class ServeGroup(click.Group):
-    """`podium serve SESSION[:CKPT]` starts a server; ls, show, stop and logs are
-    commands of the group."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["start", *args]
-        return super().parse_args(ctx, args)
-
-
-@click.group(cls=ServeGroup)
+@click.group(cls=StartGroup)
 def serve() -> None:
     """Serve a session's checkpoint over REST: `podium serve USER/N[:CKPT]`."""
 
