@@ -12,7 +12,7 @@ import math
 import random
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from portal.errors import ApiError
@@ -287,8 +287,6 @@ def parse_spec(body: Any) -> Spec:
 
 
 def _asha_options(spec: Spec, options: dict[str, Any]) -> Spec:
-    from dataclasses import replace
-
     min_steps = _number(options.get("min_steps", 1), "asha.min_steps", integer=True, positive=True)
     eta = _number(options.get("eta", 3), "asha.eta", integer=True, positive=True)
     if eta < 2:
@@ -318,8 +316,6 @@ def _steps_arg(spec: Spec, options: dict[str, Any], section: str) -> str:
 
 
 def _pbt_options(spec: Spec, options: dict[str, Any]) -> Spec:
-    from dataclasses import replace
-
     interval = _number(options.get("interval", 5), "pbt.interval", integer=True, positive=True)
     steps = _number(options.get("steps", 4 * interval), "pbt.steps", integer=True, positive=True)
     if steps <= interval:

@@ -269,10 +269,7 @@ def advance(search_id: int, redis=None) -> bool:
     if not still:
         more = spec.algorithm != "grid" or len(search.trials) < search_space.grid_size(spec)
         if spent or not more or (spec.algorithm == "pbt" and search.trials):
-            done = [
-                t for t in search.trials if t.state == TrialState.DONE.value or t.value is not None
-            ]
-            if not done:
+            if all(t.value is None for t in search.trials):  # a done trial has a value
                 _end(search, SearchStatus.FAILED, "no trial reported " + spec.metric)
             else:
                 _end(search, SearchStatus.DONE, _done_reason(search, spec, spent))
