@@ -26,6 +26,8 @@ Pure: no database, no clock; the live loop and the simulator feed it the same wa
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -85,6 +87,24 @@ def share_need(milli: int, gpu_memory: int, memory_of_gpu: int) -> int:
     if not memory_of_gpu:
         return WHOLE + 1
     return -(-gpu_memory * WHOLE // memory_of_gpu)
+
+
+@functools.lru_cache(maxsize=2**16)
+def share_taken(
+    free: int, partial: tuple[int, ...], need: int
+) -> tuple[int, tuple[int, ...]] | None:
+    """A node state's free GPUs and partly free thousandths (sorted) once a share of
+    `need` is placed as `share_gpu` places it; None when it has no room."""
+    if need > WHOLE:
+        return None
+    at = bisect.bisect_left(partial, need)
+    if at < len(partial):
+        rest = partial[:at] + partial[at + 1 :]
+        left = partial[at] - need
+        return free, tuple(sorted((*rest, left))) if left else rest
+    if not free:
+        return None
+    return free - 1, tuple(sorted((*partial, WHOLE - need))) if need < WHOLE else partial
 
 
 @dataclass
@@ -151,93 +171,134 @@ class Demand:
 def stranded(demand: Demand, state: State) -> float:
     """The GPUs of a node in `state` that the demand's next request is expected to find
     unusable: its fragmentation."""
-    import numpy as np
-
-    model, whole, cpus, memory, partial, memory_of_gpu = state
+    _model, whole, _cpus, _memory, partial, memory_of_gpu = state
     total = whole * WHOLE + sum(partial)
     if not total:
         return 0.0
-    (gpus, milli, gpu_memory, wants_cpus, wants_memory, shares, accepts, any_model) = (
+    need = _needs(demand, memory_of_gpu)
+    held = _holding(demand, state, need)
+    if not partial:
+        return _stranded_whole(demand, held, whole)
+    return _stranded_with_parts(demand, held, need, partial, total)
+
+
+def _stranded_whole(demand: Demand, held: Any, whole: int) -> float:
+    """Fragmentation of a node whose free GPUs are all whole: all of them, for each
+    shape it cannot hold."""
+    import numpy as np
+
+    return float(demand.columns()[5] @ np.where(held, 0.0, float(whole * WHOLE))) / WHOLE
+
+
+def _needs(demand: Demand, memory_of_gpu: int) -> Any:
+    """What each shape of the mix needs of one GPU with that memory, in thousandths (0:
+    whole GPUs)."""
+    import numpy as np
+
+    _gpus, milli, gpu_memory = demand.columns()[:3]
+    if not demand.by_memory:
+        return milli
+    if memory_of_gpu:
+        return np.where(gpu_memory > 0, np.ceil(gpu_memory * WHOLE / memory_of_gpu), milli)
+    return np.where(gpu_memory > 0, WHOLE + 1, milli)
+
+
+def _holding(demand: Demand, state: State, need: Any) -> Any:
+    """Which shapes of the mix a node in `state` can hold."""
+    import numpy as np
+
+    model, whole, cpus, memory, partial, _memory_of_gpu = state
+    gpus, _milli, _gpu_memory, wants_cpus, wants_memory, _shares, accepts, any_model = (
         demand.columns()
     )
-    if demand.by_memory:
-        if memory_of_gpu:
-            need = np.where(gpu_memory > 0, np.ceil(gpu_memory * WHOLE / memory_of_gpu), milli)
-        else:
-            need = np.where(gpu_memory > 0, WHOLE + 1, milli)
-    else:
-        need = milli
-    sharing = need > 0
     room = WHOLE if whole else max(partial, default=0)
     held = (wants_cpus <= cpus) & (wants_memory <= memory) & accepts.get(model, any_model)
-    held &= np.where(sharing, need <= room, gpus <= whole)
-    if partial:
-        # Free parts too small for a share are lost to it; all of them to whole GPUs.
-        parts = np.asarray(partial, dtype=float)
-        sums = np.concatenate(([0.0], np.cumsum(parts)))
-        lost = np.where(
-            held, np.where(sharing, sums[np.searchsorted(parts, need)], sums[-1]), total
-        )
-    else:
-        lost = np.where(held, 0.0, float(total))
-    return float(shares @ lost) / WHOLE
+    return held & np.where(need > 0, need <= room, gpus <= whole)
+
+
+def _stranded_with_parts(
+    demand: Demand, held: Any, need: Any, partial: tuple[int, ...], total: int
+) -> float:
+    """Fragmentation of a node with partly held GPUs: for a shape it can hold, the free
+    parts too small for it are lost to a share, all of them to whole GPUs; for one it
+    cannot, everything free is."""
+    import numpy as np
+
+    parts = np.asarray(partial, dtype=float)
+    sums = np.concatenate(([0.0], np.cumsum(parts)))
+    lost = np.where(held, np.where(need > 0, sums[np.searchsorted(parts, need)], sums[-1]), total)
+    return float(demand.columns()[5] @ lost) / WHOLE
 
 
 class Fragmentation:
-    """Fragmentation of node states under a demand's mix, remembered per state (nodes
-    repeat each other's states) until the mix is taken again."""
+    """Fragmentation of node states under a demand's mix, remembered until the mix is
+    taken again: per state (nodes repeat each other's states), and per state as the mix
+    tells states apart. A node's CPUs matter to the mix only as how many of its
+    shapes' CPU asks they meet, and so its memory: states that differ within those
+    steps strand alike, and one measure serves them all."""
 
     def __init__(self, demand: Demand):
         self.demand = demand
         self._version = -1
         self._known: dict[State, float] = {}
+        self._alike: dict[State, float] = {}
+        self._cpu_steps: list[float] = []  # the CPUs and memory the mix's shapes ask
+        self._memory_steps: list[int] = []
+        self._needs: dict[int, Any] = {}  # by each GPU's memory
+        # by GPU model, whole GPUs free, CPU and memory steps, each GPU's memory and the
+        # most one GPU has free: the shapes held, and the fragmentation when no GPU is
+        # partly held (None until measured)
+        self._held: dict[tuple[Any, ...], list[Any]] = {}
 
     def current(self) -> Fragmentation:
         """Take the mix again if it is due; what was remembered goes with the old one."""
-        self.demand.mix()
+        mix = self.demand.mix()
         if self._version != self.demand.version:
-            self._version, self._known = self.demand.version, {}
+            self._version, self._known, self._alike = self.demand.version, {}, {}
+            self._needs, self._held = {}, {}
+            self._cpu_steps = sorted({kind[1] for kind, _share in mix})
+            self._memory_steps = sorted({kind[2] for kind, _share in mix})
         return self
 
     def __call__(self, state: State) -> float:
         """Fragmentation of a node in `state`, under the mix as it was last taken."""
         known = self._known.get(state)
         if known is None:
-            known = stranded(self.demand, state)
+            model, whole, cpus, memory, partial, memory_of_gpu = state
+            alike = (
+                model,
+                whole,
+                bisect.bisect_right(self._cpu_steps, cpus),
+                bisect.bisect_right(self._memory_steps, memory),
+                partial,
+                memory_of_gpu,
+            )
+            known = self._alike.get(alike)
+            if known is None:
+                known = self._alike[alike] = self._stranded(state, alike)
             self._known[state] = known
         return known
 
-    def added(self, node: NodeView, request: Request) -> float:
-        """How much placing `request` on `node` adds (negative: it takes stranded GPUs)."""
-        from scheduler.policy import _share_taken, share_of
-
-        before = node_state(node)
-        model, free, cpus, memory, partial, memory_of_gpu = before
-        left_free, left_partial = free - request.gpus, partial
-        if request.shares:
-            taken = _share_taken(free, partial, share_of(request, memory_of_gpu))
-            if taken is not None:
-                left_free, left_partial = taken
-        after = (
-            model,
-            left_free,
-            cpus - request.cpus,
-            memory - request.memory_mb,
-            left_partial,
-            memory_of_gpu,
-        )
-        return self(after) - self(before)
-
-
-def node_state(node: NodeView) -> State:
-    return (
-        node.gpu_model,
-        len(node.free_gpus),
-        node.free_cpus,
-        node.free_memory_mb,
-        tuple(sorted(free for _index, free in node.partial)),
-        node.gpu_memory_mb,
-    )
+    def _stranded(self, state: State, alike: State) -> float:
+        """`stranded`, from what states alike in all but their parts share."""
+        _model, whole, _cpus, _memory, partial, memory_of_gpu = state
+        total = whole * WHOLE + sum(partial)
+        if not total:
+            return 0.0
+        room = WHOLE if whole else max(partial)
+        held_key = (*alike[:4], memory_of_gpu, room)
+        known = self._held.get(held_key)
+        if known is None:
+            need = self._needs.get(memory_of_gpu)
+            if need is None:
+                need = self._needs[memory_of_gpu] = _needs(self.demand, memory_of_gpu)
+            known = self._held[held_key] = [_holding(self.demand, state, need), None]
+        held, alone = known
+        if not partial:
+            if alone is None:
+                alone = known[1] = _stranded_whole(self.demand, held, whole)
+            return alone
+        return _stranded_with_parts(self.demand, held, self._needs[memory_of_gpu], partial, total)
 
 
 def _holds(node_kind: NodeClass, wanted: Shape) -> bool:

@@ -27,10 +27,8 @@ stay whole for the requests that need them.
 
 from __future__ import annotations
 
-import bisect
-import functools
 import random as random_module
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from portal import trust
@@ -46,6 +44,7 @@ from scheduler.fragmentation import (
     share_need,
     state_key,
 )
+from scheduler.ranking import Scorer, States
 
 POLICIES = ("fgd", "best-fit", "first-fit", "worst-fit", "random")
 DEFAULT_POLICY = "fgd"
@@ -150,8 +149,11 @@ def gpu_room(node: NodeView, request: Request) -> bool:
     return True
 
 
-def with_share(node: NodeView, index: int, change: int) -> NodeView:
-    """The node after `change` thousandths of GPU `index` are freed (or taken: < 0)."""
+def _share_changed(
+    node: NodeView, index: int, change: int
+) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """The node's free GPUs and partly held ones once `change` thousandths of GPU
+    `index` are freed (or taken: < 0)."""
     held = dict(node.partial)
     current = WHOLE if index in node.free_gpus else held.pop(index, 0)
     left = current + change
@@ -161,7 +163,7 @@ def with_share(node: NodeView, index: int, change: int) -> NodeView:
     free_gpus = tuple(sorted({*others, index} if left == WHOLE else others))
     if 0 < left < WHOLE:
         held[index] = left
-    return replace(node, free_gpus=free_gpus, partial=tuple(sorted(held.items())))
+    return free_gpus, tuple(sorted(held.items()))
 
 
 @dataclass(frozen=True)
@@ -177,24 +179,6 @@ DEFAULT_WEIGHTS = Weights()
 
 def model_allowed(node: NodeView, request: Request) -> bool:
     return not request.wants_gpu or not request.gpu_models or node.gpu_model in request.gpu_models
-
-
-@functools.lru_cache(maxsize=2**16)
-def _share_taken(
-    free: int, partial: tuple[int, ...], need: int
-) -> tuple[int, tuple[int, ...]] | None:
-    """A node state's free GPUs and partly free thousandths (sorted) once a share of
-    `need` is placed as `share_gpu` places it; None when it has no room."""
-    if need > WHOLE:
-        return None
-    at = bisect.bisect_left(partial, need)
-    if at < len(partial):
-        rest = partial[:at] + partial[at + 1 :]
-        left = partial[at] - need
-        return free, tuple(sorted((*rest, left))) if left else rest
-    if not free:
-        return None
-    return free - 1, tuple(sorted((*partial, WHOLE - need))) if need < WHOLE else partial
 
 
 def admits(node: NodeView, request: Request) -> bool:
@@ -251,7 +235,7 @@ class Cluster:
     holders: dict[str, set[str]] = field(default_factory=dict)
     # Nodes with a GPU free, grouped by state (`fragmentation.state_key`): the `fgd`
     # policy scores one node of each group.
-    states: dict[StateKey, dict[str, None]] = field(default_factory=dict)
+    states: States = field(default_factory=States)
     demand: Demand = field(default_factory=Demand)
     _fragmentation: Fragmentation | None = None
     _plan: ClassPlan | None = None
@@ -267,7 +251,7 @@ class Cluster:
             cluster.order.append(node.name)
             cluster.by_free.setdefault(len(node.free_gpus), {})[node.name] = None
             if node.free_gpus or node.partial:
-                cluster.states.setdefault(state_key(node), {})[node.name] = None
+                cluster.states.add(node.name, state_key(node))
             if node.images or node.datasets:
                 for held in node.images | node.datasets:
                     cluster.holders.setdefault(held, set()).add(node.name)
@@ -378,42 +362,16 @@ class Cluster:
     ) -> NodeView | None:
         """`fgd`: locality first where the request wants it; then the node class the
         plan gives the request's shape and it is furthest behind on; then the node
-        where it adds the least fragmentation; then best fit. A share of a GPU goes to
-        a GPU already shared where one has room, else breaks a whole GPU on the node
-        with the fewest whole ones free (fragmentation alone would break the large
-        nodes' GPUs, the only homes of the largest requests). A request without GPUs
-        goes where the least GPU capacity is free. Nodes in the same state score alike,
-        so one of each state is scored."""
-        fragmentation = self._fragmentation_measure()
+        where it adds the least fragmentation; then best fit (`ranking.Scorer`). A
+        request without GPUs goes to a node with none free where one fits. Nodes in the
+        same state score alike, so one of each state is scored, and the states are
+        ranked per kind of request as they change (`ranking.States`)."""
+        scorer = Scorer(request, self._fragmentation_measure())
+        usable = self._admission(request)
         if weights is not None:
-            # Each node's locality, from the index of what nodes hold (as `locality`
-            # scores it); from the most local down, the first level where some node
-            # fits decides, by fragmentation (the costly part, for those nodes only).
-            near: dict[str, float] = {}
-            if weights.dataset:
-                for ref in request.datasets:
-                    for name in self.holders.get(ref, ()):
-                        near[name] = near.get(name, 0.0) + weights.dataset
-            if request.image and weights.image:
-                for name in self.holders.get(request.image, ()):
-                    near[name] = near.get(name, 0.0) + weights.image
-            for level in sorted({v for v in near.values() if v > 0}, reverse=True):
-                local = [
-                    node
-                    for name, nearness in near.items()
-                    if nearness == level
-                    and name not in exclude
-                    and fits_now(node := self.nodes[name], request)
-                ]
-                if local:
-                    return min(
-                        local,
-                        key=lambda n: (
-                            fragmentation.added(n, request),
-                            len(n.free_gpus) - request.gpus,
-                            self.rank[n.name],
-                        ),
-                    )
+            local = self._most_local(request, weights, exclude, scorer, usable)
+            if local is not None:
+                return local
         if not request.wants_gpu:
             # Taking CPUs and memory strands no GPU on a node with none free.
             for name in self.by_free.get(0, {}):
@@ -421,85 +379,107 @@ class Cluster:
                 if name not in exclude and not node.partial and fits_now(node, request):
                     return node
         order = self._class_plan().order(request) if request.wants_gpu else {}
-        unplanned = len(order)
-        needs, models = request.gpus, request.gpu_models
-        wants_gpu, shares = request.wants_gpu, request.shares
-        wants_cpus, wants_memory = request.cpus, request.memory_mb
-        admitted: dict[tuple[bool, frozenset[str]], bool] = {}
-        need_on: dict[int, int] = {}  # the share it needs, by the GPUs' memory
-        # The states that could take it, with what comes before fragmentation in their
-        # score: fragmentation, the costly part, is then looked at only for the states
-        # that lead on it.
-        fitting: list[tuple[tuple[int, float], StateKey, int, tuple[int, ...], float, str]] = []
-        # What fits_now asks of a node, asked of its state, once for all nodes in it.
-        for key, names in self.states.items():
-            kind, free, cpus, memory, partial, drained, isolating, operators = key
-            if (
-                free < needs
-                or cpus < wants_cpus
-                or memory < wants_memory
-                or drained
-                or (wants_gpu and models and kind[0] not in models)
-            ):
+        chosen = self.states.best(scorer, order, self.rank, usable, exclude)
+        return None if chosen is None else self.nodes[chosen]
+
+    def _most_local(
+        self,
+        request: Request,
+        weights: Weights,
+        exclude: frozenset[str],
+        scorer: Scorer,
+        usable: Callable[[StateKey], bool],
+    ) -> NodeView | None:
+        """Of the nodes with the most locality where some fits, the one where the
+        request adds the least fragmentation, then leaves the fewest GPUs free. Each
+        node's locality comes from the index of what nodes hold (as `locality` scores
+        it)."""
+        near: dict[str, float] = {}
+        if weights.dataset:
+            for ref in request.datasets:
+                for name in self.holders.get(ref, ()):
+                    near[name] = near.get(name, 0.0) + weights.dataset
+        if request.image and weights.image:
+            for name in self.holders.get(request.image, ()):
+                near[name] = near.get(name, 0.0) + weights.image
+        best: tuple[float, float, int] | None = None
+        best_level = 0.0
+        for name, level in near.items():
+            if level <= 0 or level < best_level or name in exclude:
                 continue
-            left_free, left_partial = free - needs, partial
-            if shares:
-                need = need_on.get(kind[4])
-                if need is None:
-                    need = need_on[kind[4]] = share_of(request, kind[4])
-                taken = _share_taken(free, partial, need)
-                if taken is None:
+            key = self.states.key_of.get(name)
+            if key is None:
+                # No GPU capacity free: fragmentation is nothing before and after.
+                if request.wants_gpu or not fits_now(self.nodes[name], request):
                     continue
-                left_free, left_partial = taken
-            if (isolating, operators) not in admitted:
-                admitted[isolating, operators] = trust.may_run_on(
-                    isolating=isolating,
-                    operators=operators,
+                free, added = 0, 0.0
+            else:
+                score = scorer(key) if usable(key) else None
+                if score is None:
+                    continue
+                free, added = key[1], score[1]
+            rank = self.rank[name]
+            if best is None or level > best_level or (added, free, rank) < best[:3]:
+                best, best_level = (added, free, rank), level
+        return None if best is None else self.nodes[self.order[best[2]]]
+
+    def _admission(self, request: Request) -> Callable[[StateKey], bool]:
+        """Whether the nodes in a state admit the request's owner (remembered by the
+        kind of node, for this request)."""
+        admitted: dict[tuple[bool, frozenset[str]], bool] = {}
+
+        def usable(key: StateKey) -> bool:
+            kind = (key[6], key[7])
+            verdict = admitted.get(kind)
+            if verdict is None:
+                verdict = admitted[kind] = trust.may_run_on(
+                    isolating=key[6],
+                    operators=key[7],
                     username=request.user,
                     trusted=request.trusted,
                 )
-            if not admitted[isolating, operators]:
-                continue
+            return verdict
+
+        return usable
+
+    def _least_fragmenting_by_scan(
+        self, request: Request, weights: Weights | None, exclude: frozenset[str]
+    ) -> NodeView | None:
+        """The same decision by scoring every state (and, with locality, every node)
+        afresh: the reference the rankings are checked against (tests, and the
+        benchmark's side-by-side run)."""
+        scorer = Scorer(request, self._fragmentation_measure())
+        usable = self._admission(request)
+        if weights is not None:
+            fitting = [n for n in self._in_order(exclude) if fits_now(n, request)]
+            most = max((locality(n, request, weights) for n in fitting), default=0.0)
+            if most > 0:
+                return min(
+                    (n for n in fitting if locality(n, request, weights) == most),
+                    key=lambda n: (
+                        scorer(self.states.key_of[n.name])[1]  # type: ignore[index]
+                        if n.name in self.states.key_of
+                        else 0.0,
+                        len(n.free_gpus),
+                        self.rank[n.name],
+                    ),
+                )
+        if not request.wants_gpu:
+            for name in self.by_free.get(0, {}):
+                node = self.nodes[name]
+                if name not in exclude and not node.partial and fits_now(node, request):
+                    return node
+        order = self._class_plan().order(request) if request.wants_gpu else {}
+        best: tuple[int, float, float, float, int, str] | None = None
+        for key, names in self.states.groups.items():
+            score = scorer(key)
             first = next((n for n in names if n not in exclude), None)
-            if first is None:
+            if score is None or first is None or not usable(key):
                 continue
-            if shares:
-                # A GPU already shared first; a whole one broken where fewest are whole.
-                lead: tuple[int, float] = (
-                    order.get(kind, unplanned),
-                    float(left_free if left_free < free else -1),
-                )
-                after_lead = 0.0
-            elif wants_gpu:
-                lead, after_lead = (order.get(kind, unplanned), 0.0), float(left_free)
-            else:
-                # Without GPUs: where the least GPU capacity is free, so that CPUs and
-                # memory stay beside the free GPUs for the requests that need them.
-                lead, after_lead = (0, float(free * WHOLE + sum(partial))), 0.0
-            fitting.append((lead, key, left_free, left_partial, after_lead, first))
-        if not fitting:
-            return None
-        leading = min(entry[0] for entry in fitting)
-        best: tuple[float, float, int, str] | None = None
-        for lead, key, left_free, left_partial, after_lead, first in fitting:
-            if lead != leading:
-                continue
-            kind, free, cpus, memory, partial = key[:5]
-            added = fragmentation(
-                (
-                    kind[0],
-                    left_free,
-                    cpus - wants_cpus,
-                    memory - wants_memory,
-                    left_partial,
-                    kind[4],
-                )
-            ) - fragmentation((kind[0], free, cpus, memory, partial, kind[4]))
-            score = (added, after_lead, self.rank[first], first)
-            if best is None or score < best:
-                best = score
-        assert best is not None
-        return self.nodes[best[3]]
+            ranked = (order.get(key[0], len(order)), *score, self.rank[first], first)
+            if best is None or ranked < best:
+                best = ranked
+        return None if best is None else self.nodes[best[-1]]
 
     def _fragmentation_measure(self) -> Fragmentation:
         if self._fragmentation is None or self._fragmentation.demand is not self.demand:
@@ -513,7 +493,7 @@ class Cluster:
         stale = self._plan_version != self.demand.version
         if self._plan is None or stale or self._placed_since_plan >= REPLAN_EVERY:
             free: dict[NodeClass, tuple[float, float, int]] = {}
-            for key, names in self.states.items():
+            for key, names in self.states.groups.items():
                 kind, gpus, cpus, memory, partial, drained, _iso, _ops = key
                 if drained:
                     continue
@@ -547,12 +527,9 @@ class Cluster:
         del self.by_free[len(node.free_gpus)][node.name]
         self.by_free.setdefault(len(updated.free_gpus), {})[node.name] = None
         if node.free_gpus or node.partial:
-            key = state_key(node)
-            del self.states[key][node.name]
-            if not self.states[key]:
-                del self.states[key]
+            self.states.remove(node.name)
         if updated.free_gpus or updated.partial:
-            self.states.setdefault(state_key(updated), {})[node.name] = None
+            self.states.add(node.name, state_key(updated))
         self.nodes[node.name] = updated
 
     def allocate(self, request: Request, placement: Placement) -> None:
@@ -567,13 +544,18 @@ class Cluster:
             if self._plan is not None:
                 self._plan.record(request, node_class(node))
         if placement.gpu_milli:
-            updated = with_share(node, placement.gpu_indices[0], -placement.gpu_milli)
+            free_gpus, partial = _share_changed(
+                node, placement.gpu_indices[0], -placement.gpu_milli
+            )
         else:
-            updated = replace(node, free_gpus=tuple(i for i in node.free_gpus if i not in taken))
+            free_gpus = tuple(i for i in node.free_gpus if i not in taken)
+            partial = node.partial
         self._replace(
             node,
             replace(
-                updated,
+                node,
+                free_gpus=free_gpus,
+                partial=partial,
                 free_cpus=node.free_cpus - request.cpus,
                 free_memory_mb=node.free_memory_mb - request.memory_mb,
             ),
@@ -582,15 +564,17 @@ class Cluster:
     def release(self, request: Request, placement: Placement) -> None:
         node = self.nodes[placement.node]
         if placement.gpu_milli:
-            updated = with_share(node, placement.gpu_indices[0], placement.gpu_milli)
+            index, change = placement.gpu_indices[0], placement.gpu_milli
+            free_gpus, partial = _share_changed(node, index, change)
         else:
-            updated = replace(
-                node, free_gpus=tuple(sorted((*node.free_gpus, *placement.gpu_indices)))
-            )
+            free_gpus = tuple(sorted((*node.free_gpus, *placement.gpu_indices)))
+            partial = node.partial
         self._replace(
             node,
             replace(
-                updated,
+                node,
+                free_gpus=free_gpus,
+                partial=partial,
                 free_cpus=node.free_cpus + request.cpus,
                 free_memory_mb=node.free_memory_mb + request.memory_mb,
             ),

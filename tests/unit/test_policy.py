@@ -1,6 +1,6 @@
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.policy import NodeView, Placement, Request, best_fit, never_fits_reason
@@ -340,3 +340,113 @@ def test_fragmentation_counts_the_parts_of_shared_gpus_too_small_to_use():
     assert stranded(demand, ("", 1, 8.0, 1024, (600,), 0)) == 0.3
     # No CPU left: nothing fits, everything free is lost.
     assert stranded(demand, ("", 1, 0.0, 1024, (600,), 0)) == 1.6
+
+
+# fgd's walk over node states ---------------------------------------------------------
+
+MODELS = ("V100", "T4", "P100")
+
+
+def _varied_nodes(rng):
+    """Nodes of a few classes, some of them drained, not isolating or run by operators,
+    with GPUs of known and unknown memory."""
+    nodes = []
+    for number in range(rng.randint(4, 14)):
+        gpus = rng.choice([0, 1, 2, 4, 8])
+        cpus = float(rng.choice([8, 16, 32]))
+        memory = rng.choice([2**15, 2**16, 2**17])
+        nodes.append(
+            NodeView(
+                f"n{number:02d}",
+                gpus,
+                tuple(range(gpus)),
+                cpus,
+                cpus,
+                memory,
+                memory,
+                gpu_model=rng.choice(MODELS) if gpus else "",
+                drained=rng.random() < 0.1,
+                isolating=rng.random() < 0.85,
+                operators=frozenset({"ann"}) if rng.random() < 0.1 else frozenset(),
+                gpu_memory_mb=rng.choice([0, 16384, 32768]) if gpus else 0,
+                images=frozenset({"env:a"}) if rng.random() < 0.3 else frozenset(),
+                datasets=frozenset({"mnist:1"}) if rng.random() < 0.3 else frozenset(),
+            )
+        )
+    return nodes
+
+
+def _varied_request(rng):
+    kind = rng.random()
+    return Request(
+        gpus=rng.choice([1, 1, 2, 4, 8]) if kind < 0.5 else 0,
+        gpu_milli=rng.choice([250, 500, 700]) if 0.5 <= kind < 0.7 else 0,
+        gpu_memory_mb=rng.choice([4096, 20000]) if 0.7 <= kind < 0.8 else 0,
+        cpus=float(rng.choice([1, 2, 4, 8])),
+        memory_mb=rng.choice([1024, 8192, 30000]),
+        gpu_models=frozenset(rng.sample(MODELS, rng.randint(1, 2)))
+        if rng.random() < 0.3
+        else frozenset(),
+        user=rng.choice(["ann", "bob"]),
+        trusted=rng.random() < 0.7,
+        image=rng.choice(["", "", "env:a"]),
+        datasets=frozenset({"mnist:1"}) if rng.random() < 0.2 else frozenset(),
+    )
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.integers(0, 2**32))
+def test_fgd_walk_decides_as_scoring_every_state_would(seed):
+    """The walk by class in the plan's order, with fragmentation measured only for the
+    states that lead, chooses the node that scoring every state (and, with locality,
+    every node) chooses: as the cluster fills and empties, with a node held back, with
+    nodes that do not admit everyone."""
+    import random
+
+    from scheduler.policy import DEFAULT_WEIGHTS, Cluster
+
+    rng = random.Random(seed)
+    cluster = Cluster.of(_varied_nodes(rng))
+    placed = []
+    for _ in range(60):
+        request = _varied_request(rng)
+        cluster.observe(request)
+        names = list(cluster.nodes)
+        exclude = frozenset({rng.choice(names)}) if rng.random() < 0.3 else frozenset()
+        weights = DEFAULT_WEIGHTS if request.image or request.datasets else None
+        fast = cluster._least_fragmenting(request, weights, exclude)
+        scan = cluster._least_fragmenting_by_scan(request, weights, exclude)
+        assert (fast and fast.name) == (scan and scan.name), request
+        placement = cluster.place(request, "fgd", exclude=exclude)
+        if placement is not None:
+            cluster.allocate(request, placement)
+            placed.append((request, placement))
+        if placed and rng.random() < 0.25:
+            cluster.release(*placed.pop(rng.randrange(len(placed))))
+
+
+@given(st.integers(0, 2**32))
+def test_fragmentation_remembered_for_states_alike_is_what_they_strand(seed):
+    """States that meet the same CPU and memory asks of the mix share one measure: it
+    is the fragmentation `stranded` measures for each of them."""
+    import random
+
+    from scheduler.fragmentation import Demand, Fragmentation, stranded
+
+    rng = random.Random(seed)
+    demand = Demand()
+    for _ in range(rng.randint(1, 40)):
+        demand.observe(replace(_varied_request(rng), gpus=rng.choice([0, 1, 2])))
+    measure = Fragmentation(demand).current()
+    for _ in range(40):
+        whole = rng.randint(0, 4)
+        partial = tuple(sorted(rng.sample(range(1, 1000), rng.randint(0, 2))))
+        state = (
+            rng.choice(MODELS),
+            whole,
+            float(rng.randint(0, 16)),
+            rng.choice([0, 1024, 8192, 8193, 30000, 65536]),
+            partial,
+            rng.choice([0, 16384, 32768]),
+        )
+        assert measure(state) == stranded(demand, state), state
