@@ -373,10 +373,18 @@ class Cluster:
             if local is not None:
                 return local
         if not request.wants_gpu:
-            # Taking CPUs and memory strands no GPU on a node with none free.
+            # Taking CPUs and memory strands no GPU on a node with none free. (Most of
+            # those nodes are full: the cheap tests first.)
+            cpus, memory = request.cpus, request.memory_mb
             for name in self.by_free.get(0, {}):
                 node = self.nodes[name]
-                if name not in exclude and not node.partial and fits_now(node, request):
+                if (
+                    node.free_cpus >= cpus
+                    and node.free_memory_mb >= memory
+                    and not node.partial
+                    and name not in exclude
+                    and fits_now(node, request)
+                ):
                     return node
         order = self._class_plan().order(request) if request.wants_gpu else {}
         chosen = self.states.best(scorer, order, self.rank, usable, exclude)
@@ -402,26 +410,30 @@ class Cluster:
         if request.image and weights.image:
             for name in self.holders.get(request.image, ()):
                 near[name] = near.get(name, 0.0) + weights.image
-        best: tuple[float, float, int] | None = None
-        best_level = 0.0
+        at_level: dict[float, list[str]] = {}
         for name, level in near.items():
-            if level <= 0 or level < best_level or name in exclude:
-                continue
-            key = self.states.key_of.get(name)
-            if key is None:
-                # No GPU capacity free: fragmentation is nothing before and after.
-                if request.wants_gpu or not fits_now(self.nodes[name], request):
-                    continue
-                free, added = 0, 0.0
-            else:
-                score = scorer(key) if usable(key) else None
-                if score is None:
-                    continue
-                free, added = key[1], score[1]
-            rank = self.rank[name]
-            if best is None or level > best_level or (added, free, rank) < best[:3]:
-                best, best_level = (added, free, rank), level
-        return None if best is None else self.nodes[self.order[best[2]]]
+            if level > 0 and name not in exclude:
+                at_level.setdefault(level, []).append(name)
+        wants_gpu, key_of, rank = request.wants_gpu, self.states.key_of, self.rank
+        for level in sorted(at_level, reverse=True):
+            best: tuple[float, int, int] | None = None
+            for name in at_level[level]:
+                key = key_of.get(name)
+                if key is None:
+                    # No GPU capacity free: fragmentation is nothing before and after.
+                    if wants_gpu or not fits_now(self.nodes[name], request):
+                        continue
+                    ranked = (0.0, 0, rank[name])
+                else:
+                    score = scorer(key) if usable(key) else None
+                    if score is None:
+                        continue
+                    ranked = (score[1], key[1], rank[name])
+                if best is None or ranked < best:
+                    best = ranked
+            if best is not None:
+                return self.nodes[self.order[best[2]]]
+        return None
 
     def _admission(self, request: Request) -> Callable[[StateKey], bool]:
         """Whether the nodes in a state admit the request's owner (remembered by the
