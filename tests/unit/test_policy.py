@@ -356,14 +356,8 @@ def _varied_nodes(rng):
         cpus = float(rng.choice([8, 16, 32]))
         memory = rng.choice([2**15, 2**16, 2**17])
         nodes.append(
-            NodeView(
-                f"n{number:02d}",
-                gpus,
-                tuple(range(gpus)),
-                cpus,
-                cpus,
-                memory,
-                memory,
+            replace(
+                view(f"n{number:02d}", gpus, range(gpus), cpus, memory),
                 gpu_model=rng.choice(MODELS) if gpus else "",
                 drained=rng.random() < 0.1,
                 isolating=rng.random() < 0.85,
