@@ -275,6 +275,8 @@ class Fragmentation:
             )
             known = self._alike.get(alike)
             if known is None:
+                # The steps are those of the mix `stranded` measures under.
+                assert self._version == self.demand.version, "current() first"
                 known = self._alike[alike] = self._stranded(state, alike)
             self._known[state] = known
         return known

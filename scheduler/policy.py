@@ -458,8 +458,7 @@ class Cluster:
         self, request: Request, weights: Weights | None, exclude: frozenset[str]
     ) -> NodeView | None:
         """The same decision by scoring every state (and, with locality, every node)
-        afresh: the reference the rankings are checked against (tests, and the
-        benchmark's side-by-side run)."""
+        afresh: the reference the walk is checked against (tests only)."""
         scorer = Scorer(request, self._fragmentation_measure())
         usable = self._admission(request)
         if weights is not None:
@@ -469,8 +468,8 @@ class Cluster:
                 return min(
                     (n for n in fitting if locality(n, request, weights) == most),
                     key=lambda n: (
-                        scorer(self.states.key_of[n.name])[1]  # type: ignore[index]
-                        if n.name in self.states.key_of
+                        scorer(state_key(n))[1]  # type: ignore[index]
+                        if n.free_gpus or n.partial
                         else 0.0,
                         len(n.free_gpus),
                         self.rank[n.name],

@@ -64,7 +64,7 @@ class Scorer:
 
     def may_hold(self, node_class: NodeClass) -> bool:
         """Whether a node of the class could hold the request when empty (its GPU
-        model allowed)."""
+        model allowed): a node never has more free than it has."""
         model, gpus, cpus, memory, _memory_of_gpu = node_class
         return (
             gpus >= self.gpus
@@ -117,6 +117,7 @@ class States:
         self.by_class: dict[NodeClass, dict[StateKey, None]] = {}
 
     def add(self, name: str, key: StateKey) -> None:
+        assert name not in self.key_of, f"{name} is in the states twice"
         names = self.groups.get(key)
         if names is None:
             names = self.groups[key] = {}
@@ -148,28 +149,30 @@ class States:
         the other classes. Of a state, the node longest in it (not held back);
         `usable`: whether a state's nodes admit the request's owner."""
         classes = [c for c in self.by_class if scorer.may_hold(c)]
+        # The share it needs, by each GPU's memory, worked out once per decision.
+        needs = {c[4]: scorer.need_on(c[4]) for c in classes} if scorer.shares else {}
         for _place, node_class in sorted((order[c], c) for c in classes if c in order):
-            chosen = self._walk(self.by_class[node_class], scorer, rank, usable, exclude)
+            chosen = self._walk(self.by_class[node_class], scorer, needs, rank, usable, exclude)
             if chosen is not None:
                 return chosen
-        others = [self.by_class[c] for c in classes if c not in order]
-        return self._walk(chain.from_iterable(others), scorer, rank, usable, exclude)
+        others = chain.from_iterable(self.by_class[c] for c in classes if c not in order)
+        return self._walk(others, scorer, needs, rank, usable, exclude)
 
     def _walk(
         self,
         keys: Iterable[StateKey],
         scorer: Scorer,
+        need_on: dict[int, int],
         rank: dict[str, int],
         usable: Callable[[StateKey], bool],
         exclude: Collection[str],
     ) -> str | None:
         """`Scorer`'s rule over many states, the cheap tests first: the states that
-        lead on them, and only those, have their fragmentation measured."""
+        lead on them, and only those, have their fragmentation measured. `need_on`: the
+        share the request needs, by each GPU's memory."""
         needs, models = scorer.gpus, scorer.models
         wants_gpu, shares = scorer.wants_gpu, scorer.shares
         wants_cpus, wants_memory = scorer.cpus, scorer.memory
-        # The share it needs, by each GPU's memory, worked out once per decision.
-        need_on = {c[4]: scorer.need_on(c[4]) for c in self.by_class} if shares else {}
         groups = self.groups
         leading: list[tuple[StateKey, int, tuple[int, ...], float, str]] = []
         lead_now = float("inf")
@@ -204,9 +207,10 @@ class States:
             names = groups[key]
             first = next(iter(names))
             if first in exclude:
-                first = next((n for n in names if n not in exclude), "")
-                if not first:
+                other = next((n for n in names if n not in exclude), None)
+                if other is None:
                     continue
+                first = other
             if lead < lead_now:
                 lead_now, leading = lead, []
             leading.append((key, left_free, left_partial, after, first))
