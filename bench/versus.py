@@ -28,8 +28,10 @@ def run(checkout: Path, bench: list[str]) -> dict:
         env={**os.environ, "PYTHONPATH": str(checkout)},
         capture_output=True,
         text=True,
-        check=True,
     )
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"versus: bench/{bench[0]} failed in {checkout}: {last}")
     return json.loads(done.stdout)
 
 
@@ -45,7 +47,11 @@ def main() -> None:
     # Beside this checkout, as the benchmarks look for ../shared from their own.
     before = ROOT.parent / f".versus-{os.getpid()}"
     git = ["git", "-C", str(ROOT), "worktree"]
-    subprocess.run([*git, "add", "--detach", "-q", str(before), args.revision], check=True)
+    added = subprocess.run(
+        [*git, "add", "--detach", "-q", str(before), args.revision], capture_output=True, text=True
+    )
+    if added.returncode:
+        sys.exit(f"versus: cannot check out {args.revision}: {added.stderr.strip()}")
     try:
         for _ in range(args.rounds):
             result["before"].append(run(before, args.bench))
