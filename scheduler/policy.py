@@ -44,7 +44,7 @@ from scheduler.fragmentation import (
     share_need,
     state_key,
 )
-from scheduler.ranking import Scorer, States
+from scheduler.ranking import Score, Scorer, States
 
 POLICIES = ("fgd", "best-fit", "first-fit", "worst-fit", "random")
 DEFAULT_POLICY = "fgd"
@@ -415,6 +415,8 @@ class Cluster:
             if level > 0 and name not in exclude:
                 at_level.setdefault(level, []).append(name)
         wants_gpu, key_of, rank = request.wants_gpu, self.states.key_of, self.rank
+        # Nodes in the same state score alike: each state is scored once a decision.
+        scores: dict[StateKey, Score | None] = {}
         for level in sorted(at_level, reverse=True):
             best: tuple[float, int, int] | None = None
             for name in at_level[level]:
@@ -425,7 +427,10 @@ class Cluster:
                         continue
                     ranked = (0.0, 0, rank[name])
                 else:
-                    score = scorer(key) if usable(key) else None
+                    if key in scores:
+                        score = scores[key]
+                    else:
+                        score = scores[key] = scorer(key) if usable(key) else None
                     if score is None:
                         continue
                     ranked = (score[1], key[1], rank[name])
