@@ -161,8 +161,8 @@ def test_losing_redis_never_stops_podium(own_stack, tmp_path):
     while "the redis exited" not in (own_stack.root / "stack.log").read_text():
         assert time.monotonic() < deadline, "the embedded Redis was not restarted"
         time.sleep(0.2)
-    # The new server is logged as started before it is a process, and a process before
-    # it listens: wait for one other than the killed one to bind the port.
+    # The exit is logged before the new server is a process, and that process exists
+    # before it listens: wait for one other than the killed one to bind the port.
     while port not in _listening(own_stack, "valkey-server", other_than=redis.pid):
         assert time.monotonic() < deadline, "the restarted Redis does not listen on its port"
         time.sleep(0.2)
