@@ -50,12 +50,13 @@ POLICIES = ("fgd", "best-fit", "first-fit", "worst-fit", "random")
 DEFAULT_POLICY = "fgd"
 # How each policy chooses among nodes it scores alike (the simulator reports it).
 TIE_BREAKS = {
-    "fgd": "most locality; then the node class furthest behind its planned share; then"
-    " the least fragmentation added (a share of a GPU: a GPU already shared first, else"
-    " the node with fewest whole GPUs free); then fewest GPUs left free (without GPUs:"
-    " the node with the least GPU capacity free, first); then, of nodes in the same"
-    " state, the one longest in it, and of states, the one whose node comes first by"
-    " name",
+    "fgd": "most locality; then the node class furthest behind its planned share (where"
+    " shapes are bound to GPU models; otherwise, any class but those planned for kinds"
+    " with fewer choices, first); then the least fragmentation added (a share of a"
+    " GPU: a GPU already shared first, else the node with fewest whole GPUs free); then"
+    " fewest GPUs left free (without GPUs: the node with the least GPU capacity free,"
+    " first); then, of nodes in the same state, the one longest in it, and of states,"
+    " the one whose node comes first by name",
     "best-fit": "most locality, then fewest GPUs left free; then, with locality, the first"
     " node by name, and without, the node longest at its number of free GPUs",
     "first-fit": "the first node by name",

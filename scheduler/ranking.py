@@ -144,15 +144,20 @@ class States:
         usable: Callable[[StateKey], bool],
         exclude: Collection[str],
     ) -> str | None:
-        """The node `fgd` chooses: of the classes in the plan's order, in that order,
-        the first with a state that can take the request; else the best state of all
-        the other classes. Of a state, the node longest in it (not held back);
+        """The node `fgd` chooses: of the classes in the plan's order, place by place,
+        the best state of the first place's classes that can take the request; else
+        the best state of all the other classes. Of a state, the node longest in it (not held back);
         `usable`: whether a state's nodes admit the request's owner."""
         classes = [c for c in self.by_class if scorer.may_hold(c)]
         # The share it needs, by each GPU's memory, worked out once per decision.
         needs = {c[4]: scorer.need_on(c[4]) for c in classes} if scorer.shares else {}
-        for _place, node_class in sorted((order[c], c) for c in classes if c in order):
-            chosen = self._walk(self.by_class[node_class], scorer, needs, rank, usable, exclude)
+        tiers: dict[int, list[NodeClass]] = {}
+        for c in classes:
+            if c in order:
+                tiers.setdefault(order[c], []).append(c)
+        for place in sorted(tiers):
+            keys = chain.from_iterable(self.by_class[c] for c in tiers[place])
+            chosen = self._walk(keys, scorer, needs, rank, usable, exclude)
             if chosen is not None:
                 return chosen
         others = chain.from_iterable(self.by_class[c] for c in classes if c not in order)

@@ -244,6 +244,32 @@ def test_the_class_plan_leaves_a_scarce_class_to_the_requests_bound_to_it():
     assert abs(sum(split.values()) - 1) < 1e-6
 
 
+def test_fgd_keeps_the_only_nodes_a_kind_fits_though_no_model_is_asked_for():
+    """No request names a GPU model, but an 8-GPU task with 120 CPUs fits only the
+    128-CPU node. A 4-GPU task with 60 CPUs strands less there (68 CPUs stay beside its
+    4 free GPUs, 36 on a 96-CPU node), so fragmentation alone sends it there; the plan
+    keeps that node for the kind that has no other."""
+    from scheduler.fragmentation import Demand
+    from scheduler.policy import Cluster
+
+    def node(name, cpus):
+        return NodeView(name, 8, tuple(range(8)), cpus, cpus, 2**20, 2**20, gpu_model="G2")
+
+    four, narrow = Request(gpus=4, cpus=60), Request(gpus=8, cpus=120)
+    demand = Demand()
+    for _ in range(10):
+        for request in (four, Request(gpus=4, cpus=40), four, Request(gpus=4, cpus=40), narrow):
+            demand.observe(request)
+    cluster = Cluster.of([node("a-128", 128), *(node(f"b-96-{i}", 96) for i in range(3))], demand)
+    where = []
+    for request in [four] * 3 + [narrow]:
+        placement = cluster.place(request, "fgd")
+        where.append(placement.node if placement else None)
+        if placement:
+            cluster.allocate(request, placement)
+    assert where == ["b-96-0", "b-96-1", "b-96-2", "a-128"], where
+
+
 # Shares of GPUs ---------------------------------------------------------------------
 
 
