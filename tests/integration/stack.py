@@ -67,6 +67,18 @@ class Stack:
             parts.append(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-30:]))
         return "\n".join(parts)
 
+    def graded(self, submissions: list, timeout: float = 30) -> str:
+        """The grader's log once it tells of each submission's score (the score is
+        committed, and so shown, just before the grader writes the line)."""
+        log = self.instance / "logs" / "grader.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = log.read_text()
+            if all(f"submission {number}: scored" in text for number in submissions):
+                return text
+            assert time.monotonic() < deadline, text[-2000:]
+            time.sleep(0.1)
+
     def join_token(self) -> str:
         namespace: dict[str, str] = {}
         exec((self.instance / "config.py").read_text(), namespace)
